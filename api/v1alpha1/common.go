@@ -1,0 +1,43 @@
+package v1alpha1
+
+// Labels, annotations and finalizers shared by the controllers and the SCIM
+// server. They are part of the API: users select on the labels with kubectl.
+const (
+	// LabelActive mirrors a ProvisionedUser's spec.active ("true"/"false") so
+	// that `kubectl get provisionedusers -l scim.helpdesk.dev/active=false`
+	// lists disabled users.
+	LabelActive = "scim.helpdesk.dev/active"
+	// LabelToken names the ScimToken whose bearer created the object.
+	LabelToken = "scim.helpdesk.dev/token"
+	// LabelGroup names the ProvisionedGroup a GroupMembership shard belongs to.
+	LabelGroup = "scim.helpdesk.dev/group"
+	// LabelClaimKind says what a NameClaim reserves: "userName" or "displayName".
+	LabelClaimKind = "scim.helpdesk.dev/claim-kind"
+	// LabelManagedBy marks Secrets the ScimToken controller generated.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+
+	// AnnotationRotate requests an immediate rotation when its value changes:
+	// kubectl annotate scimtoken NAME scim.helpdesk.dev/rotate="$(date +%s)" --overwrite
+	AnnotationRotate = "scim.helpdesk.dev/rotate"
+
+	// FinalizerHelpdesk keeps a user or group until its deletion reached the
+	// helpdesk database.
+	FinalizerHelpdesk = "scim.helpdesk.dev/helpdesk-sync"
+	// FinalizerToken keeps a ScimToken until its tokens are revoked.
+	FinalizerToken = "scim.helpdesk.dev/revoke"
+
+	// ManagerName is the value of LabelManagedBy on objects this operator owns.
+	ManagerName = "scim-operator"
+)
+
+// Condition types and reasons used across kinds.
+const (
+	// ConditionReady is true when a ScimToken's bearer token is accepted.
+	ConditionReady = "Ready"
+	// ConditionSynced is true when a user or group is in the helpdesk database
+	// exactly as its spec says.
+	ConditionSynced = "Synced"
+	// ConditionPreviousTokenInUse warns that the identity provider still sends
+	// a token that is about to stop working.
+	ConditionPreviousTokenInUse = "PreviousTokenInUse"
+)

@@ -1,0 +1,58 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// MaxMembersPerShard bounds a GroupMembership shard: 2,000 ids of at most 64
+// bytes stay far below etcd's 1.5 MiB request limit, and rewriting one shard
+// stays cheap whatever the size of the group.
+const MaxMembersPerShard = 2000
+
+// GroupMembershipSpec holds part of one group's member list.
+type GroupMembershipSpec struct {
+	// Group is the name (SCIM id) of the ProvisionedGroup these members
+	// belong to.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="group is immutable: a shard belongs to one group for life"
+	// +required
+	Group string `json:"group"`
+
+	// Members are the SCIM ids (ProvisionedUser names) of members, each at
+	// most once across all shards of the group.
+	// +kubebuilder:validation:MaxItems=2000
+	// +kubebuilder:validation:items:MaxLength=64
+	// +listType=atomic
+	// +optional
+	Members []string `json:"members,omitempty"`
+}
+
+// GroupMembership is one shard of a ProvisionedGroup's member list, named
+// <group>-<n>. The SCIM server writes shards; read a group's members with
+// `kubectl get groupmemberships -l scim.helpdesk.dev/group=<group>`.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=gm,categories=scim
+// +kubebuilder:printcolumn:name="Group",type=string,JSONPath=`.spec.group`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type GroupMembership struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec GroupMembershipSpec `json:"spec"`
+}
+
+// +kubebuilder:object:root=true
+
+// GroupMembershipList is a list of GroupMemberships.
+type GroupMembershipList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []GroupMembership `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&GroupMembership{}, &GroupMembershipList{})
+}

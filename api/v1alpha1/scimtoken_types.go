@@ -1,0 +1,178 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ScimTokenSpec describes a bearer token that an identity provider (Microsoft
+// Entra ID, Okta, ...) uses to call the SCIM endpoint. The token's namespace
+// is the tenant: users and groups provisioned with it live in that namespace.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.rotation) || !has(self.secretRef)",message="rotation and secretRef cannot be combined: an adopted Secret is rotated by whoever manages it (Vault, External Secrets)"
+type ScimTokenSpec struct {
+	// Description is free text for people, shown by `kubectl get scimtokens`,
+	// for example "Entra ID production tenant".
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Description string `json:"description,omitempty"`
+
+	// Active says whether the token is accepted. Setting it to false makes
+	// every operator replica refuse the token within seconds, without
+	// deleting it; setting it back to true accepts it again.
+	// +kubebuilder:default=true
+	// +optional
+	Active *bool `json:"active,omitempty"`
+
+	// Rotation replaces the token on a schedule. Without it the token is
+	// rotated only on demand, by changing the scim.helpdesk.dev/rotate
+	// annotation.
+	// +optional
+	Rotation *TokenRotation `json:"rotation,omitempty"`
+
+	// SecretRef adopts a Secret managed elsewhere (External Secrets, Vault,
+	// sealed-secrets) instead of generating one. The operator reads the token
+	// from it, follows its changes, and never writes or deletes it.
+	// +optional
+	SecretRef *TokenSecretReference `json:"secretRef,omitempty"`
+}
+
+// TokenRotation says how often a generated token is replaced and how long the
+// replaced one keeps working.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.overlap) || duration(self.interval) > duration(self.overlap)",message="rotation.interval must be longer than rotation.overlap, otherwise two rotations would overlap"
+type TokenRotation struct {
+	// Interval between rotations, as a Go duration such as "720h" (30 days).
+	// At least one minute.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^-?([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="rotation.interval must be at least 1m (and not negative)"
+	// +required
+	Interval metav1.Duration `json:"interval"`
+
+	// Overlap is how long the previous token keeps working after a rotation,
+	// so that the identity provider can be given the new one. "0s" revokes
+	// the previous token at once (use it after a leak). Defaults to 24h.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^-?([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="rotation.overlap must not be negative"
+	// +kubebuilder:default="24h"
+	// +optional
+	Overlap *metav1.Duration `json:"overlap,omitempty"`
+}
+
+// TokenSecretReference names a Secret in the ScimToken's namespace.
+type TokenSecretReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+
+	// Key in the Secret's data that holds the token. Defaults to "token".
+	// +kubebuilder:default=token
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// ScimTokenStatus is what the operator observed. It never holds a token,
+// only fingerprints (SHA-256 of the token, which cannot be reversed).
+type ScimTokenStatus struct {
+	// Conditions: Ready (the token is accepted) and PreviousTokenInUse (the
+	// identity provider still sends a token that is about to expire).
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// ObservedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Endpoint is the SCIM base URL to paste into the identity provider
+	// (Entra's "Tenant URL").
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// SecretName is the Secret holding the token (key "token") and the
+	// endpoint (key "endpoint").
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
+	// Fingerprint identifies the current token: "sha256:" and the hex SHA-256
+	// of the token. Safe to show; compare its first characters with
+	// `kubectl get secret NAME -o jsonpath='{.data.token}' | base64 -d | sha256sum`.
+	// +optional
+	Fingerprint string `json:"fingerprint,omitempty"`
+
+	// IssuedAt is when the current token was generated or adopted.
+	// +optional
+	IssuedAt *metav1.Time `json:"issuedAt,omitempty"`
+
+	// NextRotationAt is when the current token will be replaced.
+	// +optional
+	NextRotationAt *metav1.Time `json:"nextRotationAt,omitempty"`
+
+	// PreviousFingerprint identifies the token replaced by the last rotation
+	// while it still works.
+	// +optional
+	PreviousFingerprint string `json:"previousFingerprint,omitempty"`
+
+	// PreviousValidUntil is when the previous token stops working.
+	// +optional
+	PreviousValidUntil *metav1.Time `json:"previousValidUntil,omitempty"`
+
+	// LastUsedAt is the last time the current token authenticated a request,
+	// written at most once a minute.
+	// +optional
+	LastUsedAt *metav1.Time `json:"lastUsedAt,omitempty"`
+
+	// PreviousLastUsedAt is the last time the previous token authenticated a
+	// request, written at most once a minute.
+	// +optional
+	PreviousLastUsedAt *metav1.Time `json:"previousLastUsedAt,omitempty"`
+
+	// RotationRequest is the value of the scim.helpdesk.dev/rotate annotation
+	// that was last acted on.
+	// +optional
+	RotationRequest string `json:"rotationRequest,omitempty"`
+}
+
+// ScimToken issues the bearer token that an identity provider uses to
+// provision users and groups into its namespace over SCIM.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=scimtok,categories=scim
+// +kubebuilder:printcolumn:name="Description",type=string,JSONPath=`.spec.description`
+// +kubebuilder:printcolumn:name="Active",type=boolean,JSONPath=`.spec.active`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
+// +kubebuilder:printcolumn:name="Next Rotation",type=date,JSONPath=`.status.nextRotationAt`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ScimToken struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +optional
+	Spec ScimTokenSpec `json:"spec,omitempty"`
+	// +optional
+	Status ScimTokenStatus `json:"status,omitempty"`
+}
+
+// IsActive reports spec.active, which defaults to true.
+func (t *ScimToken) IsActive() bool { return t.Spec.Active == nil || *t.Spec.Active }
+
+// +kubebuilder:object:root=true
+
+// ScimTokenList is a list of ScimTokens.
+type ScimTokenList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ScimToken `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ScimToken{}, &ScimTokenList{})
+}

@@ -1,0 +1,154 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
+
+func dur(s string) metav1.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		panic(err)
+	}
+	return metav1.Duration{Duration: d}
+}
+
+// durPtr keeps the raw text so that negative and malformed values reach the
+// API server as written.
+func durPtr(s string) *metav1.Duration { d := dur(s); return &d }
+
+// TestValidation creates each object against the real API server: good ones
+// must be accepted, bad ones refused with a message a person understands.
+func TestValidation(t *testing.T) {
+	e := testenv.Require(t, env)
+	ns := e.Namespace(t)
+
+	user := func(mut func(*scimv1.ProvisionedUserSpec)) client.Object {
+		u := &scimv1.ProvisionedUser{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "u-", Namespace: ns},
+			Spec: scimv1.ProvisionedUserSpec{
+				UserName: "alice@contoso.test",
+				Emails:   []scimv1.MultiValuedAttribute{{Value: "alice@contoso.test", Type: "work", Primary: true}},
+			},
+		}
+		mut(&u.Spec)
+		return u
+	}
+	token := func(mut func(*scimv1.ScimTokenSpec)) client.Object {
+		tk := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-", Namespace: ns}}
+		mut(&tk.Spec)
+		return tk
+	}
+	group := func(name string) client.Object {
+		return &scimv1.ProvisionedGroup{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "g-", Namespace: ns},
+			Spec:       scimv1.ProvisionedGroupSpec{DisplayName: name},
+		}
+	}
+
+	cases := []struct {
+		name    string
+		obj     client.Object
+		wantErr string // empty: must be accepted
+	}{
+		{"user: minimal", user(func(*scimv1.ProvisionedUserSpec) {}), ""},
+		{"user: full enterprise and custom extension", user(func(s *scimv1.ProvisionedUserSpec) {
+			s.Name = &scimv1.PersonName{GivenName: "Alice", FamilyName: "Liddell"}
+			s.Active = ptr.To(false)
+			s.Addresses = []scimv1.Address{{Type: "work", Locality: "Redmond", Region: "WA"}}
+			s.Enterprise = &scimv1.EnterpriseUser{Department: "Sales", Manager: "7d3e9a10",
+				CustomFields: map[string]apiextensionsv1.JSON{"shoe-size": {Raw: []byte(`42`)}}}
+			s.Extensions = map[string]scimv1.ExtensionAttributes{
+				"urn:ietf:params:scim:schemas:extension:Contoso:2.0:User": {"badge": {Raw: []byte(`"B-7"`)}},
+			}
+		}), ""},
+		{"user: empty userName", user(func(s *scimv1.ProvisionedUserSpec) { s.UserName = "" }), "spec.userName"},
+		{"user: blank userName", user(func(s *scimv1.ProvisionedUserSpec) { s.UserName = "   " }), "userName must not be blank"},
+		{"user: email without @", user(func(s *scimv1.ProvisionedUserSpec) {
+			s.Emails = []scimv1.MultiValuedAttribute{{Value: "alice.contoso.test"}}
+		}), "must look like an email address"},
+		{"user: overlong userName", user(func(s *scimv1.ProvisionedUserSpec) { s.UserName = strings.Repeat("a", 257) }), "Too long"},
+
+		{"group: ok", group("Sales"), ""},
+		{"group: blank displayName", group(" "), "displayName must not be blank"},
+
+		{"token: defaults", token(func(*scimv1.ScimTokenSpec) {}), ""},
+		{"token: rotation ok", token(func(s *scimv1.ScimTokenSpec) {
+			s.Rotation = &scimv1.TokenRotation{Interval: dur("720h"), Overlap: durPtr("24h")}
+		}), ""},
+		{"token: overlap 0 revokes at once", token(func(s *scimv1.ScimTokenSpec) {
+			s.Rotation = &scimv1.TokenRotation{Interval: dur("1h"), Overlap: durPtr("0s")}
+		}), ""},
+		{"token: overlap longer than interval", token(func(s *scimv1.ScimTokenSpec) {
+			s.Rotation = &scimv1.TokenRotation{Interval: dur("1h"), Overlap: durPtr("2h")}
+		}), "rotation.interval must be longer than rotation.overlap"},
+		{"token: negative interval", token(func(s *scimv1.ScimTokenSpec) {
+			s.Rotation = &scimv1.TokenRotation{Interval: dur("-1h")}
+		}), "rotation.interval must be at least 1m (and not negative)"},
+		{"token: negative overlap", token(func(s *scimv1.ScimTokenSpec) {
+			s.Rotation = &scimv1.TokenRotation{Interval: dur("1h"), Overlap: durPtr("-5m")}
+		}), "rotation.overlap must not be negative"},
+		{"token: rotation with adopted secret", token(func(s *scimv1.ScimTokenSpec) {
+			s.Rotation = &scimv1.TokenRotation{Interval: dur("1h")}
+			s.SecretRef = &scimv1.TokenSecretReference{Name: "vault-token"}
+		}), "rotation and secretRef cannot be combined"},
+		{"token: adopted secret without name", token(func(s *scimv1.ScimTokenSpec) {
+			s.SecretRef = &scimv1.TokenSecretReference{}
+		}), "spec.secretRef.name"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := e.Client.Create(ctx, tc.obj)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("want accepted, got: %v", err)
+			case tc.wantErr != "" && err == nil:
+				t.Fatalf("want rejected with %q, but the API server accepted it", tc.wantErr)
+			case tc.wantErr != "" && !strings.Contains(err.Error(), tc.wantErr):
+				t.Fatalf("want an error containing %q, got: %v", tc.wantErr, err)
+			}
+		})
+	}
+}
+
+// TestDefaults checks the defaults the API server fills in.
+func TestDefaults(t *testing.T) {
+	e := testenv.Require(t, env)
+	ns := e.Namespace(t)
+	ctx := context.Background()
+	tk := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "t", Namespace: ns},
+		Spec: scimv1.ScimTokenSpec{Rotation: &scimv1.TokenRotation{Interval: dur("720h")}}}
+	if err := e.Client.Create(ctx, tk); err != nil {
+		t.Fatal(err)
+	}
+	if !tk.IsActive() || tk.Spec.Active == nil {
+		t.Errorf("spec.active: want defaulted to true, got %v", tk.Spec.Active)
+	}
+	if tk.Spec.Rotation.Overlap == nil || tk.Spec.Rotation.Overlap.Duration != 24*time.Hour {
+		t.Errorf("spec.rotation.overlap: want 24h, got %v", tk.Spec.Rotation.Overlap)
+	}
+	u := &scimv1.ProvisionedUser{ObjectMeta: metav1.ObjectMeta{Name: "u", Namespace: ns},
+		Spec: scimv1.ProvisionedUserSpec{UserName: "bob"}}
+	if err := e.Client.Create(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if u.Spec.Active == nil || !*u.Spec.Active {
+		t.Errorf("user spec.active: want defaulted to true, got %v", u.Spec.Active)
+	}
+}
