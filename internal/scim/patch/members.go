@@ -1,0 +1,161 @@
+package patch
+
+import (
+	"strings"
+
+	"github.com/scim-operator/scim-operator/internal/scim/schema"
+	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+)
+
+// MemberOpKind says what a MemberOp does to a group's membership.
+type MemberOpKind string
+
+const (
+	// MemberAdd adds IDs; adding a current member is a no-op.
+	MemberAdd MemberOpKind = "add"
+	// MemberRemove removes exactly IDs; removing a non-member is a no-op.
+	MemberRemove MemberOpKind = "remove"
+	// MemberReplace makes IDs the whole membership. IDs is never empty: an
+	// empty replacement is reported as MemberClear.
+	MemberReplace MemberOpKind = "replace"
+	// MemberClear removes every member. It is produced only by a remove on
+	// "members" with neither value nor filter, or by a replace with an empty
+	// list or null.
+	MemberClear MemberOpKind = "clear"
+)
+
+// MemberOp is one membership change, holding member ids (the "value"
+// sub-attribute) in request order without duplicates.
+type MemberOp struct {
+	Kind MemberOpKind
+	IDs  []string
+}
+
+// membersAttr is the group attribute kept outside the document when
+// Options.ExternalMembers is set.
+const membersAttr = "members"
+
+// memberIDs reads the ids out of a members value: an array of objects, or a
+// single object, each with a non-empty string "value". "$ref", "display"
+// and "type" are ignored: the id alone identifies a member, and Entra sends
+// "$ref": null. Anything else is 400 invalidValue rather than a guess,
+// because guessing wrong here adds or removes the wrong people.
+func memberIDs(v any) ([]string, error) {
+	var items []any
+	switch v := v.(type) {
+	case []any:
+		items = v
+	case map[string]any:
+		items = []any{v}
+	default:
+		return nil, scimerr.InvalidValue("members value must be an array of objects with a \"value\" id")
+	}
+	ids := make([]string, 0, len(items))
+	seen := make(map[string]bool, len(items))
+	for i, item := range items {
+		obj, ok := item.(map[string]any)
+		if !ok {
+			return nil, scimerr.InvalidValue("members[%d] must be an object with a \"value\" id", i)
+		}
+		id, ok := lookupFold(obj, "value").(string)
+		if !ok || id == "" {
+			return nil, scimerr.InvalidValue("members[%d] must have a non-empty string \"value\"", i)
+		}
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// lookupFold returns m[name], matching the key case-insensitively when there
+// is no exact match (clients send "Value" as often as "value").
+func lookupFold(m map[string]any, name string) any {
+	if v, ok := m[name]; ok {
+		return v
+	}
+	for k, v := range m {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return nil
+}
+
+// isMembers reports whether p is the group "members" attribute.
+func (a *applier) isMembers(p schema.Path) bool {
+	return p.IsCore() && p.Attr.Name == membersAttr && p.Attr.MultiValued
+}
+
+// memberOp turns an operation on "members" into a MemberOp. Entra's
+// remove with a value array removes exactly those members; only a remove
+// with neither value nor filter empties the group (docs/entra-interop.md
+// §2 item 7 and §7: reading the value array as "remove the attribute"
+// wipes groups).
+func (a *applier) memberOp(kind string, t target, v any, hasValue bool) error {
+	if t.path.Sub != nil {
+		return scimerr.InvalidPath("sub-attributes of members cannot be addressed; use members or members[value eq \"<id>\"]")
+	}
+	if t.filter != nil {
+		if kind != OpRemove {
+			return scimerr.InvalidPath("members[...] filters are supported with remove only; add members with path \"members\"")
+		}
+		ids, ok := memberFilterIDs(t.filter, nil)
+		if !ok {
+			return scimerr.InvalidFilter("members can only be selected by value eq \"<id>\" (joined by or), got %s", t.filter.String())
+		}
+		a.addMemberOp(MemberRemove, dedupe(ids))
+		return nil
+	}
+	switch {
+	case kind == OpRemove && !hasValue:
+		a.addMemberOp(MemberClear, nil)
+		return nil
+	case kind == OpReplace && (isEmptyValue(v) || isEmptyList(v)):
+		a.addMemberOp(MemberClear, nil)
+		return nil
+	case kind == OpAdd && (isEmptyValue(v) || isEmptyList(v)):
+		return nil // adding nobody
+	}
+	ids, err := memberIDs(v)
+	if err != nil {
+		return err
+	}
+	if len(ids) > schema.MaxValues {
+		return scimerr.InvalidValue("members value has %d entries; at most %d are accepted per operation", len(ids), schema.MaxValues)
+	}
+	switch kind {
+	case OpAdd:
+		a.addMemberOp(MemberAdd, ids)
+	case OpReplace:
+		a.addMemberOp(MemberReplace, ids)
+	default:
+		a.addMemberOp(MemberRemove, ids)
+	}
+	return nil
+}
+
+func (a *applier) addMemberOp(kind MemberOpKind, ids []string) {
+	if len(ids) == 0 && kind != MemberClear {
+		return
+	}
+	a.members = append(a.members, MemberOp{Kind: kind, IDs: ids})
+}
+
+func isEmptyList(v any) bool {
+	l, ok := v.([]any)
+	return ok && len(l) == 0
+}
+
+func dedupe(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	out := ids[:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
