@@ -169,4 +169,3 @@ func (e *Env) Namespace(t testing.TB) string {
 	})
 	return ns.Name
 }
-
