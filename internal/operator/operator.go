@@ -1,0 +1,175 @@
+// Package operator wires the manager: caches and indexes, the controllers,
+// and the SCIM server. The in-cluster binary, the `dev` command and the
+// integration tests all build the operator here, so they run the same code.
+package operator
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/scim-operator/scim-operator/controllers"
+	"github.com/scim-operator/scim-operator/internal/scim/repository"
+	"github.com/scim-operator/scim-operator/internal/scim/server"
+	"github.com/scim-operator/scim-operator/internal/tokens"
+)
+
+// Options configure an operator. The zero value of each field is a sane
+// default for tests.
+type Options struct {
+	Scheme *runtime.Scheme
+	Log    logr.Logger
+
+	MetricsAddr string // "0" disables
+	ProbeAddr   string // "0" disables
+
+	LeaderElection          bool
+	LeaderElectionID        string
+	LeaderElectionNamespace string
+
+	// SCIMAddr is where the SCIM server listens, such as ":8443".
+	SCIMAddr         string
+	SCIMCertFile     string
+	SCIMKeyFile      string
+	SCIM             server.Config
+	// SCIMBound, when set, learns the SCIM listener's address (port 0).
+	SCIMBound func(addr string)
+
+	// PublicURL is the SCIM base URL reported in ScimToken status.
+	PublicURL string
+
+	// Namespaces limits the cache to these namespaces (tests); empty
+	// means all.
+	Namespaces []string
+
+	// SkipControllerNameValidation lets one process start several managers
+	// (tests that simulate replicas).
+	SkipControllerNameValidation bool
+
+	// Setup adds further controllers (the helpdesk sync) to the manager.
+	Setup []func(ctrl.Manager, *Operator) error
+}
+
+// Operator is a configured manager and the parts tests reach into.
+type Operator struct {
+	Manager ctrl.Manager
+	Repo    *repository.Repository
+	Auth    *tokens.Authenticator
+	SCIM    *server.Server
+}
+
+// New builds the manager with every controller and the SCIM server.
+func New(cfg *rest.Config, o Options) (*Operator, error) {
+	if o.MetricsAddr == "" {
+		o.MetricsAddr = "0"
+	}
+	if o.ProbeAddr == "" {
+		o.ProbeAddr = "0"
+	}
+	if o.LeaderElectionID == "" {
+		o.LeaderElectionID = "scim-operator.scim.helpdesk.dev"
+	}
+	cacheOpts := cache.Options{
+		// managedFields are never read and cost memory on every object.
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
+	if len(o.Namespaces) > 0 {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range o.Namespaces {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	mopts := ctrl.Options{
+		Scheme:                        o.Scheme,
+		Logger:                        o.Log,
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:        o.ProbeAddr,
+		LeaderElection:                o.LeaderElection,
+		LeaderElectionID:              o.LeaderElectionID,
+		LeaderElectionNamespace:       o.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         cacheOpts,
+	}
+	if o.SkipControllerNameValidation {
+		skip := true
+		mopts.Controller = config.Controller{SkipNameValidation: &skip}
+	}
+	mgr, err := ctrl.NewManager(cfg, mopts)
+	if err != nil {
+		return nil, fmt.Errorf("creating the manager: %w", err)
+	}
+	op := &Operator{Manager: mgr}
+	ctx := context.Background()
+
+	if err := repository.RegisterIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return nil, err
+	}
+	if err := tokens.RegisterIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+		return nil, err
+	}
+	if err := (&controllers.ScimTokenReconciler{
+		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), EndpointBaseURL: o.PublicURL,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+
+	op.Repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient()}
+	op.Auth = tokens.NewAuthenticator(mgr.GetCache(), clock.RealClock{})
+	usage := tokens.NewUsageRecorder(mgr.GetClient(), mgr.GetAPIReader(), tokens.UsageOptions{Logger: o.Log.WithName("token-usage")})
+	if err := mgr.Add(usage); err != nil {
+		return nil, err
+	}
+	authMetrics, err := tokens.NewMetrics(metrics.Registry)
+	if err != nil {
+		return nil, err
+	}
+	if o.PublicURL != "" && o.SCIM.PublicURL == "" {
+		o.SCIM.PublicURL = o.PublicURL
+	}
+	op.SCIM = server.New(o.SCIM, server.Options{
+		Auth: op.Auth, Usage: usage, Repo: op.Repo, Metrics: authMetrics,
+		Limiter: tokens.NewFailureLimiter(tokens.LimiterOptions{}),
+		Log:     o.Log.WithName("scim"),
+	})
+	if o.SCIMAddr != "" {
+		if err := mgr.Add(&server.Listener{Addr: o.SCIMAddr, Handler: op.SCIM.Handler(),
+			CertFile: o.SCIMCertFile, KeyFile: o.SCIMKeyFile, Bound: o.SCIMBound}); err != nil {
+			return nil, err
+		}
+	}
+	for _, setup := range o.Setup {
+		if err := setup(mgr, op); err != nil {
+			return nil, err
+		}
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	// Ready once the caches synced: only then can a replica answer SCIM.
+	if err := mgr.AddReadyzCheck("readyz", func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return fmt.Errorf("caches not synced yet")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return op, nil
+}
+
+var _ manager.Runnable = (*server.Listener)(nil)

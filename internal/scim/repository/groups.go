@@ -1,0 +1,175 @@
+package repository
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+)
+
+// CreateGroup stores a new group after claiming its displayName. Members
+// given at creation are added like a PATCH would add them.
+func (r *Repository) CreateGroup(ctx context.Context, p Principal, spec scimv1.ProvisionedGroupSpec) (*scimv1.ProvisionedGroup, error) {
+	id := uuid.NewString()
+	if err := r.claim(ctx, p.Namespace, scimv1.ClaimDisplayName, spec.DisplayName, id, r.groupHolds); err != nil {
+		return nil, err
+	}
+	g := &scimv1.ProvisionedGroup{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: id, Namespace: p.Namespace,
+			Labels:     map[string]string{},
+			Finalizers: []string{scimv1.FinalizerHelpdesk},
+		},
+		Spec: spec,
+	}
+	if p.TokenName != "" {
+		g.Labels[scimv1.LabelToken] = p.TokenName
+	}
+	r.touch(g)
+	if err := r.Client.Create(ctx, g); err != nil {
+		r.release(ctx, p.Namespace, scimv1.ClaimDisplayName, spec.DisplayName, id)
+		return nil, apiError(err, "group")
+	}
+	r.awaitCache(ctx, g, false)
+	return g, nil
+}
+
+func (r *Repository) groupHolds(ctx context.Context, namespace, owner, lower string) (bool, error) {
+	var g scimv1.ProvisionedGroup
+	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner}, &g); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, apiError(err, "group")
+	}
+	return g.DeletionTimestamp.IsZero() && strings.ToLower(g.Spec.DisplayName) == lower, nil
+}
+
+// GetGroup reads a group from the API server (see GetUser).
+func (r *Repository) GetGroup(ctx context.Context, namespace, id string) (*scimv1.ProvisionedGroup, error) {
+	g := &scimv1.ProvisionedGroup{}
+	if err := r.get(ctx, r.Live, namespace, id, g); err != nil {
+		return nil, notFoundAs(err, "group %q not found", id)
+	}
+	return g, nil
+}
+
+// LookupGroup reads a group from the cache, then the API server (see
+// LookupUser).
+func (r *Repository) LookupGroup(ctx context.Context, namespace, id string) (*scimv1.ProvisionedGroup, error) {
+	g := &scimv1.ProvisionedGroup{}
+	err := r.get(ctx, r.Cache, namespace, id, g)
+	if e, ok := scimerr.As(err); ok && e.Status == 404 {
+		err = r.get(ctx, r.Live, namespace, id, g)
+	}
+	if err != nil {
+		return nil, notFoundAs(err, "group %q not found", id)
+	}
+	return g, nil
+}
+
+// UpdateGroup is UpdateUser for groups: read live, mutate, write with
+// optimistic concurrency, claim a new displayName first.
+func (r *Repository) UpdateGroup(ctx context.Context, p Principal, id, ifMatch string,
+	mutate func(g *scimv1.ProvisionedGroup) (changed bool, err error)) (*scimv1.ProvisionedGroup, error) {
+	for attempt := 0; ; attempt++ {
+		var g scimv1.ProvisionedGroup
+		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, &g); err != nil {
+			return nil, notFoundAs(apiError(err, "group"), "group %q not found", id)
+		}
+		if !g.DeletionTimestamp.IsZero() {
+			return nil, scimerr.NotFound("group %q not found", id)
+		}
+		if ifMatch != "" && ifMatch != "*" && ifMatch != g.ResourceVersion {
+			return nil, scimerr.New(412, "", "group %q has version %s, not %s", id, g.ResourceVersion, ifMatch)
+		}
+		oldName := g.Spec.DisplayName
+		changed, err := mutate(&g)
+		if err != nil {
+			return nil, err
+		}
+		if !changed {
+			return &g, nil
+		}
+		renamed := !strings.EqualFold(oldName, g.Spec.DisplayName)
+		if renamed {
+			if err := r.claim(ctx, p.Namespace, scimv1.ClaimDisplayName, g.Spec.DisplayName, id, r.groupHolds); err != nil {
+				return nil, err
+			}
+		}
+		r.touch(&g)
+		err = r.Client.Update(ctx, &g)
+		if err == nil {
+			r.awaitCache(ctx, &g, false)
+			if renamed {
+				r.release(ctx, p.Namespace, scimv1.ClaimDisplayName, oldName, id)
+			}
+			return &g, nil
+		}
+		if renamed {
+			r.release(ctx, p.Namespace, scimv1.ClaimDisplayName, g.Spec.DisplayName, id)
+		}
+		if apierrors.IsConflict(err) && ifMatch != "" {
+			return nil, scimerr.New(412, "", "group %q changed while it was being updated", id)
+		}
+		if !apierrors.IsConflict(err) || attempt >= maxConflictRetries {
+			return nil, apiError(err, "group")
+		}
+	}
+}
+
+// DeleteGroup deletes a group. Its membership shards go with it (owner
+// references); the helpdesk finalizer keeps the group until the database
+// has seen the deletion.
+func (r *Repository) DeleteGroup(ctx context.Context, p Principal, id, ifMatch string) error {
+	var g scimv1.ProvisionedGroup
+	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, &g); err != nil {
+		return notFoundAs(apiError(err, "group"), "group %q not found", id)
+	}
+	if !g.DeletionTimestamp.IsZero() {
+		return scimerr.NotFound("group %q not found", id)
+	}
+	pre := client.Preconditions{UID: &g.UID}
+	if ifMatch != "" && ifMatch != "*" {
+		if ifMatch != g.ResourceVersion {
+			return scimerr.New(412, "", "group %q has version %s, not %s", id, g.ResourceVersion, ifMatch)
+		}
+		pre.ResourceVersion = &g.ResourceVersion
+	}
+	if err := r.Client.Delete(ctx, &g, pre); err != nil {
+		if apierrors.IsConflict(err) {
+			return scimerr.New(412, "", "group %q changed while it was being deleted", id)
+		}
+		return notFoundAs(apiError(err, "group"), "group %q not found", id)
+	}
+	r.awaitCache(ctx, &g, true)
+	r.release(ctx, p.Namespace, scimv1.ClaimDisplayName, g.Spec.DisplayName, id)
+	return nil
+}
+
+// GroupsBy returns the tenant's live groups whose index field equals value.
+func (r *Repository) GroupsBy(ctx context.Context, namespace, index, value string) ([]scimv1.ProvisionedGroup, error) {
+	var list scimv1.ProvisionedGroupList
+	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{index: value}); err != nil {
+		return nil, apiError(err, "groups")
+	}
+	return live(list.Items), nil
+}
+
+// AllGroups returns every live group of the tenant, oldest first.
+func (r *Repository) AllGroups(ctx context.Context, namespace string) ([]scimv1.ProvisionedGroup, error) {
+	var list scimv1.ProvisionedGroupList
+	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return nil, apiError(err, "groups")
+	}
+	items := live(list.Items)
+	slices.SortFunc(items, func(a, b scimv1.ProvisionedGroup) int { return compareAge(&a.ObjectMeta, &b.ObjectMeta) })
+	return items, nil
+}

@@ -1,0 +1,87 @@
+package repository
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+)
+
+// Field indexes over the informer cache. Every SCIM lookup that Entra and
+// Okta make on their hot path (match by userName, externalId, email,
+// displayName; a group's members; a user's groups) is one index read, so no
+// request walks every object of a tenant. Values of case-insensitive
+// attributes are lower-cased. The cache indexes per namespace too, so a
+// lookup never sees another tenant's objects.
+const (
+	IndexUserName     = "scim.userName"    // lower-cased userName
+	IndexExternalID   = "scim.externalId"  // exact externalId (users and groups)
+	IndexEmail        = "scim.email"       // lower-cased emails[].value
+	IndexDisplayName  = "scim.displayName" // lower-cased group displayName
+	IndexShardMember  = "scim.member"      // "<group>/<member>" for every member of a shard
+	IndexMemberGroups = "scim.memberOf"    // member id, for a user's groups
+	IndexShardGroup   = "scim.shardGroup"  // group name of a shard
+)
+
+// RegisterIndexes adds the field indexes this package reads. Call it before
+// the manager starts.
+func RegisterIndexes(ctx context.Context, idx client.FieldIndexer) error {
+	reg := []struct {
+		obj   client.Object
+		field string
+		fn    client.IndexerFunc
+	}{
+		{&scimv1.ProvisionedUser{}, IndexUserName, func(o client.Object) []string {
+			return []string{strings.ToLower(o.(*scimv1.ProvisionedUser).Spec.UserName)}
+		}},
+		{&scimv1.ProvisionedUser{}, IndexExternalID, func(o client.Object) []string {
+			return nonEmpty(o.(*scimv1.ProvisionedUser).Spec.ExternalID)
+		}},
+		{&scimv1.ProvisionedUser{}, IndexEmail, func(o client.Object) []string {
+			u := o.(*scimv1.ProvisionedUser)
+			out := make([]string, 0, len(u.Spec.Emails))
+			for _, e := range u.Spec.Emails {
+				if e.Value != "" {
+					out = append(out, strings.ToLower(e.Value))
+				}
+			}
+			return out
+		}},
+		{&scimv1.ProvisionedGroup{}, IndexDisplayName, func(o client.Object) []string {
+			return []string{strings.ToLower(o.(*scimv1.ProvisionedGroup).Spec.DisplayName)}
+		}},
+		{&scimv1.ProvisionedGroup{}, IndexExternalID, func(o client.Object) []string {
+			return nonEmpty(o.(*scimv1.ProvisionedGroup).Spec.ExternalID)
+		}},
+		{&scimv1.GroupMembership{}, IndexShardMember, func(o client.Object) []string {
+			s := o.(*scimv1.GroupMembership)
+			out := make([]string, len(s.Spec.Members))
+			for i, m := range s.Spec.Members {
+				out[i] = s.Spec.Group + "/" + m
+			}
+			return out
+		}},
+		{&scimv1.GroupMembership{}, IndexMemberGroups, func(o client.Object) []string {
+			return o.(*scimv1.GroupMembership).Spec.Members
+		}},
+		{&scimv1.GroupMembership{}, IndexShardGroup, func(o client.Object) []string {
+			return []string{o.(*scimv1.GroupMembership).Spec.Group}
+		}},
+	}
+	for _, r := range reg {
+		if err := idx.IndexField(ctx, r.obj, r.field, r.fn); err != nil {
+			return fmt.Errorf("registering index %s: %w", r.field, err)
+		}
+	}
+	return nil
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}

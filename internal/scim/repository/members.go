@@ -1,0 +1,372 @@
+package repository
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/patch"
+	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+)
+
+// Membership shards (see ProvisionedGroupSpec for the design).
+//
+// Why a change stays correct when this replica's cache lags: members are
+// only ever appended to the group's highest-numbered shard, and never move.
+// So a member this cache does not know about yet can only be in a shard the
+// cache shows for it, or in the shard the cache believes is the last one,
+// or in a newer one. Each change reads exactly those shards live, which
+// makes the decision authoritative while its cost stays in proportion to
+// the request, not to the group.
+
+// ShardName is the name of a group's n-th membership shard.
+func ShardName(group string, n int) string { return group + "-" + strconv.Itoa(n) }
+
+func shardIndex(group, name string) (int, bool) {
+	n, err := strconv.Atoi(strings.TrimPrefix(name, group+"-"))
+	return n, err == nil && strings.HasPrefix(name, group+"-")
+}
+
+// netMembers folds a request's member operations, in order, into the final
+// outcome: which ids must be members, which must not, and whether everyone
+// else must go (replace or clear).
+type netMembers struct {
+	want       map[string]bool // id -> member afterwards?
+	replaceAll bool
+}
+
+func foldMemberOps(ops []patch.MemberOp) netMembers {
+	n := netMembers{want: map[string]bool{}}
+	for _, op := range ops {
+		switch op.Kind {
+		case patch.MemberAdd:
+			for _, id := range op.IDs {
+				n.want[id] = true
+			}
+		case patch.MemberRemove:
+			for _, id := range op.IDs {
+				n.want[id] = false
+			}
+		case patch.MemberClear:
+			n.replaceAll, n.want = true, map[string]bool{}
+		case patch.MemberReplace:
+			n.replaceAll, n.want = true, map[string]bool{}
+			for _, id := range op.IDs {
+				n.want[id] = true
+			}
+		}
+	}
+	return n
+}
+
+// ValidateMembers checks that every id to be added is a user of the tenant.
+// A group id (nested group) or an id of another tenant is refused: the
+// helpdesk has no nested teams, and tenants never see each other.
+func (r *Repository) ValidateMembers(ctx context.Context, namespace string, ops []patch.MemberOp) error {
+	for id, add := range foldMemberOps(ops).want {
+		if !add {
+			continue
+		}
+		if _, err := r.LookupUser(ctx, namespace, id); err != nil {
+			e, ok := scimerr.As(err)
+			if !ok || e.Status != 404 {
+				return err
+			}
+			if _, gerr := r.LookupGroup(ctx, namespace, id); gerr == nil {
+				return scimerr.InvalidValue("member %q is a group: nested groups are not supported", id)
+			}
+			return scimerr.InvalidValue("member %q is not a user of this tenant", id)
+		}
+	}
+	return nil
+}
+
+// ApplyMembers carries out a request's member operations on group g.
+// Call ValidateMembers first: then no client mistake can fail half-way.
+func (r *Repository) ApplyMembers(ctx context.Context, g *scimv1.ProvisionedGroup, ops []patch.MemberOp) error {
+	net := foldMemberOps(ops)
+	if len(net.want) == 0 && !net.replaceAll {
+		return nil
+	}
+	for attempt := 0; attempt < maxConflictRetries; attempt++ {
+		var written []client.Object
+		var err error
+		if net.replaceAll {
+			err = r.replaceMembers(ctx, g, net.want, &written)
+		} else {
+			err = r.changeMembers(ctx, g, net.want, &written)
+		}
+		for _, obj := range written {
+			r.awaitCache(ctx, obj, false)
+		}
+		if !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
+			return apiError(err, "group membership")
+		}
+	}
+	return fmt.Errorf("%w: group %s membership kept changing under concurrent updates", ErrUnavailable, g.Name)
+}
+
+// changeMembers adds and removes the given ids, touching only the shards
+// that hold them plus the group's newest shard(s).
+func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGroup, want map[string]bool, written *[]client.Object) error {
+	candidates := map[string]bool{}
+	for id := range want {
+		var list scimv1.GroupMembershipList
+		if err := r.Cache.List(ctx, &list, client.InNamespace(g.Namespace),
+			client.MatchingFields{IndexShardMember: g.Name + "/" + id}, client.UnsafeDisableDeepCopy); err != nil {
+			return err
+		}
+		for i := range list.Items {
+			candidates[list.Items[i].Name] = true
+		}
+	}
+	last, err := r.cachedLastShard(ctx, g)
+	if err != nil {
+		return err
+	}
+	shards := map[string]*scimv1.GroupMembership{}
+	for name := range candidates {
+		s, err := r.liveShard(ctx, g.Namespace, name)
+		if err != nil {
+			return err
+		}
+		if s != nil {
+			shards[name] = s
+		}
+	}
+	// The tail: the last shard the cache knows and any newer ones.
+	var tail *scimv1.GroupMembership
+	for n := last; ; n++ {
+		s, err := r.liveShard(ctx, g.Namespace, ShardName(g.Name, n))
+		if err != nil {
+			return err
+		}
+		if s == nil {
+			break
+		}
+		shards[s.Name], tail = s, s
+	}
+
+	where := map[string]string{} // member id -> shard holding it
+	for _, s := range shards {
+		for _, m := range s.Spec.Members {
+			if _, asked := want[m]; asked {
+				where[m] = s.Name
+			}
+		}
+	}
+	removeFrom := map[string]map[string]bool{}
+	var add []string
+	for id, member := range want {
+		shard, present := where[id]
+		switch {
+		case member && !present:
+			add = append(add, id)
+		case !member && present:
+			if removeFrom[shard] == nil {
+				removeFrom[shard] = map[string]bool{}
+			}
+			removeFrom[shard][id] = true
+		}
+	}
+	slices.Sort(add) // deterministic shard contents, easier to reason about
+	for name, ids := range removeFrom {
+		s := shards[name]
+		s.Spec.Members = slices.DeleteFunc(s.Spec.Members, func(m string) bool { return ids[m] })
+		if err := r.Client.Update(ctx, s); err != nil {
+			return err
+		}
+		*written = append(*written, s)
+	}
+	if len(add) == 0 {
+		return nil
+	}
+	next := 0
+	if tail != nil {
+		if _, ok := removeFrom[tail.Name]; ok {
+			// Updated above; re-read for its new resourceVersion.
+			if tail, err = r.liveShard(ctx, g.Namespace, tail.Name); err != nil {
+				return err
+			}
+		}
+		room := scimv1.MaxMembersPerShard - len(tail.Spec.Members)
+		if room > 0 {
+			take := min(room, len(add))
+			tail.Spec.Members = append(tail.Spec.Members, add[:take]...)
+			if err := r.Client.Update(ctx, tail); err != nil {
+				return err
+			}
+			*written = append(*written, tail)
+			add = add[take:]
+		}
+		n, _ := shardIndex(g.Name, tail.Name)
+		next = n + 1
+	}
+	return r.createShards(ctx, g, next, add, written)
+}
+
+// createShards writes ids into new shards numbered from next on.
+func (r *Repository) createShards(ctx context.Context, g *scimv1.ProvisionedGroup, next int, ids []string, written *[]client.Object) error {
+	for len(ids) > 0 {
+		take := min(scimv1.MaxMembersPerShard, len(ids))
+		s := &scimv1.GroupMembership{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: ShardName(g.Name, next), Namespace: g.Namespace,
+				Labels: map[string]string{scimv1.LabelGroup: g.Name},
+				OwnerReferences: []metav1.OwnerReference{{
+					APIVersion: scimv1.GroupVersion.String(), Kind: "ProvisionedGroup",
+					Name: g.Name, UID: g.UID, BlockOwnerDeletion: ptr.To(false),
+				}},
+			},
+			Spec: scimv1.GroupMembershipSpec{Group: g.Name, Members: ids[:take]},
+		}
+		if err := r.Client.Create(ctx, s); err != nil {
+			return err // AlreadyExists: another replica appended first; the caller retries
+		}
+		*written = append(*written, s)
+		ids, next = ids[take:], next+1
+	}
+	return nil
+}
+
+// replaceMembers makes the member list exactly want (ids mapped to true):
+// it reads every shard, since the request names the whole list anyway.
+func (r *Repository) replaceMembers(ctx context.Context, g *scimv1.ProvisionedGroup, want map[string]bool, written *[]client.Object) error {
+	var list scimv1.GroupMembershipList
+	if err := r.Live.List(ctx, &list, client.InNamespace(g.Namespace), client.MatchingLabels{scimv1.LabelGroup: g.Name}); err != nil {
+		return err
+	}
+	present := map[string]bool{}
+	next := 0
+	var tail *scimv1.GroupMembership
+	for i := range list.Items {
+		s := &list.Items[i]
+		kept := slices.DeleteFunc(slices.Clone(s.Spec.Members), func(m string) bool { return !want[m] || present[m] })
+		for _, m := range kept {
+			present[m] = true
+		}
+		if len(kept) != len(s.Spec.Members) {
+			s.Spec.Members = kept
+			if err := r.Client.Update(ctx, s); err != nil {
+				return err
+			}
+			*written = append(*written, s)
+		}
+		if n, ok := shardIndex(g.Name, s.Name); ok && n >= next {
+			next, tail = n+1, s
+		}
+	}
+	var add []string
+	for id, member := range want {
+		if member && !present[id] {
+			add = append(add, id)
+		}
+	}
+	slices.Sort(add)
+	if tail != nil && len(add) > 0 {
+		if room := scimv1.MaxMembersPerShard - len(tail.Spec.Members); room > 0 {
+			take := min(room, len(add))
+			tail.Spec.Members = append(tail.Spec.Members, add[:take]...)
+			if err := r.Client.Update(ctx, tail); err != nil {
+				return err
+			}
+			*written = append(*written, tail)
+			add = add[take:]
+		}
+	}
+	return r.createShards(ctx, g, next, add, written)
+}
+
+func (r *Repository) cachedLastShard(ctx context.Context, g *scimv1.ProvisionedGroup) (int, error) {
+	var list scimv1.GroupMembershipList
+	if err := r.Cache.List(ctx, &list, client.InNamespace(g.Namespace),
+		client.MatchingFields{IndexShardGroup: g.Name}, client.UnsafeDisableDeepCopy); err != nil {
+		return 0, err
+	}
+	last := 0
+	for i := range list.Items {
+		if n, ok := shardIndex(g.Name, list.Items[i].Name); ok && n > last {
+			last = n
+		}
+	}
+	return last, nil
+}
+
+func (r *Repository) liveShard(ctx context.Context, namespace, name string) (*scimv1.GroupMembership, error) {
+	s := &scimv1.GroupMembership{}
+	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+// Members returns a group's member ids from the cache. Entra never reads
+// members (it excludes them on every group read), so a moment of cache lag
+// here costs nothing; a large group is never loaded for Entra.
+func (r *Repository) Members(ctx context.Context, namespace, group string) ([]string, error) {
+	var list scimv1.GroupMembershipList
+	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace),
+		client.MatchingFields{IndexShardGroup: group}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, apiError(err, "group membership")
+	}
+	slices.SortFunc(list.Items, func(a, b scimv1.GroupMembership) int {
+		x, _ := shardIndex(group, a.Name)
+		y, _ := shardIndex(group, b.Name)
+		return x - y
+	})
+	var out []string
+	for i := range list.Items {
+		out = append(out, list.Items[i].Spec.Members...)
+	}
+	return out, nil
+}
+
+// GroupsOf returns the names of the groups member belongs to, from the cache.
+func (r *Repository) GroupsOf(ctx context.Context, namespace, member string) ([]string, error) {
+	var list scimv1.GroupMembershipList
+	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace),
+		client.MatchingFields{IndexMemberGroups: member}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, apiError(err, "group membership")
+	}
+	var out []string
+	for i := range list.Items {
+		if g := list.Items[i].Spec.Group; !slices.Contains(out, g) {
+			out = append(out, g)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// RemoveFromAllGroups takes a deleted user out of every group (the user
+// controller calls it before releasing the user).
+func (r *Repository) RemoveFromAllGroups(ctx context.Context, namespace, member string) error {
+	groups, err := r.GroupsOf(ctx, namespace, member)
+	if err != nil {
+		return err
+	}
+	for _, name := range groups {
+		var g scimv1.ProvisionedGroup
+		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &g); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return apiError(err, "group")
+		}
+		if err := r.ApplyMembers(ctx, &g, []patch.MemberOp{{Kind: patch.MemberRemove, IDs: []string{member}}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

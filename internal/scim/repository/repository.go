@@ -1,0 +1,117 @@
+// Package repository stores SCIM resources as custom resources: users as
+// ProvisionedUsers, groups as ProvisionedGroups with their members in
+// GroupMembership shards, and unique names as NameClaims. The SCIM HTTP
+// layer calls it; it knows Kubernetes, the HTTP layer knows SCIM.
+//
+// Reads come from the informer cache through field indexes (see indexes.go)
+// and fall back to a live read when the cache has not seen an object yet,
+// so that a GET right after a write on another replica still finds it.
+// Writes read the live object first for the resourceVersion that optimistic
+// concurrency needs.
+package repository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+)
+
+// Repository reads and writes SCIM resources in the API server.
+type Repository struct {
+	// Cache reads from the manager's informer cache.
+	Cache client.Reader
+	// Live reads straight from the API server (mgr.GetAPIReader()).
+	Live client.Reader
+	// Client writes to the API server.
+	Client client.Client
+	// Now returns the current time; tests replace it.
+	Now func() time.Time
+}
+
+// AnnotationLastModified records when a SCIM write last changed an object,
+// for meta.lastModified (Kubernetes keeps no such time once managedFields
+// are stripped from the cache).
+const AnnotationLastModified = "scim.helpdesk.dev/last-modified"
+
+func (r *Repository) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Repository) touch(obj interface {
+	GetAnnotations() map[string]string
+	SetAnnotations(map[string]string)
+}) {
+	a := obj.GetAnnotations()
+	if a == nil {
+		a = map[string]string{}
+	}
+	a[AnnotationLastModified] = r.now().UTC().Format(time.RFC3339Nano)
+	obj.SetAnnotations(a)
+}
+
+// maxConflictRetries bounds how often a write is retried after another
+// writer changed the object in between.
+const maxConflictRetries = 8
+
+// ErrUnavailable marks failures of the API server itself. The HTTP layer
+// answers them with 503 and Retry-After, so that the identity provider
+// retries instead of counting a permanent failure.
+var ErrUnavailable = errors.New("the Kubernetes API server is unavailable")
+
+// apiError turns an API server error into what a SCIM client should see.
+// Anything that is not the client's fault and not a plain "not found"
+// becomes ErrUnavailable (503): the write may be retried safely.
+func apiError(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if e, ok := scimerr.As(err); ok {
+		return e
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return scimerr.NotFound("%s not found", what)
+	case apierrors.IsInvalid(err):
+		// The CRD's validation refused the object: the client sent a value
+		// our schema allowed but the resource does not (too long, not an
+		// email address, ...). Its message names the field.
+		return scimerr.InvalidValue("%s: %s", what, validationMessage(err))
+	case apierrors.IsRequestEntityTooLargeError(err):
+		return scimerr.New(413, "", "%s is too large", what)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsTooManyRequests(err) || apierrors.IsInternalError(err) ||
+		errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+	}
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+}
+
+func validationMessage(err error) string {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		if d := status.Status().Details; d != nil && len(d.Causes) > 0 {
+			msg := ""
+			for i, c := range d.Causes {
+				if i > 0 {
+					msg += "; "
+				}
+				msg += c.Field + ": " + c.Message
+			}
+			return msg
+		}
+		return status.Status().Message
+	}
+	return err.Error()
+}

@@ -1,0 +1,245 @@
+package repository
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+)
+
+// Principal identifies who is writing: the tenant and the token used.
+type Principal struct {
+	Namespace string
+	TokenName string
+}
+
+// CreateUser stores a new user. The userName is claimed first, so that two
+// replicas creating the same user at once produce one user and one 409.
+func (r *Repository) CreateUser(ctx context.Context, p Principal, spec scimv1.ProvisionedUserSpec) (*scimv1.ProvisionedUser, error) {
+	id := uuid.NewString()
+	if err := r.claim(ctx, p.Namespace, scimv1.ClaimUserName, spec.UserName, id, r.userHolds); err != nil {
+		return nil, err
+	}
+	u := &scimv1.ProvisionedUser{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: id, Namespace: p.Namespace,
+			Labels: userLabels(p, &spec),
+			// Set here rather than by the controller: one write instead of two.
+			Finalizers: []string{scimv1.FinalizerHelpdesk},
+		},
+		Spec: spec,
+	}
+	r.touch(u)
+	if err := r.Client.Create(ctx, u); err != nil {
+		r.release(ctx, p.Namespace, scimv1.ClaimUserName, spec.UserName, id)
+		return nil, apiError(err, "user")
+	}
+	r.awaitCache(ctx, u, false)
+	return u, nil
+}
+
+func userLabels(p Principal, spec *scimv1.ProvisionedUserSpec) map[string]string {
+	l := map[string]string{scimv1.LabelActive: "true"}
+	if spec.Active != nil && !*spec.Active {
+		l[scimv1.LabelActive] = "false"
+	}
+	if p.TokenName != "" {
+		l[scimv1.LabelToken] = p.TokenName
+	}
+	return l
+}
+
+// userHolds reports whether user owner (alive, not terminating) still has
+// the lower-cased userName.
+func (r *Repository) userHolds(ctx context.Context, namespace, owner, lower string) (bool, error) {
+	var u scimv1.ProvisionedUser
+	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner}, &u); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, apiError(err, "user")
+	}
+	return u.DeletionTimestamp.IsZero() && strings.ToLower(u.Spec.UserName) == lower, nil
+}
+
+// GetUser reads a user from the API server, so that a GET right after a
+// write on any replica sees that write. A terminating user counts as gone.
+func (r *Repository) GetUser(ctx context.Context, namespace, id string) (*scimv1.ProvisionedUser, error) {
+	u := &scimv1.ProvisionedUser{}
+	if err := r.get(ctx, r.Live, namespace, id, u); err != nil {
+		return nil, notFoundAs(err, "user %q not found", id)
+	}
+	return u, nil
+}
+
+// LookupUser reads a user from the cache, falling back to the API server
+// when the cache has not seen it yet; for existence checks, where a
+// slightly old copy is as good as a fresh one.
+func (r *Repository) LookupUser(ctx context.Context, namespace, id string) (*scimv1.ProvisionedUser, error) {
+	u := &scimv1.ProvisionedUser{}
+	err := r.get(ctx, r.Cache, namespace, id, u)
+	if e, ok := scimerr.As(err); ok && e.Status == 404 {
+		err = r.get(ctx, r.Live, namespace, id, u)
+	}
+	if err != nil {
+		return nil, notFoundAs(err, "user %q not found", id)
+	}
+	return u, nil
+}
+
+// get reads one object; a terminating object counts as gone (its deletion
+// was accepted; only the helpdesk sync is pending).
+func (r *Repository) get(ctx context.Context, from client.Reader, namespace, name string, obj client.Object) error {
+	if err := from.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
+		return apiError(err, "object")
+	}
+	if !obj.GetDeletionTimestamp().IsZero() {
+		return scimerr.NotFound("not found")
+	}
+	return nil
+}
+
+func notFoundAs(err error, format string, args ...any) error {
+	if e, ok := scimerr.As(err); ok && e.Status == 404 {
+		return scimerr.NotFound(format, args...)
+	}
+	return err
+}
+
+// UpdateUser reads the live user, lets mutate compute the new spec, and
+// writes it, retrying when another writer got there first. mutate may
+// return changed=false to skip the write. ifMatch, when set, must equal the
+// resourceVersion (the SCIM meta.version), otherwise 412.
+func (r *Repository) UpdateUser(ctx context.Context, p Principal, id, ifMatch string,
+	mutate func(u *scimv1.ProvisionedUser) (changed bool, err error)) (*scimv1.ProvisionedUser, error) {
+	for attempt := 0; ; attempt++ {
+		var u scimv1.ProvisionedUser
+		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, &u); err != nil {
+			return nil, notFoundAs(apiError(err, "user"), "user %q not found", id)
+		}
+		if !u.DeletionTimestamp.IsZero() {
+			return nil, scimerr.NotFound("user %q not found", id)
+		}
+		if ifMatch != "" && ifMatch != "*" && ifMatch != u.ResourceVersion {
+			return nil, scimerr.New(412, "", "user %q has version %s, not %s", id, u.ResourceVersion, ifMatch)
+		}
+		oldName := u.Spec.UserName
+		changed, err := mutate(&u)
+		if err != nil {
+			return nil, err
+		}
+		if !changed {
+			return &u, nil
+		}
+		renamed := !strings.EqualFold(oldName, u.Spec.UserName)
+		if renamed {
+			if err := r.claim(ctx, p.Namespace, scimv1.ClaimUserName, u.Spec.UserName, id, r.userHolds); err != nil {
+				return nil, err
+			}
+		}
+		active := "true"
+		if !u.IsActive() {
+			active = "false"
+		}
+		if u.Labels == nil {
+			u.Labels = map[string]string{}
+		}
+		u.Labels[scimv1.LabelActive] = active
+		r.touch(&u)
+		err = r.Client.Update(ctx, &u)
+		if err == nil {
+			r.awaitCache(ctx, &u, false)
+			if renamed {
+				r.release(ctx, p.Namespace, scimv1.ClaimUserName, oldName, id)
+			}
+			return &u, nil
+		}
+		if renamed {
+			r.release(ctx, p.Namespace, scimv1.ClaimUserName, u.Spec.UserName, id)
+		}
+		if !apierrors.IsConflict(err) || ifMatch != "" || attempt >= maxConflictRetries {
+			if apierrors.IsConflict(err) && ifMatch != "" {
+				return nil, scimerr.New(412, "", "user %q changed while it was being updated", id)
+			}
+			return nil, apiError(err, "user")
+		}
+	}
+}
+
+// DeleteUser deletes a user. The helpdesk sync finalizer keeps the object
+// until the database has seen the deletion, but SCIM treats it as gone at
+// once, and the userName is free again.
+func (r *Repository) DeleteUser(ctx context.Context, p Principal, id, ifMatch string) error {
+	var u scimv1.ProvisionedUser
+	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, &u); err != nil {
+		return notFoundAs(apiError(err, "user"), "user %q not found", id)
+	}
+	if !u.DeletionTimestamp.IsZero() {
+		return scimerr.NotFound("user %q not found", id)
+	}
+	pre := client.Preconditions{UID: &u.UID}
+	if ifMatch != "" && ifMatch != "*" {
+		if ifMatch != u.ResourceVersion {
+			return scimerr.New(412, "", "user %q has version %s, not %s", id, u.ResourceVersion, ifMatch)
+		}
+		pre.ResourceVersion = &u.ResourceVersion
+	}
+	if err := r.Client.Delete(ctx, &u, pre); err != nil {
+		if apierrors.IsConflict(err) {
+			return scimerr.New(412, "", "user %q changed while it was being deleted", id)
+		}
+		return notFoundAs(apiError(err, "user"), "user %q not found", id)
+	}
+	r.awaitCache(ctx, &u, true)
+	r.release(ctx, p.Namespace, scimv1.ClaimUserName, u.Spec.UserName, id)
+	return nil
+}
+
+// UsersBy returns the tenant's live users whose index field equals value.
+func (r *Repository) UsersBy(ctx context.Context, namespace, index, value string) ([]scimv1.ProvisionedUser, error) {
+	var list scimv1.ProvisionedUserList
+	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{index: value}); err != nil {
+		return nil, apiError(err, "users")
+	}
+	return live(list.Items), nil
+}
+
+// AllUsers returns every live user of the tenant, oldest first (then by id),
+// the stable order SCIM paging needs.
+func (r *Repository) AllUsers(ctx context.Context, namespace string) ([]scimv1.ProvisionedUser, error) {
+	var list scimv1.ProvisionedUserList
+	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return nil, apiError(err, "users")
+	}
+	items := live(list.Items)
+	slices.SortFunc(items, func(a, b scimv1.ProvisionedUser) int { return compareAge(&a.ObjectMeta, &b.ObjectMeta) })
+	return items, nil
+}
+
+func compareAge(a, b *metav1.ObjectMeta) int {
+	if c := a.CreationTimestamp.Compare(b.CreationTimestamp.Time); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Name, b.Name)
+}
+
+// live drops terminating objects: their deletion was accepted already.
+func live[T any, PT interface {
+	*T
+	GetDeletionTimestamp() *metav1.Time
+}](items []T) []T {
+	out := items[:0]
+	for i := range items {
+		if PT(&items[i]).GetDeletionTimestamp().IsZero() {
+			out = append(out, items[i])
+		}
+	}
+	return out
+}

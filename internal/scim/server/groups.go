@@ -1,0 +1,351 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/filter"
+	"github.com/scim-operator/scim-operator/internal/scim/patch"
+	"github.com/scim-operator/scim-operator/internal/scim/repository"
+	"github.com/scim-operator/scim-operator/internal/scim/schema"
+	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+)
+
+// groupDoc renders a group. Members are loaded only when asked for: Entra
+// excludes them on every read, and a group may have 100,000 of them.
+func (s *Server) groupDoc(ctx context.Context, rq *request, g *scimv1.ProvisionedGroup, members []string) map[string]any {
+	doc := repository.GroupDoc(&g.Spec)
+	doc["id"] = g.Name
+	doc["schemas"] = []string{repository.GroupURN}
+	doc["meta"] = meta("Group", rq.baseURL+"/Groups/"+g.Name, &g.ObjectMeta)
+	if len(members) > 0 {
+		doc["members"] = memberList(rq, members)
+	}
+	return doc
+}
+
+func memberList(rq *request, members []string) []any {
+	list := make([]any, len(members))
+	for i, m := range members {
+		list[i] = map[string]any{"value": m, "$ref": rq.baseURL + "/Users/" + m, "type": "User"}
+	}
+	return list
+}
+
+func wantsMembers(attributes, excluded []string) bool {
+	has := func(list []string) bool {
+		for _, a := range list {
+			l := strings.ToLower(a)
+			if l == "members" || strings.HasPrefix(l, "members.") || l == strings.ToLower(repository.GroupURN)+":members" {
+				return true
+			}
+		}
+		return false
+	}
+	if len(attributes) > 0 {
+		return has(attributes)
+	}
+	return !has(excluded)
+}
+
+func (s *Server) listGroups(w http.ResponseWriter, r *http.Request, rq *request) error {
+	q, err := s.parseQuery(s.groups, r.URL.Query())
+	if err != nil {
+		return err
+	}
+	return s.answerGroups(w, r, rq, q)
+}
+
+func (s *Server) searchGroups(w http.ResponseWriter, r *http.Request, rq *request) error {
+	q, err := s.parseSearch(s.groups, r)
+	if err != nil {
+		return err
+	}
+	return s.answerGroups(w, r, rq, q)
+}
+
+func (s *Server) answerGroups(w http.ResponseWriter, r *http.Request, rq *request, q *query) error {
+	ctx := r.Context()
+	candidates, err := s.groupCandidates(ctx, rq.tenant(), q.filter)
+	if err != nil {
+		return err
+	}
+	memberFilter := q.filter != nil && filterMentions(q.filter, "members")
+	docs := make([]map[string]any, 0, len(candidates))
+	for i := range candidates {
+		g := &candidates[i]
+		var members []string
+		if memberFilter {
+			if members, err = s.membersForFilter(ctx, g, q.filter); err != nil {
+				return err
+			}
+		}
+		doc := s.groupDoc(ctx, rq, g, members)
+		if q.filter == nil || filter.Match(q.filter, doc) {
+			delete(doc, "members") // filled below for the page only
+			docs = append(docs, doc)
+		}
+	}
+	list := q.page(s.groups, docs)
+	if wantsMembers(q.attributes, q.excluded) {
+		for _, res := range list["Resources"].([]any) {
+			doc := res.(map[string]any)
+			id, _ := doc["id"].(string)
+			members, err := s.repo.Members(ctx, rq.tenant(), id)
+			if err != nil {
+				return err
+			}
+			if len(members) > 0 {
+				doc["members"] = memberList(rq, members)
+			}
+		}
+	}
+	return writeJSON(w, rq, http.StatusOK, list)
+}
+
+// membersForFilter returns the members a filter on a group needs to see.
+// For equality on a member id ("members eq" / "members.value eq", what
+// Entra sends) that is only the ids the filter names, looked up through
+// the index; any other member comparison needs the whole list.
+func (s *Server) membersForFilter(ctx context.Context, g *scimv1.ProvisionedGroup, f filter.Expr) ([]string, error) {
+	var ids []string
+	onlyEq := true
+	filter.Walk(f, func(x filter.Expr) bool {
+		if c, ok := x.(*filter.Compare); ok && strings.EqualFold(c.Path.Resolved.Attr.Name, "members") {
+			v, isStr := c.Value.(string)
+			if c.Op == filter.Eq && isStr && c.Path.Resolved.Sub != nil && c.Path.Resolved.Sub.Name == "value" {
+				ids = append(ids, v)
+			} else {
+				onlyEq = false
+			}
+		}
+		if vp, ok := x.(*filter.ValuePath); ok && strings.EqualFold(vp.Path.Resolved.Attr.Name, "members") {
+			onlyEq = false
+		}
+		return true
+	})
+	if !onlyEq {
+		return s.repo.Members(ctx, g.Namespace, g.Name)
+	}
+	var out []string
+	for _, id := range ids {
+		groups, err := s.repo.GroupsOf(ctx, g.Namespace, id)
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range groups {
+			if name == g.Name {
+				out = append(out, id)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) groupCandidates(ctx context.Context, tenant string, f filter.Expr) ([]scimv1.ProvisionedGroup, error) {
+	if f != nil {
+		if h := findHint(f, "id", "displayName", "externalId", "members.value"); h != nil {
+			switch h.attr {
+			case "id":
+				g, err := s.repo.GetGroup(ctx, tenant, h.value)
+				if err != nil {
+					if e, ok := scimerr.As(err); ok && e.Status == http.StatusNotFound {
+						return nil, nil
+					}
+					return nil, err
+				}
+				return []scimv1.ProvisionedGroup{*g}, nil
+			case "displayName":
+				return s.repo.GroupsBy(ctx, tenant, repository.IndexDisplayName, strings.ToLower(h.value))
+			case "externalId":
+				return s.repo.GroupsBy(ctx, tenant, repository.IndexExternalID, h.value)
+			case "members.value":
+				names, err := s.repo.GroupsOf(ctx, tenant, h.value)
+				if err != nil {
+					return nil, err
+				}
+				out := make([]scimv1.ProvisionedGroup, 0, len(names))
+				for _, name := range names {
+					if g, err := s.repo.LookupGroup(ctx, tenant, name); err == nil {
+						out = append(out, *g)
+					}
+				}
+				return out, nil
+			}
+		}
+	}
+	return s.repo.AllGroups(ctx, tenant)
+}
+
+func (s *Server) getGroup(w http.ResponseWriter, r *http.Request, rq *request) error {
+	g, err := s.repo.GetGroup(r.Context(), rq.tenant(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return s.respondGroup(w, r, rq, g, http.StatusOK)
+}
+
+func (s *Server) respondGroup(w http.ResponseWriter, r *http.Request, rq *request, g *scimv1.ProvisionedGroup, status int) error {
+	q := r.URL.Query()
+	attrs, excl := splitList(q["attributes"]), splitList(q["excludedAttributes"])
+	var members []string
+	if wantsMembers(attrs, excl) {
+		var err error
+		if members, err = s.repo.Members(r.Context(), g.Namespace, g.Name); err != nil {
+			return err
+		}
+	}
+	w.Header().Set("ETag", etag(g.ResourceVersion))
+	if status == http.StatusCreated {
+		w.Header().Set("Location", rq.baseURL+"/Groups/"+g.Name)
+	}
+	return writeJSON(w, rq, status, s.groups.Project(s.groupDoc(r.Context(), rq, g, members), attrs, excl))
+}
+
+// memberIDs reads the ids of a canonical document's members attribute.
+func memberIDs(doc map[string]any) ([]string, bool) {
+	raw, ok := doc["members"]
+	if !ok {
+		return nil, false
+	}
+	list, _ := raw.([]any)
+	ids := make([]string, 0, len(list))
+	for _, el := range list {
+		if m, ok := el.(map[string]any); ok {
+			if v, ok := m["value"].(string); ok && v != "" {
+				ids = append(ids, v)
+			}
+		}
+	}
+	return ids, true
+}
+
+func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, rq *request) error {
+	body, _, err := s.readJSON(r)
+	if err != nil {
+		return err
+	}
+	doc, err := s.groups.Canonicalize(body, schema.ModeCreate)
+	if err != nil {
+		return err
+	}
+	spec, err := repository.GroupSpec(doc)
+	if err != nil {
+		return scimerr.InvalidValue("%v", err)
+	}
+	var ops []patch.MemberOp
+	if ids, ok := memberIDs(doc); ok && len(ids) > 0 {
+		ops = []patch.MemberOp{{Kind: patch.MemberAdd, IDs: ids}}
+		if err := s.repo.ValidateMembers(r.Context(), rq.tenant(), ops); err != nil {
+			return err
+		}
+	}
+	g, err := s.repo.CreateGroup(r.Context(), rq.writer(), spec)
+	if err != nil {
+		return err
+	}
+	if err := s.repo.ApplyMembers(r.Context(), g, ops); err != nil {
+		return err
+	}
+	s.audit(rq, "create", "Group", g.Name)
+	return s.respondGroup(w, r, rq, g, http.StatusCreated)
+}
+
+// replaceGroup is PUT. A body with "members" replaces the member list; a
+// body without it leaves members alone (a rename must not empty a group of
+// 100,000 people because a client left the list out).
+func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, rq *request) error {
+	body, _, err := s.readJSON(r)
+	if err != nil {
+		return err
+	}
+	doc, err := s.groups.Canonicalize(body, schema.ModeReplace)
+	if err != nil {
+		return err
+	}
+	spec, err := repository.GroupSpec(doc)
+	if err != nil {
+		return scimerr.InvalidValue("%v", err)
+	}
+	var ops []patch.MemberOp
+	if ids, ok := memberIDs(doc); ok {
+		ops = []patch.MemberOp{{Kind: patch.MemberReplace, IDs: ids}}
+		if err := s.repo.ValidateMembers(r.Context(), rq.tenant(), ops); err != nil {
+			return err
+		}
+	}
+	id := r.PathValue("id")
+	g, err := s.repo.UpdateGroup(r.Context(), rq.writer(), id, ifMatch(r), func(g *scimv1.ProvisionedGroup) (bool, error) {
+		if g.Spec == spec {
+			return false, nil
+		}
+		g.Spec = spec
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.repo.ApplyMembers(r.Context(), g, ops); err != nil {
+		return err
+	}
+	s.audit(rq, "replace", "Group", id)
+	return s.respondGroup(w, r, rq, g, http.StatusOK)
+}
+
+// patchGroup answers 204 without the member list, as Microsoft advises.
+func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request, rq *request) error {
+	body, err := s.readBody(r)
+	if err != nil {
+		return err
+	}
+	req, err := patch.Decode(body, patch.Limits{MaxOperations: s.cfg.MaxOperations})
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	var memberOps []patch.MemberOp
+	g, err := s.repo.UpdateGroup(r.Context(), rq.writer(), id, ifMatch(r), func(g *scimv1.ProvisionedGroup) (bool, error) {
+		doc := repository.GroupDoc(&g.Spec)
+		res, err := patch.Apply(s.groups, doc, req.Operations, patch.Options{ExternalMembers: true})
+		if err != nil {
+			return false, err
+		}
+		// Validate before any write: a bad member fails the whole request.
+		if err := s.repo.ValidateMembers(r.Context(), rq.tenant(), res.Members); err != nil {
+			return false, err
+		}
+		memberOps = res.Members
+		if !res.Changed {
+			return false, nil
+		}
+		spec, err := repository.GroupSpec(doc)
+		if err != nil {
+			return false, scimerr.InvalidValue("%v", err)
+		}
+		if spec == g.Spec {
+			return false, nil
+		}
+		g.Spec = spec
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.repo.ApplyMembers(r.Context(), g, memberOps); err != nil {
+		return err
+	}
+	s.audit(rq, "patch", "Group", id)
+	return noContent(w, rq)
+}
+
+func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request, rq *request) error {
+	id := r.PathValue("id")
+	if err := s.repo.DeleteGroup(r.Context(), rq.writer(), id, ifMatch(r)); err != nil {
+		return err
+	}
+	s.audit(rq, "delete", "Group", id)
+	return noContent(w, rq)
+}

@@ -1,0 +1,198 @@
+package server
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/go-logr/logr"
+
+	"github.com/scim-operator/scim-operator/internal/scim/repository"
+	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+	"github.com/scim-operator/scim-operator/internal/tokens"
+)
+
+// request carries what every handler needs about one call.
+type request struct {
+	id        string
+	log       logr.Logger
+	principal tokens.Principal
+	status    int
+	baseURL   string
+}
+
+// tenant is the namespace the token belongs to: the only one this request
+// may read or write.
+func (rq *request) tenant() string { return rq.principal.Namespace }
+
+func (rq *request) writer() repository.Principal {
+	return repository.Principal{Namespace: rq.principal.Namespace, TokenName: rq.principal.TokenName}
+}
+
+func newRequestID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// wrap adds to a handler what every SCIM call needs: a request id, a
+// panic guard (a bug answers 500 without a stack trace to the client),
+// authentication and the access log.
+func (s *Server) wrap(h func(http.ResponseWriter, *http.Request, *request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rq := &request{id: r.Header.Get("X-Request-Id")}
+		if rq.id == "" || len(rq.id) > 64 {
+			rq.id = newRequestID()
+		}
+		w.Header().Set("X-Request-Id", rq.id)
+		rq.log = s.log.WithValues("requestId", rq.id, "method", r.Method, "path", r.URL.Path)
+		rq.baseURL = s.baseURL(r)
+		defer func() {
+			if p := recover(); p != nil {
+				rq.log.Error(fmt.Errorf("panic: %v", p), "handler panicked")
+				s.errorResponse(w, rq, fmt.Errorf("panic"))
+			}
+			rq.log.V(1).Info("request", "status", rq.status, "durationMs", time.Since(start).Milliseconds())
+		}()
+		if err := s.authenticate(r, rq); err != nil {
+			s.errorResponse(w, rq, err)
+			return
+		}
+		rq.log = rq.log.WithValues("tenant", rq.tenant(), "token", tokens.ShortFingerprint(rq.principal.Fingerprint))
+		if err := h(w, r, rq); err != nil {
+			s.errorResponse(w, rq, err)
+		}
+	})
+}
+
+func (s *Server) authenticate(r *http.Request, rq *request) error {
+	addr := clientAddr(r)
+	if s.limiter != nil && !s.limiter.Allow(addr) {
+		return scimerr.New(http.StatusTooManyRequests, "", "too many failed authentication attempts from this address; retry later")
+	}
+	p, err := s.auth.Authenticate(r.Context(), r.Header.Get("Authorization"))
+	if err != nil {
+		if s.limiter != nil {
+			s.limiter.Fail(addr)
+		}
+		if s.metrics != nil {
+			s.metrics.Failed(tokens.FailureReason(err))
+		}
+		rq.log.Info("authentication failed", "reason", tokens.FailureReason(err), "client", addr)
+		// One answer for every failure: a caller learns nothing about which
+		// tokens exist.
+		return scimerr.New(http.StatusUnauthorized, "", "a valid bearer token is required (Authorization: Bearer <token> from the ScimToken's Secret)")
+	}
+	rq.principal = p
+	if s.usage != nil {
+		s.usage.Record(p)
+	}
+	return nil
+}
+
+func (s *Server) baseURL(r *http.Request) string {
+	if s.cfg.PublicURL != "" {
+		return strings.TrimRight(s.cfg.PublicURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + s.cfg.BasePath
+}
+
+// readJSON reads a JSON object body: too large is 413, not JSON or not
+// UTF-8 is 400 invalidSyntax. Numbers stay json.Number so that integers
+// survive exactly.
+func (s *Server) readJSON(r *http.Request) (map[string]any, []byte, error) {
+	body, err := s.readBody(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, nil, scimerr.InvalidSyntax("the request body is not a JSON object: %v", err)
+	}
+	if dec.More() {
+		return nil, nil, scimerr.InvalidSyntax("the request body has data after the JSON object")
+	}
+	if m == nil {
+		return nil, nil, scimerr.InvalidSyntax("the request body must be a JSON object, not null")
+	}
+	return m, body, nil
+}
+
+func (s *Server) readBody(r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt := strings.ToLower(strings.TrimSpace(strings.Split(ct, ";")[0]))
+		if mt != "application/scim+json" && mt != "application/json" {
+			return nil, scimerr.New(http.StatusUnsupportedMediaType, "", "content type %q is not accepted; send application/scim+json or application/json", mt)
+		}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxBodyBytes+1))
+	if err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return nil, tooLarge(s.cfg.MaxBodyBytes)
+		}
+		return nil, scimerr.InvalidSyntax("reading the request body: %v", err)
+	}
+	if int64(len(body)) > s.cfg.MaxBodyBytes {
+		return nil, tooLarge(s.cfg.MaxBodyBytes)
+	}
+	if !utf8.Valid(body) {
+		return nil, scimerr.InvalidSyntax("the request body is not valid UTF-8")
+	}
+	return body, nil
+}
+
+func tooLarge(limit int64) error {
+	return scimerr.New(http.StatusRequestEntityTooLarge, "", "the request body is larger than %d bytes; split the change into smaller requests", limit)
+}
+
+// writeJSON writes a SCIM resource or message.
+func writeJSON(w http.ResponseWriter, rq *request, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encoding the response: %w", err)
+	}
+	w.Header().Set("Content-Type", ContentType)
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	rq.status = status
+	return nil
+}
+
+func noContent(w http.ResponseWriter, rq *request) error {
+	w.WriteHeader(http.StatusNoContent)
+	rq.status = http.StatusNoContent
+	return nil
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// etag renders a resourceVersion as a weak entity tag (RFC 7644 §3.14).
+func etag(rv string) string { return `W/"` + rv + `"` }
+
+// ifMatch returns the resourceVersion an If-Match header asks for, "" when
+// absent and "*" for any.
+func ifMatch(r *http.Request) string {
+	v := strings.TrimSpace(r.Header.Get("If-Match"))
+	if v == "" || v == "*" {
+		return v
+	}
+	v = strings.TrimPrefix(v, "W/")
+	return strings.Trim(v, `"`)
+}

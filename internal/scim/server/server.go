@@ -1,0 +1,205 @@
+// Package server is the SCIM 2.0 HTTP service provider (RFC 7644) for Users
+// and Groups. It authenticates the bearer token, maps the token's namespace
+// to the tenant, speaks SCIM (filters, PATCH, paging, ETags, errors) and
+// leaves storage to package repository.
+//
+// It runs on every operator replica (it is a manager Runnable that needs no
+// leader election) and reads from the informer cache, so a replica answers
+// reads without calling the API server.
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/scim-operator/scim-operator/internal/scim/repository"
+	"github.com/scim-operator/scim-operator/internal/scim/schema"
+	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+	"github.com/scim-operator/scim-operator/internal/tokens"
+)
+
+// ContentType is the media type of every SCIM response (RFC 7644 §3.1).
+const ContentType = "application/scim+json"
+
+// Config holds the server's tunables.
+type Config struct {
+	// BasePath is where the SCIM API is mounted, "/scim/v2" by default.
+	BasePath string
+	// PublicURL is the base URL clients use (for meta.location and the
+	// Location header), such as https://helpdesk.example.com/scim/v2. When
+	// empty it is derived from the request.
+	PublicURL string
+	// MaxBodyBytes bounds request bodies (413 above). Default 1 MiB.
+	MaxBodyBytes int64
+	// MaxOperations bounds the operations of one PATCH. Default 1000.
+	MaxOperations int
+	// DefaultPageSize applies when a list request names no count; MaxPageSize
+	// caps count. Defaults 100 and 1000.
+	DefaultPageSize, MaxPageSize int
+	// RetryAfter is sent with 503 and 429 answers. Default 10s.
+	RetryAfter time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.BasePath == "" {
+		c.BasePath = "/scim/v2"
+	}
+	c.BasePath = "/" + strings.Trim(c.BasePath, "/")
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxOperations <= 0 {
+		c.MaxOperations = 1000
+	}
+	if c.DefaultPageSize <= 0 {
+		c.DefaultPageSize = 100
+	}
+	if c.MaxPageSize <= 0 {
+		c.MaxPageSize = 1000
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = 10 * time.Second
+	}
+}
+
+// Authenticator maps a request's Authorization header to a token principal.
+type Authenticator interface {
+	Authenticate(ctx context.Context, authorization string) (tokens.Principal, error)
+}
+
+// UsageRecorder notes that a token was used (written rarely, not per call).
+type UsageRecorder interface {
+	Record(p tokens.Principal)
+}
+
+// SchemaSource returns the User resource type for a tenant: the RFC schema
+// plus the helpdesk's custom fields, which may differ per tenant.
+type SchemaSource func(ctx context.Context, tenant string) *schema.ResourceType
+
+// Server serves SCIM over HTTP.
+type Server struct {
+	cfg     Config
+	auth    Authenticator
+	usage   UsageRecorder
+	limiter *tokens.FailureLimiter
+	metrics *tokens.Metrics
+	repo    *repository.Repository
+	users   SchemaSource
+	groups  *schema.ResourceType
+	log     logr.Logger
+}
+
+// Options are the collaborators of a Server; Auth and Repo are required.
+type Options struct {
+	Auth    Authenticator
+	Usage   UsageRecorder          // optional
+	Limiter *tokens.FailureLimiter // optional: per-address failed-auth limit
+	Metrics *tokens.Metrics        // optional
+	Repo    *repository.Repository
+	Users   SchemaSource // optional: the RFC User schema when nil
+	Log     logr.Logger
+}
+
+// New returns a Server.
+func New(cfg Config, o Options) *Server {
+	cfg.defaults()
+	s := &Server{cfg: cfg, auth: o.Auth, usage: o.Usage, limiter: o.Limiter, metrics: o.Metrics,
+		repo: o.Repo, users: o.Users, groups: schema.GroupResourceType(), log: o.Log}
+	if s.users == nil {
+		rt := schema.UserResourceType()
+		s.users = func(context.Context, string) *schema.ResourceType { return rt }
+	}
+	return s
+}
+
+// Handler returns the HTTP handler with every SCIM route.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	b := s.cfg.BasePath
+	route := func(pattern string, h func(http.ResponseWriter, *http.Request, *request) error) {
+		mux.Handle(pattern, s.wrap(h))
+	}
+	route("GET "+b+"/Users", s.listUsers)
+	route("POST "+b+"/Users/.search", s.searchUsers)
+	route("POST "+b+"/Users", s.createUser)
+	route("GET "+b+"/Users/{id}", s.getUser)
+	route("PUT "+b+"/Users/{id}", s.replaceUser)
+	route("PATCH "+b+"/Users/{id}", s.patchUser)
+	route("DELETE "+b+"/Users/{id}", s.deleteUser)
+
+	route("GET "+b+"/Groups", s.listGroups)
+	route("POST "+b+"/Groups/.search", s.searchGroups)
+	route("POST "+b+"/Groups", s.createGroup)
+	route("GET "+b+"/Groups/{id}", s.getGroup)
+	route("PUT "+b+"/Groups/{id}", s.replaceGroup)
+	route("PATCH "+b+"/Groups/{id}", s.patchGroup)
+	route("DELETE "+b+"/Groups/{id}", s.deleteGroup)
+
+	route("GET "+b+"/ServiceProviderConfig", s.serviceProviderConfig)
+	route("GET "+b+"/ResourceTypes", s.resourceTypes)
+	route("GET "+b+"/ResourceTypes/{id}", s.resourceType)
+	route("GET "+b+"/Schemas", s.schemas)
+	route("GET "+b+"/Schemas/{id}", s.schemaByID)
+
+	notImpl := func(_ http.ResponseWriter, _ *http.Request, _ *request) error {
+		return scimerr.New(http.StatusNotImplemented, "", "this service provider does not support this endpoint (see /ServiceProviderConfig)")
+	}
+	route(b+"/Bulk", notImpl)
+	route(b+"/Me", notImpl)
+	route(b+"/Me/{rest...}", notImpl)
+	route(b+"/", func(_ http.ResponseWriter, r *http.Request, _ *request) error {
+		return scimerr.NotFound("no SCIM endpoint at %s %s; this server serves %s/Users and %s/Groups", r.Method, r.URL.Path, b, b)
+	})
+	return mux
+}
+
+// errorResponse writes err as an RFC 7644 §3.12 body. Client mistakes carry
+// a *scimerr.Error; an unavailable API server gives 503 with Retry-After;
+// anything else is a 500 whose detail says nothing internal (it is logged).
+func (s *Server) errorResponse(w http.ResponseWriter, rq *request, err error) {
+	e, ok := scimerr.As(err)
+	switch {
+	case ok:
+	case errors.Is(err, repository.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		rq.log.Info("storage unavailable", "error", err.Error())
+		w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
+		e = scimerr.New(http.StatusServiceUnavailable, "", "the service is temporarily unavailable; retry after %s", s.cfg.RetryAfter)
+	default:
+		rq.log.Error(err, "internal error")
+		e = scimerr.New(http.StatusInternalServerError, "", "internal error (request id %s)", rq.id)
+	}
+	if e.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="scim"`)
+	}
+	if e.Status == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
+	}
+	w.Header().Set("Content-Type", ContentType)
+	w.WriteHeader(e.Status)
+	_, _ = w.Write(e.Body())
+	rq.status = e.Status
+}
+
+func retryAfter(d time.Duration) string {
+	secs := int(d.Round(time.Second) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return itoa(secs)
+}
+
+// clientAddr is the peer address without port, for the failed-auth limit.
+// X-Forwarded-For is not trusted: anyone could rotate it to dodge the limit.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,327 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/filter"
+	"github.com/scim-operator/scim-operator/internal/scim/patch"
+	"github.com/scim-operator/scim-operator/internal/scim/repository"
+	"github.com/scim-operator/scim-operator/internal/scim/schema"
+	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+)
+
+// userDoc renders a ProvisionedUser as a full SCIM resource.
+func (s *Server) userDoc(ctx context.Context, rq *request, rt *schema.ResourceType, u *scimv1.ProvisionedUser, withGroups bool) (map[string]any, error) {
+	doc := repository.UserDoc(&u.Spec)
+	doc["id"] = u.Name
+	doc["schemas"] = rt.SchemasOf(doc)
+	doc["meta"] = meta("User", rq.baseURL+"/Users/"+u.Name, &u.ObjectMeta)
+	if withGroups {
+		groups, err := s.groupsAttr(ctx, rq, u.Namespace, u.Name)
+		if err != nil {
+			return nil, err
+		}
+		if len(groups) > 0 {
+			doc["groups"] = groups
+		}
+	}
+	return doc, nil
+}
+
+// groupsAttr computes a user's read-only groups attribute from the
+// membership index.
+func (s *Server) groupsAttr(ctx context.Context, rq *request, tenant, userID string) ([]any, error) {
+	names, err := s.repo.GroupsOf(ctx, tenant, userID)
+	if err != nil {
+		return nil, err
+	}
+	groups := make([]any, 0, len(names))
+	for _, name := range names {
+		g := map[string]any{"value": name, "$ref": rq.baseURL + "/Groups/" + name, "type": "direct"}
+		if grp, err := s.repo.LookupGroup(ctx, tenant, name); err == nil {
+			g["display"] = grp.Spec.DisplayName
+		}
+		groups = append(groups, g)
+	}
+	return groups, nil
+}
+
+// wantsGroups says whether a response must carry the computed groups
+// attribute; computing it costs an index read per user.
+func wantsGroups(attributes, excluded []string) bool {
+	has := func(list []string) bool {
+		for _, a := range list {
+			if strings.EqualFold(a, "groups") || strings.HasPrefix(strings.ToLower(a), "groups.") ||
+				strings.EqualFold(a, repository.UserURN+":groups") {
+				return true
+			}
+		}
+		return false
+	}
+	if len(attributes) > 0 {
+		return has(attributes)
+	}
+	return !has(excluded)
+}
+
+func filterMentions(e filter.Expr, attr string) bool {
+	found := false
+	filter.Walk(e, func(x filter.Expr) bool {
+		switch n := x.(type) {
+		case *filter.Compare:
+			found = found || strings.EqualFold(n.Path.Resolved.Attr.Name, attr)
+		case *filter.ValuePath:
+			found = found || strings.EqualFold(n.Path.Resolved.Attr.Name, attr)
+		}
+		return !found
+	})
+	return found
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request, rq *request) error {
+	rt := s.users(r.Context(), rq.tenant())
+	q, err := s.parseQuery(rt, r.URL.Query())
+	if err != nil {
+		return err
+	}
+	return s.answerUsers(w, r, rq, rt, q)
+}
+
+func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request, rq *request) error {
+	rt := s.users(r.Context(), rq.tenant())
+	q, err := s.parseSearch(rt, r)
+	if err != nil {
+		return err
+	}
+	return s.answerUsers(w, r, rq, rt, q)
+}
+
+func (s *Server) answerUsers(w http.ResponseWriter, r *http.Request, rq *request, rt *schema.ResourceType, q *query) error {
+	ctx := r.Context()
+	candidates, err := s.userCandidates(ctx, rq.tenant(), q.filter)
+	if err != nil {
+		return err
+	}
+	groupsInFilter := q.filter != nil && filterMentions(q.filter, "groups")
+	docs := make([]map[string]any, 0, len(candidates))
+	for i := range candidates {
+		doc, err := s.userDoc(ctx, rq, rt, &candidates[i], groupsInFilter)
+		if err != nil {
+			return err
+		}
+		if q.filter == nil || filter.Match(q.filter, doc) {
+			docs = append(docs, doc)
+		}
+	}
+	list := q.page(rt, docs)
+	if !groupsInFilter && wantsGroups(q.attributes, q.excluded) {
+		// Only the page's users get their groups computed.
+		if err := s.addGroups(ctx, rq, list); err != nil {
+			return err
+		}
+	}
+	return writeJSON(w, rq, http.StatusOK, list)
+}
+
+func (s *Server) addGroups(ctx context.Context, rq *request, list map[string]any) error {
+	for _, res := range list["Resources"].([]any) {
+		doc := res.(map[string]any)
+		id, _ := doc["id"].(string)
+		groups, err := s.groupsAttr(ctx, rq, rq.tenant(), id)
+		if err != nil {
+			return err
+		}
+		if len(groups) > 0 {
+			doc["groups"] = groups
+		}
+	}
+	return nil
+}
+
+// userCandidates narrows the tenant's users through an index when the
+// filter allows it; otherwise every user of the tenant is a candidate.
+func (s *Server) userCandidates(ctx context.Context, tenant string, f filter.Expr) ([]scimv1.ProvisionedUser, error) {
+	if f != nil {
+		if h := findHint(f, "id", "userName", "externalId", "emails.value"); h != nil {
+			switch h.attr {
+			case "id":
+				u, err := s.repo.GetUser(ctx, tenant, h.value)
+				if err != nil {
+					if e, ok := scimerr.As(err); ok && e.Status == http.StatusNotFound {
+						return nil, nil // a query never answers 404
+					}
+					return nil, err
+				}
+				return []scimv1.ProvisionedUser{*u}, nil
+			case "userName":
+				return s.repo.UsersBy(ctx, tenant, repository.IndexUserName, strings.ToLower(h.value))
+			case "externalId":
+				return s.repo.UsersBy(ctx, tenant, repository.IndexExternalID, h.value)
+			case "emails.value":
+				return s.repo.UsersBy(ctx, tenant, repository.IndexEmail, strings.ToLower(h.value))
+			}
+		}
+	}
+	return s.repo.AllUsers(ctx, tenant)
+}
+
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request, rq *request) error {
+	rt := s.users(r.Context(), rq.tenant())
+	u, err := s.repo.GetUser(r.Context(), rq.tenant(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return s.respondUser(w, r, rq, rt, u, http.StatusOK)
+}
+
+func (s *Server) respondUser(w http.ResponseWriter, r *http.Request, rq *request, rt *schema.ResourceType, u *scimv1.ProvisionedUser, status int) error {
+	q := r.URL.Query()
+	attrs, excl := splitList(q["attributes"]), splitList(q["excludedAttributes"])
+	doc, err := s.userDoc(r.Context(), rq, rt, u, wantsGroups(attrs, excl))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", etag(u.ResourceVersion))
+	if status == http.StatusCreated {
+		w.Header().Set("Location", rq.baseURL+"/Users/"+u.Name)
+	}
+	return writeJSON(w, rq, status, rt.Project(doc, attrs, excl))
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request, rq *request) error {
+	rt := s.users(r.Context(), rq.tenant())
+	body, _, err := s.readJSON(r)
+	if err != nil {
+		return err
+	}
+	doc, err := rt.Canonicalize(body, schema.ModeCreate)
+	if err != nil {
+		return err
+	}
+	spec, err := repository.UserSpec(doc)
+	if err != nil {
+		return scimerr.InvalidValue("%v", err)
+	}
+	u, err := s.repo.CreateUser(r.Context(), rq.writer(), spec)
+	if err != nil {
+		return err
+	}
+	s.audit(rq, "create", "User", u.Name)
+	return s.respondUser(w, r, rq, rt, u, http.StatusCreated)
+}
+
+// replaceUser is PUT (RFC 7644 §3.5.1): the body replaces every writable
+// attribute. Okta PUTs without "active" when it changes something else, so
+// an omitted active keeps its value instead of reverting to true.
+func (s *Server) replaceUser(w http.ResponseWriter, r *http.Request, rq *request) error {
+	rt := s.users(r.Context(), rq.tenant())
+	body, _, err := s.readJSON(r)
+	if err != nil {
+		return err
+	}
+	doc, err := rt.Canonicalize(body, schema.ModeReplace)
+	if err != nil {
+		return err
+	}
+	_, hasActive := doc["active"]
+	spec, err := repository.UserSpec(doc)
+	if err != nil {
+		return scimerr.InvalidValue("%v", err)
+	}
+	id := r.PathValue("id")
+	u, err := s.repo.UpdateUser(r.Context(), rq.writer(), id, ifMatch(r), func(u *scimv1.ProvisionedUser) (bool, error) {
+		next := spec.DeepCopy()
+		if !hasActive {
+			next.Active = u.Spec.Active
+		}
+		if equalUser(&u.Spec, next) {
+			return false, nil
+		}
+		u.Spec = *next
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.audit(rq, "replace", "User", id)
+	return s.respondUser(w, r, rq, rt, u, http.StatusOK)
+}
+
+func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, rq *request) error {
+	rt := s.users(r.Context(), rq.tenant())
+	body, err := s.readBody(r)
+	if err != nil {
+		return err
+	}
+	req, err := patch.Decode(body, patch.Limits{MaxOperations: s.cfg.MaxOperations})
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	u, err := s.repo.UpdateUser(r.Context(), rq.writer(), id, ifMatch(r), func(u *scimv1.ProvisionedUser) (bool, error) {
+		doc := repository.UserDoc(&u.Spec)
+		res, err := patch.Apply(rt, doc, req.Operations, patch.Options{})
+		if err != nil || !res.Changed {
+			return false, err
+		}
+		spec, err := repository.UserSpec(doc)
+		if err != nil {
+			return false, scimerr.InvalidValue("%v", err)
+		}
+		if equalUser(&u.Spec, &spec) {
+			return false, nil
+		}
+		u.Spec = spec
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.audit(rq, "patch", "User", id)
+	return s.respondUser(w, r, rq, rt, u, http.StatusOK)
+}
+
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, rq *request) error {
+	id := r.PathValue("id")
+	if err := s.repo.DeleteUser(r.Context(), rq.writer(), id, ifMatch(r)); err != nil {
+		return err
+	}
+	s.audit(rq, "delete", "User", id)
+	return noContent(w, rq)
+}
+
+// equalUser compares two specs as SCIM documents, so that a PATCH or PUT
+// restating what is stored costs no write.
+func equalUser(a, b *scimv1.ProvisionedUserSpec) bool {
+	return docEqual(repository.UserDoc(a), repository.UserDoc(b))
+}
+
+// meta renders the SCIM meta attribute. version is the resourceVersion, so
+// ETags follow every write (RFC 7644 §3.14).
+func meta(resourceType, location string, om *metav1.ObjectMeta) map[string]any {
+	created := om.CreationTimestamp.UTC()
+	modified := created
+	if v, ok := om.Annotations[repository.AnnotationLastModified]; ok {
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			modified = t.UTC()
+		}
+	}
+	return map[string]any{
+		"resourceType": resourceType,
+		"created":      created.Format(time.RFC3339),
+		"lastModified": modified.Format(time.RFC3339Nano),
+		"location":     location,
+		"version":      etag(om.ResourceVersion),
+	}
+}
+
+func (s *Server) audit(rq *request, op, resourceType, id string) {
+	// Ids only: names and emails stay out of the log unless debug is on.
+	rq.log.Info("scim write", "operation", op, "resourceType", resourceType, "resourceId", id)
+}
