@@ -17,11 +17,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/scim-operator/scim-operator/controllers"
+	"github.com/scim-operator/scim-operator/internal/helpdesk"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
 	"github.com/scim-operator/scim-operator/internal/scim/server"
 	"github.com/scim-operator/scim-operator/internal/tokens"
@@ -59,8 +59,15 @@ type Options struct {
 	// (tests that simulate replicas).
 	SkipControllerNameValidation bool
 
-	// Setup adds further controllers (the helpdesk sync) to the manager.
-	Setup []func(ctrl.Manager, *Operator) error
+	// Helpdesk is the helpdesk database. When nil the helpdesk sync
+	// controllers do not run (tests of the SCIM layer alone).
+	Helpdesk helpdesk.Store
+	// DeletionPolicy applies to deleted users and groups (retain default).
+	DeletionPolicy helpdesk.DeletionPolicy
+	// ResyncPeriod is how often synced rows are checked for drift.
+	ResyncPeriod time.Duration
+	// SyncWorkers bounds parallel database writes per kind (default 4).
+	SyncWorkers int
 }
 
 // Operator is a configured manager and the parts tests reach into.
@@ -139,8 +146,12 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if o.PublicURL != "" && o.SCIM.PublicURL == "" {
 		o.SCIM.PublicURL = o.PublicURL
 	}
+	var users server.SchemaSource
+	if o.Helpdesk != nil {
+		users = newCustomFieldSchemas(o.Helpdesk, o.Log.WithName("custom-fields")).userType
+	}
 	op.SCIM = server.New(o.SCIM, server.Options{
-		Auth: op.Auth, Usage: usage, Repo: op.Repo, Metrics: authMetrics,
+		Auth: op.Auth, Usage: usage, Repo: op.Repo, Metrics: authMetrics, Users: users,
 		Limiter: tokens.NewFailureLimiter(tokens.LimiterOptions{}),
 		Log:     o.Log.WithName("scim"),
 	})
@@ -150,8 +161,8 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 			return nil, err
 		}
 	}
-	for _, setup := range o.Setup {
-		if err := setup(mgr, op); err != nil {
+	if o.Helpdesk != nil {
+		if err := setupHelpdesk(mgr, op, o); err != nil {
 			return nil, err
 		}
 	}
@@ -172,4 +183,32 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	return op, nil
 }
 
-var _ manager.Runnable = (*server.Listener)(nil)
+func setupHelpdesk(mgr ctrl.Manager, op *Operator, o Options) error {
+	m, err := controllers.NewSyncMetrics(metrics.Registry)
+	if err != nil {
+		return err
+	}
+	if o.ResyncPeriod <= 0 {
+		o.ResyncPeriod = 10 * time.Minute
+	}
+	if o.SyncWorkers <= 0 {
+		o.SyncWorkers = 4
+	}
+	if err := (&controllers.ProvisionedUserReconciler{
+		Client: mgr.GetClient(), Store: o.Helpdesk, Repo: op.Repo, Metrics: m,
+		DeletionPolicy: o.DeletionPolicy, ResyncPeriod: o.ResyncPeriod, MaxConcurrentReconciles: o.SyncWorkers,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the ProvisionedUser controller: %w", err)
+	}
+	if err := (&controllers.ProvisionedGroupReconciler{
+		Client: mgr.GetClient(), Store: o.Helpdesk, Repo: op.Repo, Metrics: m,
+		DeletionPolicy: o.DeletionPolicy, ResyncPeriod: o.ResyncPeriod, MaxConcurrentReconciles: o.SyncWorkers,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the ProvisionedGroup controller: %w", err)
+	}
+	return mgr.AddReadyzCheck("helpdesk-database", func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
+		defer cancel()
+		return o.Helpdesk.Ping(ctx)
+	})
+}

@@ -20,12 +20,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/kscheme"
 )
 
 // Env is a running control plane.
@@ -45,16 +44,7 @@ func RepoRoot() string {
 }
 
 // NewScheme returns a scheme with the Kubernetes built-in kinds and ours.
-func NewScheme() *k8sruntime.Scheme {
-	s := k8sruntime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := scimv1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
+func NewScheme() *k8sruntime.Scheme { return kscheme.New() }
 
 // assets finds kube-apiserver and etcd: KUBEBUILDER_ASSETS when set (make
 // test sets it), otherwise the folder hack/controlplane/build.sh prints,

@@ -1,0 +1,148 @@
+// Command scim-operator is the operator's binary. Without a subcommand it is
+// the in-cluster manager; `scim-operator dev` runs the whole stack locally.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/go-logr/logr"
+	"go.uber.org/zap/zapcore"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/scim-operator/scim-operator/internal/devstack"
+	"github.com/scim-operator/scim-operator/internal/helpdesk"
+	"github.com/scim-operator/scim-operator/internal/kscheme"
+	"github.com/scim-operator/scim-operator/internal/operator"
+	"github.com/scim-operator/scim-operator/internal/scim/server"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "dev" {
+		os.Exit(devMain(os.Args[2:]))
+	}
+	os.Exit(managerMain(os.Args[1:]))
+}
+
+// managerFlags are the in-cluster manager's settings.
+type managerFlags struct {
+	metricsAddr, probeAddr           string
+	leaderElect                      bool
+	leaderElectionNamespace          string
+	scimAddr, scimCert, scimKey      string
+	publicURL                        string
+	database                         string
+	deletionPolicy                   string
+	resync                           time.Duration
+	maxBody                          int64
+	zap                              zap.Options
+}
+
+func (f *managerFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
+	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader among replicas; controllers run on the leader, SCIM on every replica.")
+	fs.StringVar(&f.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
+	fs.StringVar(&f.scimAddr, "scim-bind-address", ":8443", "Address the SCIM server listens on.")
+	fs.StringVar(&f.scimCert, "scim-tls-cert-file", "", "TLS certificate for the SCIM server; plain HTTP when empty (TLS terminated by the ingress).")
+	fs.StringVar(&f.scimKey, "scim-tls-key-file", "", "TLS key for the SCIM server.")
+	fs.StringVar(&f.publicURL, "public-url", "", "SCIM base URL identity providers use, e.g. https://helpdesk.example.com/scim/v2 (shown in ScimToken status).")
+	fs.StringVar(&f.database, "helpdesk-database", envOr("HELPDESK_DATABASE_URL", "sqlite://helpdesk.db"),
+		"Helpdesk database URL: sqlite://PATH, postgres://USER@HOST:PORT/DB, or mysql://USER:PASS@HOST:PORT/DB (env HELPDESK_DATABASE_URL).")
+	fs.StringVar(&f.deletionPolicy, "deletion-policy", "retain", "What a deleted user or group does to its helpdesk row: retain (mark deleted) or delete.")
+	fs.DurationVar(&f.resync, "resync-period", 10*time.Minute, "How often synced rows are checked and repaired.")
+	fs.Int64Var(&f.maxBody, "scim-max-body-bytes", 1<<20, "Largest SCIM request body accepted (413 above).")
+	f.zap.BindFlags(fs)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func (f *managerFlags) policy() (helpdesk.DeletionPolicy, error) {
+	switch p := helpdesk.DeletionPolicy(f.deletionPolicy); p {
+	case helpdesk.DeletionPolicyRetain, helpdesk.DeletionPolicyDelete:
+		return p, nil
+	}
+	return "", fmt.Errorf("--deletion-policy must be retain or delete, not %q", f.deletionPolicy)
+}
+
+func managerMain(args []string) int {
+	var f managerFlags
+	fs := flag.NewFlagSet("scim-operator", flag.ContinueOnError)
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := zap.New(zap.UseFlagOptions(&f.zap))
+	ctrl.SetLogger(log)
+	if err := runManager(ctrl.SetupSignalHandler(), log, &f); err != nil {
+		log.Error(err, "scim-operator stopped")
+		return 1
+	}
+	return 0
+}
+
+func runManager(ctx context.Context, log logr.Logger, f *managerFlags) error {
+	policy, err := f.policy()
+	if err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("finding a kubeconfig (in cluster, $KUBECONFIG or ~/.kube/config): %w", err)
+	}
+	openCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	store, err := helpdesk.Open(openCtx, f.database)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("opening the helpdesk database %s: %w", helpdesk.Redact(f.database), err)
+	}
+	defer store.Close()
+	log.Info("helpdesk database ready", "url", helpdesk.Redact(f.database), "dialect", store.Dialect())
+	op, err := operator.New(cfg, operator.Options{
+		Scheme: kscheme.New(), Log: log,
+		MetricsAddr: f.metricsAddr, ProbeAddr: f.probeAddr,
+		LeaderElection: f.leaderElect, LeaderElectionNamespace: f.leaderElectionNamespace,
+		SCIMAddr: f.scimAddr, SCIMCertFile: f.scimCert, SCIMKeyFile: f.scimKey,
+		SCIM:      server.Config{MaxBodyBytes: f.maxBody},
+		PublicURL: f.publicURL,
+		Helpdesk:  store, DeletionPolicy: policy, ResyncPeriod: f.resync,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("starting", "scim", f.scimAddr, "publicURL", f.publicURL, "leaderElection", f.leaderElect)
+	return op.Manager.Start(ctx)
+}
+
+func devMain(args []string) int {
+	fs := flag.NewFlagSet("scim-operator dev", flag.ContinueOnError)
+	var o devstack.Options
+	fs.StringVar(&o.StateDir, "state-dir", ".dev", "Folder for the control plane's data, the SQLite database, kubeconfig, endpoint and token.")
+	fs.StringVar(&o.SCIMAddr, "scim-bind-address", "127.0.0.1:18443", "Address the SCIM server listens on.")
+	fs.StringVar(&o.AssetsDir, "control-plane-dir", os.Getenv("KUBEBUILDER_ASSETS"), "Folder with kube-apiserver and etcd (make envtest-bins builds them; `make run` passes it).")
+	zo := zap.Options{Development: true, Level: zapcore.InfoLevel}
+	zo.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log := zap.New(zap.UseFlagOptions(&zo))
+	ctrl.SetLogger(log)
+	if err := devstack.Run(ctrl.SetupSignalHandler(), log, os.Stdout, o); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "scim-operator dev:", err)
+		return 1
+	}
+	return 0
+}

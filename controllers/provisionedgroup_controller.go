@@ -1,0 +1,153 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/helpdesk"
+	"github.com/scim-operator/scim-operator/internal/scim/repository"
+)
+
+// ProvisionedGroupReconciler copies ProvisionedGroups and their members
+// (the GroupMembership shards) into the helpdesk database. Membership is
+// written as a diff: only rows that changed are inserted or deleted.
+type ProvisionedGroupReconciler struct {
+	client.Client
+	Store                   helpdesk.Store
+	Repo                    *repository.Repository
+	Recorder                events.EventRecorder
+	Metrics                 *SyncMetrics
+	DeletionPolicy          helpdesk.DeletionPolicy
+	ResyncPeriod            time.Duration
+	MaxConcurrentReconciles int
+	Now                     func() time.Time
+}
+
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedgroups,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedgroups/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedgroups/finalizers,verbs=update
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=groupmemberships,verbs=get;list;watch;create;update;patch;delete;deletecollection
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=nameclaims,verbs=get;list;watch;create;delete
+
+// SetupWithManager registers the controller; a change to any shard
+// reconciles its group.
+func (r *ProvisionedGroupReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Recorder == nil {
+		r.Recorder = mgr.GetEventRecorder("provisionedgroup-controller")
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("provisionedgroup").
+		For(&scimv1.ProvisionedGroup{}).
+		Watches(&scimv1.GroupMembership{}, handler.EnqueueRequestsFromMapFunc(
+			func(_ context.Context, o client.Object) []reconcile.Request {
+				s, ok := o.(*scimv1.GroupMembership)
+				if !ok {
+					return nil
+				}
+				return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Spec.Group}}}
+			})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
+		Complete(r)
+}
+
+// Reconcile brings one group's rows in line with its spec and shards.
+func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+	g := &scimv1.ProvisionedGroup{}
+	if err := r.Get(ctx, req.NamespacedName, g); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !g.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, g)
+	}
+	if controllerutil.AddFinalizer(g, scimv1.FinalizerHelpdesk) {
+		return ctrl.Result{}, r.Update(ctx, g)
+	}
+	before := g.Status.DeepCopy()
+	defer func() {
+		if equality.Semantic.DeepEqual(before, &g.Status) {
+			return
+		}
+		base := g.DeepCopy()
+		base.Status = *before
+		if err := r.Status().Patch(ctx, g, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
+			retErr = errors.Join(retErr, fmt.Errorf("writing status: %w", err))
+		}
+	}()
+
+	fail := func(err error, what string) (ctrl.Result, error) {
+		reason := ReasonDatabaseUnavailable
+		if errors.Is(err, helpdesk.ErrInvalid) {
+			reason = ReasonInvalid
+		}
+		setSynced(&g.Status.Conditions, g.Generation, metav1.ConditionFalse, reason, err.Error())
+		r.Recorder.Eventf(g, nil, "Warning", EventSyncFailed, "Sync", "%s of group %s failed: %s", what, g.Name, reason)
+		return ctrl.Result{}, fmt.Errorf("%s of group %s/%s: %w", what, g.Namespace, g.Name, err)
+	}
+	changed, err := r.Store.UpsertGroup(ctx, helpdesk.Group{Tenant: g.Namespace, SCIMID: g.Name,
+		DisplayName: g.Spec.DisplayName, ExternalID: g.Spec.ExternalID})
+	if err != nil {
+		return fail(err, "writing")
+	}
+	members, err := r.Repo.Members(ctx, g.Namespace, g.Name)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	added, removed, err := r.Store.SyncMembers(ctx, g.Namespace, g.Name, members)
+	if err != nil {
+		return fail(err, "syncing members")
+	}
+	now := r.Now()
+	if changed || added > 0 || removed > 0 {
+		inSync := g.Status.ObservedGeneration == g.Generation && meta.IsStatusConditionTrue(g.Status.Conditions, scimv1.ConditionSynced) &&
+			int(g.Status.Members) == len(members)
+		if inSync {
+			r.Recorder.Eventf(g, nil, "Normal", EventDriftRepaired, "Sync", "the helpdesk rows of group %s differed and were rewritten (%d added, %d removed)", g.Name, added, removed)
+		} else {
+			r.Metrics.observe("group", &g.ObjectMeta, now)
+		}
+		g.Status.LastSyncTime = &metav1.Time{Time: now}
+	}
+	g.Status.Members = int32(len(members))
+	setSynced(&g.Status.Conditions, g.Generation, metav1.ConditionTrue, ReasonSynced, "the helpdesk database holds this generation and its members")
+	g.Status.ObservedGeneration = g.Generation
+	return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
+}
+
+func (r *ProvisionedGroupReconciler) reconcileDelete(ctx context.Context, g *scimv1.ProvisionedGroup) error {
+	if !controllerutil.ContainsFinalizer(g, scimv1.FinalizerHelpdesk) {
+		return nil
+	}
+	if err := r.Store.DeleteGroup(ctx, g.Namespace, g.Name, r.DeletionPolicy); err != nil {
+		r.Recorder.Eventf(g, nil, "Warning", EventSyncFailed, "Delete", "deleting group %s from the helpdesk database failed; retrying", g.Name)
+		return fmt.Errorf("deleting group %s/%s from the helpdesk: %w", g.Namespace, g.Name, err)
+	}
+	// Shards are owned by the group, but a cluster without a garbage
+	// collector (or a slow one) would keep them: delete them explicitly.
+	if err := r.DeleteAllOf(ctx, &scimv1.GroupMembership{}, client.InNamespace(g.Namespace),
+		client.MatchingLabels{scimv1.LabelGroup: g.Name}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting membership shards of group %s: %w", g.Name, err)
+	}
+	r.Recorder.Eventf(g, nil, "Normal", EventDeleted, "Delete", "group %s deleted from the helpdesk database (policy %s)", g.Name, policyName(r.DeletionPolicy))
+	base := g.DeepCopy()
+	controllerutil.RemoveFinalizer(g, scimv1.FinalizerHelpdesk)
+	return client.IgnoreNotFound(r.Patch(ctx, g, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
+}

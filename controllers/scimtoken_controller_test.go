@@ -1,0 +1,896 @@
+package controllers
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/testenv"
+	"github.com/scim-operator/scim-operator/internal/tokens"
+)
+
+const (
+	testEndpoint = "https://helpdesk.example.com/scim/v2"
+	wait         = 20 * time.Second
+)
+
+// fixture is one test's namespace with a manager running the ScimToken
+// controller, an Authenticator and a UsageRecorder, all on a fake clock.
+type fixture struct {
+	t     *testing.T
+	ns    string
+	c     client.Client // direct, uncached
+	clock *clocktesting.FakeClock
+	auth  *tokens.Authenticator
+	usage *tokens.UsageRecorder
+	logs  *logBuffer
+	// usagePatches counts the UsageRecorder's status patches.
+	usagePatches atomic.Int32
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	e := testenv.Require(t, env)
+	t.Parallel()
+	f := &fixture{t: t, ns: e.Namespace(t), c: e.Client, clock: clocktesting.NewFakeClock(time.Now().Truncate(time.Second))}
+	direct, err := client.NewWithWatch(e.Config, client.Options{Scheme: e.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counting := interceptor.NewClient(direct, interceptor.Funcs{
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+			f.usagePatches.Add(1)
+			return c.SubResource(sub).Patch(ctx, obj, p, opts...)
+		},
+	})
+	_, f.logs = startManager(t, f.ns, func(mgr ctrl.Manager) error {
+		r := &ScimTokenReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Clock: f.clock, EndpointBaseURL: testEndpoint}
+		if err := r.SetupWithManager(mgr); err != nil {
+			return err
+		}
+		if err := tokens.RegisterIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+			return err
+		}
+		f.auth = tokens.NewAuthenticator(mgr.GetCache(), f.clock)
+		f.usage = tokens.NewUsageRecorder(counting, mgr.GetCache(), tokens.UsageOptions{
+			Clock: f.clock, FlushInterval: 50 * time.Millisecond, Logger: mgr.GetLogger().WithName("usage"),
+		})
+		return mgr.Add(f.usage)
+	})
+	return f
+}
+
+func (f *fixture) create(name string, mutate func(*scimv1.ScimToken)) {
+	f.t.Helper()
+	tok := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name}}
+	if mutate != nil {
+		mutate(tok)
+	}
+	if err := f.c.Create(context.Background(), tok); err != nil {
+		f.t.Fatalf("creating ScimToken %s: %v", name, err)
+	}
+}
+
+func (f *fixture) get(name string) *scimv1.ScimToken {
+	f.t.Helper()
+	tok := &scimv1.ScimToken{}
+	if err := f.c.Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: name}, tok); err != nil {
+		f.t.Fatalf("reading ScimToken %s: %v", name, err)
+	}
+	return tok
+}
+
+// waitFor waits until the ScimToken, its status up to date, satisfies ok.
+func (f *fixture) waitFor(name string, ok func(*scimv1.ScimToken) error) *scimv1.ScimToken {
+	f.t.Helper()
+	var tok *scimv1.ScimToken
+	eventually(f.t, wait, func() error {
+		tok = &scimv1.ScimToken{}
+		if err := f.c.Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: name}, tok); err != nil {
+			return err
+		}
+		if tok.Status.ObservedGeneration != tok.Generation {
+			return fmt.Errorf("observedGeneration %d, generation %d", tok.Status.ObservedGeneration, tok.Generation)
+		}
+		return ok(tok)
+	})
+	return tok
+}
+
+func (f *fixture) waitReady(name string, status metav1.ConditionStatus, reason string) *scimv1.ScimToken {
+	f.t.Helper()
+	return f.waitFor(name, func(tok *scimv1.ScimToken) error {
+		c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady)
+		if c == nil || c.Status != status || c.Reason != reason {
+			return fmt.Errorf("Ready is %+v, want %s/%s", c, status, reason)
+		}
+		return nil
+	})
+}
+
+func (f *fixture) secret(name string) *corev1.Secret {
+	f.t.Helper()
+	s := &corev1.Secret{}
+	if err := f.c.Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: name}, s); err != nil {
+		f.t.Fatalf("reading Secret %s: %v", name, err)
+	}
+	return s
+}
+
+// token reads the token of a ScimToken's generated Secret once the status
+// reports it.
+func (f *fixture) token(name string) string {
+	f.t.Helper()
+	var token string
+	eventually(f.t, wait, func() error {
+		s := &corev1.Secret{}
+		if err := f.c.Get(context.Background(), types.NamespacedName{Namespace: f.ns, Name: name + "-token"}, s); err != nil {
+			return err
+		}
+		token = string(s.Data[SecretKeyToken])
+		if fp := f.get(name).Status.Fingerprint; fp != tokens.Fingerprint(token) {
+			return fmt.Errorf("status fingerprint %s does not match the Secret's token yet", fp)
+		}
+		return nil
+	})
+	return token
+}
+
+// accepted waits until the Authenticator (on the manager's cache) accepts
+// token, and returns the principal.
+func (f *fixture) accepted(name, token string) tokens.Principal {
+	f.t.Helper()
+	var p tokens.Principal
+	eventually(f.t, wait, func() error {
+		var err error
+		p, err = f.auth.Authenticate(context.Background(), "Bearer "+token)
+		if err != nil {
+			return err
+		}
+		if p.Namespace != f.ns || p.TokenName != name || p.Fingerprint != tokens.Fingerprint(token) {
+			return fmt.Errorf("principal %+v", p)
+		}
+		return nil
+	})
+	return p
+}
+
+// refused waits until the Authenticator refuses token with want.
+func (f *fixture) refused(token string, want error) {
+	f.t.Helper()
+	eventually(f.t, wait, func() error {
+		_, err := f.auth.Authenticate(context.Background(), "Bearer "+token)
+		if !errors.Is(err, want) {
+			return fmt.Errorf("Authenticate returned %v, want %v", err, want)
+		}
+		return nil
+	})
+}
+
+// patch applies a JSON merge patch to a ScimToken.
+func (f *fixture) patch(name, body string) {
+	f.t.Helper()
+	tok := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: name}}
+	if err := f.c.Patch(context.Background(), tok, client.RawPatch(types.MergePatchType, []byte(body))); err != nil {
+		f.t.Fatalf("patching ScimToken %s with %s: %v", name, body, err)
+	}
+}
+
+// poke changes a label so that the controller reconciles now, after the
+// fake clock moved (its own requeue would wait for wall-clock time).
+func (f *fixture) poke(name string) {
+	f.t.Helper()
+	f.patch(name, fmt.Sprintf(`{"metadata":{"labels":{"test/poke":"%d"}}}`, time.Now().UnixNano()))
+}
+
+// events returns the events recorded in the test's namespace.
+func (f *fixture) events() []eventsv1.Event {
+	f.t.Helper()
+	var list eventsv1.EventList
+	if err := f.c.List(context.Background(), &list, client.InNamespace(f.ns)); err != nil {
+		f.t.Fatalf("listing events: %v", err)
+	}
+	return list.Items
+}
+
+// waitEvent waits for an event with reason (and type) about ScimToken name.
+func (f *fixture) waitEvent(name, eventType, reason string) eventsv1.Event {
+	f.t.Helper()
+	var found eventsv1.Event
+	eventually(f.t, wait, func() error {
+		for _, e := range f.events() {
+			if e.Regarding.Name == name && e.Reason == reason && e.Type == eventType {
+				found = e
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s event %s", eventType, reason)
+	})
+	return found
+}
+
+func withRotation(interval, overlap time.Duration) func(*scimv1.ScimToken) {
+	return func(tok *scimv1.ScimToken) {
+		tok.Spec.Rotation = &scimv1.TokenRotation{
+			Interval: metav1.Duration{Duration: interval},
+			Overlap:  &metav1.Duration{Duration: overlap},
+		}
+	}
+}
+
+// 1: a generated token, its Secret and status; 2: authentication.
+func TestIssueAndAuthenticate(t *testing.T) {
+	f := newFixture(t)
+	f.create("entra", func(tok *scimv1.ScimToken) { tok.Spec.Description = "Entra ID production" })
+	tok := f.waitReady("entra", metav1.ConditionTrue, ReasonIssued)
+	token := f.token("entra")
+
+	s := f.secret("entra-token")
+	if !strings.HasPrefix(token, tokens.Prefix) || len(token) != len(tokens.Prefix)+43 {
+		t.Errorf("token has the wrong shape (length %d)", len(token))
+	}
+	if got := string(s.Data[SecretKeyEndpoint]); got != testEndpoint {
+		t.Errorf("endpoint key = %q", got)
+	}
+	if s.Type != corev1.SecretTypeOpaque {
+		t.Errorf("Secret type %q", s.Type)
+	}
+	if s.Labels[scimv1.LabelManagedBy] != scimv1.ManagerName || s.Labels[scimv1.LabelToken] != "entra" {
+		t.Errorf("Secret labels %v", s.Labels)
+	}
+	if ref := metav1.GetControllerOf(s); ref == nil || ref.UID != tok.UID || ref.Kind != "ScimToken" {
+		t.Errorf("Secret controller reference %+v", ref)
+	}
+	st := tok.Status
+	if st.Endpoint != testEndpoint || st.SecretName != "entra-token" || st.Fingerprint != tokens.Fingerprint(token) ||
+		!strings.HasPrefix(st.Fingerprint, "sha256:") || st.IssuedAt == nil || st.NextRotationAt != nil ||
+		st.PreviousFingerprint != "" || st.PreviousValidUntil != nil {
+		t.Errorf("status %+v", st)
+	}
+	if !ptr.Deref(tok.Spec.Active, false) {
+		t.Errorf("spec.active did not default to true")
+	}
+	if !containsString(tok.Finalizers, scimv1.FinalizerToken) {
+		t.Errorf("finalizers %v", tok.Finalizers)
+	}
+	f.waitEvent("entra", corev1.EventTypeNormal, ReasonIssued)
+
+	p := f.accepted("entra", token)
+	if p.Previous {
+		t.Errorf("current token reported as previous")
+	}
+	if _, err := f.auth.Authenticate(context.Background(), "bEaReR "+token); err != nil {
+		t.Errorf("scheme should be case-insensitive: %v", err)
+	}
+	for header, want := range map[string]error{
+		"":                                 tokens.ErrMissing,
+		"Bearer":                           tokens.ErrMalformed,
+		"Bearer ":                          tokens.ErrMalformed,
+		"Basic " + token:                   tokens.ErrMalformed,
+		"Bearer " + token + " x":           tokens.ErrMalformed,
+		"Bearer " + token + "x":            tokens.ErrUnknown,
+		"Bearer scimop_not-a-real-one":     tokens.ErrUnknown,
+		"Bearer " + strings.ToUpper(token): tokens.ErrUnknown,
+	} {
+		if _, err := f.auth.Authenticate(context.Background(), header); !errors.Is(err, want) {
+			t.Errorf("Authenticate(%.20q...) = %v, want %v", header, err, want)
+		}
+	}
+}
+
+// 4: on-demand rotation; the previous token works for the overlap, then not.
+func TestRotateOnDemandWithOverlap(t *testing.T) {
+	f := newFixture(t)
+	f.create("rot", withRotation(time.Hour, 10*time.Minute))
+	f.waitReady("rot", metav1.ConditionTrue, ReasonIssued)
+	old := f.token("rot")
+	f.accepted("rot", old)
+
+	f.patch("rot", `{"metadata":{"annotations":{"scim.helpdesk.dev/rotate":"1"}}}`)
+	tok := f.waitFor("rot", func(tok *scimv1.ScimToken) error {
+		if tok.Status.RotationRequest != "1" || tok.Status.Fingerprint == tokens.Fingerprint(old) {
+			return fmt.Errorf("not rotated yet")
+		}
+		return nil
+	})
+	current := f.token("rot")
+	if current == old {
+		t.Fatal("the Secret still holds the old token")
+	}
+	st := tok.Status
+	if st.PreviousFingerprint != tokens.Fingerprint(old) || st.PreviousValidUntil == nil ||
+		!st.PreviousValidUntil.Time.Equal(st.IssuedAt.Add(10*time.Minute)) ||
+		!st.NextRotationAt.Time.Equal(st.IssuedAt.Add(time.Hour)) {
+		t.Errorf("status after rotation %+v", st)
+	}
+	f.waitEvent("rot", corev1.EventTypeNormal, EventRotated)
+
+	f.accepted("rot", current)
+	if p := f.accepted("rot", old); !p.Previous {
+		t.Errorf("old token not reported as previous")
+	}
+
+	// Setting the same value again is not a new request.
+	f.poke("rot")
+	time.Sleep(time.Second)
+	if got := f.get("rot").Status.Fingerprint; got != tokens.Fingerprint(current) {
+		t.Errorf("rotated again without a new request")
+	}
+
+	// The overlap ends: the Authenticator refuses at once on its own clock,
+	// and the controller then forgets the previous fingerprint.
+	f.clock.Step(10*time.Minute + time.Second)
+	if _, err := f.auth.Authenticate(context.Background(), "Bearer "+old); !errors.Is(err, tokens.ErrExpired) {
+		t.Errorf("old token after the overlap: %v, want ErrExpired", err)
+	}
+	f.poke("rot")
+	f.waitFor("rot", func(tok *scimv1.ScimToken) error {
+		if tok.Status.PreviousFingerprint != "" || tok.Status.PreviousValidUntil != nil {
+			return fmt.Errorf("previous still in status")
+		}
+		return nil
+	})
+	f.waitEvent("rot", corev1.EventTypeNormal, EventPreviousRevoked)
+	f.refused(old, tokens.ErrUnknown)
+	f.accepted("rot", current)
+}
+
+// 4: overlap 0 revokes the previous token at once (after a leak).
+func TestRotateOverlapZero(t *testing.T) {
+	f := newFixture(t)
+	f.create("leak", withRotation(time.Hour, 0))
+	f.waitReady("leak", metav1.ConditionTrue, ReasonIssued)
+	old := f.token("leak")
+	f.accepted("leak", old)
+
+	f.patch("leak", `{"metadata":{"annotations":{"scim.helpdesk.dev/rotate":"leaked"}}}`)
+	tok := f.waitFor("leak", func(tok *scimv1.ScimToken) error {
+		if tok.Status.RotationRequest != "leaked" {
+			return fmt.Errorf("not rotated yet")
+		}
+		return nil
+	})
+	if tok.Status.PreviousFingerprint != "" || tok.Status.PreviousValidUntil != nil {
+		t.Errorf("overlap 0 kept a previous token: %+v", tok.Status)
+	}
+	f.refused(old, tokens.ErrUnknown)
+	f.accepted("leak", f.token("leak"))
+}
+
+// 4: rotation on spec.rotation.interval, driven by the fake clock.
+func TestScheduledRotation(t *testing.T) {
+	f := newFixture(t)
+	f.create("sched", withRotation(time.Minute, 30*time.Second))
+	tok := f.waitReady("sched", metav1.ConditionTrue, ReasonIssued)
+	old := f.token("sched")
+	if tok.Status.NextRotationAt == nil || !tok.Status.NextRotationAt.Time.Equal(tok.Status.IssuedAt.Add(time.Minute)) {
+		t.Fatalf("nextRotationAt %v, issuedAt %v", tok.Status.NextRotationAt, tok.Status.IssuedAt)
+	}
+
+	// Not yet due: nothing happens.
+	f.clock.Step(59 * time.Second)
+	f.poke("sched")
+	time.Sleep(time.Second)
+	if f.get("sched").Status.Fingerprint != tokens.Fingerprint(old) {
+		t.Fatal("rotated before nextRotationAt")
+	}
+
+	f.clock.Step(2 * time.Second)
+	f.poke("sched")
+	tok = f.waitFor("sched", func(tok *scimv1.ScimToken) error {
+		if tok.Status.Fingerprint == tokens.Fingerprint(old) {
+			return fmt.Errorf("not rotated yet")
+		}
+		return nil
+	})
+	if tok.Status.PreviousFingerprint != tokens.Fingerprint(old) ||
+		!tok.Status.NextRotationAt.Time.Equal(tok.Status.IssuedAt.Add(time.Minute)) ||
+		!tok.Status.IssuedAt.Time.Equal(f.clock.Now().UTC().Truncate(time.Second)) {
+		t.Errorf("status after scheduled rotation %+v", tok.Status)
+	}
+	f.accepted("sched", f.token("sched"))
+	f.accepted("sched", old)
+}
+
+// 3: spec.active false refuses the token; true accepts it again.
+func TestInactiveAndReactivated(t *testing.T) {
+	f := newFixture(t)
+	f.create("onoff", nil)
+	f.waitReady("onoff", metav1.ConditionTrue, ReasonIssued)
+	token := f.token("onoff")
+	f.accepted("onoff", token)
+
+	f.patch("onoff", `{"spec":{"active":false}}`)
+	f.waitReady("onoff", metav1.ConditionFalse, ReasonInactive)
+	f.refused(token, tokens.ErrInactive)
+	f.waitEvent("onoff", corev1.EventTypeNormal, EventDeactivated)
+
+	f.patch("onoff", `{"spec":{"active":true}}`)
+	f.waitReady("onoff", metav1.ConditionTrue, ReasonIssued)
+	f.accepted("onoff", token)
+	f.waitEvent("onoff", corev1.EventTypeNormal, EventActivated)
+	if f.token("onoff") != token {
+		t.Error("deactivation replaced the token")
+	}
+}
+
+// 5: adoption follows the external Secret, never modifies it, and reports
+// a missing Secret or a short token as a condition.
+func TestAdoption(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	first := "vault-made-" + strings.Repeat("a1", 20)
+	ext := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "from-vault"},
+		Data:       map[string][]byte{"scim": []byte(first + "\n")}, // trailing newline, as echo leaves it
+	}
+	if err := f.c.Create(ctx, ext); err != nil {
+		t.Fatal(err)
+	}
+	f.create("adopt", func(tok *scimv1.ScimToken) {
+		tok.Spec.SecretRef = &scimv1.TokenSecretReference{Name: "from-vault", Key: "scim"}
+	})
+	tok := f.waitReady("adopt", metav1.ConditionTrue, ReasonAdopted)
+	if tok.Status.Fingerprint != tokens.Fingerprint(first) || tok.Status.SecretName != "from-vault" ||
+		tok.Status.NextRotationAt != nil || tok.Status.Endpoint != testEndpoint {
+		t.Errorf("status %+v", tok.Status)
+	}
+	f.accepted("adopt", first)
+	f.waitEvent("adopt", corev1.EventTypeNormal, ReasonAdopted)
+	if err := f.c.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: "adopt-token"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a generated Secret exists next to the adopted one: %v", err)
+	}
+
+	// Whoever manages the Secret rotates it: the operator follows.
+	second := "vault-made-" + strings.Repeat("b2", 20)
+	ext = f.secret("from-vault")
+	ext.Data["scim"] = []byte(second)
+	if err := f.c.Update(ctx, ext); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("adopt", func(tok *scimv1.ScimToken) error {
+		if tok.Status.Fingerprint != tokens.Fingerprint(second) {
+			return fmt.Errorf("still the first token")
+		}
+		return nil
+	})
+	f.accepted("adopt", second)
+	f.refused(first, tokens.ErrUnknown)
+	f.waitEvent("adopt", corev1.EventTypeNormal, EventAdoptedChanged)
+
+	// Too short: refused, with a condition.
+	ext = f.secret("from-vault")
+	ext.Data["scim"] = []byte("short")
+	if err := f.c.Update(ctx, ext); err != nil {
+		t.Fatal(err)
+	}
+	tok = f.waitReady("adopt", metav1.ConditionFalse, ReasonTokenTooShort)
+	if tok.Status.Fingerprint != "" {
+		t.Errorf("a refused token kept its fingerprint")
+	}
+	f.refused(second, tokens.ErrUnknown)
+	f.waitEvent("adopt", corev1.EventTypeWarning, ReasonTokenTooShort)
+	if c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady); !strings.Contains(c.Message, "from-vault") {
+		t.Errorf("message does not name the Secret: %q", c.Message)
+	}
+
+	// The operator never wrote the adopted Secret: the version is ours.
+	written := ext.ResourceVersion
+	time.Sleep(500 * time.Millisecond)
+	got := f.secret("from-vault")
+	if got.ResourceVersion != written || len(got.OwnerReferences) != 0 || len(got.Finalizers) != 0 || len(got.Labels) != 0 {
+		t.Errorf("the operator modified the adopted Secret: %+v", got.ObjectMeta)
+	}
+
+	// Missing: refused, with a condition; back: accepted.
+	if err := f.c.Delete(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	f.waitReady("adopt", metav1.ConditionFalse, ReasonSecretMissing)
+	third := "eso-made-" + strings.Repeat("c3", 20)
+	if err := f.c.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "from-vault"},
+		Data:       map[string][]byte{"scim": []byte(third)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitReady("adopt", metav1.ConditionTrue, ReasonAdopted)
+	f.accepted("adopt", third)
+
+	// Deleting the ScimToken leaves the adopted Secret alone.
+	if err := f.c.Delete(ctx, f.get("adopt")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, wait, func() error {
+		err := f.c.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: "adopt"}, &scimv1.ScimToken{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("ScimToken still there: %v", err)
+		}
+		return nil
+	})
+	f.refused(third, tokens.ErrUnknown)
+	f.secret("from-vault")
+}
+
+// 5: a ScimToken created before its Secret waits for it.
+func TestAdoptionSecretMissingAtFirst(t *testing.T) {
+	f := newFixture(t)
+	f.create("early", func(tok *scimv1.ScimToken) {
+		tok.Spec.SecretRef = &scimv1.TokenSecretReference{Name: "later"}
+	})
+	tok := f.waitReady("early", metav1.ConditionFalse, ReasonSecretMissing)
+	if c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady); !strings.Contains(c.Message, "later") {
+		t.Errorf("message %q", c.Message)
+	}
+	f.waitEvent("early", corev1.EventTypeWarning, ReasonSecretMissing)
+	token := "sealed-" + strings.Repeat("d4", 20)
+	if err := f.c.Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "later"},
+		Data:       map[string][]byte{"token": []byte(token)}, // the default key
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitReady("early", metav1.ConditionTrue, ReasonAdopted)
+	f.accepted("early", token)
+}
+
+// 6: deleting a ScimToken revokes its token and deletes its Secret (envtest
+// runs no garbage collector, so this proves the explicit deletion).
+func TestDeletionRevokes(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.create("bye", nil)
+	f.waitReady("bye", metav1.ConditionTrue, ReasonIssued)
+	token := f.token("bye")
+	f.accepted("bye", token)
+
+	if err := f.c.Delete(ctx, f.get("bye")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, wait, func() error {
+		if err := f.c.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: "bye"}, &scimv1.ScimToken{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("ScimToken still there: %v", err)
+		}
+		if err := f.c.Get(ctx, types.NamespacedName{Namespace: f.ns, Name: "bye-token"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("Secret still there: %v", err)
+		}
+		return nil
+	})
+	f.refused(token, tokens.ErrUnknown)
+	f.waitEvent("bye", corev1.EventTypeNormal, EventRevoked)
+}
+
+// 6: a generated Secret deleted or edited by hand is noticed and said so.
+func TestHandEditedSecret(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.create("hand", nil)
+	f.waitReady("hand", metav1.ConditionTrue, ReasonIssued)
+	old := f.token("hand")
+
+	// Deleted: a new token is issued, the old one refused.
+	if err := f.c.Delete(ctx, f.secret("hand-token")); err != nil {
+		t.Fatal(err)
+	}
+	f.waitEvent("hand", corev1.EventTypeWarning, EventSecretReissued)
+	reissued := f.token("hand")
+	if reissued == old {
+		t.Fatal("the re-issued token is the old one")
+	}
+	f.accepted("hand", reissued)
+	f.refused(old, tokens.ErrUnknown)
+
+	// Edited to another usable token: re-read and re-fingerprinted.
+	chosen := "hand-picked-" + strings.Repeat("e5", 20)
+	s := f.secret("hand-token")
+	s.Data[SecretKeyToken] = []byte(chosen)
+	if err := f.c.Update(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	f.waitEvent("hand", corev1.EventTypeWarning, EventSecretReread)
+	f.waitFor("hand", func(tok *scimv1.ScimToken) error {
+		if tok.Status.Fingerprint != tokens.Fingerprint(chosen) {
+			return fmt.Errorf("not re-read yet")
+		}
+		return nil
+	})
+	f.accepted("hand", chosen)
+	f.refused(reissued, tokens.ErrUnknown)
+
+	// Endpoint key broken: restored.
+	s = f.secret("hand-token")
+	s.Data[SecretKeyEndpoint] = []byte("https://wrong.example")
+	if err := f.c.Update(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	f.waitEvent("hand", corev1.EventTypeNormal, EventSecretRepaired)
+	eventually(t, wait, func() error {
+		if got := string(f.secret("hand-token").Data[SecretKeyEndpoint]); got != testEndpoint {
+			return fmt.Errorf("endpoint %q", got)
+		}
+		return nil
+	})
+
+	// Emptied: a new token is issued.
+	s = f.secret("hand-token")
+	delete(s.Data, SecretKeyToken)
+	if err := f.c.Update(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, wait, func() error {
+		got := string(f.secret("hand-token").Data[SecretKeyToken])
+		if !strings.HasPrefix(got, tokens.Prefix) {
+			return fmt.Errorf("no new token yet")
+		}
+		return nil
+	})
+	f.accepted("hand", f.token("hand"))
+	f.refused(chosen, tokens.ErrUnknown)
+}
+
+// 7: lastUsedAt is written at most once a minute, not once per request.
+func TestLastUsedAtMostOncePerMinute(t *testing.T) {
+	f := newFixture(t)
+	f.create("busy", nil)
+	f.waitReady("busy", metav1.ConditionTrue, ReasonIssued)
+	token := f.token("busy")
+	f.accepted("busy", token)
+
+	use := func(n int) {
+		for range n {
+			p, err := f.auth.Authenticate(context.Background(), "Bearer "+token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.usage.Record(p)
+		}
+	}
+	use(200)
+	start := f.clock.Now().UTC()
+	f.waitFor("busy", func(tok *scimv1.ScimToken) error {
+		if tok.Status.LastUsedAt == nil || !tok.Status.LastUsedAt.Time.Equal(start) {
+			return fmt.Errorf("lastUsedAt %v", tok.Status.LastUsedAt)
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond) // several flushes
+	if n := f.usagePatches.Load(); n != 1 {
+		t.Fatalf("%d status patches for 200 requests, want 1", n)
+	}
+
+	f.clock.Step(30 * time.Second)
+	use(100)
+	time.Sleep(300 * time.Millisecond)
+	if n := f.usagePatches.Load(); n != 1 {
+		t.Fatalf("%d status patches within the minute, want 1", n)
+	}
+
+	f.clock.Step(31 * time.Second)
+	use(100)
+	later := f.clock.Now().UTC()
+	f.waitFor("busy", func(tok *scimv1.ScimToken) error {
+		if tok.Status.LastUsedAt == nil || !tok.Status.LastUsedAt.Time.Equal(later) {
+			return fmt.Errorf("lastUsedAt %v, want %v", tok.Status.LastUsedAt, later)
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	if n := f.usagePatches.Load(); n != 2 {
+		t.Fatalf("%d status patches after a minute, want 2", n)
+	}
+}
+
+// 4: a warning when the previous token is still used in the final quarter
+// of its overlap.
+func TestPreviousTokenInUseWarning(t *testing.T) {
+	f := newFixture(t)
+	f.create("late", withRotation(time.Hour, 4*time.Minute))
+	f.waitReady("late", metav1.ConditionTrue, ReasonIssued)
+	old := f.token("late")
+
+	f.patch("late", `{"metadata":{"annotations":{"scim.helpdesk.dev/rotate":"now"}}}`)
+	f.waitFor("late", func(tok *scimv1.ScimToken) error {
+		if tok.Status.PreviousFingerprint != tokens.Fingerprint(old) {
+			return fmt.Errorf("not rotated yet")
+		}
+		return nil
+	})
+	useOld := func() {
+		p := f.accepted("late", old)
+		if !p.Previous {
+			t.Fatal("old token not reported as previous")
+		}
+		f.usage.Record(p)
+	}
+
+	// Used early in the overlap: no warning.
+	useOld()
+	tok := f.waitFor("late", func(tok *scimv1.ScimToken) error {
+		if tok.Status.PreviousLastUsedAt == nil {
+			return fmt.Errorf("previousLastUsedAt not written yet")
+		}
+		return nil
+	})
+	if tok.Status.LastUsedAt != nil {
+		t.Errorf("the current token's lastUsedAt was written for a use of the previous one")
+	}
+	f.waitFor("late", func(tok *scimv1.ScimToken) error {
+		c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionPreviousTokenInUse)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonPreviousIdle {
+			return fmt.Errorf("PreviousTokenInUse %+v", c)
+		}
+		return nil
+	})
+
+	// Used in the final minute of four: warning.
+	f.clock.Step(3*time.Minute + 30*time.Second)
+	useOld()
+	tok = f.waitFor("late", func(tok *scimv1.ScimToken) error {
+		c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionPreviousTokenInUse)
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != ReasonPreviousInUse {
+			return fmt.Errorf("PreviousTokenInUse %+v", c)
+		}
+		return nil
+	})
+	f.waitEvent("late", corev1.EventTypeWarning, EventPreviousInUseMsg)
+	if c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady); c.Status != metav1.ConditionTrue {
+		t.Errorf("the warning made the token not Ready: %+v", c)
+	}
+
+	// The overlap ends: no previous token, no warning.
+	f.clock.Step(time.Minute)
+	f.poke("late")
+	f.waitFor("late", func(tok *scimv1.ScimToken) error {
+		c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionPreviousTokenInUse)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonNoPreviousToken || tok.Status.PreviousLastUsedAt != nil {
+			return fmt.Errorf("PreviousTokenInUse %+v, previousLastUsedAt %v", c, tok.Status.PreviousLastUsedAt)
+		}
+		return nil
+	})
+}
+
+// 8: a full lifecycle, then every log line, event, status and metric is
+// searched for every token that existed.
+func TestNoTokenInLogsEventsStatusOrMetrics(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	metrics, err := tokens.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	var statuses []string
+	remember := func() string {
+		token := f.token("life")
+		seen = append(seen, token)
+		b, _ := json.Marshal(f.get("life"))
+		statuses = append(statuses, string(b))
+		return token
+	}
+	authFail := func(header string) {
+		if _, err := f.auth.Authenticate(ctx, header); err != nil {
+			metrics.Failed(tokens.FailureReason(err))
+			statuses = append(statuses, err.Error())
+		}
+	}
+
+	f.create("life", withRotation(time.Hour, 10*time.Minute))
+	f.waitReady("life", metav1.ConditionTrue, ReasonIssued)
+	first := remember()
+	f.usage.Record(f.accepted("life", first))
+	authFail("Bearer " + first + "typo")
+	authFail("Basic " + first)
+
+	f.patch("life", `{"metadata":{"annotations":{"scim.helpdesk.dev/rotate":"a"}}}`)
+	f.waitEvent("life", corev1.EventTypeNormal, EventRotated)
+	second := remember()
+	f.usage.Record(f.accepted("life", first))
+	f.usage.Record(f.accepted("life", second))
+
+	if err := f.c.Delete(ctx, f.secret("life-token")); err != nil {
+		t.Fatal(err)
+	}
+	f.waitEvent("life", corev1.EventTypeWarning, EventSecretReissued)
+	third := remember()
+	authFail("Bearer " + second)
+
+	edited := "hand-" + strings.Repeat("f6", 20)
+	s := f.secret("life-token")
+	s.Data[SecretKeyToken] = []byte(edited)
+	if err := f.c.Update(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	f.waitEvent("life", corev1.EventTypeWarning, EventSecretReread)
+	seen = append(seen, edited)
+	remember()
+	authFail("Bearer " + third)
+
+	f.patch("life", `{"spec":{"active":false}}`)
+	f.waitReady("life", metav1.ConditionFalse, ReasonInactive)
+	authFail("Bearer " + edited)
+	f.patch("life", `{"spec":{"active":true}}`)
+	f.waitReady("life", metav1.ConditionTrue, ReasonIssued)
+
+	f.clock.Step(time.Hour + time.Second)
+	f.poke("life")
+	f.waitEvent("life", corev1.EventTypeNormal, EventRotated)
+	remember()
+
+	if err := f.c.Delete(ctx, f.get("life")); err != nil {
+		t.Fatal(err)
+	}
+	f.waitEvent("life", corev1.EventTypeNormal, EventRevoked)
+	time.Sleep(500 * time.Millisecond) // let the last log lines land
+
+	var corpus strings.Builder
+	corpus.WriteString(f.logs.String())
+	events := f.events()
+	for _, e := range events {
+		fmt.Fprintf(&corpus, "%s %s %s %s\n", e.Type, e.Reason, e.Action, e.Note)
+	}
+	var legacy corev1.EventList
+	if err := f.c.List(ctx, &legacy, client.InNamespace(f.ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range legacy.Items {
+		fmt.Fprintf(&corpus, "%s %s %s\n", e.Type, e.Reason, e.Message)
+	}
+	for _, s := range statuses {
+		corpus.WriteString(s)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		_, _ = expfmt.MetricFamilyToText(&corpus, mf)
+	}
+
+	text := corpus.String()
+	if len(events) < 6 || !strings.Contains(text, "scim_auth_failures_total") || !strings.Contains(f.logs.String(), "rotated") {
+		t.Fatalf("the corpus is too thin to prove anything (%d events):\n%s", len(events), text)
+	}
+	for _, token := range seen {
+		// A distinctive part, plain and encoded as it would be in a
+		// dumped object, so that a shortened or quoted token is caught too.
+		part := strings.TrimPrefix(token, tokens.Prefix)[:24]
+		for _, form := range []string{part, base64.StdEncoding.EncodeToString([]byte(token))[:24], hex.EncodeToString([]byte(part))} {
+			if strings.Contains(text, form) {
+				t.Errorf("a token appears in the logs, events, status or metrics")
+			}
+		}
+	}
+	t.Logf("searched %d log bytes, %d events, %d statuses for %d tokens", len(f.logs.String()), len(events), len(statuses), len(seen))
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

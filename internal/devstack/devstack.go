@@ -1,0 +1,258 @@
+// Package devstack runs the whole product on one machine for a first look:
+// a local control plane (etcd and kube-apiserver built by hack/), the
+// operator with an embedded SQLite helpdesk database, and a demo tenant
+// with a ScimToken. Its state lives in one folder, so a restart keeps every
+// user, group and token.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/config/crd"
+	"github.com/scim-operator/scim-operator/internal/helpdesk"
+	"github.com/scim-operator/scim-operator/internal/kscheme"
+	"github.com/scim-operator/scim-operator/internal/operator"
+)
+
+// stateVersion names the layout of the state folder; a folder written by an
+// incompatible version is refused instead of half-read.
+const stateVersion = "scim-operator-dev/v1alpha1 etcd-v3.6"
+
+// Demo tenant created on first start.
+const (
+	DemoNamespace = "demo"
+	DemoToken     = "entra"
+)
+
+// Options configure Run.
+type Options struct {
+	StateDir  string
+	SCIMAddr  string
+	AssetsDir string // kube-apiserver and etcd
+}
+
+// Run starts everything, prints how to use it, and blocks until ctx ends;
+// then it stops what it started, children included.
+func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr error) {
+	state, err := filepath.Abs(o.StateDir)
+	if err != nil {
+		return err
+	}
+	if err := checkState(state); err != nil {
+		return err
+	}
+	if err := checkPort(o.SCIMAddr); err != nil {
+		return err
+	}
+	if o.AssetsDir == "" {
+		return errors.New("no control plane binaries: run `make run`, or pass --control-plane-dir (the folder hack/controlplane/build.sh prints)")
+	}
+	crds, err := loadCRDs()
+	if err != nil {
+		return err
+	}
+	step := func(format string, args ...any) { fmt.Fprintf(out, "==> "+format+"\n", args...) }
+
+	step("starting etcd and kube-apiserver (data in %s)", filepath.Join(state, "etcd"))
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: o.AssetsDir,
+		CRDInstallOptions:     envtest.CRDInstallOptions{CRDs: crds},
+	}
+	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(state, "etcd")}
+	cfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("starting the control plane from %s: %w", o.AssetsDir, err)
+	}
+	defer func() {
+		step("stopping the control plane")
+		if err := env.Stop(); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("stopping the control plane: %w", err))
+		}
+	}()
+	cfg.QPS, cfg.Burst = -1, -1
+	kubeconfig := filepath.Join(state, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", kubeconfig, err)
+	}
+
+	dbURL := "sqlite://" + filepath.Join(state, "helpdesk.db")
+	step("opening the helpdesk database %s", dbURL)
+	store, err := helpdesk.Open(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	publicURL := "http://" + o.SCIMAddr + "/scim/v2"
+	op, err := operator.New(cfg, operator.Options{
+		Scheme: kscheme.New(), Log: log, SCIMAddr: o.SCIMAddr, PublicURL: publicURL,
+		Helpdesk: store, ResyncPeriod: time.Minute,
+	})
+	if err != nil {
+		return err
+	}
+	step("starting the operator (SCIM on %s)", o.SCIMAddr)
+	mgrCtx, stopMgr := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- op.Manager.Start(mgrCtx) }()
+	defer func() {
+		stopMgr()
+		if err := <-done; err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("operator: %w", err))
+		}
+	}()
+
+	step("creating the demo tenant: namespace %q with ScimToken %q", DemoNamespace, DemoToken)
+	c, err := client.New(cfg, client.Options{Scheme: kscheme.New()})
+	if err != nil {
+		return err
+	}
+	token, err := ensureDemoTenant(ctx, c, done)
+	if err != nil {
+		return err
+	}
+	for name, content := range map[string]string{"endpoint": publicURL + "\n", "token": token + "\n"} {
+		if err := os.WriteFile(filepath.Join(state, name), []byte(content), 0o600); err != nil {
+			return err
+		}
+	}
+	printBanner(out, state, publicURL, kubeconfig)
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(out, "==> shutting down")
+		return nil
+	case err := <-done:
+		done <- err // for the deferred stop
+		return fmt.Errorf("the operator stopped: %w", err)
+	}
+}
+
+func printBanner(out io.Writer, state, endpoint, kubeconfig string) {
+	rel := func(p string) string {
+		if wd, err := os.Getwd(); err == nil {
+			if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
+				return r
+			}
+		}
+		return p
+	}
+	fmt.Fprintf(out, `
+SCIM endpoint (Entra "Tenant URL"):  %s
+Bearer token  (Entra "Secret Token"): in %s
+
+Try it:
+  curl -s -H "Authorization: Bearer $(cat %s)" '%s/Users?filter=userName+eq+%%22alice%%40example.test%%22'
+  curl -s -H "Authorization: Bearer $(cat %s)" -H 'Content-Type: application/scim+json' \
+    -d '{"userName":"alice@example.test","name":{"givenName":"Alice","familyName":"Liddell"}}' %s/Users
+  kubectl --kubeconfig %s get scimtokens,provisionedusers,provisionedgroups -n %s
+  sqlite3 %s 'select user_name, active from helpdesk_users'
+
+ready: scim-operator dev is running; Ctrl-C stops it (state kept in %s)
+`, endpoint, rel(filepath.Join(state, "token")), rel(filepath.Join(state, "token")), endpoint,
+		rel(filepath.Join(state, "token")), endpoint, rel(kubeconfig), DemoNamespace,
+		rel(filepath.Join(state, "helpdesk.db")), rel(state))
+}
+
+// checkState creates the state folder or checks that an existing one was
+// written by this version.
+func checkState(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("creating the state folder %s: %w", dir, err)
+	}
+	marker := filepath.Join(dir, "VERSION")
+	b, err := os.ReadFile(marker)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		entries, _ := os.ReadDir(dir)
+		if len(entries) > 0 {
+			return fmt.Errorf("%s is not empty and was not written by scim-operator dev; choose another --state-dir", dir)
+		}
+		return os.WriteFile(marker, []byte(stateVersion+"\n"), 0o600)
+	case err != nil:
+		return err
+	case strings.TrimSpace(string(b)) != stateVersion:
+		return fmt.Errorf("%s was written by an incompatible version (%q, this is %q); remove it (rm -rf %s) or choose another --state-dir",
+			dir, strings.TrimSpace(string(b)), stateVersion, dir)
+	}
+	return nil
+}
+
+func checkPort(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s (%v): another process uses it; stop it or pass --scim-bind-address HOST:PORT", addr, err)
+	}
+	return ln.Close()
+}
+
+func loadCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	files, err := fs.Glob(crd.Bases, "bases/*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	var out []*apiextensionsv1.CustomResourceDefinition
+	for _, f := range files {
+		raw, err := crd.Bases.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		c := &apiextensionsv1.CustomResourceDefinition{}
+		if err := yaml.Unmarshal(raw, c); err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", f, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// ensureDemoTenant creates the demo namespace and token unless a previous
+// run did, and returns the token once the operator issued it.
+func ensureDemoTenant(ctx context.Context, c client.Client, done <-chan error) (string, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: DemoNamespace}}
+	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("creating namespace %s: %w", DemoNamespace, err)
+	}
+	tk := &scimv1.ScimToken{
+		ObjectMeta: metav1.ObjectMeta{Name: DemoToken, Namespace: DemoNamespace},
+		Spec:       scimv1.ScimTokenSpec{Description: "demo tenant for scim-operator dev"},
+	}
+	if err := c.Create(ctx, tk); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("creating ScimToken %s/%s: %w", DemoNamespace, DemoToken, err)
+	}
+	deadline := time.After(2 * time.Minute)
+	for {
+		var s corev1.Secret
+		err := c.Get(ctx, client.ObjectKey{Namespace: DemoNamespace, Name: DemoToken + "-token"}, &s)
+		if err == nil && len(s.Data["token"]) > 0 {
+			return string(s.Data["token"]), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case err := <-done:
+			return "", fmt.Errorf("the operator stopped before issuing the demo token: %w", err)
+		case <-deadline:
+			return "", errors.New("the operator did not issue the demo token within 2 minutes; see the log above")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

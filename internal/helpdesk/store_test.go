@@ -1,0 +1,545 @@
+package helpdesk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// storeSuite is the one behavioural suite every dialect must pass. newDB
+// returns the URL of a new, empty database that is dropped after the test.
+func storeSuite(t *testing.T, newDB func(t *testing.T) string) {
+	ctx := context.Background()
+	dbURL := newDB(t)
+	st := mustOpen(t, dbURL)
+	s := st.(*sqlStore)
+	s.now = newFakeClock().now
+
+	t.Run("Migrations", func(t *testing.T) { testMigrations(t, s, dbURL, newDB) })
+	t.Run("UpsertUser", func(t *testing.T) { testUpsertUser(ctx, t, s) })
+	t.Run("CustomFieldsJSON", func(t *testing.T) { testCustomFieldsJSON(ctx, t, s) })
+	t.Run("ConcurrentUpsert", func(t *testing.T) { testConcurrentUpsert(ctx, t, s) })
+	t.Run("UserNameConflict", func(t *testing.T) { testUserNameConflict(ctx, t, s) })
+	t.Run("DeleteUser", func(t *testing.T) { testDeleteUser(ctx, t, s) })
+	t.Run("Groups", func(t *testing.T) { testGroups(ctx, t, s) })
+	t.Run("SyncMembers", func(t *testing.T) { testSyncMembers(ctx, t, s) })
+	t.Run("SyncMembersLarge", func(t *testing.T) { testSyncMembersLarge(ctx, t, s) })
+	t.Run("CustomFieldDefinitions", func(t *testing.T) { testCustomFieldDefinitions(ctx, t, s) })
+	t.Run("Invalid", func(t *testing.T) { testInvalid(ctx, t, s) })
+}
+
+func mustOpen(t *testing.T, dbURL string) Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := Open(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", Redact(dbURL), err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// fakeClock ticks one second (plus some nanoseconds, to check they are cut
+// to microseconds) on every read, so updated_at changes are visible.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.FixedZone("X", 3600))}
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(time.Second)
+	return c.t
+}
+
+func countVersions(t *testing.T, s *sqlStore) int {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRow("SELECT COUNT(*) FROM scim_operator_schema_migrations").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func testMigrations(t *testing.T, s *sqlStore, dbURL string, newDB func(t *testing.T) string) {
+	ms, err := loadMigrations(s.Dialect())
+	if err != nil || len(ms) == 0 {
+		t.Fatalf("loadMigrations: %d, %v", len(ms), err)
+	}
+	if got := countVersions(t, s); got != len(ms) {
+		t.Fatalf("versions after first Open = %d, want %d", got, len(ms))
+	}
+	// A second Open finds everything applied.
+	again := mustOpen(t, dbURL).(*sqlStore)
+	if got := countVersions(t, again); got != len(ms) {
+		t.Fatalf("versions after second Open = %d, want %d", got, len(ms))
+	}
+
+	// Two replicas starting at once on an empty database.
+	fresh := newDB(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	stores := make([]Store, 2)
+	for i := range 2 {
+		wg.Go(func() {
+			stores[i], errs[i] = Open(context.Background(), fresh)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent Open %d: %v", i, err)
+		}
+		t.Cleanup(func() { _ = stores[i].Close() })
+	}
+	if got := countVersions(t, stores[0].(*sqlStore)); got != len(ms) {
+		t.Fatalf("versions after concurrent Opens = %d, want %d", got, len(ms))
+	}
+	if _, err := stores[1].UpsertUser(context.Background(), User{Tenant: "m", SCIMID: "1", UserName: "m"}); err != nil {
+		t.Fatalf("schema unusable after concurrent migration: %v", err)
+	}
+}
+
+func fullUser(tenant, id, name string) User {
+	return User{
+		Tenant: tenant, SCIMID: id, UserName: name, ExternalID: "ext-" + id,
+		DisplayName: "Display " + name, GivenName: "Given", FamilyName: "Family",
+		PrimaryEmail: name + "@example.com", Phone: "+1 555 0100", Title: "Engineer",
+		Department: "R&D", EmployeeNumber: "E-" + id, ManagerSCIMID: "mgr-1",
+		PreferredLanguage: "de-CH", Active: true,
+		CustomFields: map[string]any{"costCenter": "CC-1", "vip": true},
+	}
+}
+
+func mustUpsertUser(ctx context.Context, t *testing.T, s Store, u User, wantChanged bool) {
+	t.Helper()
+	changed, err := s.UpsertUser(ctx, u)
+	if err != nil {
+		t.Fatalf("UpsertUser(%s): %v", u.SCIMID, err)
+	}
+	if changed != wantChanged {
+		t.Fatalf("UpsertUser(%s) changed = %v, want %v", u.SCIMID, changed, wantChanged)
+	}
+}
+
+func mustGetUser(ctx context.Context, t *testing.T, s Store, tenant, id string) User {
+	t.Helper()
+	u, err := s.GetUser(ctx, tenant, id)
+	if err != nil {
+		t.Fatalf("GetUser(%s/%s): %v", tenant, id, err)
+	}
+	return u
+}
+
+// withoutTimes drops the fields the store fills, for comparing with input.
+func withoutTimes(u User) User {
+	u.CreatedAt, u.UpdatedAt, u.DeletedAt = time.Time{}, time.Time{}, nil
+	return u
+}
+
+func testUpsertUser(ctx context.Context, t *testing.T, s *sqlStore) {
+	in := fullUser("upsert", "u1", "Alice")
+	mustUpsertUser(ctx, t, s, in, true)
+	got := mustGetUser(ctx, t, s, "upsert", "u1")
+	if !reflect.DeepEqual(withoutTimes(got), in) {
+		t.Fatalf("read back:\n got %#v\nwant %#v", withoutTimes(got), in)
+	}
+	if got.CreatedAt.IsZero() || !got.CreatedAt.Equal(got.UpdatedAt) || got.DeletedAt != nil {
+		t.Fatalf("timestamps after insert: created %v updated %v deleted %v", got.CreatedAt, got.UpdatedAt, got.DeletedAt)
+	}
+	if got.CreatedAt.Location() != time.UTC || got.CreatedAt.Nanosecond()%1000 != 0 || got.CreatedAt.Nanosecond() == 0 {
+		t.Fatalf("created_at %v: want UTC with microseconds kept", got.CreatedAt)
+	}
+
+	// No-op: nothing written, updated_at untouched.
+	mustUpsertUser(ctx, t, s, in, false)
+	if again := mustGetUser(ctx, t, s, "upsert", "u1"); !again.UpdatedAt.Equal(got.UpdatedAt) {
+		t.Fatalf("no-op upsert moved updated_at %v -> %v", got.UpdatedAt, again.UpdatedAt)
+	}
+
+	// Update: every column can change, and optional ones can be cleared.
+	up := in
+	up.DisplayName, up.Phone, up.ManagerSCIMID, up.Active = "Alice B.", "", "", false
+	mustUpsertUser(ctx, t, s, up, true)
+	after := mustGetUser(ctx, t, s, "upsert", "u1")
+	if !reflect.DeepEqual(withoutTimes(after), up) {
+		t.Fatalf("after update:\n got %#v\nwant %#v", withoutTimes(after), up)
+	}
+	if !after.UpdatedAt.After(got.UpdatedAt) || !after.CreatedAt.Equal(got.CreatedAt) {
+		t.Fatalf("after update: created %v -> %v, updated %v -> %v", got.CreatedAt, after.CreatedAt, got.UpdatedAt, after.UpdatedAt)
+	}
+	var nulls int
+	if err := s.db.QueryRow(s.d.rebind(`SELECT COUNT(*) FROM helpdesk_users
+		WHERE tenant = ? AND scim_id = ? AND phone IS NULL AND manager_scim_id IS NULL`), "upsert", "u1").Scan(&nulls); err != nil || nulls != 1 {
+		t.Fatalf("empty optional columns should be NULL: %d, %v", nulls, err)
+	}
+
+	// Changing only the case of userName is an update of the same user.
+	up.UserName = "ALICE"
+	mustUpsertUser(ctx, t, s, up, true)
+
+	if _, err := s.GetUser(ctx, "upsert", "missing"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("GetUser(missing) err = %v, want ErrNotFound", err)
+	}
+}
+
+func testCustomFieldsJSON(ctx context.Context, t *testing.T, s *sqlStore) {
+	cf := map[string]any{
+		"zeta": "last", "alpha": 1.5, "count": 42, "flag": false, "none": nil,
+		"list":   []any{"a", 2, true},
+		"nested": map[string]any{"b": "x", "a": []string{"y"}},
+		"uni":    "Zoë – 東京",
+	}
+	u := User{Tenant: "json", SCIMID: "j1", UserName: "json", Active: true, CustomFields: cf}
+	mustUpsertUser(ctx, t, s, u, true)
+	got := mustGetUser(ctx, t, s, "json", "j1")
+	want := map[string]any{
+		"zeta": "last", "alpha": 1.5, "count": float64(42), "flag": false, "none": nil,
+		"list":   []any{"a", float64(2), true},
+		"nested": map[string]any{"b": "x", "a": []any{"y"}},
+		"uni":    "Zoë – 東京",
+	}
+	if !reflect.DeepEqual(got.CustomFields, want) {
+		t.Fatalf("custom fields:\n got %#v\nwant %#v", got.CustomFields, want)
+	}
+	// Same content (the database may have reordered keys): no-op.
+	mustUpsertUser(ctx, t, s, u, false)
+	// nil and empty maps are the same, stored as {}.
+	u2 := User{Tenant: "json", SCIMID: "j2", UserName: "json2"}
+	mustUpsertUser(ctx, t, s, u2, true)
+	u2.CustomFields = map[string]any{}
+	mustUpsertUser(ctx, t, s, u2, false)
+	if got := mustGetUser(ctx, t, s, "json", "j2"); got.CustomFields == nil || len(got.CustomFields) != 0 {
+		t.Fatalf("empty custom fields read back as %#v", got.CustomFields)
+	}
+	u.CustomFields = map[string]any{"count": 43}
+	mustUpsertUser(ctx, t, s, u, true)
+}
+
+// testConcurrentUpsert has several controllers (or replicas) write the same
+// new user at once: all succeed and exactly one reports a change.
+func testConcurrentUpsert(ctx context.Context, t *testing.T, s *sqlStore) {
+	const workers = 6
+	u := fullUser("race", "r1", "Racer")
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		changes int
+		errs    []error
+	)
+	for range workers {
+		wg.Go(func() {
+			changed, err := s.UpsertUser(ctx, u)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if changed {
+				changes++
+			}
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 || changes != 1 {
+		t.Fatalf("concurrent upserts: %d changed, errors %v", changes, errs)
+	}
+}
+
+func testUserNameConflict(ctx context.Context, t *testing.T, s *sqlStore) {
+	mustUpsertUser(ctx, t, s, User{Tenant: "conf", SCIMID: "a", UserName: "Bob@Example.com", Active: true}, true)
+	for _, name := range []string{"bob@example.com", "BOB@EXAMPLE.COM"} {
+		_, err := s.UpsertUser(ctx, User{Tenant: "conf", SCIMID: "b", UserName: name, Active: true})
+		if !errors.Is(err, ErrConflict) {
+			t.Fatalf("UpsertUser(%q) err = %v, want ErrConflict", name, err)
+		}
+	}
+	// Non-ASCII names fold too (SQLite's lower() would not).
+	mustUpsertUser(ctx, t, s, User{Tenant: "conf", SCIMID: "c", UserName: "ÅSA"}, true)
+	if _, err := s.UpsertUser(ctx, User{Tenant: "conf", SCIMID: "d", UserName: "åsa"}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("UpsertUser(åsa) err = %v, want ErrConflict", err)
+	}
+	// Another tenant may use the name.
+	mustUpsertUser(ctx, t, s, User{Tenant: "conf-other", SCIMID: "b", UserName: "bob@example.com"}, true)
+	if _, err := s.GetUser(ctx, "conf", "b"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("conflicting user was written: %v", err)
+	}
+}
+
+func testDeleteUser(ctx context.Context, t *testing.T, s *sqlStore) {
+	const tenant = "del"
+	old := fullUser(tenant, "old", "Carol")
+	mustUpsertUser(ctx, t, s, old, true)
+
+	// Retain (the default): row stays, inactive, deleted_at set.
+	if err := s.DeleteUser(ctx, tenant, "old", ""); err != nil {
+		t.Fatal(err)
+	}
+	got := mustGetUser(ctx, t, s, tenant, "old")
+	if got.DeletedAt == nil || got.Active || got.UserName != "Carol" {
+		t.Fatalf("retained user: deleted_at %v active %v userName %q", got.DeletedAt, got.Active, got.UserName)
+	}
+	// Idempotent: deleting again keeps the first deletion time.
+	if err := s.DeleteUser(ctx, tenant, "old", DeletionPolicyRetain); err != nil {
+		t.Fatal(err)
+	}
+	if again := mustGetUser(ctx, t, s, tenant, "old"); !again.DeletedAt.Equal(*got.DeletedAt) {
+		t.Fatalf("second retain moved deleted_at %v -> %v", got.DeletedAt, again.DeletedAt)
+	}
+
+	// The retained row does not block a new live user with the same name.
+	mustUpsertUser(ctx, t, s, User{Tenant: tenant, SCIMID: "new", UserName: "carol", Active: true}, true)
+	// Reviving the old user now clashes with the live one.
+	if _, err := s.UpsertUser(ctx, old); !errors.Is(err, ErrConflict) {
+		t.Fatalf("revive with taken name err = %v, want ErrConflict", err)
+	}
+	// Two retained users may share a name.
+	if err := s.DeleteUser(ctx, tenant, "new", DeletionPolicyRetain); err != nil {
+		t.Fatal(err)
+	}
+	// Now the old one can come back: deleted_at cleared.
+	mustUpsertUser(ctx, t, s, old, true)
+	if back := mustGetUser(ctx, t, s, tenant, "old"); back.DeletedAt != nil || !back.Active {
+		t.Fatalf("revived user: deleted_at %v active %v", back.DeletedAt, back.Active)
+	}
+
+	// Delete removes the row; missing rows are fine.
+	if err := s.DeleteUser(ctx, tenant, "old", DeletionPolicyDelete); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetUser(ctx, tenant, "old"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after delete err = %v, want ErrNotFound", err)
+	}
+	for _, p := range []DeletionPolicy{DeletionPolicyDelete, DeletionPolicyRetain} {
+		if err := s.DeleteUser(ctx, tenant, "never-existed", p); err != nil {
+			t.Fatalf("DeleteUser(missing, %s): %v", p, err)
+		}
+	}
+	if err := s.DeleteUser(ctx, tenant, "new", "purge"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("unknown policy err = %v, want ErrInvalid", err)
+	}
+}
+
+func mustUpsertGroup(ctx context.Context, t *testing.T, s Store, g Group, wantChanged bool) {
+	t.Helper()
+	changed, err := s.UpsertGroup(ctx, g)
+	if err != nil {
+		t.Fatalf("UpsertGroup(%s): %v", g.SCIMID, err)
+	}
+	if changed != wantChanged {
+		t.Fatalf("UpsertGroup(%s) changed = %v, want %v", g.SCIMID, changed, wantChanged)
+	}
+}
+
+func mustSync(ctx context.Context, t *testing.T, s Store, tenant, group string, desired []string, wantAdded, wantRemoved int) {
+	t.Helper()
+	added, removed, err := s.SyncMembers(ctx, tenant, group, desired)
+	if err != nil {
+		t.Fatalf("SyncMembers(%s, %d ids): %v", group, len(desired), err)
+	}
+	if added != wantAdded || removed != wantRemoved {
+		t.Fatalf("SyncMembers(%s) = +%d -%d, want +%d -%d", group, added, removed, wantAdded, wantRemoved)
+	}
+}
+
+func mustMembers(ctx context.Context, t *testing.T, s Store, tenant, group string) []string {
+	t.Helper()
+	m, err := s.GroupMembers(ctx, tenant, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func testGroups(ctx context.Context, t *testing.T, s *sqlStore) {
+	const tenant = "grp"
+	g := Group{Tenant: tenant, SCIMID: "g1", DisplayName: "Support", ExternalID: "ad-1"}
+	mustUpsertGroup(ctx, t, s, g, true)
+	got, err := s.GetGroup(ctx, tenant, "g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.DisplayName != "Support" || got.ExternalID != "ad-1" || got.DeletedAt != nil || !got.CreatedAt.Equal(got.UpdatedAt) {
+		t.Fatalf("group read back: %#v", got)
+	}
+	mustUpsertGroup(ctx, t, s, g, false)
+	if again, _ := s.GetGroup(ctx, tenant, "g1"); !again.UpdatedAt.Equal(got.UpdatedAt) {
+		t.Fatalf("no-op group upsert moved updated_at")
+	}
+	g.DisplayName, g.ExternalID = "Support L2", ""
+	mustUpsertGroup(ctx, t, s, g, true)
+	if again, _ := s.GetGroup(ctx, tenant, "g1"); again.DisplayName != "Support L2" || again.ExternalID != "" || !again.UpdatedAt.After(got.UpdatedAt) {
+		t.Fatalf("group after update: %#v", again)
+	}
+
+	// Retain keeps the row and its members; upsert revives it.
+	mustSync(ctx, t, s, tenant, "g1", []string{"u1", "u2"}, 2, 0)
+	if err := s.DeleteGroup(ctx, tenant, "g1", DeletionPolicyRetain); err != nil {
+		t.Fatal(err)
+	}
+	if del, _ := s.GetGroup(ctx, tenant, "g1"); del.DeletedAt == nil {
+		t.Fatalf("retained group has no deleted_at")
+	}
+	if m := mustMembers(ctx, t, s, tenant, "g1"); len(m) != 2 {
+		t.Fatalf("retained group members = %v", m)
+	}
+	if err := s.DeleteGroup(ctx, tenant, "g1", ""); err != nil {
+		t.Fatal(err)
+	}
+	mustUpsertGroup(ctx, t, s, g, true)
+	if back, _ := s.GetGroup(ctx, tenant, "g1"); back.DeletedAt != nil {
+		t.Fatalf("revived group still deleted")
+	}
+
+	// Delete removes the row and its member rows, but not other groups'.
+	mustUpsertGroup(ctx, t, s, Group{Tenant: tenant, SCIMID: "g2", DisplayName: "Other"}, true)
+	mustSync(ctx, t, s, tenant, "g2", []string{"u1"}, 1, 0)
+	if err := s.DeleteGroup(ctx, tenant, "g1", DeletionPolicyDelete); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetGroup(ctx, tenant, "g1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted group err = %v, want ErrNotFound", err)
+	}
+	if m := mustMembers(ctx, t, s, tenant, "g1"); len(m) != 0 {
+		t.Fatalf("deleted group still has members %v", m)
+	}
+	if m := mustMembers(ctx, t, s, tenant, "g2"); !reflect.DeepEqual(m, []string{"u1"}) {
+		t.Fatalf("other group's members = %v", m)
+	}
+	if err := s.DeleteGroup(ctx, tenant, "g1", DeletionPolicyDelete); err != nil {
+		t.Fatalf("deleting a missing group: %v", err)
+	}
+}
+
+func testSyncMembers(ctx context.Context, t *testing.T, s *sqlStore) {
+	const tenant = "mem"
+	mustSync(ctx, t, s, tenant, "g", []string{"c", "a", "b"}, 3, 0)
+	if m := mustMembers(ctx, t, s, tenant, "g"); !reflect.DeepEqual(m, []string{"a", "b", "c"}) {
+		t.Fatalf("members = %v", m)
+	}
+	mustSync(ctx, t, s, tenant, "g", []string{"b", "c", "d", "d", "e"}, 2, 1) // duplicates ignored
+	mustSync(ctx, t, s, tenant, "g", []string{"e", "d", "c", "b"}, 0, 0)
+	if m := mustMembers(ctx, t, s, tenant, "g"); !reflect.DeepEqual(m, []string{"b", "c", "d", "e"}) {
+		t.Fatalf("members = %v", m)
+	}
+	// Same ids in another tenant or group are independent rows.
+	mustSync(ctx, t, s, "mem-other", "g", []string{"b"}, 1, 0)
+	mustSync(ctx, t, s, tenant, "g2", []string{"b"}, 1, 0)
+	mustSync(ctx, t, s, tenant, "g", nil, 0, 4)
+	if m := mustMembers(ctx, t, s, tenant, "g"); len(m) != 0 {
+		t.Fatalf("members after clearing = %v", m)
+	}
+	if m := mustMembers(ctx, t, s, tenant, "g2"); !reflect.DeepEqual(m, []string{"b"}) {
+		t.Fatalf("g2 members = %v", m)
+	}
+	if _, _, err := s.SyncMembers(ctx, tenant, "g", []string{"ok", ""}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("empty member id err = %v, want ErrInvalid", err)
+	}
+}
+
+func testSyncMembersLarge(ctx context.Context, t *testing.T, s *sqlStore) {
+	const (
+		tenant = "big"
+		n      = 100_000
+	)
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("user-%08d-2819c223-7f76-453a-919d-413861904646", i)
+	}
+	start := time.Now()
+	mustSync(ctx, t, s, tenant, "all", ids, n, 0)
+	t.Logf("%s: initial sync of %d members: %v", s.Dialect(), n, time.Since(start))
+
+	start = time.Now()
+	mustSync(ctx, t, s, tenant, "all", ids, 0, 0)
+	t.Logf("%s: no-op sync of %d members: %v", s.Dialect(), n, time.Since(start))
+
+	// Swap one member: exactly one row in, one row out.
+	changed := append([]string{"user-new"}, ids[1:]...)
+	start = time.Now()
+	mustSync(ctx, t, s, tenant, "all", changed, 1, 1)
+	t.Logf("%s: one-member change in %d: %v", s.Dialect(), n, time.Since(start))
+
+	m := mustMembers(ctx, t, s, tenant, "all")
+	if len(m) != n || m[len(m)-1] != "user-new" || m[0] != ids[1] {
+		t.Fatalf("members after swap: len %d first %q last %q", len(m), m[0], m[len(m)-1])
+	}
+	// Large removal uses DELETE ... IN chunks.
+	start = time.Now()
+	mustSync(ctx, t, s, tenant, "all", changed[:n/2], 0, n/2)
+	t.Logf("%s: removing %d members: %v", s.Dialect(), n/2, time.Since(start))
+}
+
+func testCustomFieldDefinitions(ctx context.Context, t *testing.T, s *sqlStore) {
+	// The helpdesk owns these rows; write them the way it would.
+	for _, f := range []CustomField{
+		{AllTenants, "costCenter", CustomFieldString},
+		{"acme", "vip", CustomFieldBoolean},
+		{"acme", "badgeNumber", CustomFieldInteger},
+		{"globex", "hiredAt", CustomFieldDateTime},
+	} {
+		if _, err := s.db.Exec(s.d.rebind(`INSERT INTO helpdesk_custom_fields (tenant, name, type) VALUES (?, ?, ?)`),
+			f.Tenant, f.Name, f.Type); err != nil {
+			t.Fatalf("insert custom field %v: %v", f, err)
+		}
+	}
+	if _, err := s.db.Exec(s.d.rebind(`INSERT INTO helpdesk_custom_fields (tenant, name, type) VALUES (?, ?, ?)`),
+		"acme", "bad", "float"); err == nil {
+		t.Fatalf("type CHECK constraint accepted %q", "float")
+	}
+	got, err := s.CustomFields(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []CustomField{
+		{AllTenants, "costCenter", CustomFieldString},
+		{"acme", "badgeNumber", CustomFieldInteger},
+		{"acme", "vip", CustomFieldBoolean},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("CustomFields(acme) = %v, want %v", got, want)
+	}
+	if got, err := s.CustomFields(ctx, "initech"); err != nil || !reflect.DeepEqual(got, want[:1]) {
+		t.Fatalf("CustomFields(initech) = %v, %v", got, err)
+	}
+}
+
+func testInvalid(ctx context.Context, t *testing.T, s *sqlStore) {
+	long := strings.Repeat("x", maxKeyLen+1)
+	for name, u := range map[string]User{
+		"no tenant":     {SCIMID: "1", UserName: "a"},
+		"star tenant":   {Tenant: AllTenants, SCIMID: "1", UserName: "a"},
+		"no id":         {Tenant: "inv", UserName: "a"},
+		"no userName":   {Tenant: "inv", SCIMID: "1"},
+		"long userName": {Tenant: "inv", SCIMID: "1", UserName: long},
+		"bad utf8":      {Tenant: "inv", SCIMID: "1", UserName: "a\xff"},
+		"nul":           {Tenant: "inv", SCIMID: "1", UserName: "a\x00b"},
+	} {
+		if _, err := s.UpsertUser(ctx, u); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
+		}
+	}
+	// The limit is in characters, as in VARCHAR(191): 191 multi-byte runes fit.
+	mustUpsertUser(ctx, t, s, User{Tenant: "inv", SCIMID: "wide", UserName: strings.Repeat("é", maxKeyLen)}, true)
+	if _, err := s.UpsertUser(ctx, User{Tenant: "inv", SCIMID: "f", UserName: "f",
+		CustomFields: map[string]any{"ch": make(chan int)}}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("unencodable custom field: err = %v, want ErrInvalid", err)
+	}
+	if _, err := s.UpsertGroup(ctx, Group{Tenant: "inv", SCIMID: "g"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("group without displayName: err = %v, want ErrInvalid", err)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,218 @@
+package helpdesk
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+const userColumns = `tenant, scim_id, user_name, external_id, display_name, given_name, family_name,
+	primary_email, phone, title, department, employee_number, manager_scim_id, preferred_language,
+	active, custom_fields, created_at, updated_at, deleted_at`
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func validateUser(u User) error {
+	if err := validTenant(u.Tenant); err != nil {
+		return err
+	}
+	return validate(
+		field{column: "scim_id", value: u.SCIMID, max: maxKeyLen, required: true},
+		field{column: "user_name", value: u.UserName, max: maxKeyLen, required: true},
+		field{column: "external_id", value: u.ExternalID, max: maxKeyLen},
+		field{column: "display_name", value: u.DisplayName, max: maxTextLen},
+		field{column: "given_name", value: u.GivenName, max: maxTextLen},
+		field{column: "family_name", value: u.FamilyName, max: maxTextLen},
+		field{column: "primary_email", value: u.PrimaryEmail, max: maxEmailLen},
+		field{column: "phone", value: u.Phone, max: maxShortLen},
+		field{column: "title", value: u.Title, max: maxTextLen},
+		field{column: "department", value: u.Department, max: maxTextLen},
+		field{column: "employee_number", value: u.EmployeeNumber, max: maxKeyLen},
+		field{column: "manager_scim_id", value: u.ManagerSCIMID, max: maxKeyLen},
+		field{column: "preferred_language", value: u.PreferredLanguage, max: maxShortLen},
+	)
+}
+
+// userNameKey is the value of the unique (tenant, user_name_lower) key.
+// It is computed in Go because SQLite's lower() only folds ASCII.
+func userNameKey(userName string) string { return strings.ToLower(userName) }
+
+func (s *sqlStore) UpsertUser(ctx context.Context, u User) (bool, error) {
+	wrap := func(err error) error { return fmt.Errorf("helpdesk: upsert user %s/%s: %w", u.Tenant, u.SCIMID, err) }
+	if err := validateUser(u); err != nil {
+		return false, wrap(err)
+	}
+	cfJSON, cf, err := encodeCustomFields(u.CustomFields)
+	if err != nil {
+		return false, wrap(err)
+	}
+
+	// Most reconciles change nothing: answer those without a write
+	// transaction (on SQLite that would take the database write lock).
+	cur, err := s.getUser(ctx, s.db, u.Tenant, u.SCIMID, "")
+	switch {
+	case err == nil && cur.DeletedAt == nil && sameUser(cur, u, cf):
+		return false, nil
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return false, wrap(err)
+	}
+
+	var changed bool
+	err = s.withRetry(func() (err error) {
+		changed, err = s.upsertUserTx(ctx, u, cfJSON, cf)
+		return err
+	})
+	if s.d.isUniqueViolation(err) {
+		err = fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	if err != nil {
+		return false, wrap(err)
+	}
+	return changed, nil
+}
+
+func (s *sqlStore) upsertUserTx(ctx context.Context, u User, cfJSON []byte, cf map[string]any) (changed bool, err error) {
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		cur, err := s.getUser(ctx, tx, u.Tenant, u.SCIMID, s.d.forUpdate())
+		exists := err == nil
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if exists && cur.DeletedAt == nil && sameUser(cur, u, cf) {
+			return nil
+		}
+
+		key := userNameKey(u.UserName)
+		var other string
+		err = tx.QueryRowContext(ctx, s.d.rebind(
+			`SELECT scim_id FROM helpdesk_users WHERE tenant = ? AND user_name_lower = ? AND scim_id <> ?`),
+			u.Tenant, key, u.SCIMID).Scan(&other)
+		switch {
+		case err == nil:
+			return fmt.Errorf("%w: userName %q is already used (case-insensitively) by live user %q",
+				ErrConflict, u.UserName, other)
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("check userName uniqueness: %w", err)
+		}
+
+		now := s.d.timeArg(s.timestamp())
+		values := []any{
+			u.UserName, key, nullable(u.ExternalID), nullable(u.DisplayName), nullable(u.GivenName),
+			nullable(u.FamilyName), nullable(u.PrimaryEmail), nullable(u.Phone), nullable(u.Title),
+			nullable(u.Department), nullable(u.EmployeeNumber), nullable(u.ManagerSCIMID),
+			nullable(u.PreferredLanguage), u.Active, string(cfJSON),
+		}
+		if exists {
+			_, err = tx.ExecContext(ctx, s.d.rebind(`UPDATE helpdesk_users SET
+				user_name = ?, user_name_lower = ?, external_id = ?, display_name = ?, given_name = ?,
+				family_name = ?, primary_email = ?, phone = ?, title = ?, department = ?,
+				employee_number = ?, manager_scim_id = ?, preferred_language = ?, active = ?,
+				custom_fields = ?, updated_at = ?, deleted_at = NULL
+				WHERE tenant = ? AND scim_id = ?`),
+				append(values, now, u.Tenant, u.SCIMID)...)
+			if err != nil {
+				return fmt.Errorf("update: %w", err)
+			}
+		} else {
+			_, err = tx.ExecContext(ctx, s.d.rebind(`INSERT INTO helpdesk_users (
+				user_name, user_name_lower, external_id, display_name, given_name,
+				family_name, primary_email, phone, title, department,
+				employee_number, manager_scim_id, preferred_language, active,
+				custom_fields, created_at, updated_at, tenant, scim_id)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+				append(values, now, now, u.Tenant, u.SCIMID)...)
+			if err != nil {
+				return fmt.Errorf("insert: %w", err)
+			}
+		}
+		changed = true
+		return nil
+	})
+	return changed, err
+}
+
+// sameUser reports whether storing u over cur would change nothing.
+// cf is u.CustomFields as it reads back from the database.
+func sameUser(cur, u User, cf map[string]any) bool {
+	return cur.UserName == u.UserName &&
+		cur.ExternalID == u.ExternalID &&
+		cur.DisplayName == u.DisplayName &&
+		cur.GivenName == u.GivenName &&
+		cur.FamilyName == u.FamilyName &&
+		cur.PrimaryEmail == u.PrimaryEmail &&
+		cur.Phone == u.Phone &&
+		cur.Title == u.Title &&
+		cur.Department == u.Department &&
+		cur.EmployeeNumber == u.EmployeeNumber &&
+		cur.ManagerSCIMID == u.ManagerSCIMID &&
+		cur.PreferredLanguage == u.PreferredLanguage &&
+		cur.Active == u.Active &&
+		sameJSON(cur.CustomFields, cf)
+}
+
+func (s *sqlStore) GetUser(ctx context.Context, tenant, scimID string) (User, error) {
+	u, err := s.getUser(ctx, s.db, tenant, scimID, "")
+	if err != nil {
+		return User{}, fmt.Errorf("helpdesk: get user %s/%s: %w", tenant, scimID, err)
+	}
+	return u, nil
+}
+
+// getUser reads one row; lock is "" or the dialect's FOR UPDATE suffix.
+func (s *sqlStore) getUser(ctx context.Context, q querier, tenant, scimID, lock string) (User, error) {
+	var (
+		u                                                             User
+		ext, disp, given, family, email, phone, title, dept, emp, mgr sql.NullString
+		lang                                                          sql.NullString
+		cf                                                            []byte
+		created, updated, deleted                                     dbTime
+	)
+	err := q.QueryRowContext(ctx, s.d.rebind(
+		`SELECT `+userColumns+` FROM helpdesk_users WHERE tenant = ? AND scim_id = ?`+lock),
+		tenant, scimID).Scan(
+		&u.Tenant, &u.SCIMID, &u.UserName, &ext, &disp, &given, &family,
+		&email, &phone, &title, &dept, &emp, &mgr, &lang,
+		&u.Active, &cf, &created, &updated, &deleted)
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, ErrNotFound
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("select: %w", err)
+	}
+	u.ExternalID, u.DisplayName, u.GivenName, u.FamilyName = ext.String, disp.String, given.String, family.String
+	u.PrimaryEmail, u.Phone, u.Title, u.Department = email.String, phone.String, title.String, dept.String
+	u.EmployeeNumber, u.ManagerSCIMID, u.PreferredLanguage = emp.String, mgr.String, lang.String
+	if u.CustomFields, err = decodeCustomFields(cf); err != nil {
+		return User{}, err
+	}
+	u.CreatedAt, u.UpdatedAt, u.DeletedAt = created.t, updated.t, deleted.ptr()
+	return u, nil
+}
+
+func (s *sqlStore) DeleteUser(ctx context.Context, tenant, scimID string, policy DeletionPolicy) error {
+	wrap := func(err error) error { return fmt.Errorf("helpdesk: delete user %s/%s: %w", tenant, scimID, err) }
+	policy, err := checkPolicy(policy)
+	if err != nil {
+		return wrap(err)
+	}
+	if policy == DeletionPolicyDelete {
+		_, err = s.db.ExecContext(ctx, s.d.rebind(
+			`DELETE FROM helpdesk_users WHERE tenant = ? AND scim_id = ?`), tenant, scimID)
+	} else {
+		// Clearing user_name_lower frees the userName for a new live user.
+		now := s.d.timeArg(s.timestamp())
+		_, err = s.db.ExecContext(ctx, s.d.rebind(`UPDATE helpdesk_users
+			SET active = ?, user_name_lower = NULL, deleted_at = ?, updated_at = ?
+			WHERE tenant = ? AND scim_id = ? AND deleted_at IS NULL`),
+			false, now, now, tenant, scimID)
+	}
+	if err != nil {
+		return wrap(err)
+	}
+	return nil
+}

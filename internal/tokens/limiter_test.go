@@ -1,0 +1,108 @@
+package tokens
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+func TestFailureLimiterBurstAndRefill(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1_700_000_000, 0))
+	l := NewFailureLimiter(LimiterOptions{Clock: clk})
+	const addr = "192.0.2.1"
+	for i := range 10 {
+		if !l.Allow(addr) {
+			t.Fatalf("refused after %d failures, want 10 allowed", i)
+		}
+		l.Fail(addr)
+	}
+	if l.Allow(addr) {
+		t.Fatal("allowed after 10 failures")
+	}
+	if !l.Allow("192.0.2.2") {
+		t.Fatal("another address is limited too")
+	}
+	// Asking does not cost: still limited, not more so.
+	clk.SetTime(clk.Now().Add(5 * time.Second))
+	if l.Allow(addr) {
+		t.Fatal("allowed before a refill")
+	}
+	clk.SetTime(clk.Now().Add(time.Second))
+	if !l.Allow(addr) {
+		t.Fatal("not allowed after 6s")
+	}
+	l.Fail(addr)
+	if l.Allow(addr) {
+		t.Fatal("allowed twice after one refill")
+	}
+	// Failing while limited does not dig deeper than empty.
+	l.Fail(addr)
+	clk.SetTime(clk.Now().Add(6 * time.Second))
+	if !l.Allow(addr) {
+		t.Fatal("not allowed after the next refill")
+	}
+	// A long pause refills to the burst, no further.
+	clk.SetTime(clk.Now().Add(time.Hour))
+	for range 10 {
+		l.Fail(addr)
+	}
+	if l.Allow(addr) {
+		t.Fatal("burst grew beyond 10")
+	}
+}
+
+func TestFailureLimiterBounded(t *testing.T) {
+	l := NewFailureLimiter(LimiterOptions{Burst: 1, MaxAddresses: 3, Clock: clocktesting.NewFakePassiveClock(time.Unix(0, 0))})
+	for i := range 10 {
+		l.Fail(fmt.Sprintf("198.51.100.%d", i))
+	}
+	if l.Len() != 3 {
+		t.Fatalf("remembers %d addresses, want 3", l.Len())
+	}
+	if l.Allow("198.51.100.9") {
+		t.Error("the most recent address was forgotten")
+	}
+	if !l.Allow("198.51.100.0") {
+		t.Error("the oldest address was not forgotten")
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{ErrMissing, ErrMalformed, ErrUnknown, ErrUnknown, ErrInactive, ErrExpired, ErrAmbiguous, errors.New("cache down")} {
+		m.Failed(FailureReason(err))
+	}
+	m.Failed(ReasonRateLimited)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range families {
+		if mf.GetName() != "scim_auth_failures_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	for reason, want := range map[string]float64{
+		ReasonMissing: 1, ReasonMalformed: 1, ReasonUnknown: 2, ReasonInactive: 1, ReasonExpired: 1,
+		ReasonAmbiguous: 1, ReasonError: 1, ReasonRateLimited: 1,
+	} {
+		if got[reason] != want {
+			t.Errorf("%s: %v, want %v", reason, got[reason], want)
+		}
+	}
+	if _, err := NewMetrics(reg); err == nil {
+		t.Error("registering twice should fail, not panic")
+	}
+}
