@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -31,16 +33,16 @@ func main() {
 
 // managerFlags are the in-cluster manager's settings.
 type managerFlags struct {
-	metricsAddr, probeAddr           string
-	leaderElect                      bool
-	leaderElectionNamespace          string
-	scimAddr, scimCert, scimKey      string
-	publicURL                        string
-	database                         string
-	deletionPolicy                   string
-	resync                           time.Duration
-	maxBody                          int64
-	zap                              zap.Options
+	metricsAddr, probeAddr      string
+	leaderElect                 bool
+	leaderElectionNamespace     string
+	scimAddr, scimCert, scimKey string
+	publicURL                   string
+	database                    string
+	deletionPolicy              string
+	resync                      time.Duration
+	maxBody                     int64
+	zap                         zap.Options
 }
 
 func (f *managerFlags) register(fs *flag.FlagSet) {
@@ -137,7 +139,7 @@ func devMain(args []string) int {
 	}
 	log := zap.New(zap.UseFlagOptions(&zo))
 	ctrl.SetLogger(log)
-	if err := devstack.Run(ctrl.SetupSignalHandler(), log, os.Stdout, o); err != nil {
+	if err := devstack.Run(devSignalContext(), log, os.Stdout, o); err != nil {
 		if errors.Is(err, context.Canceled) {
 			return 0
 		}
@@ -145,4 +147,21 @@ func devMain(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// devSignalContext is cancelled by the first SIGINT or SIGTERM. Unlike
+// controller-runtime's handler, a second signal does not exit at once: that
+// would leave etcd and kube-apiserver running without their parent.
+func devSignalContext() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		cancel()
+		for range sigs {
+			fmt.Fprintln(os.Stderr, "scim-operator dev: still stopping the control plane; it takes a few seconds")
+		}
+	}()
+	return ctx
 }

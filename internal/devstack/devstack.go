@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,8 +104,10 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 	defer store.Close()
 
 	publicURL := "http://" + o.SCIMAddr + "/scim/v2"
+	listening := make(chan string, 1)
 	op, err := operator.New(cfg, operator.Options{
 		Scheme: kscheme.New(), Log: log, SCIMAddr: o.SCIMAddr, PublicURL: publicURL,
+		SCIMBound: func(addr string) { listening <- addr },
 		Helpdesk: store, ResyncPeriod: time.Minute,
 	})
 	if err != nil {
@@ -130,12 +133,24 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 	if err != nil {
 		return err
 	}
+	// The SCIM server starts once the caches synced; say ready only then.
+	select {
+	case <-listening:
+	case err := <-done:
+		done <- err
+		return fmt.Errorf("the operator stopped before serving SCIM: %w", err)
+	case <-ctx.Done():
+		return nil
+	}
+	if err := waitAccepted(ctx, publicURL, token); err != nil {
+		return err
+	}
 	for name, content := range map[string]string{"endpoint": publicURL + "\n", "token": token + "\n"} {
 		if err := os.WriteFile(filepath.Join(state, name), []byte(content), 0o600); err != nil {
 			return err
 		}
 	}
-	printBanner(out, state, publicURL, kubeconfig)
+	printBanner(out, state, publicURL, token, kubeconfig)
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(out, "==> shutting down")
@@ -146,7 +161,7 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 	}
 }
 
-func printBanner(out io.Writer, state, endpoint, kubeconfig string) {
+func printBanner(out io.Writer, state, endpoint, token, kubeconfig string) {
 	rel := func(p string) string {
 		if wd, err := os.Getwd(); err == nil {
 			if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
@@ -156,8 +171,8 @@ func printBanner(out io.Writer, state, endpoint, kubeconfig string) {
 		return p
 	}
 	fmt.Fprintf(out, `
-SCIM endpoint (Entra "Tenant URL"):  %s
-Bearer token  (Entra "Secret Token"): in %s
+SCIM endpoint (Entra "Tenant URL"):   %s
+Bearer token  (Entra "Secret Token"): %s  (also in %s)
 
 Try it:
   curl -s -H "Authorization: Bearer $(cat %s)" '%s/Users?filter=userName+eq+%%22alice%%40example.test%%22'
@@ -167,7 +182,7 @@ Try it:
   sqlite3 %s 'select user_name, active from helpdesk_users'
 
 ready: scim-operator dev is running; Ctrl-C stops it (state kept in %s)
-`, endpoint, rel(filepath.Join(state, "token")), rel(filepath.Join(state, "token")), endpoint,
+`, endpoint, token, rel(filepath.Join(state, "token")), rel(filepath.Join(state, "token")), endpoint,
 		rel(filepath.Join(state, "token")), endpoint, rel(kubeconfig), DemoNamespace,
 		rel(filepath.Join(state, "helpdesk.db")), rel(state))
 }
@@ -253,6 +268,34 @@ func ensureDemoTenant(ctx context.Context, c client.Client, done <-chan error) (
 		case <-deadline:
 			return "", errors.New("the operator did not issue the demo token within 2 minutes; see the log above")
 		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// waitAccepted waits until the SCIM server accepts the token: the Secret is
+// written a moment before the status that the authenticator reads.
+func waitAccepted(ctx context.Context, endpoint, token string) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/ServiceProviderConfig", nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the SCIM server did not accept the demo token within a minute (last: %v)", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

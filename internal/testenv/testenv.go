@@ -46,10 +46,10 @@ func RepoRoot() string {
 // NewScheme returns a scheme with the Kubernetes built-in kinds and ours.
 func NewScheme() *k8sruntime.Scheme { return kscheme.New() }
 
-// assets finds kube-apiserver and etcd: KUBEBUILDER_ASSETS when set (make
+// Assets finds kube-apiserver and etcd: KUBEBUILDER_ASSETS when set (make
 // test sets it), otherwise the folder hack/controlplane/build.sh prints,
 // building the binaries first if this machine has none yet.
-func assets() (string, error) {
+func Assets() (string, error) {
 	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
 		return dir, nil
 	}
@@ -65,7 +65,7 @@ func assets() (string, error) {
 
 // Start starts a control plane with the CRDs from config/crd/bases.
 func Start() (*Env, error) {
-	dir, err := assets()
+	dir, err := Assets()
 	if err != nil {
 		return nil, err
 	}

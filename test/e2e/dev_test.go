@@ -1,0 +1,195 @@
+// Package e2e runs the real binary the way a person would.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/scim-operator/scim-operator/internal/testenv"
+)
+
+// TestDevStack starts `scim-operator dev` in a temporary folder, provisions
+// a user over SCIM, finds its row in SQLite, stops it with SIGTERM, checks
+// that no child process survived, restarts it and finds the user again.
+func TestDevStack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a control plane; run without -short")
+	}
+	assets, err := testenv.Assets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "scim-operator")
+	build := exec.Command("go", "build", "-o", bin, "./cmd")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	state := filepath.Join(t.TempDir(), "state")
+	addr := freeAddr(t)
+
+	run := func() (stop func()) {
+		cmd := exec.Command(bin, "dev", "--state-dir", state, "--scim-bind-address", addr, "--control-plane-dir", assets)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var logs bytes.Buffer
+		cmd.Stderr = &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		ready := make(chan struct{})
+		var out strings.Builder
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				out.WriteString(sc.Text() + "\n")
+				if strings.HasPrefix(sc.Text(), "ready:") {
+					close(ready)
+				}
+			}
+		}()
+		select {
+		case <-ready:
+		case <-time.After(3 * time.Minute):
+			_ = cmd.Process.Kill()
+			t.Fatalf("dev did not print its ready line within 3 minutes\nstdout:\n%s\nstderr:\n%s", out.String(), logs.String())
+		}
+		for _, want := range []string{"http://" + addr + "/scim/v2", "curl ", "kubectl --kubeconfig"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("banner lacks %q:\n%s", want, out.String())
+			}
+		}
+		return func() {
+			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("dev exited with %v after SIGTERM\n%s", err, logs.String())
+				}
+			case <-time.After(time.Minute):
+				_ = cmd.Process.Kill()
+				t.Fatal("dev did not stop within a minute of SIGTERM")
+			}
+		}
+	}
+
+	stop := run()
+	token := strings.TrimSpace(readFile(t, filepath.Join(state, "token")))
+	endpoint := strings.TrimSpace(readFile(t, filepath.Join(state, "endpoint")))
+	status, body := scim(t, "POST", endpoint+"/Users", token, `{"userName":"dev.user@example.test","active":true}`)
+	if status != 201 {
+		t.Fatalf("POST /Users: %d %s", status, body)
+	}
+	var created map[string]any
+	_ = json.Unmarshal(body, &created)
+	id, _ := created["id"].(string)
+
+	db, err := sql.Open("sqlite", filepath.Join(state, "helpdesk.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var name string
+		err := db.QueryRow(`SELECT user_name FROM helpdesk_users WHERE scim_id = ?`, id).Scan(&name)
+		if err == nil && name == "dev.user@example.test" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the user never reached SQLite: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop()
+	if left := processesMentioning(state); len(left) > 0 {
+		t.Fatalf("processes survived the stop: %v", left)
+	}
+
+	stop = run()
+	defer stop()
+	if token2 := strings.TrimSpace(readFile(t, filepath.Join(state, "token"))); token2 != token {
+		t.Errorf("the demo token changed across a restart")
+	}
+	status, body = scim(t, "GET", endpoint+"/Users/"+id, token, "")
+	if status != 200 || !strings.Contains(string(body), "dev.user@example.test") {
+		t.Fatalf("after restart GET /Users/%s: %d %s", id, status, body)
+	}
+}
+
+// processesMentioning lists running processes whose command line contains
+// s (the state folder appears in etcd's --data-dir).
+func processesMentioning(s string) []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		line := strings.ReplaceAll(string(cmdline), "\x00", " ")
+		if strings.Contains(line, s) {
+			out = append(out, e.Name()+": "+line)
+		}
+	}
+	return out
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func readFile(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func scim(t *testing.T, method, url, token, body string) (int, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequestWithContext(ctx, method, url, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/scim+json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, b
+}
+
