@@ -2,13 +2,16 @@ package repository
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -89,34 +92,79 @@ func (r *Repository) ValidateMembers(ctx context.Context, namespace string, ops 
 	return nil
 }
 
-// ApplyMembers carries out a request's member operations on group g.
-// Call ValidateMembers first: then no client mistake can fail half-way.
-func (r *Repository) ApplyMembers(ctx context.Context, g *scimv1.ProvisionedGroup, ops []patch.MemberOp) error {
+// memberStats counts what a membership change wrote.
+type memberStats struct{ added, removed int }
+
+// ApplyMembers carries out a request's member operations on group g and
+// returns the group as it is afterwards. Call ValidateMembers first: then
+// no client mistake can fail half-way.
+//
+// When members changed, the group object itself is touched too (its
+// last-modified annotation, by a merge patch that cannot conflict): that
+// one extra write is what moves the group's meta.version, ETag and
+// meta.lastModified on a membership change (RFC 7644 §3.14), so a client's
+// If-Match against an old member list fails as it must. A request that
+// changes nothing writes nothing.
+func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.ProvisionedGroup, ops []patch.MemberOp) (*scimv1.ProvisionedGroup, error) {
 	net := foldMemberOps(ops)
 	if len(net.want) == 0 && !net.replaceAll {
-		return nil
+		return g, nil
 	}
+	var stats memberStats
+	var written []client.Object
 	for attempt := 0; attempt < maxConflictRetries; attempt++ {
-		var written []client.Object
 		var err error
+		before := len(written)
 		if net.replaceAll {
-			err = r.replaceMembers(ctx, g, net.want, &written)
+			err = r.replaceMembers(ctx, g, net.want, &written, &stats)
 		} else {
-			err = r.changeMembers(ctx, g, net.want, &written)
+			err = r.changeMembers(ctx, g, net.want, &written, &stats)
 		}
-		for _, obj := range written {
+		for _, obj := range written[before:] {
 			r.awaitCache(ctx, obj, false)
 		}
-		if !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
-			return apiError(err, "group membership")
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			continue
 		}
+		if err != nil {
+			return nil, apiError(err, "group membership")
+		}
+		if len(written) == 0 {
+			return g, nil
+		}
+		touched, err := r.touchGroup(ctx, g)
+		if err != nil {
+			return nil, err
+		}
+		r.event(touched, EventMembersChanged, "Update", "members of group %s changed through SCIM%s: %d added, %d removed",
+			g.Name, byToken(p), stats.added, stats.removed)
+		return touched, nil
 	}
-	return fmt.Errorf("%w: group %s membership kept changing under concurrent updates", ErrUnavailable, g.Name)
+	return nil, fmt.Errorf("%w: group %s membership kept changing under concurrent updates", ErrUnavailable, g.Name)
+}
+
+// touchGroup stamps the group's last-modified annotation, giving it a new
+// resourceVersion. A group deleted in between is returned unchanged.
+func (r *Repository) touchGroup(ctx context.Context, g *scimv1.ProvisionedGroup) (*scimv1.ProvisionedGroup, error) {
+	cur := g.DeepCopy()
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
+		AnnotationLastModified: r.now().UTC().Format(time.RFC3339Nano)}}})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Client.Patch(ctx, cur, client.RawPatch(types.MergePatchType, body)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return g, nil
+		}
+		return nil, apiError(err, "group")
+	}
+	r.awaitCache(ctx, cur, false)
+	return cur, nil
 }
 
 // changeMembers adds and removes the given ids, touching only the shards
 // that hold them plus the group's newest shard(s).
-func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGroup, want map[string]bool, written *[]client.Object) error {
+func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGroup, want map[string]bool, written *[]client.Object, stats *memberStats) error {
 	candidates := map[string]bool{}
 	for id := range want {
 		var list scimv1.GroupMembershipList
@@ -185,6 +233,7 @@ func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGro
 			return err
 		}
 		*written = append(*written, s)
+		stats.removed += len(ids)
 	}
 	if len(add) == 0 {
 		return nil
@@ -205,16 +254,17 @@ func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGro
 				return err
 			}
 			*written = append(*written, tail)
+			stats.added += take
 			add = add[take:]
 		}
 		n, _ := shardIndex(g.Name, tail.Name)
 		next = n + 1
 	}
-	return r.createShards(ctx, g, next, add, written)
+	return r.createShards(ctx, g, next, add, written, stats)
 }
 
 // createShards writes ids into new shards numbered from next on.
-func (r *Repository) createShards(ctx context.Context, g *scimv1.ProvisionedGroup, next int, ids []string, written *[]client.Object) error {
+func (r *Repository) createShards(ctx context.Context, g *scimv1.ProvisionedGroup, next int, ids []string, written *[]client.Object, stats *memberStats) error {
 	for len(ids) > 0 {
 		take := min(scimv1.MaxMembersPerShard, len(ids))
 		s := &scimv1.GroupMembership{
@@ -232,6 +282,7 @@ func (r *Repository) createShards(ctx context.Context, g *scimv1.ProvisionedGrou
 			return err // AlreadyExists: another replica appended first; the caller retries
 		}
 		*written = append(*written, s)
+		stats.added += take
 		ids, next = ids[take:], next+1
 	}
 	return nil
@@ -239,7 +290,7 @@ func (r *Repository) createShards(ctx context.Context, g *scimv1.ProvisionedGrou
 
 // replaceMembers makes the member list exactly want (ids mapped to true):
 // it reads every shard, since the request names the whole list anyway.
-func (r *Repository) replaceMembers(ctx context.Context, g *scimv1.ProvisionedGroup, want map[string]bool, written *[]client.Object) error {
+func (r *Repository) replaceMembers(ctx context.Context, g *scimv1.ProvisionedGroup, want map[string]bool, written *[]client.Object, stats *memberStats) error {
 	var list scimv1.GroupMembershipList
 	if err := r.Live.List(ctx, &list, client.InNamespace(g.Namespace), client.MatchingLabels{scimv1.LabelGroup: g.Name}); err != nil {
 		return err
@@ -254,6 +305,7 @@ func (r *Repository) replaceMembers(ctx context.Context, g *scimv1.ProvisionedGr
 			present[m] = true
 		}
 		if len(kept) != len(s.Spec.Members) {
+			stats.removed += len(s.Spec.Members) - len(kept)
 			s.Spec.Members = kept
 			if err := r.Client.Update(ctx, s); err != nil {
 				return err
@@ -279,10 +331,11 @@ func (r *Repository) replaceMembers(ctx context.Context, g *scimv1.ProvisionedGr
 				return err
 			}
 			*written = append(*written, tail)
+			stats.added += take
 			add = add[take:]
 		}
 	}
-	return r.createShards(ctx, g, next, add, written)
+	return r.createShards(ctx, g, next, add, written, stats)
 }
 
 func (r *Repository) cachedLastShard(ctx context.Context, g *scimv1.ProvisionedGroup) (int, error) {
@@ -332,6 +385,27 @@ func (r *Repository) Members(ctx context.Context, namespace, group string) ([]st
 	return out, nil
 }
 
+// LiveMembers returns a group's member ids from the API server, for a GET
+// of one group: it must show a membership change made on another replica
+// a moment ago (read-your-writes), which the cache may not have yet.
+// Shards are numbered from 0 without gaps (members are only appended to
+// the newest shard, and shards go only with their group), so reading them
+// by name until the first missing one costs one GET per 2,000 members and
+// never lists the namespace.
+func (r *Repository) LiveMembers(ctx context.Context, namespace, group string) ([]string, error) {
+	var out []string
+	for n := 0; ; n++ {
+		s, err := r.liveShard(ctx, namespace, ShardName(group, n))
+		if err != nil {
+			return nil, apiError(err, "group membership")
+		}
+		if s == nil {
+			return out, nil
+		}
+		out = append(out, s.Spec.Members...)
+	}
+}
+
 // GroupsOf returns the names of the groups member belongs to, from the cache.
 func (r *Repository) GroupsOf(ctx context.Context, namespace, member string) ([]string, error) {
 	var list scimv1.GroupMembershipList
@@ -364,9 +438,27 @@ func (r *Repository) RemoveFromAllGroups(ctx context.Context, namespace, member 
 			}
 			return apiError(err, "group")
 		}
-		if err := r.ApplyMembers(ctx, &g, []patch.MemberOp{{Kind: patch.MemberRemove, IDs: []string{member}}}); err != nil {
+		if _, err := r.ApplyMembers(ctx, Principal{Namespace: namespace}, &g, []patch.MemberOp{{Kind: patch.MemberRemove, IDs: []string{member}}}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// DisplayNames returns the displayName (else userName) of each member found
+// in the cache; missing users are left out.
+func (r *Repository) DisplayNames(ctx context.Context, namespace string, ids []string) map[string]string {
+	out := make(map[string]string, len(ids))
+	var u scimv1.ProvisionedUser
+	for _, id := range ids {
+		if err := r.Cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: id}, &u); err != nil {
+			continue
+		}
+		if u.Spec.DisplayName != "" {
+			out[id] = u.Spec.DisplayName
+		} else {
+			out[id] = u.Spec.UserName
+		}
+	}
+	return out
 }

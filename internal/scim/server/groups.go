@@ -21,15 +21,22 @@ func (s *Server) groupDoc(ctx context.Context, rq *request, g *scimv1.Provisione
 	doc["schemas"] = []string{repository.GroupURN}
 	doc["meta"] = meta("Group", rq.baseURL+"/Groups/"+g.Name, &g.ObjectMeta)
 	if len(members) > 0 {
-		doc["members"] = memberList(rq, members)
+		doc["members"] = s.memberList(ctx, rq, g.Namespace, members)
 	}
 	return doc
 }
 
-func memberList(rq *request, members []string) []any {
+// memberList renders members with their display names, read from the
+// cache (only done when a client asks for members).
+func (s *Server) memberList(ctx context.Context, rq *request, tenant string, members []string) []any {
+	names := s.repo.DisplayNames(ctx, tenant, members)
 	list := make([]any, len(members))
 	for i, m := range members {
-		list[i] = map[string]any{"value": m, "$ref": rq.baseURL + "/Users/" + m, "type": "User"}
+		el := map[string]any{"value": m, "$ref": rq.baseURL + "/Users/" + m, "type": "User"}
+		if d := names[m]; d != "" {
+			el["display"] = d
+		}
+		list[i] = el
 	}
 	return list
 }
@@ -98,7 +105,7 @@ func (s *Server) answerGroups(w http.ResponseWriter, r *http.Request, rq *reques
 				return err
 			}
 			if len(members) > 0 {
-				doc["members"] = memberList(rq, members)
+				doc["members"] = s.memberList(ctx, rq, rq.tenant(), members)
 			}
 		}
 	}
@@ -193,8 +200,10 @@ func (s *Server) respondGroup(w http.ResponseWriter, r *http.Request, rq *reques
 	attrs, excl := splitList(q["attributes"]), splitList(q["excludedAttributes"])
 	var members []string
 	if wantsMembers(attrs, excl) {
+		// Live, so that a GET right after a member PATCH on another replica
+		// sees it; lists (answerGroups) read the cache.
 		var err error
-		if members, err = s.repo.Members(r.Context(), g.Namespace, g.Name); err != nil {
+		if members, err = s.repo.LiveMembers(r.Context(), g.Namespace, g.Name); err != nil {
 			return err
 		}
 	}
@@ -247,7 +256,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, rq *request
 	if err != nil {
 		return err
 	}
-	if err := s.repo.ApplyMembers(r.Context(), g, ops); err != nil {
+	if g, err = s.repo.ApplyMembers(r.Context(), rq.writer(), g, ops); err != nil {
 		return err
 	}
 	s.audit(rq, "create", "Group", g.Name)
@@ -288,7 +297,7 @@ func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, rq *reques
 	if err != nil {
 		return err
 	}
-	if err := s.repo.ApplyMembers(r.Context(), g, ops); err != nil {
+	if g, err = s.repo.ApplyMembers(r.Context(), rq.writer(), g, ops); err != nil {
 		return err
 	}
 	s.audit(rq, "replace", "Group", id)
@@ -334,7 +343,7 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request, rq *request)
 	if err != nil {
 		return err
 	}
-	if err := s.repo.ApplyMembers(r.Context(), g, memberOps); err != nil {
+	if _, err := s.repo.ApplyMembers(r.Context(), rq.writer(), g, memberOps); err != nil {
 		return err
 	}
 	s.audit(rq, "patch", "Group", id)

@@ -156,7 +156,38 @@ func (s *Server) Handler() http.Handler {
 	route(b+"/", func(_ http.ResponseWriter, r *http.Request, _ *request) error {
 		return scimerr.NotFound("no SCIM endpoint at %s %s; this server serves %s/Users and %s/Groups", r.Method, r.URL.Path, b, b)
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.URL.Path = s.canonicalPath(r.URL.Path)
+		r.URL.RawPath = ""
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// endpointNames maps endpoint names, lower-cased, to their RFC spelling.
+// Clients differ in case ("/users" in Microsoft's own test collection)
+// and SCIM 1.1 called the configuration endpoint /ServiceConfiguration.
+var endpointNames = map[string]string{
+	"users": "Users", "groups": "Groups", "serviceproviderconfig": "ServiceProviderConfig",
+	"serviceproviderconfigs": "ServiceProviderConfig", "serviceconfiguration": "ServiceProviderConfig",
+	"resourcetypes": "ResourceTypes", "schemas": "Schemas", "bulk": "Bulk", "me": "Me",
+}
+
+// canonicalPath spells the endpoint segment the RFC way and drops a
+// trailing slash, so "/scim/v2/users/" routes like "/scim/v2/Users".
+func (s *Server) canonicalPath(p string) string {
+	rest, ok := strings.CutPrefix(p, s.cfg.BasePath+"/")
+	if !ok {
+		return p
+	}
+	rest = strings.TrimSuffix(rest, "/")
+	name, tail, _ := strings.Cut(rest, "/")
+	if canon, ok := endpointNames[strings.ToLower(name)]; ok {
+		name = canon
+	}
+	if tail != "" {
+		return s.cfg.BasePath + "/" + name + "/" + tail
+	}
+	return s.cfg.BasePath + "/" + name
 }
 
 // errorResponse writes err as an RFC 7644 §3.12 body. Client mistakes carry

@@ -43,11 +43,17 @@ func (s *Server) groupsAttr(ctx context.Context, rq *request, tenant, userID str
 	}
 	groups := make([]any, 0, len(names))
 	for _, name := range names {
-		g := map[string]any{"value": name, "$ref": rq.baseURL + "/Groups/" + name, "type": "direct"}
-		if grp, err := s.repo.LookupGroup(ctx, tenant, name); err == nil {
-			g["display"] = grp.Spec.DisplayName
+		grp, err := s.repo.LookupGroup(ctx, tenant, name)
+		if err != nil {
+			if e, ok := scimerr.As(err); ok && e.Status == http.StatusNotFound {
+				// Deleted (or terminating) group whose shards are not
+				// collected yet: no longer a membership.
+				continue
+			}
+			return nil, err
 		}
-		groups = append(groups, g)
+		groups = append(groups, map[string]any{"value": name, "$ref": rq.baseURL + "/Groups/" + name,
+			"type": "direct", "display": grp.Spec.DisplayName})
 	}
 	return groups, nil
 }
@@ -284,7 +290,15 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, rq *request) 
 		return err
 	}
 	s.audit(rq, "patch", "User", id)
-	return s.respondUser(w, r, rq, rt, u, http.StatusOK)
+	// RFC 7644 §3.5.2: 200 with the resource, or 204. The resource is sent
+	// when the client asks for attributes; otherwise 204 saves rendering
+	// (Entra and the validators read the user back with a GET).
+	q := r.URL.Query()
+	if q.Has("attributes") || q.Has("excludedAttributes") {
+		return s.respondUser(w, r, rq, rt, u, http.StatusOK)
+	}
+	w.Header().Set("ETag", etag(u.ResourceVersion))
+	return noContent(w, rq)
 }
 
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, rq *request) error {

@@ -82,7 +82,7 @@ func TestUserLifecycle(t *testing.T) {
 		  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber":"2042"}}]}`,
 	}
 	for _, p := range patches {
-		expect(t, r.do(t, tok, "PATCH", "/Users/"+id, p), 200)
+		expect(t, r.do(t, tok, "PATCH", "/Users/"+id, p), 204)
 	}
 	got := expect(t, r.do(t, tok, "GET", "/Users/"+id, nil), 200)
 	if got.body["active"] != false || got.str("displayName") != "Alice L." || got.str("name.givenName") != "Alicia" {
@@ -103,7 +103,7 @@ func TestUserLifecycle(t *testing.T) {
 
 	// Re-applying a PATCH changes nothing, not even the version.
 	v1 := got.str("meta.version")
-	expect(t, r.do(t, tok, "PATCH", "/Users/"+id, patches[0]), 200)
+	expect(t, r.do(t, tok, "PATCH", "/Users/"+id, patches[0]), 204)
 	if again := expect(t, r.do(t, tok, "GET", "/Users/"+id, nil), 200); again.str("meta.version") != v1 {
 		t.Errorf("idempotent PATCH wrote anyway: version %s -> %s", v1, again.str("meta.version"))
 	}
@@ -117,7 +117,7 @@ func TestUserLifecycle(t *testing.T) {
 	}
 
 	// Rename frees the old userName and claims the new one.
-	expect(t, r.do(t, tok, "PATCH", "/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"userName","value":"alice.new@contoso.test"}]}`), 200)
+	expect(t, r.do(t, tok, "PATCH", "/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"userName","value":"alice.new@contoso.test"}]}`), 204)
 	bob := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"alice@contoso.test"}`), 201)
 	expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"ALICE.NEW@contoso.test"}`), 409, "uniqueness")
 
