@@ -28,8 +28,9 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: ## Write CRDs (config/crd/bases) and RBAC (config/rbac/role.yaml) from the markers.
+manifests: ## Write CRDs (config/crd/bases, charts/scim-operator/crds) and RBAC (config/rbac/role.yaml) from the markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:allowDangerousTypes=false paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	@if [ -d charts/scim-operator ]; then mkdir -p charts/scim-operator/crds && cp config/crd/bases/*.yaml charts/scim-operator/crds/; fi
 
 .PHONY: generate
 generate: ## Write DeepCopy methods (api/v1alpha1/zz_generated.deepcopy.go).
@@ -52,9 +53,9 @@ lint: ## Run gofmt (check), go vet and golangci-lint.
 .PHONY: verify
 verify: generate manifests ## Fail when generated files or go.mod/go.sum are stale.
 	$(GO) mod tidy
-	@if [ -n "$$(git status --porcelain -- api config go.mod go.sum)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config charts go.mod go.sum)" ]; then \
 		echo "Generated files or go.mod/go.sum are stale. Run 'make generate manifests && go mod tidy' and commit:"; \
-		git status --porcelain -- api config go.mod go.sum; git --no-pager diff --stat -- api config go.mod go.sum; exit 1; fi
+		git status --porcelain -- api config charts go.mod go.sum; git --no-pager diff --stat -- api config charts go.mod go.sum; exit 1; fi
 	@echo "generated files and go.mod are up to date"
 
 ##@ Test
@@ -64,8 +65,16 @@ envtest-bins: ## Build kube-apiserver and etcd from Go modules (once per machine
 	@hack/controlplane/build.sh
 
 .PHONY: test
-test: envtest-bins ## Run unit, envtest and database tests (needs PostgreSQL on :5432 and MariaDB on :3306).
+test: envtest-bins databases ## Run unit, envtest and database tests (needs PostgreSQL on :5432 and MariaDB on :3306).
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(TEST_FLAGS) ./...
+
+.PHONY: databases
+databases: ## Check that PostgreSQL and MariaDB answer on 127.0.0.1, starting them if stopped.
+	@hack/ensure-databases.sh
+
+.PHONY: conformance
+conformance: envtest-bins ## Run Microsoft's SCIM Postman collection with newman against `scim-operator dev`.
+	hack/conformance.sh
 
 .PHONY: test-short
 test-short: ## Run only the tests that need no control plane or database.
