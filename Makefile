@@ -62,7 +62,7 @@ verify: generate manifests ## Fail when generated files or go.mod/go.sum are sta
 
 .PHONY: envtest-bins
 envtest-bins: ## Build kube-apiserver and etcd from Go modules (once per machine; ~5 min the first time).
-	@hack/controlplane/build.sh
+	@hack/controlplane/build.sh >/dev/null
 
 .PHONY: test
 test: envtest-bins databases ## Run unit, envtest and database tests (needs PostgreSQL on :5432 and MariaDB on :3306).
