@@ -91,12 +91,17 @@ type ScimTokenStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// Endpoint is the SCIM base URL to paste into the identity provider
-	// (Entra's "Tenant URL").
+	// (Entra's "Tenant URL"). It comes from the operator's public base URL
+	// flag and is the same for every ScimToken: the bearer token, not the
+	// URL, identifies the tenant (this ScimToken's namespace).
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
 
 	// SecretName is the Secret holding the token (key "token") and the
-	// endpoint (key "endpoint").
+	// endpoint (key "endpoint"): the generated "<name>-token", owned by this
+	// ScimToken, or the adopted spec.secretRef.name. Deleting or editing a
+	// generated Secret by hand makes the operator issue a new token or
+	// accept the edited one, and record an event saying so.
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
 

@@ -41,10 +41,10 @@ type Options struct {
 	LeaderElectionNamespace string
 
 	// SCIMAddr is where the SCIM server listens, such as ":8443".
-	SCIMAddr         string
-	SCIMCertFile     string
-	SCIMKeyFile      string
-	SCIM             server.Config
+	SCIMAddr     string
+	SCIMCertFile string
+	SCIMKeyFile  string
+	SCIM         server.Config
 	// SCIMBound, when set, learns the SCIM listener's address (port 0).
 	SCIMBound func(addr string)
 
@@ -133,7 +133,8 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		return nil, err
 	}
 
-	op.Repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient()}
+	op.Repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient(),
+		Events: mgr.GetEventRecorder("scim-server")}
 	op.Auth = tokens.NewAuthenticator(mgr.GetCache(), clock.RealClock{})
 	usage := tokens.NewUsageRecorder(mgr.GetClient(), mgr.GetAPIReader(), tokens.UsageOptions{Logger: o.Log.WithName("token-usage")})
 	if err := mgr.Add(usage); err != nil {

@@ -133,20 +133,22 @@ func (r *UsageRecorder) Flush(ctx context.Context) {
 			delete(r.written, k) // bounded: only keys written in the last MinInterval stay
 		}
 	}
+	// Mark the batch written before writing, so that requests arriving
+	// meanwhile are not queued for a second write.
+	for k := range batch {
+		r.written[k] = now
+	}
 	r.mu.Unlock()
 
 	for k, usedAt := range batch {
 		err := r.write(ctx, k, usedAt)
-		r.mu.Lock()
 		if err != nil {
+			r.mu.Lock()
+			delete(r.written, k)
 			if _, newer := r.pending[k]; !newer {
 				r.pending[k] = usedAt
 			}
-		} else {
-			r.written[k] = now
-		}
-		r.mu.Unlock()
-		if err != nil {
+			r.mu.Unlock()
 			r.opts.Logger.Error(err, "recording token use", "namespace", k.namespace, "scimToken", k.name,
 				"fingerprint", ShortFingerprint(k.fingerprint))
 		}

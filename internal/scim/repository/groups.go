@@ -38,6 +38,7 @@ func (r *Repository) CreateGroup(ctx context.Context, p Principal, spec scimv1.P
 		return nil, apiError(err, "group")
 	}
 	r.awaitCache(ctx, g, false)
+	r.event(g, EventCreated, "Create", "group %s created through SCIM%s", g.Name, byToken(p))
 	return g, nil
 }
 
@@ -111,6 +112,7 @@ func (r *Repository) UpdateGroup(ctx context.Context, p Principal, id, ifMatch s
 			if renamed {
 				r.release(ctx, p.Namespace, scimv1.ClaimDisplayName, oldName, id)
 			}
+			r.event(&g, EventUpdated, "Update", "group %s updated through SCIM%s", id, byToken(p))
 			return &g, nil
 		}
 		if renamed {
@@ -151,6 +153,7 @@ func (r *Repository) DeleteGroup(ctx context.Context, p Principal, id, ifMatch s
 	}
 	r.awaitCache(ctx, &g, true)
 	r.release(ctx, p.Namespace, scimv1.ClaimDisplayName, g.Spec.DisplayName, id)
+	r.event(&g, EventDeleted, "Delete", "group %s deleted through SCIM%s", id, byToken(p))
 	return nil
 }
 

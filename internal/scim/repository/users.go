@@ -42,6 +42,7 @@ func (r *Repository) CreateUser(ctx context.Context, p Principal, spec scimv1.Pr
 		return nil, apiError(err, "user")
 	}
 	r.awaitCache(ctx, u, false)
+	r.event(u, EventCreated, "Create", "user %s created through SCIM%s", u.Name, byToken(p))
 	return u, nil
 }
 
@@ -159,6 +160,7 @@ func (r *Repository) UpdateUser(ctx context.Context, p Principal, id, ifMatch st
 			if renamed {
 				r.release(ctx, p.Namespace, scimv1.ClaimUserName, oldName, id)
 			}
+			r.event(&u, EventUpdated, "Update", "user %s updated through SCIM%s", id, byToken(p))
 			return &u, nil
 		}
 		if renamed {
@@ -199,6 +201,7 @@ func (r *Repository) DeleteUser(ctx context.Context, p Principal, id, ifMatch st
 	}
 	r.awaitCache(ctx, &u, true)
 	r.release(ctx, p.Namespace, scimv1.ClaimUserName, u.Spec.UserName, id)
+	r.event(&u, EventDeleted, "Delete", "user %s deleted through SCIM%s", id, byToken(p))
 	return nil
 }
 
