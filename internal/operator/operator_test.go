@@ -1,0 +1,168 @@
+package operator_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	_ "modernc.org/sqlite"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/helpdesk"
+	"github.com/scim-operator/scim-operator/internal/operator"
+	"github.com/scim-operator/scim-operator/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
+
+func TestCustomFieldAttributeName(t *testing.T) {
+	for in, want := range map[string]string{
+		"Shoe Size (EU)": "shoe-size-eu", "cost_center": "cost-center", "  Badge #": "badge",
+		"Über": "ber", "42nd": "", "": "",
+	} {
+		if got := operator.CustomFieldAttributeName(in); got != want {
+			t.Errorf("%q: got %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestCustomFields: a field the helpdesk defines in helpdesk_custom_fields
+// appears in /Schemas as an enterprise attribute, is accepted in POST and
+// PATCH, kept on the ProvisionedUser, written to custom_fields, and a value
+// of the wrong type gets 400 invalidValue.
+func TestCustomFields(t *testing.T) {
+	e := testenv.Require(t, env)
+	ns := e.Namespace(t)
+	ctx := context.Background()
+	dbPath := filepath.Join(t.TempDir(), "helpdesk.db")
+	store, err := helpdesk.Open(ctx, "sqlite://"+dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	raw, err := sql.Open("sqlite", dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`INSERT INTO helpdesk_custom_fields (tenant, name, type) VALUES (?, 'Shoe Size (EU)', 'integer'), ('*', 'On Call', 'boolean')`, ns); err != nil {
+		t.Fatal(err)
+	}
+
+	addr := make(chan string, 1)
+	op, err := operator.New(e.Config, operator.Options{
+		Scheme: e.Scheme, Log: zap.New(zap.UseDevMode(true)), Namespaces: []string{ns},
+		SCIMAddr: "127.0.0.1:0", SCIMBound: func(a string) { addr <- a }, SkipControllerNameValidation: true,
+		Helpdesk: store,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- op.Manager.Start(mctx) }()
+	defer func() { cancel(); <-done }()
+	base := "http://" + <-addr + "/scim/v2"
+
+	if err := e.Client.Create(ctx, &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "t", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	var token string
+	waitFor(t, func() error {
+		var s corev1.Secret
+		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "t-token"}, &s); err != nil {
+			return err
+		}
+		token = string(s.Data["token"])
+		if code, _ := call(t, base, token, "GET", "/ServiceProviderConfig", ""); code != 200 {
+			return fmt.Errorf("token not accepted yet (%d)", code)
+		}
+		return nil
+	})
+
+	code, body := call(t, base, token, "GET", "/Schemas/urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "")
+	if code != 200 || !strings.Contains(body, `"name":"shoe-size-eu"`) || !strings.Contains(body, `"name":"on-call"`) {
+		t.Fatalf("custom fields missing from the enterprise schema: %d %s", code, body)
+	}
+	const ext = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+	code, body = call(t, base, token, "POST", "/Users", `{"userName":"feet@example.test","`+ext+`":{"shoe-size-eu":"44"}}`)
+	if code != 400 || !strings.Contains(body, `"invalidValue"`) {
+		t.Fatalf("a string for an integer field: want 400 invalidValue, got %d %s", code, body)
+	}
+	code, body = call(t, base, token, "POST", "/Users", `{"userName":"feet@example.test","`+ext+`":{"Shoe-Size-EU":44,"department":"Ops"}}`)
+	if code != 201 {
+		t.Fatalf("POST with a custom field: %d %s", code, body)
+	}
+	var created map[string]any
+	_ = json.Unmarshal([]byte(body), &created)
+	id := created["id"].(string)
+	code, body = call(t, base, token, "PATCH", "/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Add","path":"`+ext+`:on-call","value":"True"}]}`)
+	if code != 204 {
+		t.Fatalf("PATCH a custom field: %d %s", code, body)
+	}
+	var u scimv1.ProvisionedUser
+	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: id}, &u); err != nil {
+		t.Fatal(err)
+	}
+	if u.Spec.Enterprise == nil || string(u.Spec.Enterprise.CustomFields["shoe-size-eu"].Raw) != "44" || string(u.Spec.Enterprise.CustomFields["on-call"].Raw) != "true" {
+		t.Fatalf("custom fields not kept on the ProvisionedUser: %+v", u.Spec.Enterprise)
+	}
+	waitFor(t, func() error {
+		row, err := store.GetUser(ctx, ns, id)
+		if err != nil {
+			return err
+		}
+		if row.CustomFields["shoe-size-eu"] != float64(44) || row.CustomFields["on-call"] != true || row.Department != "Ops" {
+			return fmt.Errorf("row custom fields %v", row.CustomFields)
+		}
+		return nil
+	})
+}
+
+func waitFor(t *testing.T, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func call(t *testing.T, base, token, method, path, body string) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = bytes.NewReader([]byte(body))
+	}
+	req, _ := http.NewRequest(method, base+path, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/scim+json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
