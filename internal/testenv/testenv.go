@@ -159,3 +159,16 @@ func (e *Env) Namespace(t testing.TB) string {
 	})
 	return ns.Name
 }
+
+// ConfigFor returns a client config for a new user of the test API server,
+// authenticated by a client certificate and authorised only by what RBAC
+// grants it (for least-privilege tests).
+func (e *Env) ConfigFor(name string, groups ...string) (*rest.Config, error) {
+	u, err := e.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("adding user %s: %w", name, err)
+	}
+	cfg := u.Config()
+	cfg.QPS, cfg.Burst = -1, -1
+	return cfg, nil
+}
