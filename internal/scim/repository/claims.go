@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,9 +27,32 @@ func ClaimName(kind scimv1.ClaimKind, value string) string {
 	return prefix + hex.EncodeToString(sum[:20])
 }
 
-// ownerHolds reports whether the claim's owner still holds the value; an
-// owner that is gone, terminating, or renamed means the claim is stale.
-type ownerHolds func(ctx context.Context, namespace, owner, lowerValue string) (bool, error)
+// ownerState is what a claim's owner says about the claim.
+type ownerState int
+
+const (
+	// ownerHolding: the owner exists, is not terminating, and has the value.
+	ownerHolding ownerState = iota
+	// ownerReleased: the owner is terminating or renamed: the claim is stale.
+	ownerReleased
+	// ownerMissing: no owner object. Either its creator crashed between
+	// claim and create (stale), or the creator is between those two steps
+	// right now (live): see claimGrace.
+	ownerMissing
+)
+
+// ownerHolds looks up the claim's owner.
+type ownerHolds func(ctx context.Context, namespace, owner, lowerValue string) (ownerState, error)
+
+// claimGrace is how long a claim whose owner does not exist yet is
+// presumed to belong to a create in flight. Taking such a claim over at
+// once lets two replicas racing on the same userName both succeed: the
+// loser would find the winner's claim before the winner's user exists,
+// delete it as stale and create a second user. The grace is measured from
+// the claim's creationTimestamp (set by the API server) and is generous
+// against clock skew between replicas; an orphan from a crash blocks its
+// value for this long at most, answering 409.
+const claimGrace = 30 * time.Second
 
 // claim reserves value for owner in namespace. A claim held by a live owner
 // gives 409 uniqueness; a stale claim (crash between steps, or a deletion
@@ -60,12 +84,15 @@ func (r *Repository) claim(ctx context.Context, namespace string, kind scimv1.Cl
 		if cur.Spec.Owner == owner {
 			return nil
 		}
-		held, err := holds(ctx, namespace, cur.Spec.Owner, lower)
+		state, err := holds(ctx, namespace, cur.Spec.Owner, lower)
 		if err != nil {
 			return err
 		}
-		if held {
+		if state == ownerHolding {
 			return scimerr.Uniqueness("%s %q is already in use", kind, value)
+		}
+		if state == ownerMissing && r.now().Sub(cur.CreationTimestamp.Time) < claimGrace {
+			return scimerr.Uniqueness("%s %q is already in use (being created by a concurrent request)", kind, value)
 		}
 		// Stale: delete exactly the claim we looked at, then retry.
 		err = r.Client.Delete(ctx, &cur, client.Preconditions{UID: &cur.UID, ResourceVersion: &cur.ResourceVersion})

@@ -42,15 +42,18 @@ func (r *Repository) CreateGroup(ctx context.Context, p Principal, spec scimv1.P
 	return g, nil
 }
 
-func (r *Repository) groupHolds(ctx context.Context, namespace, owner, lower string) (bool, error) {
+func (r *Repository) groupHolds(ctx context.Context, namespace, owner, lower string) (ownerState, error) {
 	var g scimv1.ProvisionedGroup
 	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner}, &g); err != nil {
 		if apierrors.IsNotFound(err) {
-			return false, nil
+			return ownerMissing, nil
 		}
-		return false, apiError(err, "group")
+		return ownerReleased, apiError(err, "group")
 	}
-	return g.DeletionTimestamp.IsZero() && strings.ToLower(g.Spec.DisplayName) == lower, nil
+	if g.DeletionTimestamp.IsZero() && strings.ToLower(g.Spec.DisplayName) == lower {
+		return ownerHolding, nil
+	}
+	return ownerReleased, nil
 }
 
 // GetGroup reads a group from the API server (see GetUser).
@@ -80,7 +83,7 @@ func (r *Repository) LookupGroup(ctx context.Context, namespace, id string) (*sc
 // optimistic concurrency, claim a new displayName first.
 func (r *Repository) UpdateGroup(ctx context.Context, p Principal, id, ifMatch string,
 	mutate func(g *scimv1.ProvisionedGroup) (changed bool, err error)) (*scimv1.ProvisionedGroup, error) {
-	for attempt := 0; ; attempt++ {
+	for retry := newRetrier(); ; {
 		var g scimv1.ProvisionedGroup
 		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, &g); err != nil {
 			return nil, notFoundAs(apiError(err, "group"), "group %q not found", id)
@@ -121,7 +124,7 @@ func (r *Repository) UpdateGroup(ctx context.Context, p Principal, id, ifMatch s
 		if apierrors.IsConflict(err) && ifMatch != "" {
 			return nil, scimerr.New(412, "", "group %q changed while it was being updated", id)
 		}
-		if !apierrors.IsConflict(err) || attempt >= maxConflictRetries {
+		if !apierrors.IsConflict(err) || !retry.wait(ctx) {
 			return nil, apiError(err, "group")
 		}
 	}

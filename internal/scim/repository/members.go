@@ -112,7 +112,7 @@ func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.Pr
 	}
 	var stats memberStats
 	var written []client.Object
-	for attempt := 0; attempt < maxConflictRetries; attempt++ {
+	for retry := newRetrier(); ; {
 		var err error
 		before := len(written)
 		if net.replaceAll {
@@ -124,6 +124,9 @@ func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.Pr
 			r.awaitCache(ctx, obj, false)
 		}
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			if !retry.wait(ctx) {
+				return nil, fmt.Errorf("%w: group %s membership kept changing under concurrent updates", ErrUnavailable, g.Name)
+			}
 			continue
 		}
 		if err != nil {
@@ -140,7 +143,6 @@ func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.Pr
 			g.Name, byToken(p), stats.added, stats.removed)
 		return touched, nil
 	}
-	return nil, fmt.Errorf("%w: group %s membership kept changing under concurrent updates", ErrUnavailable, g.Name)
 }
 
 // touchGroup stamps the group's last-modified annotation, giving it a new

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"time"
 
@@ -88,9 +89,42 @@ func (r *Repository) touch(obj interface {
 	obj.SetAnnotations(a)
 }
 
-// maxConflictRetries bounds how often a write is retried after another
-// writer changed the object in between.
+// maxConflictRetries bounds how often a claim is retried after another
+// writer changed it in between.
 const maxConflictRetries = 8
+
+// conflictBudget bounds how long an update keeps retrying after optimistic
+// concurrency conflicts. A count alone is not enough: n writers racing on
+// one object (member PATCHes of one group all append to its newest shard)
+// let one win per round, so the last needs n attempts.
+const conflictBudget = 5 * time.Second
+
+// retrier paces retries after conflicts: jittered exponential back-off
+// (so that racing writers spread out) within conflictBudget.
+type retrier struct {
+	deadline time.Time
+	attempt  int
+}
+
+func newRetrier() *retrier { return &retrier{deadline: time.Now().Add(conflictBudget)} }
+
+// wait sleeps before the next attempt; false means give up.
+func (b *retrier) wait(ctx context.Context) bool {
+	b.attempt++
+	if ctx.Err() != nil || time.Now().After(b.deadline) {
+		return false
+	}
+	ceiling := min(time.Millisecond<<min(b.attempt, 7), 100*time.Millisecond)
+	d := time.Duration(rand.Int64N(int64(ceiling))) + time.Millisecond
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
 
 // ErrUnavailable marks failures of the API server itself. The HTTP layer
 // answers them with 503 and Retry-After, so that the identity provider

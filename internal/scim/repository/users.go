@@ -59,15 +59,18 @@ func userLabels(p Principal, spec *scimv1.ProvisionedUserSpec) map[string]string
 
 // userHolds reports whether user owner (alive, not terminating) still has
 // the lower-cased userName.
-func (r *Repository) userHolds(ctx context.Context, namespace, owner, lower string) (bool, error) {
+func (r *Repository) userHolds(ctx context.Context, namespace, owner, lower string) (ownerState, error) {
 	var u scimv1.ProvisionedUser
 	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner}, &u); err != nil {
 		if apierrors.IsNotFound(err) {
-			return false, nil
+			return ownerMissing, nil
 		}
-		return false, apiError(err, "user")
+		return ownerReleased, apiError(err, "user")
 	}
-	return u.DeletionTimestamp.IsZero() && strings.ToLower(u.Spec.UserName) == lower, nil
+	if u.DeletionTimestamp.IsZero() && strings.ToLower(u.Spec.UserName) == lower {
+		return ownerHolding, nil
+	}
+	return ownerReleased, nil
 }
 
 // GetUser reads a user from the API server, so that a GET right after a
@@ -120,7 +123,7 @@ func notFoundAs(err error, format string, args ...any) error {
 // resourceVersion (the SCIM meta.version), otherwise 412.
 func (r *Repository) UpdateUser(ctx context.Context, p Principal, id, ifMatch string,
 	mutate func(u *scimv1.ProvisionedUser) (changed bool, err error)) (*scimv1.ProvisionedUser, error) {
-	for attempt := 0; ; attempt++ {
+	for retry := newRetrier(); ; {
 		var u scimv1.ProvisionedUser
 		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, &u); err != nil {
 			return nil, notFoundAs(apiError(err, "user"), "user %q not found", id)
@@ -166,7 +169,7 @@ func (r *Repository) UpdateUser(ctx context.Context, p Principal, id, ifMatch st
 		if renamed {
 			r.release(ctx, p.Namespace, scimv1.ClaimUserName, u.Spec.UserName, id)
 		}
-		if !apierrors.IsConflict(err) || ifMatch != "" || attempt >= maxConflictRetries {
+		if !apierrors.IsConflict(err) || ifMatch != "" || !retry.wait(ctx) {
 			if apierrors.IsConflict(err) && ifMatch != "" {
 				return nil, scimerr.New(412, "", "user %q changed while it was being updated", id)
 			}

@@ -245,4 +245,3 @@ func expect(t *testing.T, res response, status int, scimType ...string) response
 	}
 	return res
 }
-

@@ -1,0 +1,226 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	eventsv1 "k8s.io/api/events/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/repository"
+)
+
+// TestETags: meta.version equals the ETag header, and both change on every
+// write, membership changes included, and on nothing else (point 5).
+func TestETags(t *testing.T) {
+	ns := env.Namespace(t)
+	r := startReplica(t, ns)
+	tok := issueToken(t, ns, "entra", r)
+
+	seen := map[string]string{}
+	check := func(what string, res response) string {
+		t.Helper()
+		v := res.str("meta.version")
+		if v == "" || res.header.Get("ETag") != v || !strings.HasPrefix(v, `W/"`) {
+			t.Fatalf("%s: meta.version %q, ETag %q", what, v, res.header.Get("ETag"))
+		}
+		if prev, ok := seen[v]; ok {
+			t.Errorf("%s: version %s already seen after %s", what, v, prev)
+		}
+		seen[v] = what
+		return v
+	}
+	get := func(path string) response {
+		t.Helper()
+		res := expect(t, r.do(t, tok, "GET", path, nil), 200)
+		if res.header.Get("ETag") != res.str("meta.version") {
+			t.Fatalf("GET %s: ETag %q, meta.version %q", path, res.header.Get("ETag"), res.str("meta.version"))
+		}
+		return res
+	}
+
+	// Users.
+	created := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"etag@contoso.test"}`), 201)
+	uid := created.str("id")
+	v := check("user create", created)
+	if get("/Users/"+uid).str("meta.version") != v {
+		t.Errorf("GET after create: other version")
+	}
+	tag := expectPatched(t, r.do(t, tok, "PATCH", "/Users/"+uid, patchOp(`{"op":"replace","path":"title","value":"A"}`)))
+	v = check("user PATCH", get("/Users/"+uid))
+	if tag != v {
+		t.Errorf("PATCH answered ETag %s, GET has %s", tag, v)
+	}
+	v = check("user PUT", expect(t, r.do(t, tok, "PUT", "/Users/"+uid, `{"userName":"etag@contoso.test","title":"B"}`, "If-Match", v), 200))
+	// A no-op PATCH and a no-op PUT keep the version.
+	if tag := expectPatched(t, r.do(t, tok, "PATCH", "/Users/"+uid, patchOp(`{"op":"replace","path":"title","value":"B"}`))); tag != v {
+		t.Errorf("no-op PATCH changed the version")
+	}
+	if res := expect(t, r.do(t, tok, "PUT", "/Users/"+uid, `{"userName":"etag@contoso.test","title":"B"}`), 200); res.str("meta.version") != v {
+		t.Errorf("no-op PUT changed the version")
+	}
+	lm := get("/Users/" + uid).str("meta.lastModified")
+	time.Sleep(5 * time.Millisecond)
+	tag = expectPatched(t, r.do(t, tok, "PATCH", "/Users/"+uid, patchOp(`{"op":"Replace","path":"active","value":"False"}`), "If-Match", v))
+	v = check("user deactivate", get("/Users/"+uid))
+	if tag != v {
+		t.Errorf("PATCH answered ETag %s, GET has %s", tag, v)
+	}
+	if lm2 := get("/Users/" + uid).str("meta.lastModified"); lm2 <= lm {
+		t.Errorf("lastModified did not advance: %s -> %s", lm, lm2)
+	}
+	expect(t, r.do(t, tok, "DELETE", "/Users/"+uid, nil, "If-Match", `W/"1"`), 412, "")
+	expect(t, r.do(t, tok, "DELETE", "/Users/"+uid, nil, "If-Match", v), 204)
+
+	// Groups: every write, including membership, moves the version.
+	m1 := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"m1@contoso.test"}`), 201).str("id")
+	m2 := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"m2@contoso.test"}`), 201).str("id")
+	g := expect(t, r.do(t, tok, "POST", "/Groups", `{"displayName":"ETag group","members":[{"value":"`+m1+`"}]}`), 201)
+	gid := g.str("id")
+	v = check("group create with a member", g)
+	if get("/Groups/"+gid).str("meta.version") != v {
+		t.Errorf("GET after group create: other version")
+	}
+	steps := []struct {
+		name, body string
+		changes    bool
+	}{
+		{"rename", patchOp(`{"op":"Replace","path":"displayName","value":"ETag group 2"}`), true},
+		{"add member", patchOp(`{"op":"Add","path":"members","value":` + memberValues(m2) + `}`), true},
+		{"re-add member", patchOp(`{"op":"Add","path":"members","value":` + memberValues(m2) + `}`), false},
+		{"remove member", patchOp(`{"op":"Remove","path":"members","value":` + memberValues(m1) + `}`), true},
+		{"remove a non-member", patchOp(`{"op":"Remove","path":"members","value":` + memberValues(m1) + `}`), false},
+		{"replace members", patchOp(`{"op":"replace","path":"members","value":` + memberValues(m1, m2) + `}`), true},
+		{"same displayName", patchOp(`{"op":"Replace","path":"displayName","value":"ETag group 2"}`), false},
+	}
+	for _, st := range steps {
+		// If-Match with the current version passes, and the old one fails after.
+		expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, st.body, "If-Match", v), 204)
+		res := get("/Groups/" + gid + "?excludedAttributes=members")
+		if st.changes {
+			old := v
+			v = check("group "+st.name, res)
+			expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, st.body, "If-Match", old), 412, "")
+		} else if res.str("meta.version") != v {
+			t.Errorf("group %s: a no-op changed the version", st.name)
+		}
+	}
+	v = check("group PUT", expect(t, r.do(t, tok, "PUT", "/Groups/"+gid, `{"displayName":"ETag group 3","members":[{"value":"`+m1+`"}]}`, "If-Match", v), 200))
+	if members := r.members(t, tok, gid); !sameIDs(members, []string{m1}) {
+		t.Errorf("PUT members: %v", members)
+	}
+	if get("/Groups/"+gid).str("meta.version") != v {
+		t.Errorf("the PUT answer's version is not the stored one")
+	}
+	expect(t, r.do(t, tok, "DELETE", "/Groups/"+gid, nil, "If-Match", `W/"1"`), 412, "")
+	expect(t, r.do(t, tok, "DELETE", "/Groups/"+gid, nil, "If-Match", v), 204)
+}
+
+// TestLabelsAndEvents: objects carry labels that make kubectl selections
+// useful, and every SCIM write leaves an event with ids only (point 10).
+func TestLabelsAndEvents(t *testing.T) {
+	ns := env.Namespace(t)
+	r := startReplica(t, ns)
+	tok := issueToken(t, ns, "entra-prod", r)
+	ctx := context.Background()
+
+	active := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"active@contoso.test","displayName":"Alice Secret","emails":[{"value":"alice.secret@contoso.test"}]}`), 201).str("id")
+	off := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"off@contoso.test","active":"False"}`), 201).str("id")
+	later := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"later@contoso.test","active":true}`), 201).str("id")
+	expectPatched(t, r.do(t, tok, "PATCH", "/Users/"+later, patchOp(`{"op":"Replace","path":"active","value":"False"}`)))
+	put := expect(t, r.do(t, tok, "PUT", "/Users/"+off, `{"userName":"off@contoso.test","title":"still off"}`), 200)
+	if put.body["active"] != false {
+		t.Errorf("PUT without active keeps it: %s", put.raw)
+	}
+
+	selected := func(sel map[string]string) []string {
+		t.Helper()
+		var list scimv1.ProvisionedUserList
+		if err := env.Client.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels(sel)); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, u := range list.Items {
+			out = append(out, u.Name)
+		}
+		return out
+	}
+	if got := selected(map[string]string{scimv1.LabelActive: "false"}); !sameIDs(got, []string{off, later}) {
+		t.Errorf("-l %s=false: %v, want %v", scimv1.LabelActive, got, []string{off, later})
+	}
+	if got := selected(map[string]string{scimv1.LabelActive: "true"}); !sameIDs(got, []string{active}) {
+		t.Errorf("-l %s=true: %v", scimv1.LabelActive, got)
+	}
+	if got := selected(map[string]string{scimv1.LabelToken: "entra-prod"}); len(got) != 3 {
+		t.Errorf("-l %s=entra-prod: %v", scimv1.LabelToken, got)
+	}
+	expectPatched(t, r.do(t, tok, "PATCH", "/Users/"+later, patchOp(`{"op":"Replace","path":"active","value":"True"}`)))
+	if got := selected(map[string]string{scimv1.LabelActive: "false"}); !sameIDs(got, []string{off}) {
+		t.Errorf("reactivation must flip the label: %v", got)
+	}
+
+	gid := expect(t, r.do(t, tok, "POST", "/Groups", `{"displayName":"Secret Project"}`), 201).str("id")
+	var g scimv1.ProvisionedGroup
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: gid}, &g); err != nil {
+		t.Fatal(err)
+	}
+	if g.Labels[scimv1.LabelToken] != "entra-prod" {
+		t.Errorf("group labels: %v", g.Labels)
+	}
+	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"Add","path":"members","value":`+memberValues(active, off)+`}`)), 204)
+	for name, s := range shards(t, ns, gid) {
+		if s.Labels[scimv1.LabelGroup] != gid {
+			t.Errorf("shard %s labels: %v", name, s.Labels)
+		}
+	}
+	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"Replace","path":"displayName","value":"Secret Project 2"}`)), 204)
+	expect(t, r.do(t, tok, "DELETE", "/Groups/"+gid, nil), 204)
+	expect(t, r.do(t, tok, "DELETE", "/Users/"+active, nil), 204)
+
+	want := []struct{ kind, name, reason string }{
+		{"ProvisionedUser", active, repository.EventCreated},
+		{"ProvisionedUser", off, repository.EventCreated},
+		{"ProvisionedUser", later, repository.EventUpdated},
+		{"ProvisionedUser", off, repository.EventUpdated},
+		{"ProvisionedUser", active, repository.EventDeleted},
+		{"ProvisionedGroup", gid, repository.EventCreated},
+		{"ProvisionedGroup", gid, repository.EventMembersChanged},
+		{"ProvisionedGroup", gid, repository.EventUpdated},
+		{"ProvisionedGroup", gid, repository.EventDeleted},
+	}
+	var events eventsv1.EventList
+	eventually(t, 20*time.Second, func() error {
+		if err := env.Client.List(ctx, &events, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, w := range want {
+			found := false
+			for _, e := range events.Items {
+				if e.Regarding.Kind == w.kind && e.Regarding.Name == w.name && e.Reason == w.reason {
+					found = true
+				}
+			}
+			if !found {
+				return fmt.Errorf("no %s event for %s %s among %d events", w.reason, w.kind, w.name, len(events.Items))
+			}
+		}
+		return nil
+	})
+	for _, e := range events.Items {
+		if !strings.HasPrefix(e.Reason, "Scim") {
+			continue
+		}
+		for _, personal := range []string{"@contoso.test", "Alice", "Secret", "alice"} {
+			if strings.Contains(e.Note, personal) {
+				t.Errorf("event note carries personal data (%q): %s", personal, e.Note)
+			}
+		}
+		if e.Type != "Normal" || e.ReportingController == "" || e.Action == "" || !strings.Contains(e.Note, e.Regarding.Name) {
+			t.Errorf("event %s: type %q controller %q action %q note %q", e.Reason, e.Type, e.ReportingController, e.Action, e.Note)
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package server_test
+
+import (
+	"testing"
+)
+
+// TestTenancy: the token's namespace is the tenant. One replica's cache
+// sees both namespaces; tenant A reaches nothing of tenant B (point 7).
+func TestTenancy(t *testing.T) {
+	nsA, nsB := env.Namespace(t), env.Namespace(t)
+	r := startReplica(t, nsA, nsB)
+	tokA := issueToken(t, nsA, "tenant-a", r)
+	tokB := issueToken(t, nsB, "tenant-b", r)
+
+	// B's objects. A has a user with the same userName and a group with the
+	// same displayName: uniqueness is per tenant.
+	ub := expect(t, r.do(t, tokB, "POST", "/Users", `{"userName":"shared@contoso.test","externalId":"ext-b","displayName":"B user"}`), 201)
+	ubID := ub.str("id")
+	gb := expect(t, r.do(t, tokB, "POST", "/Groups", `{"displayName":"Shared","externalId":"gext-b","members":[{"value":"`+ubID+`"}]}`), 201)
+	gbID := gb.str("id")
+	uaID := expect(t, r.do(t, tokA, "POST", "/Users", `{"userName":"SHARED@contoso.test","externalId":"ext-a"}`), 201).str("id")
+	gaID := expect(t, r.do(t, tokA, "POST", "/Groups", `{"displayName":"shared"}`), 201).str("id")
+	ubBefore := expect(t, r.do(t, tokB, "GET", "/Users/"+ubID, nil), 200)
+	gbBefore := expect(t, r.do(t, tokB, "GET", "/Groups/"+gbID, nil), 200)
+
+	// Reads by id.
+	for _, path := range []string{"/Users/" + ubID, "/Groups/" + gbID, "/Users/" + ubID + "?attributes=userName"} {
+		expect(t, r.do(t, tokA, "GET", path, nil), 404, "")
+	}
+	// Filters and lists see only A's objects.
+	for _, f := range []struct{ path, want string }{
+		{"/Users?filter=" + urlq(`userName eq "shared@contoso.test"`), uaID},
+		{"/Users?filter=" + urlq(`id eq "`+ubID+`"`), ""},
+		{"/Users?filter=" + urlq(`externalId eq "ext-b"`), ""},
+		{"/Users?filter=" + urlq(`displayName eq "B user"`), ""},
+		{"/Users?filter=" + urlq(`userName sw "shared"`), uaID},
+		{"/Users", uaID},
+		{"/Groups", gaID},
+		{"/Groups?filter=" + urlq(`displayName eq "Shared"`), gaID},
+		{"/Groups?filter=" + urlq(`externalId eq "gext-b"`), ""},
+		{"/Groups?filter=" + urlq(`id eq "`+gbID+`"`), ""},
+		{"/Groups?filter=" + urlq(`members eq "`+ubID+`"`), ""},
+		{"/Groups?filter=" + urlq(`id eq "`+gbID+`" and members eq "`+ubID+`"`), ""},
+	} {
+		res := expect(t, r.do(t, tokA, "GET", f.path, nil), 200)
+		rs := res.resources()
+		switch {
+		case f.want == "" && res.total() != 0:
+			t.Errorf("GET %s as A: want nothing, got %s", f.path, res)
+		case f.want != "" && (res.total() != 1 || len(rs) != 1 || rs[0]["id"] != f.want):
+			t.Errorf("GET %s as A: want only %s, got %s", f.path, f.want, res)
+		}
+	}
+	search := expect(t, r.do(t, tokA, "POST", "/Users/.search", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],"filter":"externalId eq \"ext-b\""}`), 200)
+	if search.total() != 0 {
+		t.Errorf(".search as A found B's user: %s", search)
+	}
+
+	// Writes on B's ids.
+	replace := patchOp(`{"op":"replace","path":"displayName","value":"hijacked"}`)
+	for _, w := range []struct{ method, path, body string }{
+		{"PUT", "/Users/" + ubID, `{"userName":"hijacked@contoso.test"}`},
+		{"PATCH", "/Users/" + ubID, replace},
+		{"DELETE", "/Users/" + ubID, ""},
+		{"PUT", "/Groups/" + gbID, `{"displayName":"hijacked"}`},
+		{"PATCH", "/Groups/" + gbID, replace},
+		{"PATCH", "/Groups/" + gbID, patchOp(`{"op":"remove","path":"members"}`)},
+		{"DELETE", "/Groups/" + gbID, ""},
+	} {
+		var body any
+		if w.body != "" {
+			body = w.body
+		}
+		expect(t, r.do(t, tokA, w.method, w.path, body), 404, "")
+	}
+	// B's user as a member of A's group: 400, for every way of adding.
+	for _, body := range []string{
+		patchOp(`{"op":"add","path":"members","value":` + memberValues(ubID) + `}`),
+		patchOp(`{"op":"replace","path":"members","value":` + memberValues(uaID, ubID) + `}`),
+		patchOp(`{"op":"add","value":{"members":` + memberValues(ubID) + `}}`),
+	} {
+		expect(t, r.do(t, tokA, "PATCH", "/Groups/"+gaID, body), 400, "invalidValue")
+	}
+	expect(t, r.do(t, tokA, "PUT", "/Groups/"+gaID, `{"displayName":"shared","members":[{"value":"`+ubID+`"}]}`), 400, "invalidValue")
+	expect(t, r.do(t, tokA, "POST", "/Groups", `{"displayName":"Sneaky","members":[{"value":"`+ubID+`"}]}`), 400, "invalidValue")
+	// Nor B's group as a member (nested or not).
+	expect(t, r.do(t, tokA, "PATCH", "/Groups/"+gaID, patchOp(`{"op":"add","path":"members","value":`+memberValues(gbID)+`}`)), 400, "invalidValue")
+	if res := expect(t, r.do(t, tokA, "GET", "/Groups/"+gaID, nil), 200); res.body["members"] != nil {
+		t.Errorf("A's group got B's member: %s", res.raw)
+	}
+	if res := expect(t, r.do(t, tokA, "GET", "/Groups?filter="+urlq(`displayName eq "Sneaky"`), nil), 200); res.total() != 0 {
+		t.Errorf("a refused group create stored a group: %s", res)
+	}
+
+	// B's objects are unchanged.
+	ubAfter := expect(t, r.do(t, tokB, "GET", "/Users/"+ubID, nil), 200)
+	gbAfter := expect(t, r.do(t, tokB, "GET", "/Groups/"+gbID, nil), 200)
+	if ubAfter.str("meta.version") != ubBefore.str("meta.version") || string(ubAfter.raw) != string(ubBefore.raw) {
+		t.Errorf("B's user changed:\n%s\n%s", ubBefore.raw, ubAfter.raw)
+	}
+	if gbAfter.str("meta.version") != gbBefore.str("meta.version") || string(gbAfter.raw) != string(gbBefore.raw) {
+		t.Errorf("B's group changed:\n%s\n%s", gbBefore.raw, gbAfter.raw)
+	}
+	// And B sees only its own, with its user's groups computed in B.
+	if res := expect(t, r.do(t, tokB, "GET", "/Users", nil), 200); res.total() != 1 || res.resources()[0]["id"] != ubID {
+		t.Errorf("B's list: %s", res)
+	}
+	if g := groupsOf(ubAfter); len(g) != 1 || !g[gbID] {
+		t.Errorf("B's user groups: %s", ubAfter.raw)
+	}
+}
