@@ -111,10 +111,11 @@ func TestCustomFields(t *testing.T) {
 	var created map[string]any
 	_ = json.Unmarshal([]byte(body), &created)
 	id := created["id"].(string)
-	code, body = call(t, base, token, "PATCH", "/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Add","path":"`+ext+`:on-call","value":"True"}]}`)
+	code, body, hdr := callH(t, base, token, "PATCH", "/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Add","path":"`+ext+`:on-call","value":"True"}]}`)
 	if code != 204 {
 		t.Fatalf("PATCH a custom field: %d %s", code, body)
 	}
+	patchedETag := hdr.Get("ETag")
 	var u scimv1.ProvisionedUser
 	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: id}, &u); err != nil {
 		t.Fatal(err)
@@ -132,6 +133,21 @@ func TestCustomFields(t *testing.T) {
 		}
 		return nil
 	})
+	// The controller's status write after the sync is no SCIM change: the
+	// ETag a client holds stays valid.
+	waitFor(t, func() error {
+		var cur scimv1.ProvisionedUser
+		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: id}, &cur); err != nil {
+			return err
+		}
+		if cur.Status.ObservedGeneration != cur.Generation || cur.Status.LastSyncTime == nil {
+			return fmt.Errorf("status not written yet: %+v", cur.Status)
+		}
+		return nil
+	})
+	if _, _, hdr := callH(t, base, token, "GET", "/Users/"+id, ""); hdr.Get("ETag") != patchedETag || patchedETag == "" {
+		t.Fatalf("ETag moved with a status write: after PATCH %q, now %q", patchedETag, hdr.Get("ETag"))
+	}
 }
 
 func waitFor(t *testing.T, f func() error) {
@@ -151,6 +167,12 @@ func waitFor(t *testing.T, f func() error) {
 
 func call(t *testing.T, base, token, method, path, body string) (int, string) {
 	t.Helper()
+	code, out, _ := callH(t, base, token, method, path, body)
+	return code, out
+}
+
+func callH(t *testing.T, base, token, method, path, body string) (int, string, http.Header) {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = bytes.NewReader([]byte(body))
@@ -164,5 +186,5 @@ func call(t *testing.T, base, token, method, path, body string) (int, string) {
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
+	return res.StatusCode, string(b), res.Header
 }

@@ -91,8 +91,8 @@ func (r *Repository) UpdateGroup(ctx context.Context, p Principal, id, ifMatch s
 		if !g.DeletionTimestamp.IsZero() {
 			return nil, scimerr.NotFound("group %q not found", id)
 		}
-		if ifMatch != "" && ifMatch != "*" && ifMatch != g.ResourceVersion {
-			return nil, scimerr.New(412, "", "group %q has version %s, not %s", id, g.ResourceVersion, ifMatch)
+		if ifMatch != "" && ifMatch != "*" && ifMatch != Version(&g.ObjectMeta) {
+			return nil, scimerr.New(412, "", "group %q has version %s, not %s", id, Version(&g.ObjectMeta), ifMatch)
 		}
 		oldName := g.Spec.DisplayName
 		changed, err := mutate(&g)
@@ -143,8 +143,8 @@ func (r *Repository) DeleteGroup(ctx context.Context, p Principal, id, ifMatch s
 	}
 	pre := client.Preconditions{UID: &g.UID}
 	if ifMatch != "" && ifMatch != "*" {
-		if ifMatch != g.ResourceVersion {
-			return scimerr.New(412, "", "group %q has version %s, not %s", id, g.ResourceVersion, ifMatch)
+		if ifMatch != Version(&g.ObjectMeta) {
+			return scimerr.New(412, "", "group %q has version %s, not %s", id, Version(&g.ObjectMeta), ifMatch)
 		}
 		pre.ResourceVersion = &g.ResourceVersion
 	}

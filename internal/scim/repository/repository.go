@@ -16,9 +16,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -69,6 +71,20 @@ func byToken(p Principal) string {
 // for meta.lastModified (Kubernetes keeps no such time once managedFields
 // are stripped from the cache).
 const AnnotationLastModified = "scim.helpdesk.dev/last-modified"
+
+// Version is a resource's SCIM meta.version (RFC 7644 §3.14). It follows
+// the SCIM writes only: the last-modified stamp every SCIM write sets,
+// not the resourceVersion, which also moves when the controller writes
+// status or a finalizer and would make ETags change behind a client's back.
+// Objects never written through SCIM (kubectl) use their resourceVersion.
+func Version(om *metav1.ObjectMeta) string {
+	if v, ok := om.Annotations[AnnotationLastModified]; ok {
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			return strconv.FormatInt(t.UnixNano(), 36)
+		}
+	}
+	return "rv" + om.ResourceVersion
+}
 
 func (r *Repository) now() time.Time {
 	if r.Now != nil {

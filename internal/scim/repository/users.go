@@ -131,8 +131,8 @@ func (r *Repository) UpdateUser(ctx context.Context, p Principal, id, ifMatch st
 		if !u.DeletionTimestamp.IsZero() {
 			return nil, scimerr.NotFound("user %q not found", id)
 		}
-		if ifMatch != "" && ifMatch != "*" && ifMatch != u.ResourceVersion {
-			return nil, scimerr.New(412, "", "user %q has version %s, not %s", id, u.ResourceVersion, ifMatch)
+		if ifMatch != "" && ifMatch != "*" && ifMatch != Version(&u.ObjectMeta) {
+			return nil, scimerr.New(412, "", "user %q has version %s, not %s", id, Version(&u.ObjectMeta), ifMatch)
 		}
 		oldName := u.Spec.UserName
 		changed, err := mutate(&u)
@@ -169,7 +169,7 @@ func (r *Repository) UpdateUser(ctx context.Context, p Principal, id, ifMatch st
 		if renamed {
 			r.release(ctx, p.Namespace, scimv1.ClaimUserName, u.Spec.UserName, id)
 		}
-		if !apierrors.IsConflict(err) || ifMatch != "" || !retry.wait(ctx) {
+		if !apierrors.IsConflict(err) || !retry.wait(ctx) {
 			if apierrors.IsConflict(err) && ifMatch != "" {
 				return nil, scimerr.New(412, "", "user %q changed while it was being updated", id)
 			}
@@ -191,8 +191,8 @@ func (r *Repository) DeleteUser(ctx context.Context, p Principal, id, ifMatch st
 	}
 	pre := client.Preconditions{UID: &u.UID}
 	if ifMatch != "" && ifMatch != "*" {
-		if ifMatch != u.ResourceVersion {
-			return scimerr.New(412, "", "user %q has version %s, not %s", id, u.ResourceVersion, ifMatch)
+		if ifMatch != Version(&u.ObjectMeta) {
+			return scimerr.New(412, "", "user %q has version %s, not %s", id, Version(&u.ObjectMeta), ifMatch)
 		}
 		pre.ResourceVersion = &u.ResourceVersion
 	}

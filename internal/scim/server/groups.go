@@ -207,7 +207,7 @@ func (s *Server) respondGroup(w http.ResponseWriter, r *http.Request, rq *reques
 			return err
 		}
 	}
-	w.Header().Set("ETag", etag(g.ResourceVersion))
+	w.Header().Set("ETag", etag(repository.Version(&g.ObjectMeta)))
 	if status == http.StatusCreated {
 		w.Header().Set("Location", rq.baseURL+"/Groups/"+g.Name)
 	}

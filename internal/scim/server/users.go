@@ -193,7 +193,7 @@ func (s *Server) respondUser(w http.ResponseWriter, r *http.Request, rq *request
 	if err != nil {
 		return err
 	}
-	w.Header().Set("ETag", etag(u.ResourceVersion))
+	w.Header().Set("ETag", etag(repository.Version(&u.ObjectMeta)))
 	if status == http.StatusCreated {
 		w.Header().Set("Location", rq.baseURL+"/Users/"+u.Name)
 	}
@@ -297,7 +297,7 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, rq *request) 
 	if q.Has("attributes") || q.Has("excludedAttributes") {
 		return s.respondUser(w, r, rq, rt, u, http.StatusOK)
 	}
-	w.Header().Set("ETag", etag(u.ResourceVersion))
+	w.Header().Set("ETag", etag(repository.Version(&u.ObjectMeta)))
 	return noContent(w, rq)
 }
 
@@ -331,7 +331,7 @@ func meta(resourceType, location string, om *metav1.ObjectMeta) map[string]any {
 		"created":      created.Format(time.RFC3339),
 		"lastModified": modified.Format(time.RFC3339Nano),
 		"location":     location,
-		"version":      etag(om.ResourceVersion),
+		"version":      etag(repository.Version(om)),
 	}
 }
 
