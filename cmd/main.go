@@ -42,6 +42,8 @@ type managerFlags struct {
 	deletionPolicy              string
 	resync                      time.Duration
 	maxBody                     int64
+	rateLimit                   float64
+	rateBurst                   int
 	zap                         zap.Options
 }
 
@@ -59,6 +61,8 @@ func (f *managerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.deletionPolicy, "deletion-policy", "retain", "What a deleted user or group does to its helpdesk row: retain (mark deleted) or delete.")
 	fs.DurationVar(&f.resync, "resync-period", 10*time.Minute, "How often synced rows are checked and repaired.")
 	fs.Int64Var(&f.maxBody, "scim-max-body-bytes", 1<<20, "Largest SCIM request body accepted (413 above).")
+	fs.Float64Var(&f.rateLimit, "scim-rate-limit", 200, "Requests per second one token may sustain (429 with Retry-After above); 0 disables. Entra needs 25 per tenant.")
+	fs.IntVar(&f.rateBurst, "scim-rate-burst", 400, "Requests one token may make at once before --scim-rate-limit applies.")
 	f.zap.BindFlags(fs)
 }
 
@@ -115,7 +119,7 @@ func runManager(ctx context.Context, log logr.Logger, f *managerFlags) error {
 		MetricsAddr: f.metricsAddr, ProbeAddr: f.probeAddr,
 		LeaderElection: f.leaderElect, LeaderElectionNamespace: f.leaderElectionNamespace,
 		SCIMAddr: f.scimAddr, SCIMCertFile: f.scimCert, SCIMKeyFile: f.scimKey,
-		SCIM:      server.Config{MaxBodyBytes: f.maxBody},
+		SCIM:      server.Config{MaxBodyBytes: f.maxBody, RateLimit: f.rateLimit, RateBurst: f.rateBurst},
 		PublicURL: f.publicURL,
 		Helpdesk:  store, DeletionPolicy: policy, ResyncPeriod: f.resync,
 	})
@@ -131,6 +135,7 @@ func devMain(args []string) int {
 	var o devstack.Options
 	fs.StringVar(&o.StateDir, "state-dir", ".dev", "Folder for the control plane's data, the SQLite database, kubeconfig, endpoint and token.")
 	fs.StringVar(&o.SCIMAddr, "scim-bind-address", "127.0.0.1:18443", "Address the SCIM server listens on.")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", "0", "Address of the operator's Prometheus metrics endpoint, such as 127.0.0.1:18080; \"0\" disables it.")
 	fs.StringVar(&o.AssetsDir, "control-plane-dir", os.Getenv("KUBEBUILDER_ASSETS"), "Folder with kube-apiserver and etcd (make envtest-bins builds them; `make run` passes it).")
 	zo := zap.Options{Development: true, Level: zapcore.InfoLevel}
 	zo.BindFlags(fs)

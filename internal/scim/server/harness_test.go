@@ -19,6 +19,7 @@ import (
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/operator"
+	"github.com/scim-operator/scim-operator/internal/scim/server"
 	"github.com/scim-operator/scim-operator/internal/testenv"
 )
 
@@ -54,6 +55,12 @@ func (l *logSink) String() string {
 // whose SCIM server listens on a free loopback port.
 func startReplica(t *testing.T, namespaces ...string) *replica {
 	t.Helper()
+	return startReplicaWith(t, server.Config{}, namespaces...)
+}
+
+// startReplicaWith is startReplica with SCIM server settings.
+func startReplicaWith(t *testing.T, cfg server.Config, namespaces ...string) *replica {
+	t.Helper()
 	e := testenv.Require(t, env)
 	sink := &logSink{}
 	log := funcr.New(sink.write, funcr.Options{Verbosity: 1})
@@ -63,6 +70,7 @@ func startReplica(t *testing.T, namespaces ...string) *replica {
 		SCIMAddr: "127.0.0.1:0", SCIMBound: func(a string) { addrc <- a },
 		Namespaces: namespaces, SkipControllerNameValidation: true,
 		PublicURL: "https://scim.example.test/scim/v2",
+		SCIM:      cfg,
 	})
 	if err != nil {
 		t.Fatalf("building the operator: %v", err)

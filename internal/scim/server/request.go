@@ -69,6 +69,11 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request, *request) error
 			return
 		}
 		rq.log = rq.log.WithValues("tenant", rq.tenant(), "token", tokens.ShortFingerprint(rq.principal.Fingerprint))
+		if wait, ok := s.rates.allow(rq.principal.Fingerprint); !ok {
+			w.Header().Set("Retry-After", retryAfter(wait))
+			s.errorResponse(w, rq, scimerr.New(http.StatusTooManyRequests, "", "this token made more than %g requests per second; retry after the Retry-After seconds", s.cfg.RateLimit))
+			return
+		}
 		if err := h(w, r, rq); err != nil {
 			s.errorResponse(w, rq, err)
 		}

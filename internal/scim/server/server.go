@@ -42,8 +42,14 @@ type Config struct {
 	// DefaultPageSize applies when a list request names no count; MaxPageSize
 	// caps count. Defaults 100 and 1000.
 	DefaultPageSize, MaxPageSize int
-	// RetryAfter is sent with 503 and 429 answers. Default 10s.
+	// RetryAfter is sent with 503 answers. Default 10s.
 	RetryAfter time.Duration
+	// RateLimit is the sustained requests per second one token may make;
+	// RateBurst how many it may make at once. 0 disables the limit. It is
+	// a last-resort brake: Entra needs 25 requests/s per tenant and a 429
+	// counts towards quarantine, so set it well above that.
+	RateLimit float64
+	RateBurst int
 }
 
 func (c *Config) defaults() {
@@ -85,6 +91,7 @@ type SchemaSource func(ctx context.Context, tenant string) *schema.ResourceType
 // Server serves SCIM over HTTP.
 type Server struct {
 	cfg     Config
+	rates   *tokenRates
 	auth    Authenticator
 	usage   UsageRecorder
 	limiter *tokens.FailureLimiter
@@ -109,7 +116,7 @@ type Options struct {
 // New returns a Server.
 func New(cfg Config, o Options) *Server {
 	cfg.defaults()
-	s := &Server{cfg: cfg, auth: o.Auth, usage: o.Usage, limiter: o.Limiter, metrics: o.Metrics,
+	s := &Server{cfg: cfg, rates: newTokenRates(cfg.RateLimit, cfg.RateBurst), auth: o.Auth, usage: o.Usage, limiter: o.Limiter, metrics: o.Metrics,
 		repo: o.Repo, users: o.Users, groups: schema.GroupResourceType(), log: o.Log}
 	if s.users == nil {
 		rt := schema.UserResourceType()
