@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,8 +39,8 @@ func NewSyncMetrics(reg prometheus.Registerer) (*SyncMetrics, error) {
 		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300},
 	}, []string{"kind"})
 	if err := reg.Register(lag); err != nil {
-		are, ok := err.(prometheus.AlreadyRegisteredError)
-		if !ok {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
 			return nil, err
 		}
 		lag = are.ExistingCollector.(*prometheus.HistogramVec)

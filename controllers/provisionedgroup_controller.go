@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -126,7 +127,7 @@ func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		}
 		g.Status.LastSyncTime = &metav1.Time{Time: now}
 	}
-	g.Status.Members = int32(len(members))
+	g.Status.Members = int32(min(len(members), math.MaxInt32)) //nolint:gosec // clamped
 	setSynced(&g.Status.Conditions, g.Generation, metav1.ConditionTrue, ReasonSynced, "the helpdesk database holds this generation and its members")
 	g.Status.ObservedGeneration = g.Generation
 	return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil

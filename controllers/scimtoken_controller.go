@@ -48,7 +48,7 @@ const (
 	annRotationRequest     = "scim.helpdesk.dev/rotation-request"
 
 	generatedSecretSuffix = "-token"
-	indexSecretRefName    = "spec.secretRef.name"
+	indexSecretRefName    = "spec.secretRef.name" //nolint:gosec // a field path, not a credential
 	controllerName        = "scimtoken-controller"
 
 	// defaultOverlap applies to on-demand rotations of a ScimToken without

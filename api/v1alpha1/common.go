@@ -8,7 +8,7 @@ const (
 	// lists disabled users.
 	LabelActive = "scim.helpdesk.dev/active"
 	// LabelToken names the ScimToken whose bearer created the object.
-	LabelToken = "scim.helpdesk.dev/token"
+	LabelToken = "scim.helpdesk.dev/token" //nolint:gosec // a label key, not a credential
 	// LabelGroup names the ProvisionedGroup a GroupMembership shard belongs to.
 	LabelGroup = "scim.helpdesk.dev/group"
 	// LabelClaimKind says what a NameClaim reserves: "userName" or "displayName".
@@ -24,7 +24,7 @@ const (
 	// helpdesk database.
 	FinalizerHelpdesk = "scim.helpdesk.dev/helpdesk-sync"
 	// FinalizerToken keeps a ScimToken until its tokens are revoked.
-	FinalizerToken = "scim.helpdesk.dev/revoke"
+	FinalizerToken = "scim.helpdesk.dev/revoke" //nolint:gosec // a finalizer name, not a credential
 
 	// ManagerName is the value of LabelManagedBy on objects this operator owns.
 	ManagerName = "scim-operator"

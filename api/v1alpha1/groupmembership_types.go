@@ -52,7 +52,3 @@ type GroupMembershipList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []GroupMembership `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&GroupMembership{}, &GroupMembershipList{})
-}

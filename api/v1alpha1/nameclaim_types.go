@@ -63,7 +63,3 @@ type NameClaimList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []NameClaim `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&NameClaim{}, &NameClaimList{})
-}

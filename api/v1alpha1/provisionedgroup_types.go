@@ -79,7 +79,3 @@ type ProvisionedGroupList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ProvisionedGroup `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ProvisionedGroup{}, &ProvisionedGroupList{})
-}

@@ -304,7 +304,3 @@ type ProvisionedUserList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ProvisionedUser `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ProvisionedUser{}, &ProvisionedUserList{})
-}

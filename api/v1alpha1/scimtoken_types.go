@@ -177,7 +177,3 @@ type ScimTokenList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ScimToken `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ScimToken{}, &ScimTokenList{})
-}

@@ -49,6 +49,9 @@ type Options struct {
 	StateDir  string
 	SCIMAddr  string
 	AssetsDir string // kube-apiserver and etcd
+	// MetricsAddr is the operator's Prometheus endpoint; "" or "0" disables
+	// it (make bench turns it on to read heap and sync lag).
+	MetricsAddr string
 }
 
 // Run starts everything, prints how to use it, and blocks until ctx ends;
@@ -107,8 +110,9 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 	listening := make(chan string, 1)
 	op, err := operator.New(cfg, operator.Options{
 		Scheme: kscheme.New(), Log: log, SCIMAddr: o.SCIMAddr, PublicURL: publicURL,
-		SCIMBound: func(addr string) { listening <- addr },
-		Helpdesk: store, ResyncPeriod: time.Minute,
+		MetricsAddr: o.MetricsAddr,
+		SCIMBound:   func(addr string) { listening <- addr },
+		Helpdesk:    store, ResyncPeriod: time.Minute,
 	})
 	if err != nil {
 		return err
@@ -214,7 +218,7 @@ func checkState(dir string) error {
 func checkPort(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("cannot listen on %s (%v): another process uses it; stop it or pass --scim-bind-address HOST:PORT", addr, err)
+		return fmt.Errorf("cannot listen on %s (%w): another process uses it; stop it or pass --scim-bind-address HOST:PORT", addr, err)
 	}
 	return ln.Close()
 }
@@ -288,9 +292,10 @@ func waitAccepted(ctx context.Context, endpoint, token string) error {
 			if res.StatusCode == http.StatusOK {
 				return nil
 			}
+			err = fmt.Errorf("answer %s", res.Status)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the SCIM server did not accept the demo token within a minute (last: %v)", err)
+			return fmt.Errorf("the SCIM server did not accept the demo token within a minute (last: %w)", err)
 		}
 		select {
 		case <-ctx.Done():

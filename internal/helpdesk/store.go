@@ -166,7 +166,7 @@ const maxAttempts = 3
 func (s *sqlStore) withRetry(fn func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if err == nil || attempt == maxAttempts || !(s.d.isUniqueViolation(err) || s.d.isDeadlock(err)) {
+		if err == nil || attempt == maxAttempts || (!s.d.isUniqueViolation(err) && !s.d.isDeadlock(err)) {
 			return err
 		}
 	}

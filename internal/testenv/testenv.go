@@ -53,7 +53,7 @@ func Assets() (string, error) {
 	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
 		return dir, nil
 	}
-	cmd := exec.Command(filepath.Join(RepoRoot(), "hack", "controlplane", "build.sh"))
+	cmd := exec.Command(filepath.Join(RepoRoot(), "hack", "controlplane", "build.sh")) //nolint:gosec // the repository's own script
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {

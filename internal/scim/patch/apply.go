@@ -183,7 +183,9 @@ func (a *applier) applyKey(kind, key string, v any) error {
 func (a *applier) applyResolved(kind, key string, v any) error {
 	t, err := a.resolve(key)
 	if err != nil {
-		return nil // not an attribute we know: ignored
+		// Not an attribute we know: ignored, like unknown attributes in a
+		// POST body (RFC 7644 §3.3).
+		return nil //nolint:nilerr // deliberate, see above
 	}
 	return a.applyTarget(kind, t, v, true, true)
 }

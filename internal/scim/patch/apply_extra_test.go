@@ -24,7 +24,7 @@ func TestApplyAtomic(t *testing.T) {
 	  {"op":"replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department","value":"Changed"},
 	  {"op":"remove","path":"userName"}]`)
 	res, err := Apply(rt, doc, ops, Options{})
-	assertSCIMError(t, err, scimerr.TypeMutability)
+	_ = assertSCIMError(t, err, scimerr.TypeMutability)
 	if res.Changed {
 		t.Error("Changed reported for a failed PATCH")
 	}
@@ -75,7 +75,7 @@ func TestApplyDirectOperations(t *testing.T) {
 		t.Fatalf("Apply = %+v, %v, title %v", res, err, doc["title"])
 	}
 	_, err = Apply(rt, doc, []Operation{{Op: "copy", Path: "title"}}, Options{})
-	assertSCIMError(t, err, scimerr.TypeInvalidSyntax)
+	_ = assertSCIMError(t, err, scimerr.TypeInvalidSyntax)
 }
 
 // TestApplyLargeInput checks that big but legal requests stay fast (the
@@ -106,7 +106,7 @@ func TestApplyLargeInput(t *testing.T) {
 
 	over := decodeOps(t, `[{"op":"add","path":"members","value":`+values("c", schema.MaxValues-n-n/2+1)+`}]`)
 	_, err = Apply(rt, doc, over, Options{})
-	assertSCIMError(t, err, scimerr.TypeInvalidValue)
+	_ = assertSCIMError(t, err, scimerr.TypeInvalidValue)
 }
 
 // TestApplyUndeclaredExtensionLimit checks that many operations cannot
@@ -119,5 +119,5 @@ func TestApplyUndeclaredExtensionLimit(t *testing.T) {
 	}
 	doc := mustJSON(t, userDoc)
 	_, err := Apply(rt, doc, decodeOps(t, "["+strings.Join(ops, ",")+"]"), Options{})
-	assertSCIMError(t, err, scimerr.TypeInvalidValue)
+	_ = assertSCIMError(t, err, scimerr.TypeInvalidValue)
 }

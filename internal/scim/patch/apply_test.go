@@ -11,11 +11,6 @@ import (
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
 )
 
-const (
-	entURN  = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-	acmeURN = "urn:ietf:params:scim:schemas:extension:Acme:2.0:User"
-)
-
 // userDoc is a canonical user as the store holds it.
 const userDoc = `{
   "id": "2819c223",

@@ -131,7 +131,7 @@ func (b *retrier) wait(ctx context.Context) bool {
 		return false
 	}
 	ceiling := min(time.Millisecond<<min(b.attempt, 7), 100*time.Millisecond)
-	d := time.Duration(rand.Int64N(int64(ceiling))) + time.Millisecond
+	d := time.Duration(rand.Int64N(int64(ceiling))) + time.Millisecond //nolint:gosec // jitter, not a secret
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -172,9 +172,9 @@ func apiError(err error, what string) error {
 	if errors.As(err, &netErr) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
 		apierrors.IsServiceUnavailable(err) || apierrors.IsTooManyRequests(err) || apierrors.IsInternalError(err) ||
 		errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+		return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
 	}
-	return fmt.Errorf("%w: %s: %v", ErrUnavailable, what, err)
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
 }
 
 func validationMessage(err error) string {

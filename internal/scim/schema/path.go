@@ -60,7 +60,7 @@ func ValidName(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		alpha := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-		if !alpha && (i == 0 || !(c >= '0' && c <= '9' || c == '-' || c == '_')) {
+		if !alpha && (i == 0 || (c < '0' || c > '9') && c != '-' && c != '_') {
 			return false
 		}
 	}
