@@ -76,6 +76,10 @@ databases: ## Check that PostgreSQL and MariaDB answer on 127.0.0.1, starting th
 conformance: envtest-bins ## Run Microsoft's SCIM Postman collection with newman against `scim-operator dev`.
 	hack/conformance.sh
 
+.PHONY: bench
+bench: envtest-bins ## Measure SCIM throughput, sync lag and memory against the raw API server; writes docs/benchmarks.md (BENCH_FLAGS="--users 100000").
+	$(GO) run ./hack/bench $(BENCH_FLAGS)
+
 .PHONY: test-short
 test-short: ## Run only the tests that need no control plane or database.
 	$(GO) test $(TEST_FLAGS) -short ./...

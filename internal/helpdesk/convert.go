@@ -118,7 +118,7 @@ func encodeCustomFields(m map[string]any) ([]byte, map[string]any, error) {
 	}
 	b, err := json.Marshal(m) // map keys come out sorted: stable text
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: custom_fields: %v", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: custom_fields: %w", ErrInvalid, err)
 	}
 	decoded, err := decodeCustomFields(b)
 	if err != nil {

@@ -192,4 +192,3 @@ func scim(t *testing.T, method, url, token, body string) (int, []byte) {
 	b, _ := io.ReadAll(res.Body)
 	return res.StatusCode, b
 }
-
