@@ -13,7 +13,9 @@ GOLANGCI_LINT_VERSION ?= v2.15.0
 GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 # The folder with kube-apiserver and etcd, built once per machine and shared by clones.
 ENVTEST_ASSETS = $(shell hack/controlplane/build.sh 2>/dev/null | tail -n 1)
-TEST_FLAGS ?= -count=1
+TEST_FLAGS ?= -count=1 -timeout 30m
+# The fault tests stop parts of the system on purpose; they run on their own.
+TEST_PACKAGES = $(shell $(GO) list ./... | grep -v /test/faults)
 DIR ?= .dev
 
 .PHONY: all
@@ -30,7 +32,9 @@ help: ## Show this help.
 .PHONY: manifests
 manifests: ## Write CRDs (config/crd/bases, charts/scim-operator/crds) and RBAC (config/rbac/role.yaml) from the markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:allowDangerousTypes=false paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	@if [ -d charts/scim-operator ]; then mkdir -p charts/scim-operator/crds && cp config/crd/bases/*.yaml charts/scim-operator/crds/; fi
+	mkdir -p charts/scim-operator/crds charts/scim-operator/files
+	cp config/crd/bases/*.yaml charts/scim-operator/crds/
+	cp config/rbac/role.yaml charts/scim-operator/files/manager-role.yaml
 
 .PHONY: generate
 generate: ## Write DeepCopy methods (api/v1alpha1/zz_generated.deepcopy.go).
@@ -66,7 +70,11 @@ envtest-bins: ## Build kube-apiserver and etcd from Go modules (once per machine
 
 .PHONY: test
 test: envtest-bins databases ## Run unit, envtest and database tests (needs PostgreSQL on :5432 and MariaDB on :3306).
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(TEST_FLAGS) ./...
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(TEST_FLAGS) $(TEST_PACKAGES)
+
+.PHONY: test-faults
+test-faults: envtest-bins databases ## Provision while the API server, the database, the leader or the operator fail; check nothing is lost.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(TEST_FLAGS) -v ./test/faults/
 
 .PHONY: databases
 databases: ## Check that PostgreSQL and MariaDB answer on 127.0.0.1, starting them if stopped.
