@@ -88,6 +88,10 @@ conformance: envtest-bins ## Run Microsoft's SCIM Postman collection with newman
 bench: envtest-bins ## Measure SCIM throughput, sync lag and memory against the raw API server; writes docs/benchmarks.md (BENCH_FLAGS="--users 100000").
 	$(GO) run ./hack/bench $(BENCH_FLAGS)
 
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME (default 10m) and commit-ready corpora into testdata/fuzz.
+	hack/fuzz.sh
+
 .PHONY: test-short
 test-short: ## Run only the tests that need no control plane or database.
 	$(GO) test $(TEST_FLAGS) -short ./...
