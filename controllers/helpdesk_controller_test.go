@@ -14,6 +14,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -30,27 +32,32 @@ import (
 // syncStack is a manager running the helpdesk sync controllers for one
 // namespace against store.
 type syncStack struct {
-	ns    string
-	store helpdesk.Store
-	repo  *repository.Repository
+	ns      string
+	store   helpdesk.Store
+	repo    *repository.Repository
+	metrics *SyncMetrics
 }
 
 func startSync(t *testing.T, store helpdesk.Store, policy helpdesk.DeletionPolicy, resync time.Duration) *syncStack {
 	t.Helper()
 	e := testenv.Require(t, env)
 	ns := e.Namespace(t)
-	s := &syncStack{ns: ns, store: store}
+	m, err := NewSyncMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &syncStack{ns: ns, store: store, metrics: m}
 	startManager(t, ns, func(mgr ctrl.Manager) error {
 		if err := repository.RegisterIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 			return err
 		}
 		s.repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient()}
 		if err := (&ProvisionedUserReconciler{Client: mgr.GetClient(), Store: store, Repo: s.repo,
-			DeletionPolicy: policy, ResyncPeriod: resync, MaxConcurrentReconciles: 4}).SetupWithManager(mgr); err != nil {
+			DeletionPolicy: policy, ResyncPeriod: resync, MaxConcurrentReconciles: 4, Metrics: m}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 		return (&ProvisionedGroupReconciler{Client: mgr.GetClient(), Store: store, Repo: s.repo,
-			DeletionPolicy: policy, ResyncPeriod: resync, MaxConcurrentReconciles: 4}).SetupWithManager(mgr)
+			DeletionPolicy: policy, ResyncPeriod: resync, MaxConcurrentReconciles: 4, Metrics: m}).SetupWithManager(mgr)
 	})
 	return s
 }
@@ -69,7 +76,9 @@ func sqliteStore(t *testing.T) (helpdesk.Store, string) {
 func (s *syncStack) createUser(t *testing.T, name, userName string) *scimv1.ProvisionedUser {
 	t.Helper()
 	u := &scimv1.ProvisionedUser{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns},
+		// The SCIM server stamps every write; the sync lag is measured from it.
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns, Annotations: map[string]string{
+			repository.AnnotationLastModified: time.Now().UTC().Format(time.RFC3339Nano)}},
 		Spec: scimv1.ProvisionedUserSpec{UserName: userName, DisplayName: "User " + name,
 			Name:       &scimv1.PersonName{GivenName: "Given", FamilyName: "Family"},
 			Emails:     []scimv1.MultiValuedAttribute{{Value: "home@example.test", Type: "home"}, {Value: userName, Type: "work", Primary: true}},
@@ -115,6 +124,15 @@ func TestUserSyncUpsertAndDriftRepair(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The sync lag from the SCIM write to the commit was measured.
+	var lag dto.Metric
+	if err := s.metrics.Lag.WithLabelValues("user").(prometheus.Histogram).Write(&lag); err != nil {
+		t.Fatal(err)
+	}
+	if n := lag.GetHistogram().GetSampleCount(); n < 1 {
+		t.Fatalf("scim_helpdesk_sync_lag_seconds{kind=user} has %d samples after a sync", n)
+	}
 
 	// An update reaches the row.
 	var cur scimv1.ProvisionedUser
