@@ -79,85 +79,16 @@ func (r *Repository) LookupGroup(ctx context.Context, namespace, id string) (*sc
 	return g, nil
 }
 
-// UpdateGroup is UpdateUser for groups: read live, mutate, write with
-// optimistic concurrency, claim a new displayName first.
+// UpdateGroup reads the live group, lets mutate change it, and writes it
+// (see update).
 func (r *Repository) UpdateGroup(ctx context.Context, p Principal, id, ifMatch string,
-	mutate func(g *scimv1.ProvisionedGroup) (changed bool, err error)) (*scimv1.ProvisionedGroup, error) {
-	for retry := newRetrier(); ; {
-		var g scimv1.ProvisionedGroup
-		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, &g); err != nil {
-			return nil, notFoundAs(apiError(err, "group"), "group %q not found", id)
-		}
-		if !g.DeletionTimestamp.IsZero() {
-			return nil, scimerr.NotFound("group %q not found", id)
-		}
-		if ifMatch != "" && ifMatch != "*" && ifMatch != Version(&g.ObjectMeta) {
-			return nil, scimerr.New(412, "", "group %q has version %s, not %s", id, Version(&g.ObjectMeta), ifMatch)
-		}
-		oldName := g.Spec.DisplayName
-		changed, err := mutate(&g)
-		if err != nil {
-			return nil, err
-		}
-		if !changed {
-			return &g, nil
-		}
-		renamed := !strings.EqualFold(oldName, g.Spec.DisplayName)
-		if renamed {
-			if err := r.claim(ctx, p.Namespace, scimv1.ClaimDisplayName, g.Spec.DisplayName, id, r.groupHolds); err != nil {
-				return nil, err
-			}
-		}
-		r.touch(&g)
-		err = r.Client.Update(ctx, &g)
-		if err == nil {
-			r.awaitCache(ctx, &g, false)
-			if renamed {
-				r.release(ctx, p.Namespace, scimv1.ClaimDisplayName, oldName, id)
-			}
-			r.event(&g, EventUpdated, "Update", "group %s updated through SCIM%s", id, byToken(p))
-			return &g, nil
-		}
-		if renamed {
-			r.release(ctx, p.Namespace, scimv1.ClaimDisplayName, g.Spec.DisplayName, id)
-		}
-		if apierrors.IsConflict(err) && ifMatch != "" {
-			return nil, scimerr.New(412, "", "group %q changed while it was being updated", id)
-		}
-		if !apierrors.IsConflict(err) || !retry.wait(ctx) {
-			return nil, apiError(err, "group")
-		}
-	}
+	mutate func(*scimv1.ProvisionedGroup) (changed bool, err error)) (*scimv1.ProvisionedGroup, error) {
+	return update(ctx, r, r.groupKind(), p, id, ifMatch, mutate)
 }
 
-// DeleteGroup deletes a group. Its membership shards go with it (owner
-// references); the helpdesk finalizer keeps the group until the database
-// has seen the deletion.
+// DeleteGroup deletes a group (see remove).
 func (r *Repository) DeleteGroup(ctx context.Context, p Principal, id, ifMatch string) error {
-	var g scimv1.ProvisionedGroup
-	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, &g); err != nil {
-		return notFoundAs(apiError(err, "group"), "group %q not found", id)
-	}
-	if !g.DeletionTimestamp.IsZero() {
-		return scimerr.NotFound("group %q not found", id)
-	}
-	pre := client.Preconditions{UID: &g.UID}
-	if ifMatch != "" && ifMatch != "*" {
-		if ifMatch != Version(&g.ObjectMeta) {
-			return scimerr.New(412, "", "group %q has version %s, not %s", id, Version(&g.ObjectMeta), ifMatch)
-		}
-		pre.ResourceVersion = &g.ResourceVersion
-	}
-	if err := r.Client.Delete(ctx, &g, pre); err != nil {
-		if apierrors.IsConflict(err) {
-			return scimerr.New(412, "", "group %q changed while it was being deleted", id)
-		}
-		return notFoundAs(apiError(err, "group"), "group %q not found", id)
-	}
-	r.awaitCache(ctx, &g, true)
-	r.release(ctx, p.Namespace, scimv1.ClaimDisplayName, g.Spec.DisplayName, id)
-	r.event(&g, EventDeleted, "Delete", "group %s deleted through SCIM%s", id, byToken(p))
-	return nil
+	return remove(ctx, r, r.groupKind(), p, id, ifMatch)
 }
 
 // GroupsBy returns the tenant's live groups whose index field equals value.

@@ -77,13 +77,13 @@ const AnnotationLastModified = "scim.helpdesk.dev/last-modified"
 // not the resourceVersion, which also moves when the controller writes
 // status or a finalizer and would make ETags change behind a client's back.
 // Objects never written through SCIM (kubectl) use their resourceVersion.
-func Version(om *metav1.ObjectMeta) string {
-	if v, ok := om.Annotations[AnnotationLastModified]; ok {
+func Version(om metav1.Object) string {
+	if v, ok := om.GetAnnotations()[AnnotationLastModified]; ok {
 		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 			return strconv.FormatInt(t.UnixNano(), 36)
 		}
 	}
-	return "rv" + om.ResourceVersion
+	return "rv" + om.GetResourceVersion()
 }
 
 func (r *Repository) now() time.Time {

@@ -117,95 +117,16 @@ func notFoundAs(err error, format string, args ...any) error {
 	return err
 }
 
-// UpdateUser reads the live user, lets mutate compute the new spec, and
-// writes it, retrying when another writer got there first. mutate may
-// return changed=false to skip the write. ifMatch, when set, must equal the
-// resourceVersion (the SCIM meta.version), otherwise 412.
+// UpdateUser reads the live user, lets mutate change it, and writes it
+// (see update).
 func (r *Repository) UpdateUser(ctx context.Context, p Principal, id, ifMatch string,
-	mutate func(u *scimv1.ProvisionedUser) (changed bool, err error)) (*scimv1.ProvisionedUser, error) {
-	for retry := newRetrier(); ; {
-		var u scimv1.ProvisionedUser
-		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, &u); err != nil {
-			return nil, notFoundAs(apiError(err, "user"), "user %q not found", id)
-		}
-		if !u.DeletionTimestamp.IsZero() {
-			return nil, scimerr.NotFound("user %q not found", id)
-		}
-		if ifMatch != "" && ifMatch != "*" && ifMatch != Version(&u.ObjectMeta) {
-			return nil, scimerr.New(412, "", "user %q has version %s, not %s", id, Version(&u.ObjectMeta), ifMatch)
-		}
-		oldName := u.Spec.UserName
-		changed, err := mutate(&u)
-		if err != nil {
-			return nil, err
-		}
-		if !changed {
-			return &u, nil
-		}
-		renamed := !strings.EqualFold(oldName, u.Spec.UserName)
-		if renamed {
-			if err := r.claim(ctx, p.Namespace, scimv1.ClaimUserName, u.Spec.UserName, id, r.userHolds); err != nil {
-				return nil, err
-			}
-		}
-		active := "true"
-		if !u.IsActive() {
-			active = "false"
-		}
-		if u.Labels == nil {
-			u.Labels = map[string]string{}
-		}
-		u.Labels[scimv1.LabelActive] = active
-		r.touch(&u)
-		err = r.Client.Update(ctx, &u)
-		if err == nil {
-			r.awaitCache(ctx, &u, false)
-			if renamed {
-				r.release(ctx, p.Namespace, scimv1.ClaimUserName, oldName, id)
-			}
-			r.event(&u, EventUpdated, "Update", "user %s updated through SCIM%s", id, byToken(p))
-			return &u, nil
-		}
-		if renamed {
-			r.release(ctx, p.Namespace, scimv1.ClaimUserName, u.Spec.UserName, id)
-		}
-		if !apierrors.IsConflict(err) || !retry.wait(ctx) {
-			if apierrors.IsConflict(err) && ifMatch != "" {
-				return nil, scimerr.New(412, "", "user %q changed while it was being updated", id)
-			}
-			return nil, apiError(err, "user")
-		}
-	}
+	mutate func(*scimv1.ProvisionedUser) (changed bool, err error)) (*scimv1.ProvisionedUser, error) {
+	return update(ctx, r, r.userKind(), p, id, ifMatch, mutate)
 }
 
-// DeleteUser deletes a user. The helpdesk sync finalizer keeps the object
-// until the database has seen the deletion, but SCIM treats it as gone at
-// once, and the userName is free again.
+// DeleteUser deletes a user (see remove).
 func (r *Repository) DeleteUser(ctx context.Context, p Principal, id, ifMatch string) error {
-	var u scimv1.ProvisionedUser
-	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, &u); err != nil {
-		return notFoundAs(apiError(err, "user"), "user %q not found", id)
-	}
-	if !u.DeletionTimestamp.IsZero() {
-		return scimerr.NotFound("user %q not found", id)
-	}
-	pre := client.Preconditions{UID: &u.UID}
-	if ifMatch != "" && ifMatch != "*" {
-		if ifMatch != Version(&u.ObjectMeta) {
-			return scimerr.New(412, "", "user %q has version %s, not %s", id, Version(&u.ObjectMeta), ifMatch)
-		}
-		pre.ResourceVersion = &u.ResourceVersion
-	}
-	if err := r.Client.Delete(ctx, &u, pre); err != nil {
-		if apierrors.IsConflict(err) {
-			return scimerr.New(412, "", "user %q changed while it was being deleted", id)
-		}
-		return notFoundAs(apiError(err, "user"), "user %q not found", id)
-	}
-	r.awaitCache(ctx, &u, true)
-	r.release(ctx, p.Namespace, scimv1.ClaimUserName, u.Spec.UserName, id)
-	r.event(&u, EventDeleted, "Delete", "user %s deleted through SCIM%s", id, byToken(p))
-	return nil
+	return remove(ctx, r, r.userKind(), p, id, ifMatch)
 }
 
 // UsersBy returns the tenant's live users whose index field equals value.

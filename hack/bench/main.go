@@ -1,0 +1,191 @@
+// Command bench measures scim-operator on this machine against the limit
+// of its own control plane: raw API server creates (the baseline), SCIM
+// operations at several concurrencies, an Entra-like initial provisioning
+// cycle with the lag to the helpdesk database, and the operator's memory.
+// It starts `scim-operator dev` as a child process and prints a table; the
+// results go to JSON and to Markdown (docs/benchmarks.md).
+//
+//	go run ./hack/bench [--users 10000] [--concurrency 8] [--json FILE] [--markdown FILE]
+//
+// It is a program rather than a Go benchmark because it measures a whole
+// stack over minutes, and it never fails on a number: it reports it.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	Users          int           `json:"users"`
+	Concurrency    int           `json:"concurrency"`
+	Levels         []int         `json:"levels"`
+	Ops            int           `json:"opsPerLevel"`
+	BaselineN      int           `json:"baselineObjectsPerLevel"`
+	GroupPatches   int           `json:"groupPatchesPerLevel"`
+	Groups         int           `json:"cycleGroups"`
+	FilterGets     int           `json:"filterGets"`
+	Quiet          time.Duration `json:"quiet"`
+	SyncTimeout    time.Duration `json:"syncTimeout"`
+	JSONPath       string        `json:"-"`
+	MarkdownPath   string        `json:"-"`
+	KeepState      bool          `json:"-"`
+	ControlPlane   string        `json:"-"`
+	Args           []string      `json:"args"`
+	levelsFlag     string
+	skipMicrobench bool
+}
+
+var started = time.Now()
+
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[bench %6.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func main() {
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	fs.IntVar(&o.Users, "users", 10000, "Users in the Entra-like initial cycle (100000 works; it takes several times longer than the default).")
+	fs.IntVar(&o.Concurrency, "concurrency", 8, "Concurrent SCIM requests in the initial cycle; also the headline level of the microbenchmarks.")
+	fs.StringVar(&o.levelsFlag, "levels", "1,8,32", "Concurrency levels of the baseline and SCIM microbenchmarks.")
+	fs.IntVar(&o.Ops, "ops", 600, "Requests per SCIM operation and level (POST, PATCH and filter GET); at least 100.")
+	fs.IntVar(&o.BaselineN, "baseline-objects", 1500, "ProvisionedUsers created straight through the API server per level.")
+	fs.IntVar(&o.GroupPatches, "group-patches", 60, "Group member PATCHes (100 members each) per level.")
+	fs.IntVar(&o.Groups, "groups", 200, "Groups in the initial cycle (one of them holds every user).")
+	fs.IntVar(&o.FilterGets, "filter-gets", 1000, "Filter GETs timed at the end, with every cycle user present.")
+	fs.DurationVar(&o.Quiet, "quiet", 10*time.Second, "Idle time before each memory reading.")
+	fs.DurationVar(&o.SyncTimeout, "sync-timeout", 10*time.Minute, "How long to wait for the helpdesk database to catch up after the cycle.")
+	fs.StringVar(&o.JSONPath, "json", "", "Write results as JSON here (default: bench-results.json in the temporary folder).")
+	fs.StringVar(&o.MarkdownPath, "markdown", "docs/benchmarks.md", "Write the Markdown report here; empty to skip.")
+	fs.BoolVar(&o.KeepState, "keep-state", false, "Keep the stack's state folder (etcd data, SQLite) after the run.")
+	fs.StringVar(&o.ControlPlane, "control-plane-dir", "", "Folder with kube-apiserver and etcd (default: what hack/controlplane/build.sh prints).")
+	fs.BoolVar(&o.skipMicrobench, "skip-microbench", false, "Skip sections 1 and 2 (baseline and SCIM operations).")
+	fromJSON := fs.String("from-json", "", "Measure nothing: render --markdown again from a results file of an earlier run.")
+	_ = fs.Parse(os.Args[1:])
+	o.Args = os.Args[1:]
+	for _, f := range strings.Split(o.levelsFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bench: bad --levels %q\n", o.levelsFlag)
+			os.Exit(2)
+		}
+		o.Levels = append(o.Levels, n)
+	}
+	if o.Ops < 100 || o.Users < 100 || o.Concurrency < 1 || o.Groups < 2 {
+		fmt.Fprintln(os.Stderr, "bench: --ops and --users must be at least 100, --groups at least 2")
+		os.Exit(2)
+	}
+	if *fromJSON != "" {
+		if err := rerender(*fromJSON, o.MarkdownPath); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, &o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o *options) (retErr error) {
+	tmp, err := os.MkdirTemp("", "scim-bench-")
+	if err != nil {
+		return err
+	}
+	if o.JSONPath == "" {
+		o.JSONPath = filepath.Join(tmp, "bench-results.json")
+	}
+	res := &Results{Options: o, Machine: describeMachine(), StartedAt: time.Now().UTC()}
+	progress("machine: %s, %d cores, %.1f GiB, load %s", res.Machine.CPU, res.Machine.Cores,
+		float64(res.Machine.MemoryBytes)/(1<<30), res.Machine.LoadAtStart)
+
+	bin := filepath.Join(tmp, "scim-operator")
+	defer os.Remove(bin) // 70+ MB; the JSON and the log stay
+	if err := buildOperator(ctx, bin); err != nil {
+		return fmt.Errorf("building the operator: %w", err)
+	}
+	assets := o.ControlPlane
+	if assets == "" {
+		if assets, err = controlPlaneDir(ctx); err != nil {
+			return err
+		}
+	}
+	st, err := startStack(ctx, bin, assets, filepath.Join(tmp, "state"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		st.stop()
+		if !o.KeepState {
+			_ = os.RemoveAll(st.stateDir)
+		} else {
+			progress("state kept in %s", st.stateDir)
+		}
+	}()
+	b, err := newBench(ctx, o, st)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	progress("stack ready: SCIM %s, operator metrics %s", st.endpoint, st.metricsURL)
+
+	if !o.skipMicrobench {
+		if err := b.microbench(ctx, res); err != nil {
+			return err
+		}
+	}
+	if err := b.cycle(ctx, res); err != nil {
+		return err
+	}
+	res.FinishedAt = time.Now().UTC()
+	res.Machine.LoadAtEnd = loadAvg()
+	res.evaluate()
+	printTable(os.Stdout, res)
+	if err := writeJSON(o.JSONPath, res); err != nil {
+		return err
+	}
+	fmt.Printf("\nresults (JSON): %s\n", o.JSONPath)
+	if o.MarkdownPath != "" {
+		if err := writeMarkdown(o.MarkdownPath, res); err != nil {
+			return err
+		}
+		fmt.Printf("report (Markdown): %s\n", o.MarkdownPath)
+	}
+	fmt.Printf("operator log: %s\n", st.logPath)
+	return nil
+}
+
+// rerender writes the Markdown of an earlier run, with this program's
+// current wording and target evaluation, from its JSON results.
+func rerender(jsonPath, mdPath string) error {
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		return err
+	}
+	var r Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("%s: %w", jsonPath, err)
+	}
+	if r.Options == nil {
+		return fmt.Errorf("%s holds no options; is it a bench result?", jsonPath)
+	}
+	r.Targets, r.Causes = nil, nil
+	r.evaluate()
+	if err := writeMarkdown(mdPath, &r); err != nil {
+		return err
+	}
+	fmt.Printf("report (Markdown): %s, from %s\n", mdPath, jsonPath)
+	return nil
+}

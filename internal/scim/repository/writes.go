@@ -1,0 +1,140 @@
+package repository
+
+import (
+	"context"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+)
+
+// object is a pointer to a ProvisionedUser or ProvisionedGroup.
+type object[T any] interface {
+	*T
+	client.Object
+}
+
+// kind describes what updates and deletions of users and groups differ in:
+// the unique attribute they claim and how the claim's owner is checked.
+type kind[T any] struct {
+	name   string // "user", "group"
+	claim  scimv1.ClaimKind
+	unique func(*T) string // the claimed value (userName, displayName)
+	holds  ownerHolds
+	// prepare adjusts the object before it is written (labels).
+	prepare func(*T)
+}
+
+func (r *Repository) userKind() kind[scimv1.ProvisionedUser] {
+	return kind[scimv1.ProvisionedUser]{
+		name: "user", claim: scimv1.ClaimUserName, holds: r.userHolds,
+		unique: func(u *scimv1.ProvisionedUser) string { return u.Spec.UserName },
+		prepare: func(u *scimv1.ProvisionedUser) {
+			if u.Labels == nil {
+				u.Labels = map[string]string{}
+			}
+			u.Labels[scimv1.LabelActive] = "true"
+			if !u.IsActive() {
+				u.Labels[scimv1.LabelActive] = "false"
+			}
+		},
+	}
+}
+
+func (r *Repository) groupKind() kind[scimv1.ProvisionedGroup] {
+	return kind[scimv1.ProvisionedGroup]{
+		name: "group", claim: scimv1.ClaimDisplayName, holds: r.groupHolds,
+		unique:  func(g *scimv1.ProvisionedGroup) string { return g.Spec.DisplayName },
+		prepare: func(*scimv1.ProvisionedGroup) {},
+	}
+}
+
+// update reads the live object, lets mutate change it, and writes it back,
+// retrying when another writer got there first. A changed unique value is
+// claimed before the write and the old claim released after it. ifMatch,
+// when set, must equal the object's SCIM version, otherwise 412; it is
+// checked again on every retry, so a controller's status write in between
+// is no reason for a 412.
+func update[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], p Principal, id, ifMatch string,
+	mutate func(PT) (changed bool, err error)) (PT, error) {
+	for retry := newRetrier(); ; {
+		obj := PT(new(T))
+		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, obj); err != nil {
+			return nil, notFoundAs(apiError(err, k.name), "%s %q not found", k.name, id)
+		}
+		if !obj.GetDeletionTimestamp().IsZero() {
+			return nil, scimerr.NotFound("%s %q not found", k.name, id)
+		}
+		if v := versionOf(obj); ifMatch != "" && ifMatch != "*" && ifMatch != v {
+			return nil, scimerr.New(412, "", "%s %q has version %s, not %s", k.name, id, v, ifMatch)
+		}
+		oldName := k.unique(obj)
+		changed, err := mutate(obj)
+		if err != nil || !changed {
+			return obj, err
+		}
+		newName := k.unique(obj)
+		renamed := !strings.EqualFold(oldName, newName)
+		if renamed {
+			if err := r.claim(ctx, p.Namespace, k.claim, newName, id, k.holds); err != nil {
+				return nil, err
+			}
+		}
+		k.prepare(obj)
+		r.touch(obj)
+		err = r.Client.Update(ctx, obj)
+		if err == nil {
+			r.awaitCache(ctx, obj, false)
+			if renamed {
+				r.release(ctx, p.Namespace, k.claim, oldName, id)
+			}
+			r.event(obj, EventUpdated, "Update", "%s %s updated through SCIM%s", k.name, id, byToken(p))
+			return obj, nil
+		}
+		if renamed {
+			r.release(ctx, p.Namespace, k.claim, newName, id)
+		}
+		if !apierrors.IsConflict(err) || !retry.wait(ctx) {
+			if apierrors.IsConflict(err) && ifMatch != "" {
+				return nil, scimerr.New(412, "", "%s %q kept changing while it was being updated", k.name, id)
+			}
+			return nil, apiError(err, k.name)
+		}
+	}
+}
+
+// remove deletes an object. The helpdesk finalizer keeps it until the
+// database has seen the deletion, but SCIM treats it as gone at once, and
+// its unique name is free again.
+func remove[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], p Principal, id, ifMatch string) error {
+	obj := PT(new(T))
+	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, obj); err != nil {
+		return notFoundAs(apiError(err, k.name), "%s %q not found", k.name, id)
+	}
+	if !obj.GetDeletionTimestamp().IsZero() {
+		return scimerr.NotFound("%s %q not found", k.name, id)
+	}
+	uid, rv := obj.GetUID(), obj.GetResourceVersion()
+	pre := client.Preconditions{UID: &uid}
+	if ifMatch != "" && ifMatch != "*" {
+		if v := versionOf(obj); ifMatch != v {
+			return scimerr.New(412, "", "%s %q has version %s, not %s", k.name, id, v, ifMatch)
+		}
+		pre.ResourceVersion = &rv
+	}
+	if err := r.Client.Delete(ctx, obj, pre); err != nil {
+		if apierrors.IsConflict(err) {
+			return scimerr.New(412, "", "%s %q changed while it was being deleted", k.name, id)
+		}
+		return notFoundAs(apiError(err, k.name), "%s %q not found", k.name, id)
+	}
+	r.awaitCache(ctx, obj, true)
+	r.release(ctx, p.Namespace, k.claim, k.unique(obj), id)
+	r.event(obj, EventDeleted, "Delete", "%s %s deleted through SCIM%s", k.name, id, byToken(p))
+	return nil
+}
+
+func versionOf(obj client.Object) string { return Version(obj) }
