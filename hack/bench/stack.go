@@ -19,16 +19,15 @@ import (
 
 // stack is a running `scim-operator dev` child process.
 type stack struct {
-	cmd         *exec.Cmd
-	stateDir    string
-	endpoint    string
-	token       string
-	kubeconfig  string
-	metricsURL  string
-	logPath     string
-	exited      chan struct{}
-	exitErr     error
-	controlPath string
+	cmd        *exec.Cmd
+	stateDir   string
+	endpoint   string
+	token      string
+	kubeconfig string
+	metricsURL string
+	logPath    string
+	exited     chan struct{}
+	exitErr    error
 }
 
 func buildOperator(ctx context.Context, out string) error {
@@ -118,7 +117,7 @@ func startStack(ctx context.Context, bin, assets, stateDir string) (*stack, erro
 	select {
 	case <-ready:
 	case <-s.exited:
-		return nil, fmt.Errorf("scim-operator dev exited before ready (%v); see %s", s.exitErr, s.logPath)
+		return nil, fmt.Errorf("scim-operator dev exited before ready (%w); see %s", s.exitErr, s.logPath)
 	case <-time.After(5 * time.Minute):
 		s.stop()
 		return nil, fmt.Errorf("scim-operator dev not ready within 5 minutes; see %s", s.logPath)

@@ -231,15 +231,6 @@ func (m metrics) sum(name string, want map[string]string) float64 {
 	return t
 }
 
-func (m metrics) has(name string) bool {
-	for _, s := range m {
-		if s.Name == name {
-			return true
-		}
-	}
-	return false
-}
-
 func labelsMatch(have, want map[string]string) bool {
 	for k, v := range want {
 		if have[k] != v {
