@@ -49,15 +49,15 @@ func NewSyncMetrics(reg prometheus.Registerer) (*SyncMetrics, error) {
 }
 
 func (m *SyncMetrics) observe(kind string, meta *metav1.ObjectMeta, now time.Time) {
-	if m == nil {
-		return
+	t, err := time.Parse(time.RFC3339Nano, meta.Annotations[repository.AnnotationLastModified])
+	if err == nil {
+		m.observeSince(kind, t, now)
 	}
-	v, ok := meta.Annotations[repository.AnnotationLastModified]
-	if !ok {
-		return
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil || now.Before(t) {
+}
+
+// observeSince records the lag of a write made at t and committed at now.
+func (m *SyncMetrics) observeSince(kind string, t, now time.Time) {
+	if m == nil || t.IsZero() || now.Before(t) {
 		return
 	}
 	m.Lag.WithLabelValues(kind).Observe(now.Sub(t).Seconds())

@@ -118,12 +118,21 @@ func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	}
 	now := r.Now()
 	if changed || added > 0 || removed > 0 {
-		inSync := g.Status.ObservedGeneration == g.Generation && meta.IsStatusConditionTrue(g.Status.Conditions, scimv1.ConditionSynced) &&
-			int(g.Status.Members) == len(members)
-		if inSync {
-			r.Recorder.Eventf(g, nil, "Normal", EventDriftRepaired, "Sync", "the helpdesk rows of group %s differed and were rewritten (%d added, %d removed)", g.Name, added, removed)
+		// The newest SCIM write: the group's own (a rename) or its shards'
+		// (a membership change, which does not bump the generation).
+		since, _ := time.Parse(time.RFC3339Nano, g.Annotations[repository.AnnotationLastModified])
+		if shards := r.Repo.LastMemberChange(ctx, g.Namespace, g.Name); shards.After(since) {
+			since = shards
+		}
+		last := g.Status.LastSyncTime
+		fromSCIM := g.Status.ObservedGeneration != g.Generation || !meta.IsStatusConditionTrue(g.Status.Conditions, scimv1.ConditionSynced) ||
+			last == nil || !since.Before(last.Time)
+		if fromSCIM {
+			r.Metrics.observeSince("group", since, now)
 		} else {
-			r.Metrics.observe("group", &g.ObjectMeta, now)
+			// Nothing was written through SCIM since the last sync, yet the
+			// rows differed: someone edited the database.
+			r.Recorder.Eventf(g, nil, "Normal", EventDriftRepaired, "Sync", "the helpdesk rows of group %s differed and were rewritten (%d added, %d removed)", g.Name, added, removed)
 		}
 		g.Status.LastSyncTime = &metav1.Time{Time: now}
 	}

@@ -231,6 +231,7 @@ func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGro
 	for name, ids := range removeFrom {
 		s := shards[name]
 		s.Spec.Members = slices.DeleteFunc(s.Spec.Members, func(m string) bool { return ids[m] })
+		r.touch(s)
 		if err := r.Client.Update(ctx, s); err != nil {
 			return err
 		}
@@ -252,6 +253,7 @@ func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGro
 		if room > 0 {
 			take := min(room, len(add))
 			tail.Spec.Members = append(tail.Spec.Members, add[:take]...)
+			r.touch(tail)
 			if err := r.Client.Update(ctx, tail); err != nil {
 				return err
 			}
@@ -280,6 +282,7 @@ func (r *Repository) createShards(ctx context.Context, g *scimv1.ProvisionedGrou
 			},
 			Spec: scimv1.GroupMembershipSpec{Group: g.Name, Members: ids[:take]},
 		}
+		r.touch(s)
 		if err := r.Client.Create(ctx, s); err != nil {
 			return err // AlreadyExists: another replica appended first; the caller retries
 		}
@@ -309,6 +312,7 @@ func (r *Repository) replaceMembers(ctx context.Context, g *scimv1.ProvisionedGr
 		if len(kept) != len(s.Spec.Members) {
 			stats.removed += len(s.Spec.Members) - len(kept)
 			s.Spec.Members = kept
+			r.touch(s)
 			if err := r.Client.Update(ctx, s); err != nil {
 				return err
 			}
@@ -329,6 +333,7 @@ func (r *Repository) replaceMembers(ctx context.Context, g *scimv1.ProvisionedGr
 		if room := scimv1.MaxMembersPerShard - len(tail.Spec.Members); room > 0 {
 			take := min(room, len(add))
 			tail.Spec.Members = append(tail.Spec.Members, add[:take]...)
+			r.touch(tail)
 			if err := r.Client.Update(ctx, tail); err != nil {
 				return err
 			}
@@ -463,4 +468,21 @@ func (r *Repository) DisplayNames(ctx context.Context, namespace string, ids []s
 		}
 	}
 	return out
+}
+
+// LastMemberChange is the newest last-modified stamp of the group's shards:
+// when the membership last changed through SCIM (for the sync lag).
+func (r *Repository) LastMemberChange(ctx context.Context, namespace, group string) time.Time {
+	var list scimv1.GroupMembershipList
+	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace),
+		client.MatchingFields{IndexShardGroup: group}, client.UnsafeDisableDeepCopy); err != nil {
+		return time.Time{}
+	}
+	var last time.Time
+	for i := range list.Items {
+		if t, err := time.Parse(time.RFC3339Nano, list.Items[i].Annotations[AnnotationLastModified]); err == nil && t.After(last) {
+			last = t
+		}
+	}
+	return last
 }
