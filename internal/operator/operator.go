@@ -158,6 +158,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	})
 	if o.SCIMAddr != "" {
 		if err := mgr.Add(&server.Listener{Addr: o.SCIMAddr, Handler: op.SCIM.Handler(),
+			ReadHeaderTimeout: o.SCIM.ReadHeaderTimeout, ReadTimeout: o.SCIM.ReadTimeout,
 			CertFile: o.SCIMCertFile, KeyFile: o.SCIMKeyFile, Bound: o.SCIMBound}); err != nil {
 			return nil, err
 		}

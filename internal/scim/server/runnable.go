@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -22,6 +23,9 @@ type Listener struct {
 	Ready chan struct{}
 	// Bound receives the listening address (useful with port 0).
 	Bound func(addr string)
+	// ReadHeaderTimeout and ReadTimeout cut off slow clients (defaults 10s
+	// and 30s): a SCIM request is small and quick.
+	ReadHeaderTimeout, ReadTimeout time.Duration
 }
 
 // NeedLeaderElection is false: all replicas serve.
@@ -30,10 +34,9 @@ func (l *Listener) NeedLeaderElection() bool { return false }
 // Start listens until ctx ends, then drains for up to 10 seconds.
 func (l *Listener) Start(ctx context.Context) error {
 	srv := &http.Server{
-		Handler: l.Handler,
-		// Slow clients are cut off; a SCIM request is small and quick.
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
+		Handler:           l.Handler,
+		ReadHeaderTimeout: cmp.Or(l.ReadHeaderTimeout, 10*time.Second),
+		ReadTimeout:       cmp.Or(l.ReadTimeout, 30*time.Second),
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,

@@ -50,6 +50,9 @@ type Config struct {
 	// counts towards quarantine, so set it well above that.
 	RateLimit float64
 	RateBurst int
+	// ReadHeaderTimeout and ReadTimeout cut off slow clients (defaults 10s
+	// and 30s; see Listener).
+	ReadHeaderTimeout, ReadTimeout time.Duration
 }
 
 func (c *Config) defaults() {
