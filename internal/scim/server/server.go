@@ -6,6 +6,12 @@
 // It runs on every operator replica (it is a manager Runnable that needs no
 // leader election) and reads from the informer cache, so a replica answers
 // reads without calling the API server.
+//
+// Filters run against candidates from a cache index when their top-level
+// "and" chain holds an equality on id, userName, externalId, emails.value,
+// displayName or members.value: every filter Entra and Okta send. Other
+// filters (title pr, userName sw "a", ...) are evaluated on every object
+// of the tenant in the cache: correct, but in proportion to the tenant.
 package server
 
 import (
