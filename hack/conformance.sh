@@ -47,7 +47,7 @@ for _ in $(seq 1 180); do
 done
 grep -q '^ready:' "$work/dev.out" || { log "the stack did not get ready in 3 minutes"; tail -50 "$work/dev.log" >&2; exit 1; }
 
-kubectl="kubectl --kubeconfig $work/state/kubeconfig"
+kubectl="$assets/kubectl --kubeconfig $work/state/kubeconfig"
 tenant=conformance-$RANDOM
 log "creating a fresh tenant: namespace $tenant with ScimToken conformance"
 $kubectl create namespace "$tenant" >/dev/null

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the local control plane (kube-apiserver and etcd) from Go modules
+# Builds the local control plane (kube-apiserver, etcd, kubectl) from Go modules
 # into a versioned folder that every clone on this machine shares, so a new
 # clone or a CI run reuses a build instead of spending ~5 minutes on it.
 #
@@ -43,4 +43,8 @@ build kube-apiserver "$here/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
   "-s -w -X k8s.io/component-base/version.gitVersion=${kube_version} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor}"
 build etcd "$here/etcd" go.etcd.io/etcd/server/v3 \
   "-s -w"
+# kubectl of the same release: the deployment tests and the conformance
+# runner use it, so a machine needs no kubectl of its own.
+build kubectl "$here/kube-apiserver" k8s.io/kubernetes/cmd/kubectl \
+  "-s -w -X k8s.io/component-base/version.gitVersion=${kube_version} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor}"
 echo "$out"

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -154,7 +155,7 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 			return err
 		}
 	}
-	printBanner(out, state, publicURL, token, kubeconfig)
+	printBanner(out, state, publicURL, token, kubeconfig, kubectlFor(o.AssetsDir))
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(out, "==> shutting down")
@@ -165,7 +166,20 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 	}
 }
 
-func printBanner(out io.Writer, state, endpoint, token, kubeconfig string) {
+// kubectlFor is "kubectl" when one is on PATH, else the one hack/ built.
+func kubectlFor(assets string) string {
+	if _, err := exec.LookPath("kubectl"); err == nil {
+		return "kubectl"
+	}
+	if p := filepath.Join(assets, "kubectl"); fileExists(p) {
+		return p
+	}
+	return "kubectl"
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func printBanner(out io.Writer, state, endpoint, token, kubeconfig, kubectl string) {
 	rel := func(p string) string {
 		if wd, err := os.Getwd(); err == nil {
 			if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
@@ -182,12 +196,12 @@ Try it:
   curl -s -H "Authorization: Bearer $(cat %s)" '%s/Users?filter=userName+eq+%%22alice%%40example.test%%22'
   curl -s -H "Authorization: Bearer $(cat %s)" -H 'Content-Type: application/scim+json' \
     -d '{"userName":"alice@example.test","name":{"givenName":"Alice","familyName":"Liddell"}}' %s/Users
-  kubectl --kubeconfig %s get scimtokens,provisionedusers,provisionedgroups -n %s
+  %s --kubeconfig %s get scimtokens,provisionedusers,provisionedgroups -n %s
   sqlite3 %s 'select user_name, active from helpdesk_users'
 
 ready: scim-operator dev is running; Ctrl-C stops it (state kept in %s)
 `, endpoint, token, rel(filepath.Join(state, "token")), rel(filepath.Join(state, "token")), endpoint,
-		rel(filepath.Join(state, "token")), endpoint, rel(kubeconfig), DemoNamespace,
+		rel(filepath.Join(state, "token")), endpoint, kubectl, rel(kubeconfig), DemoNamespace,
 		rel(filepath.Join(state, "helpdesk.db")), rel(state))
 }
 
