@@ -327,6 +327,11 @@ func (p *parser) parseValue() (value any, raw string, err error) {
 		return s, s, nil
 	}
 	for !p.eof() && !isSpace(p.s[p.pos]) && !strings.ContainsRune("()[]\"", rune(p.s[p.pos])) {
+		// A control character is no part of a bare word (nor of any
+		// userName or id); in quotes it must be escaped, as in JSON.
+		if p.s[p.pos] < 0x20 || p.s[p.pos] == 0x7f {
+			return nil, "", p.errorAt(p.pos, "a printable character in the value (quote and escape control characters)")
+		}
 		p.pos++
 	}
 	tok := p.s[start:p.pos]
