@@ -34,6 +34,7 @@ func main() {
 // managerFlags are the in-cluster manager's settings.
 type managerFlags struct {
 	metricsAddr, probeAddr      string
+	pprofAddr                   string
 	leaderElect                 bool
 	leaderElectionNamespace     string
 	scimAddr, scimCert, scimKey string
@@ -50,6 +51,7 @@ type managerFlags struct {
 func (f *managerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
+	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "0", "Address serving Go profiles at /debug/pprof (for memory and CPU analysis); \"0\" disables it.")
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader among replicas; controllers run on the leader, SCIM on every replica.")
 	fs.StringVar(&f.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
 	fs.StringVar(&f.scimAddr, "scim-bind-address", ":8443", "Address the SCIM server listens on.")
@@ -116,7 +118,7 @@ func runManager(ctx context.Context, log logr.Logger, f *managerFlags) error {
 	log.Info("helpdesk database ready", "url", helpdesk.Redact(f.database), "dialect", store.Dialect())
 	op, err := operator.New(cfg, operator.Options{
 		Scheme: kscheme.New(), Log: log,
-		MetricsAddr: f.metricsAddr, ProbeAddr: f.probeAddr,
+		MetricsAddr: f.metricsAddr, ProbeAddr: f.probeAddr, PprofAddr: f.pprofAddr,
 		LeaderElection: f.leaderElect, LeaderElectionNamespace: f.leaderElectionNamespace,
 		SCIMAddr: f.scimAddr, SCIMCertFile: f.scimCert, SCIMKeyFile: f.scimKey,
 		SCIM:      server.Config{MaxBodyBytes: f.maxBody, RateLimit: f.rateLimit, RateBurst: f.rateBurst},
@@ -135,6 +137,7 @@ func devMain(args []string) int {
 	var o devstack.Options
 	fs.StringVar(&o.StateDir, "state-dir", ".dev", "Folder for the control plane's data, the SQLite database, kubeconfig, endpoint and token.")
 	fs.StringVar(&o.SCIMAddr, "scim-bind-address", "127.0.0.1:18443", "Address the SCIM server listens on.")
+	fs.StringVar(&o.PprofAddr, "pprof-bind-address", "0", "Address serving the operator's Go profiles at /debug/pprof; \"0\" disables it.")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", "0", "Address of the operator's Prometheus metrics endpoint, such as 127.0.0.1:18080; \"0\" disables it.")
 	fs.StringVar(&o.AssetsDir, "control-plane-dir", os.Getenv("KUBEBUILDER_ASSETS"), "Folder with kube-apiserver and etcd (make envtest-bins builds them; `make run` passes it).")
 	zo := zap.Options{Development: true, Level: zapcore.InfoLevel}

@@ -53,6 +53,8 @@ type Options struct {
 	// MetricsAddr is the operator's Prometheus endpoint; "" or "0" disables
 	// it (make bench turns it on to read heap and sync lag).
 	MetricsAddr string
+	// PprofAddr serves Go profiles of the operator; "" or "0" disables.
+	PprofAddr string
 }
 
 // Run starts everything, prints how to use it, and blocks until ctx ends;
@@ -111,9 +113,9 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 	listening := make(chan string, 1)
 	op, err := operator.New(cfg, operator.Options{
 		Scheme: kscheme.New(), Log: log, SCIMAddr: o.SCIMAddr, PublicURL: publicURL,
-		MetricsAddr: o.MetricsAddr,
-		SCIMBound:   func(addr string) { listening <- addr },
-		Helpdesk:    store, ResyncPeriod: time.Minute,
+		MetricsAddr: o.MetricsAddr, PprofAddr: o.PprofAddr,
+		SCIMBound: func(addr string) { listening <- addr },
+		Helpdesk:  store, ResyncPeriod: time.Minute,
 	})
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@
 package operator
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -34,7 +35,9 @@ type Options struct {
 	Log    logr.Logger
 
 	MetricsAddr string // "0" disables
-	ProbeAddr   string // "0" disables
+	// PprofAddr serves Go profiles (/debug/pprof); "" or "0" disables.
+	PprofAddr string
+	ProbeAddr string // "0" disables
 
 	LeaderElection          bool
 	LeaderElectionID        string
@@ -103,6 +106,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		Scheme:                        o.Scheme,
 		Logger:                        o.Log,
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
+		PprofBindAddress:              cmp.Or(o.PprofAddr, "0"),
 		HealthProbeBindAddress:        o.ProbeAddr,
 		LeaderElection:                o.LeaderElection,
 		LeaderElectionID:              o.LeaderElectionID,
