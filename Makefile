@@ -93,7 +93,7 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 10m) and commit-ready corpo
 	hack/fuzz.sh
 
 .PHONY: test-short
-test-short: ## Run only the tests that need no control plane or database.
+test-short: ## Run the tests that need no control plane (the database suite still runs).
 	$(GO) test $(TEST_FLAGS) -short ./...
 
 ##@ Build

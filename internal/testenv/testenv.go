@@ -136,6 +136,7 @@ func Require(t testing.TB, e *Env) *Env {
 // trace with kubectl.
 func (e *Env) Namespace(t testing.TB) string {
 	t.Helper()
+	e = Require(t, e) // skips under -short, where there is no control plane
 	base := strings.ToLower(t.Name())
 	base = strings.Map(func(r rune) rune {
 		if (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9') {

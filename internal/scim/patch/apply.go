@@ -246,7 +246,7 @@ func (a *applier) schemaURN(key string) (string, bool) {
 // rather than one attribute of it ("urn:...:Acme:2.0:User:badge": "7").
 // Undeclared attributes are simple, so an object (or null) value decides.
 func (a *applier) isUndeclaredExtension(key string, v any) bool {
-	if !a.rt.AnyExtension || !hasPrefixFold(key, schema.ExtensionPrefix) || len(key) <= len(schema.ExtensionPrefix) {
+	if !a.rt.AnyExtension || !schema.IsExtensionURN(key) {
 		return false
 	}
 	_, isObj := v.(map[string]any)

@@ -111,6 +111,13 @@ func (c *canonicalizer) key(k string, v any) error {
 		return nil // a schema we do not serve
 	}
 	if isObj || v == nil {
+		if !IsExtensionURN(k) {
+			return nil // not a schema URN at all: ignored like unknown schemas
+		}
+	} else if splitErr == nil && !IsExtensionURN(urn) {
+		return nil
+	}
+	if isObj || v == nil {
 		// An undeclared extension object; its attributes are free-form.
 		for _, sk := range sortedKeys(obj) {
 			if !ValidName(sk) {

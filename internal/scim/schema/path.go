@@ -112,7 +112,7 @@ func (rt *ResourceType) resolveAttr(urn, name string) (Path, error) {
 		return Path{}, scimerr.InvalidPath("unknown attribute %q in schema %s; known attributes are %s",
 			truncate(name), s.ID, attrNames(s.Attributes))
 	}
-	if rt.AnyExtension && hasPrefixFold(urn, ExtensionPrefix) && len(urn) > len(ExtensionPrefix) {
+	if rt.AnyExtension && IsExtensionURN(urn) {
 		if !ValidName(name) {
 			return Path{}, scimerr.InvalidPath("invalid attribute name %q in schema %s", truncate(name), truncate(urn))
 		}

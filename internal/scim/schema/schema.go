@@ -222,3 +222,20 @@ func cloneAttr(a *Attribute) *Attribute {
 	}
 	return &c
 }
+
+// IsExtensionURN reports whether s can name an undeclared extension schema:
+// ExtensionPrefix and more, in the characters schema URNs use (letters,
+// digits, ':', '.', '-', '_'), at most 256 bytes. Anything else (spaces,
+// control characters, quotes) is no schema this server will store.
+func IsExtensionURN(s string) bool {
+	if len(s) <= len(ExtensionPrefix) || len(s) > 256 || !hasPrefixFold(s, ExtensionPrefix) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ':' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
