@@ -398,6 +398,9 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 	// Section 4: memory with every user cached, object counts, filter GETs.
 	progress("memory after the cycle (quiet %s)", o.Quiet)
 	res.Memory.After = b.memory(ctx)
+	if b.o.HeapProfile != "" {
+		b.saveHeapProfile(ctx)
+	}
 	res.Memory.Users = n
 	res.Objects = map[string]map[string]int64{"all namespaces": b.objectCounts(ctx, ""), cycleNS: b.objectCounts(ctx, cycleNS)}
 	if am, err := b.apiMetrics(ctx); err == nil {

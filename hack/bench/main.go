@@ -39,6 +39,7 @@ type options struct {
 	JSONPath       string        `json:"-"`
 	MarkdownPath   string        `json:"-"`
 	KeepState      bool          `json:"-"`
+	HeapProfile    string        `json:"-"`
 	ControlPlane   string        `json:"-"`
 	Args           []string      `json:"args"`
 	levelsFlag     string
@@ -67,6 +68,7 @@ func main() {
 	fs.StringVar(&o.JSONPath, "json", "", "Write results as JSON here (default: bench-results.json in the temporary folder).")
 	fs.StringVar(&o.MarkdownPath, "markdown", "docs/benchmarks.md", "Write the Markdown report here; empty to skip.")
 	fs.BoolVar(&o.KeepState, "keep-state", false, "Keep the stack's state folder (etcd data, SQLite) after the run.")
+	fs.StringVar(&o.HeapProfile, "heap-profile", "", "Write the operator's heap profile after the cycle to this file (read it with go tool pprof -top FILE).")
 	fs.StringVar(&o.ControlPlane, "control-plane-dir", "", "Folder with kube-apiserver and etcd (default: what hack/controlplane/build.sh prints).")
 	fs.BoolVar(&o.skipMicrobench, "skip-microbench", false, "Skip sections 1 and 2 (baseline and SCIM operations).")
 	fromJSON := fs.String("from-json", "", "Measure nothing: render --markdown again from a results file of an earlier run.")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +26,7 @@ type stack struct {
 	token      string
 	kubeconfig string
 	metricsURL string
+	pprofURL   string
 	logPath    string
 	exited     chan struct{}
 	exitErr    error
@@ -73,8 +75,13 @@ func startStack(ctx context.Context, bin, assets, stateDir string) (*stack, erro
 	if err != nil {
 		return nil, err
 	}
+	pprofPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	s := &stack{stateDir: stateDir, logPath: filepath.Join(filepath.Dir(stateDir), "dev.log"),
-		metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort), exited: make(chan struct{})}
+		metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort),
+		pprofURL:   fmt.Sprintf("http://127.0.0.1:%d/debug/pprof", pprofPort), exited: make(chan struct{})}
 	logf, err := os.Create(s.logPath)
 	if err != nil {
 		return nil, err
@@ -82,6 +89,7 @@ func startStack(ctx context.Context, bin, assets, stateDir string) (*stack, erro
 	s.cmd = exec.Command(bin, "dev", "--state-dir", stateDir,
 		"--scim-bind-address", fmt.Sprintf("127.0.0.1:%d", scimPort),
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
+		"--pprof-bind-address", fmt.Sprintf("127.0.0.1:%d", pprofPort),
 		"--control-plane-dir", assets, "--zap-log-level", "error")
 	// If this program dies without stopping it, the kernel sends SIGTERM,
 	// which `dev` handles by stopping etcd and kube-apiserver too.
@@ -212,4 +220,31 @@ func childRSS(pid int) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// saveHeapProfile writes the operator's heap profile (after a GC, which
+// /debug/pprof/heap?gc=1 forces) to --heap-profile.
+func (b *bench) saveHeapProfile(ctx context.Context) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.st.pprofURL+"/heap?gc=1", nil)
+	if err != nil {
+		progress("heap profile: %v", err)
+		return
+	}
+	res, err := b.hc.Do(req)
+	if err != nil {
+		progress("heap profile: %v", err)
+		return
+	}
+	defer res.Body.Close()
+	f, err := os.Create(b.o.HeapProfile)
+	if err != nil {
+		progress("heap profile: %v", err)
+		return
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, res.Body); err != nil {
+		progress("heap profile: %v", err)
+		return
+	}
+	progress("heap profile written to %s (go tool pprof -top -sample_index=inuse_space %s)", b.o.HeapProfile, b.o.HeapProfile)
 }
