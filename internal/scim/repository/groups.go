@@ -3,22 +3,19 @@ package repository
 import (
 	"context"
 	"slices"
-	"strings"
 
 	"github.com/google/uuid"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
-	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
 )
 
 // CreateGroup stores a new group after claiming its displayName. Members
 // given at creation are added like a PATCH would add them.
 func (r *Repository) CreateGroup(ctx context.Context, p Principal, spec scimv1.ProvisionedGroupSpec) (*scimv1.ProvisionedGroup, error) {
 	id := uuid.NewString()
-	if err := r.claim(ctx, p.Namespace, scimv1.ClaimDisplayName, spec.DisplayName, id, r.groupHolds); err != nil {
+	if err := r.claim(ctx, p.Namespace, scimv1.ClaimDisplayName, spec.DisplayName, id, holds(r, r.groupKind())); err != nil {
 		return nil, err
 	}
 	g := &scimv1.ProvisionedGroup{
@@ -42,41 +39,15 @@ func (r *Repository) CreateGroup(ctx context.Context, p Principal, spec scimv1.P
 	return g, nil
 }
 
-func (r *Repository) groupHolds(ctx context.Context, namespace, owner, lower string) (ownerState, error) {
-	var g scimv1.ProvisionedGroup
-	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner}, &g); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ownerMissing, nil
-		}
-		return ownerReleased, apiError(err, "group")
-	}
-	if g.DeletionTimestamp.IsZero() && strings.ToLower(g.Spec.DisplayName) == lower {
-		return ownerHolding, nil
-	}
-	return ownerReleased, nil
-}
-
 // GetGroup reads a group from the API server (see GetUser).
 func (r *Repository) GetGroup(ctx context.Context, namespace, id string) (*scimv1.ProvisionedGroup, error) {
-	g := &scimv1.ProvisionedGroup{}
-	if err := r.get(ctx, r.Live, namespace, id, g); err != nil {
-		return nil, notFoundAs(err, "group %q not found", id)
-	}
-	return g, nil
+	return read[scimv1.ProvisionedGroup](ctx, r, "group", namespace, id, false)
 }
 
 // LookupGroup reads a group from the cache, then the API server (see
 // LookupUser).
 func (r *Repository) LookupGroup(ctx context.Context, namespace, id string) (*scimv1.ProvisionedGroup, error) {
-	g := &scimv1.ProvisionedGroup{}
-	err := r.get(ctx, r.Cache, namespace, id, g)
-	if e, ok := scimerr.As(err); ok && e.Status == 404 {
-		err = r.get(ctx, r.Live, namespace, id, g)
-	}
-	if err != nil {
-		return nil, notFoundAs(err, "group %q not found", id)
-	}
-	return g, nil
+	return read[scimv1.ProvisionedGroup](ctx, r, "group", namespace, id, true)
 }
 
 // UpdateGroup reads the live group, lets mutate change it, and writes it

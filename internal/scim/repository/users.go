@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -24,7 +23,7 @@ type Principal struct {
 // replicas creating the same user at once produce one user and one 409.
 func (r *Repository) CreateUser(ctx context.Context, p Principal, spec scimv1.ProvisionedUserSpec) (*scimv1.ProvisionedUser, error) {
 	id := uuid.NewString()
-	if err := r.claim(ctx, p.Namespace, scimv1.ClaimUserName, spec.UserName, id, r.userHolds); err != nil {
+	if err := r.claim(ctx, p.Namespace, scimv1.ClaimUserName, spec.UserName, id, holds(r, r.userKind())); err != nil {
 		return nil, err
 	}
 	u := &scimv1.ProvisionedUser{
@@ -57,45 +56,17 @@ func userLabels(p Principal, spec *scimv1.ProvisionedUserSpec) map[string]string
 	return l
 }
 
-// userHolds reports whether user owner (alive, not terminating) still has
-// the lower-cased userName.
-func (r *Repository) userHolds(ctx context.Context, namespace, owner, lower string) (ownerState, error) {
-	var u scimv1.ProvisionedUser
-	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner}, &u); err != nil {
-		if apierrors.IsNotFound(err) {
-			return ownerMissing, nil
-		}
-		return ownerReleased, apiError(err, "user")
-	}
-	if u.DeletionTimestamp.IsZero() && strings.ToLower(u.Spec.UserName) == lower {
-		return ownerHolding, nil
-	}
-	return ownerReleased, nil
-}
-
 // GetUser reads a user from the API server, so that a GET right after a
 // write on any replica sees that write. A terminating user counts as gone.
 func (r *Repository) GetUser(ctx context.Context, namespace, id string) (*scimv1.ProvisionedUser, error) {
-	u := &scimv1.ProvisionedUser{}
-	if err := r.get(ctx, r.Live, namespace, id, u); err != nil {
-		return nil, notFoundAs(err, "user %q not found", id)
-	}
-	return u, nil
+	return read[scimv1.ProvisionedUser](ctx, r, "user", namespace, id, false)
 }
 
 // LookupUser reads a user from the cache, falling back to the API server
 // when the cache has not seen it yet; for existence checks, where a
 // slightly old copy is as good as a fresh one.
 func (r *Repository) LookupUser(ctx context.Context, namespace, id string) (*scimv1.ProvisionedUser, error) {
-	u := &scimv1.ProvisionedUser{}
-	err := r.get(ctx, r.Cache, namespace, id, u)
-	if e, ok := scimerr.As(err); ok && e.Status == 404 {
-		err = r.get(ctx, r.Live, namespace, id, u)
-	}
-	if err != nil {
-		return nil, notFoundAs(err, "user %q not found", id)
-	}
-	return u, nil
+	return read[scimv1.ProvisionedUser](ctx, r, "user", namespace, id, true)
 }
 
 // get reads one object; a terminating object counts as gone (its deletion

@@ -23,14 +23,13 @@ type kind[T any] struct {
 	name   string // "user", "group"
 	claim  scimv1.ClaimKind
 	unique func(*T) string // the claimed value (userName, displayName)
-	holds  ownerHolds
 	// prepare adjusts the object before it is written (labels).
 	prepare func(*T)
 }
 
 func (r *Repository) userKind() kind[scimv1.ProvisionedUser] {
 	return kind[scimv1.ProvisionedUser]{
-		name: "user", claim: scimv1.ClaimUserName, holds: r.userHolds,
+		name: "user", claim: scimv1.ClaimUserName,
 		unique: func(u *scimv1.ProvisionedUser) string { return u.Spec.UserName },
 		prepare: func(u *scimv1.ProvisionedUser) {
 			if u.Labels == nil {
@@ -46,7 +45,7 @@ func (r *Repository) userKind() kind[scimv1.ProvisionedUser] {
 
 func (r *Repository) groupKind() kind[scimv1.ProvisionedGroup] {
 	return kind[scimv1.ProvisionedGroup]{
-		name: "group", claim: scimv1.ClaimDisplayName, holds: r.groupHolds,
+		name: "group", claim: scimv1.ClaimDisplayName,
 		unique:  func(g *scimv1.ProvisionedGroup) string { return g.Spec.DisplayName },
 		prepare: func(*scimv1.ProvisionedGroup) {},
 	}
@@ -79,7 +78,7 @@ func update[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 		newName := k.unique(obj)
 		renamed := !strings.EqualFold(oldName, newName)
 		if renamed {
-			if err := r.claim(ctx, p.Namespace, k.claim, newName, id, k.holds); err != nil {
+			if err := r.claim(ctx, p.Namespace, k.claim, newName, id, holds[T, PT](r, k)); err != nil {
 				return nil, err
 			}
 		}
@@ -138,3 +137,38 @@ func remove[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 }
 
 func versionOf(obj client.Object) string { return Version(obj) }
+
+// holds reports whether the owner of a claim (alive, not terminating) still
+// has the lower-cased unique value.
+func holds[T any, PT object[T]](r *Repository, k kind[T]) ownerHolds {
+	return func(ctx context.Context, namespace, owner, lower string) (ownerState, error) {
+		obj := PT(new(T))
+		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner}, obj); err != nil {
+			if apierrors.IsNotFound(err) {
+				return ownerMissing, nil
+			}
+			return ownerReleased, apiError(err, k.name)
+		}
+		if obj.GetDeletionTimestamp().IsZero() && strings.ToLower(k.unique(obj)) == lower {
+			return ownerHolding, nil
+		}
+		return ownerReleased, nil
+	}
+}
+
+// read returns a live (not terminating) object of the tenant: from the API
+// server, or, with cached set, from the cache first.
+func read[T any, PT object[T]](ctx context.Context, r *Repository, kind, namespace, id string, cached bool) (PT, error) {
+	obj := PT(new(T))
+	var err error
+	if cached {
+		err = r.get(ctx, r.Cache, namespace, id, obj)
+	}
+	if e, ok := scimerr.As(err); !cached || (ok && e.Status == 404) {
+		err = r.get(ctx, r.Live, namespace, id, obj)
+	}
+	if err != nil {
+		return nil, notFoundAs(err, "%s %q not found", kind, id)
+	}
+	return obj, nil
+}
