@@ -5,11 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -287,26 +284,12 @@ func TestGroupMembershipDiff(t *testing.T) {
 // their Synced condition, and when the database returns every change made
 // meanwhile reaches it, exactly once.
 func TestDatabaseOutage(t *testing.T) {
-	admin := os.Getenv("SCIMOP_TEST_POSTGRES_URL")
-	if admin == "" {
-		admin = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	adminDB, err := sql.Open("pgx", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer adminDB.Close()
-	if err := adminDB.Ping(); err != nil {
-		t.Fatalf("PostgreSQL at %s is not reachable (%v); start it: pg_ctlcluster --skip-systemctl-redirect 15 main start, or run hack/ensure-databases.sh", helpdesk.Redact(admin), err)
-	}
-	name := fmt.Sprintf("scimop_ctrl_%d", rand.Uint32())
-	if _, err := adminDB.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = adminDB.Exec("DROP DATABASE " + name + " WITH (FORCE)") })
-
-	proxy := testenv.NewFaultProxy(t, "127.0.0.1:5432")
-	store, err := helpdesk.Open(context.Background(), fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable&connect_timeout=2", proxy.Addr(), name))
+	dbURL := testenv.PostgresDatabase(t)
+	proxy := testenv.NewFaultProxy(t, dbURL.Host)
+	viaProxy := *dbURL
+	viaProxy.Host = proxy.Addr()
+	viaProxy.RawQuery = "sslmode=disable&connect_timeout=10"
+	store, err := helpdesk.Open(context.Background(), viaProxy.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +347,7 @@ func TestDatabaseOutage(t *testing.T) {
 		return nil
 	})
 	// Nothing duplicated: exactly one row per user.
-	direct, err := sql.Open("pgx", strings.Replace(admin, "/test?", "/"+name+"?", 1))
+	direct, err := sql.Open("pgx", dbURL.String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,18 +109,7 @@ func startManager(t *testing.T, ns string, setup ...func(ctrl.Manager) error) (c
 	return mgr, buf
 }
 
-// eventually retries f until it returns nil or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(t, timeout, f)
 }

@@ -2,11 +2,8 @@ package faults
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"math/rand/v2"
 	"net/url"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,26 +89,12 @@ func TestAPIServerOutage(t *testing.T) {
 func TestDatabaseOutageDuringBurst(t *testing.T) {
 	e := testenv.Require(t, env)
 	ns := e.Namespace(t)
-	admin := os.Getenv("SCIMOP_TEST_POSTGRES_URL")
-	if admin == "" {
-		admin = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	adminDB, err := sql.Open("pgx", admin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer adminDB.Close()
-	if err := adminDB.Ping(); err != nil {
-		t.Fatalf("PostgreSQL at %s is not reachable (%v); run hack/ensure-databases.sh", helpdesk.Redact(admin), err)
-	}
-	dbName := fmt.Sprintf("scimop_faults_%d", rand.Uint32())
-	if _, err := adminDB.Exec("CREATE DATABASE " + dbName); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = adminDB.Exec("DROP DATABASE " + dbName + " WITH (FORCE)") })
-	u, _ := url.Parse(admin)
-	proxy := testenv.NewFaultProxy(t, u.Host)
-	store, err := helpdesk.Open(context.Background(), fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable&connect_timeout=2", u.User.Username(), proxy.Addr(), dbName))
+	dbURL := testenv.PostgresDatabase(t)
+	proxy := testenv.NewFaultProxy(t, dbURL.Host)
+	viaProxy := *dbURL
+	viaProxy.Host = proxy.Addr()
+	viaProxy.RawQuery = "sslmode=disable&connect_timeout=10"
+	store, err := helpdesk.Open(context.Background(), viaProxy.String())
 	if err != nil {
 		t.Fatal(err)
 	}
