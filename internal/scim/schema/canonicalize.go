@@ -123,7 +123,7 @@ func (c *canonicalizer) key(k string, v any) error {
 			if !ValidName(sk) {
 				return scimerr.InvalidValue("invalid attribute name %q in schema %s", truncate(sk), truncate(k))
 			}
-			if err := c.set(Path{URN: k, Attr: freeFormAttr(sk)}, obj[sk]); err != nil {
+			if err := c.set(Path{URN: CanonicalExtensionURN(k), Attr: freeFormAttr(sk)}, obj[sk]); err != nil {
 				return err
 			}
 		}
@@ -132,7 +132,7 @@ func (c *canonicalizer) key(k string, v any) error {
 	if splitErr != nil || sub != "" || len(urn) <= len(ExtensionPrefix) {
 		return scimerr.InvalidValue("invalid extension attribute %q: expected <schema URN>:<attribute> with a simple value", truncate(k))
 	}
-	return c.set(Path{URN: urn, Attr: freeFormAttr(attr)}, v)
+	return c.set(Path{URN: CanonicalExtensionURN(urn), Attr: freeFormAttr(attr)}, v)
 }
 
 func (rt *ResourceType) schemaByURN(urn string) *Schema {

@@ -119,7 +119,7 @@ func (rt *ResourceType) resolveAttr(urn, name string) (Path, error) {
 		if s := rt.schemaByURN(urn + ":" + name); s != nil {
 			return Path{}, scimerr.InvalidPath("%s is a schema, not an attribute", s.ID)
 		}
-		return Path{URN: urn, Attr: freeFormAttr(name)}, nil
+		return Path{URN: CanonicalExtensionURN(urn), Attr: freeFormAttr(name)}, nil
 	}
 	return Path{}, scimerr.InvalidPath("unknown schema %q on %s; known schemas are %s",
 		truncate(urn), rt.Name, strings.Join(rt.SchemaURNs(), ", "))

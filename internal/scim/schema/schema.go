@@ -231,6 +231,9 @@ func IsExtensionURN(s string) bool {
 	if len(s) <= len(ExtensionPrefix) || len(s) > 256 || !hasPrefixFold(s, ExtensionPrefix) {
 		return false
 	}
+	if first := s[len(ExtensionPrefix)]; !(first >= 'a' && first <= 'z' || first >= 'A' && first <= 'Z' || first >= '0' && first <= '9') {
+		return false
+	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ':' || c == '.' || c == '-' || c == '_') {
@@ -238,4 +241,14 @@ func IsExtensionURN(s string) bool {
 		}
 	}
 	return true
+}
+
+// CanonicalExtensionURN spells an undeclared extension URN with the RFC
+// prefix in lower case and the rest as the client wrote it: the prefix is
+// case-insensitive, the extension's own name is kept.
+func CanonicalExtensionURN(s string) string {
+	if len(s) < len(ExtensionPrefix) {
+		return s
+	}
+	return ExtensionPrefix + s[len(ExtensionPrefix):]
 }
