@@ -477,3 +477,22 @@ func TestProjectReturnedRequest(t *testing.T) {
 		}
 	}
 }
+
+func TestExtensionURNs(t *testing.T) {
+	for s, want := range map[string]bool{
+		"urn:ietf:params:scim:schemas:extension:Contoso:2.0:User": true,
+		"URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:Contoso:2.0:User": true,
+		"urn:ietf:params:scim:schemas:extension:":                 false,
+		"urn:ietf:params:scim:schemas:extension:.":                false,
+		"urn:ietf:params:scim:schemas:extension:x 0":              false,
+		"urn:ietf:params:scim:schemas:extension:x\x00":            false,
+		"urn:ietf:params:scim:schemas:core:2.0:User":              false,
+	} {
+		if got := IsExtensionURN(s); got != want {
+			t.Errorf("IsExtensionURN(%q) = %v, want %v", s, got, want)
+		}
+	}
+	if got := CanonicalExtensionURN("URN:IETF:PARAMS:SCIM:SCHEMAS:EXTENSION:Contoso:2.0:User"); got != "urn:ietf:params:scim:schemas:extension:Contoso:2.0:User" {
+		t.Errorf("CanonicalExtensionURN: %q", got)
+	}
+}
