@@ -21,7 +21,6 @@ const (
 	IndexExternalID   = "scim.externalId"  // exact externalId (users and groups)
 	IndexEmail        = "scim.email"       // lower-cased emails[].value
 	IndexDisplayName  = "scim.displayName" // lower-cased group displayName
-	IndexShardMember  = "scim.member"      // "<group>/<member>" for every member of a shard
 	IndexMemberGroups = "scim.memberOf"    // member id, for a user's groups
 	IndexShardGroup   = "scim.shardGroup"  // group name of a shard
 )
@@ -55,14 +54,6 @@ func RegisterIndexes(ctx context.Context, idx client.FieldIndexer) error {
 		}},
 		{&scimv1.ProvisionedGroup{}, IndexExternalID, func(o client.Object) []string {
 			return nonEmpty(o.(*scimv1.ProvisionedGroup).Spec.ExternalID)
-		}},
-		{&scimv1.GroupMembership{}, IndexShardMember, func(o client.Object) []string {
-			s := o.(*scimv1.GroupMembership)
-			out := make([]string, len(s.Spec.Members))
-			for i, m := range s.Spec.Members {
-				out[i] = s.Spec.Group + "/" + m
-			}
-			return out
 		}},
 		{&scimv1.GroupMembership{}, IndexMemberGroups, func(o client.Object) []string {
 			return o.(*scimv1.GroupMembership).Spec.Members

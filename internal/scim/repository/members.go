@@ -170,12 +170,17 @@ func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGro
 	candidates := map[string]bool{}
 	for id := range want {
 		var list scimv1.GroupMembershipList
+		// The shards of every group holding id; a user is in few groups,
+		// and one index over members (not one per group and member) keeps
+		// the cache small: informer index entries dominate its memory.
 		if err := r.Cache.List(ctx, &list, client.InNamespace(g.Namespace),
-			client.MatchingFields{IndexShardMember: g.Name + "/" + id}, client.UnsafeDisableDeepCopy); err != nil {
+			client.MatchingFields{IndexMemberGroups: id}, client.UnsafeDisableDeepCopy); err != nil {
 			return err
 		}
 		for i := range list.Items {
-			candidates[list.Items[i].Name] = true
+			if list.Items[i].Spec.Group == g.Name {
+				candidates[list.Items[i].Name] = true
+			}
 		}
 	}
 	last, err := r.cachedLastShard(ctx, g)
