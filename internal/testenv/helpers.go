@@ -54,7 +54,7 @@ func PostgresDatabase(t testing.TB) *url.URL {
 	if err := db.Ping(); err != nil {
 		t.Fatalf("PostgreSQL at %s does not answer (%v): run hack/ensure-databases.sh, or set SCIMOP_TEST_POSTGRES_URL", redact(admin), err)
 	}
-	name := fmt.Sprintf("scimop_test_%d", rand.Uint32())
+	name := fmt.Sprintf("scimop_test_%d", rand.Uint32()) //nolint:gosec // a unique name, not a secret
 	if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
 		t.Fatal(err)
 	}

@@ -231,12 +231,12 @@ func IsExtensionURN(s string) bool {
 	if len(s) <= len(ExtensionPrefix) || len(s) > 256 || !hasPrefixFold(s, ExtensionPrefix) {
 		return false
 	}
-	if first := s[len(ExtensionPrefix)]; !(first >= 'a' && first <= 'z' || first >= 'A' && first <= 'Z' || first >= '0' && first <= '9') {
+	if !isAlnum(s[len(ExtensionPrefix)]) {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == ':' || c == '.' || c == '-' || c == '_') {
+		if !isAlnum(c) && c != ':' && c != '.' && c != '-' && c != '_' {
 			return false
 		}
 	}
@@ -251,4 +251,8 @@ func CanonicalExtensionURN(s string) string {
 		return s
 	}
 	return ExtensionPrefix + s[len(ExtensionPrefix):]
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
