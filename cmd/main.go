@@ -164,6 +164,9 @@ func devSignalContext() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	// With stdout gone (a closed terminal, a dead pipe) the shutdown
+	// messages must not kill the process before it stops its children.
+	signal.Ignore(syscall.SIGPIPE)
 	go func() {
 		<-sigs
 		cancel()

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func TestDevStack(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state")
 	addr := freeAddr(t)
 
-	run := func() (stop func()) {
+	run := func() func() {
 		cmd := exec.Command(bin, "dev", "--state-dir", state, "--scim-bind-address", addr, "--control-plane-dir", assets)
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
@@ -76,22 +77,13 @@ func TestDevStack(t *testing.T) {
 				t.Errorf("banner lacks %q:\n%s", want, out.String())
 			}
 		}
-		return func() {
-			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("dev exited with %v after SIGTERM\n%s", err, logs.String())
-				}
-			case <-time.After(time.Minute):
-				_ = cmd.Process.Kill()
-				t.Fatal("dev did not stop within a minute of SIGTERM")
-			}
+		var once sync.Once
+		stop := func() {
+			once.Do(func() { stopDev(t, cmd, &logs) })
 		}
+		// Also when the test fails half-way: no dev process may outlive it.
+		t.Cleanup(stop)
+		return stop
 	}
 
 	stop := run()
@@ -191,4 +183,23 @@ func scim(t *testing.T, method, url, token, body string) (int, []byte) {
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	return res.StatusCode, b
+}
+
+// stopDev sends SIGTERM and waits for the process to exit cleanly.
+func stopDev(t *testing.T, cmd *exec.Cmd, logs *bytes.Buffer) {
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Errorf("signalling dev: %v", err)
+		return
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("dev exited with %v after SIGTERM\n%s", err, logs.String())
+		}
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		t.Errorf("dev did not stop within a minute of SIGTERM")
+	}
 }
