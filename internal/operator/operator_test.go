@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -64,36 +65,8 @@ func TestCustomFields(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	addr := make(chan string, 1)
-	op, err := operator.New(e.Config, operator.Options{
-		Scheme: e.Scheme, Log: zap.New(zap.UseDevMode(true)), Namespaces: []string{ns},
-		SCIMAddr: "127.0.0.1:0", SCIMBound: func(a string) { addr <- a }, SkipControllerNameValidation: true,
-		Helpdesk: store,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- op.Manager.Start(mctx) }()
-	defer func() { cancel(); <-done }()
-	base := "http://" + <-addr + "/scim/v2"
-
-	if err := e.Client.Create(ctx, &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "t", Namespace: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	var token string
-	waitFor(t, func() error {
-		var s corev1.Secret
-		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "t-token"}, &s); err != nil {
-			return err
-		}
-		token = string(s.Data["token"])
-		if code, _ := call(t, base, token, "GET", "/ServiceProviderConfig", ""); code != 200 {
-			return fmt.Errorf("token not accepted yet (%d)", code)
-		}
-		return nil
-	})
+	base := startOperator(t, e.Config, operator.Options{Namespaces: []string{ns}, Helpdesk: store})
+	token := issueToken(t, ns, base)
 
 	code, body := call(t, base, token, "GET", "/Schemas/urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "")
 	if code != 200 || !strings.Contains(body, `"name":"shoe-size-eu"`) || !strings.Contains(body, `"name":"on-call"`) {
@@ -148,6 +121,55 @@ func TestCustomFields(t *testing.T) {
 	if _, _, hdr := callH(t, base, token, "GET", "/Users/"+id, ""); hdr.Get("ETag") != patchedETag || patchedETag == "" {
 		t.Fatalf("ETag moved with a status write: after PATCH %q, now %q", patchedETag, hdr.Get("ETag"))
 	}
+}
+
+// startOperator runs an operator with a SCIM listener on a free port until
+// the test ends and returns its SCIM base URL.
+func startOperator(t *testing.T, cfg *rest.Config, o operator.Options) string {
+	t.Helper()
+	addr := make(chan string, 1)
+	o.Scheme, o.Log = env.Scheme, zap.New(zap.UseDevMode(true))
+	o.SCIMAddr, o.SCIMBound, o.SkipControllerNameValidation = "127.0.0.1:0", func(a string) { addr <- a }, true
+	op, err := operator.New(cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- op.Manager.Start(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case a := <-addr:
+		return "http://" + a + "/scim/v2"
+	case err := <-done:
+		t.Fatalf("the operator stopped before serving SCIM: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("the operator did not start serving SCIM within 60s (a missing list/watch permission stops the caches from syncing)")
+	}
+	return ""
+}
+
+// issueToken creates ScimToken "t" in ns and returns its token once the
+// SCIM server at base accepts it.
+func issueToken(t *testing.T, ns, base string) string {
+	t.Helper()
+	ctx := context.Background()
+	if err := env.Client.Create(ctx, &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "t", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	var token string
+	waitFor(t, func() error {
+		var s corev1.Secret
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "t-token"}, &s); err != nil {
+			return err
+		}
+		token = string(s.Data["token"])
+		if code, _ := call(t, base, token, "GET", "/ServiceProviderConfig", ""); code != 200 {
+			return fmt.Errorf("token not accepted yet (%d)", code)
+		}
+		return nil
+	})
+	return token
 }
 
 func waitFor(t *testing.T, f func() error) {

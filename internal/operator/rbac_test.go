@@ -7,16 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/yaml"
 
-	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
 	"github.com/scim-operator/scim-operator/internal/operator"
 	"github.com/scim-operator/scim-operator/internal/testenv"
@@ -64,44 +59,8 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	addr := make(chan string, 1)
-	op, err := operator.New(cfg, operator.Options{
-		Scheme: e.Scheme, Log: zap.New(zap.UseDevMode(true)),
-		SCIMAddr: "127.0.0.1:0", SCIMBound: func(a string) { addr <- a }, SkipControllerNameValidation: true,
-		Helpdesk: store,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- op.Manager.Start(mctx) }()
-	defer func() { cancel(); <-done }()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a + "/scim/v2"
-	case err := <-done:
-		t.Fatalf("the operator stopped with the generated role: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("the operator did not start serving with the generated role (a missing list/watch permission stops the caches from syncing)")
-	}
-
-	if err := e.Client.Create(ctx, &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "t", Namespace: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	var token string
-	waitFor(t, func() error {
-		var s corev1.Secret
-		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "t-token"}, &s); err != nil {
-			return err
-		}
-		token = string(s.Data["token"])
-		if code, _ := call(t, base, token, "GET", "/ServiceProviderConfig", ""); code != 200 {
-			return fmt.Errorf("token not accepted yet (%d)", code)
-		}
-		return nil
-	})
+	base := startOperator(t, cfg, operator.Options{Helpdesk: store})
+	token := issueToken(t, ns, base)
 	mustCall := func(want int, method, path, body string) string {
 		t.Helper()
 		code, out := call(t, base, token, method, path, body)
