@@ -44,7 +44,7 @@ type ProvisionedGroupReconciler struct {
 // +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedgroups/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedgroups/finalizers,verbs=update
 // +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=groupmemberships,verbs=get;list;watch;create;update;patch;delete;deletecollection
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=nameclaims,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=nameclaims,verbs=get;list;watch;create;update;delete
 
 // SetupWithManager registers the controller; a change to any shard
 // reconciles its group.

@@ -60,6 +60,13 @@ func TestValidation(t *testing.T) {
 		}
 	}
 
+	claim := func(value, owner string, retired bool) client.Object {
+		return &scimv1.NameClaim{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "c-", Namespace: ns},
+			Spec:       scimv1.NameClaimSpec{Kind: scimv1.ClaimUserName, Value: value, Owner: owner, Retired: retired},
+		}
+	}
+
 	cases := []struct {
 		name    string
 		obj     client.Object
@@ -84,6 +91,10 @@ func TestValidation(t *testing.T) {
 		{"user: overlong userName", user(func(s *scimv1.ProvisionedUserSpec) { s.UserName = strings.Repeat("a", 257) }), "Too long"},
 
 		{"group: ok", group("Sales"), ""},
+
+		{"claim: held", claim("alice", "u-1", false), ""},
+		{"claim: retired, nobody holds it", claim("bob", "", true), ""},
+		{"claim: no owner, not retired", claim("carol", "", false), "spec.owner is required unless the claim is retired"},
 		{"group: blank displayName", group(" "), "displayName must not be blank"},
 
 		{"token: defaults", token(func(*scimv1.ScimTokenSpec) {}), ""},

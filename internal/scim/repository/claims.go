@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -14,6 +15,37 @@ import (
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
 )
+
+// Uniqueness of userName and group displayName across replicas.
+//
+// Kubernetes refuses a second object with the same name, and that is the
+// only uniqueness it offers. Two ways use it:
+//
+//   - First ids (users only). A user whose userName was never used in the
+//     tenant is created under FirstUserID(namespace, userName). Two racing
+//     creates of one userName then collide on the object name, and a create
+//     costs one API write: the common case of a provisioning cycle.
+//   - NameClaims. Everything else (a rename, a userName used before, every
+//     group) first creates a NameClaim named after the value.
+//
+// The two meet when a claimed value is also some user's first id. Each side
+// writes first and then reads the other with a linearizable GET: a create
+// under a first id looks for a claim, a claim looks for the first-id user.
+// Of two racing writers at least one sees the other and backs off with 409.
+//
+// A first id is never given to a second user (RFC 7643 §3.1: ids are not
+// reassignable): before its user is renamed or deleted, the claim on the
+// value is marked retired, and a retired claim sends later creates of the
+// value to a random id.
+
+// firstIDSpace is the UUID namespace of first ids (a fixed random UUID).
+var firstIDSpace = uuid.MustParse("5f0d6a52-3a8e-4c8e-9b0e-2f6f1d6c9a41")
+
+// FirstUserID is the id of the first user with userName in namespace: a
+// name-based UUID (version 5) of both, case-insensitive like userName.
+func FirstUserID(namespace, userName string) string {
+	return uuid.NewSHA1(firstIDSpace, []byte(namespace+"/"+strings.ToLower(userName))).String()
+}
 
 // ClaimName is the NameClaim object name for a unique value: the API server
 // refuses a second object with the same name, which is what makes the claim
@@ -41,76 +73,192 @@ const (
 	ownerMissing
 )
 
-// ownerHolds looks up the claim's owner.
+// ownerHolds looks up whether the object named owner has the value.
 type ownerHolds func(ctx context.Context, namespace, owner, lowerValue string) (ownerState, error)
+
+// uniqueness describes one unique attribute.
+type uniqueness struct {
+	kind  scimv1.ClaimKind
+	holds ownerHolds
+	// firstID, when set, names the object that holds a value without a
+	// claim (users); nil: values are held through claims only (groups).
+	firstID func(namespace, value string) string
+}
 
 // claimGrace is how long a claim whose owner does not exist yet is
 // presumed to belong to a create in flight. Taking such a claim over at
 // once lets two replicas racing on the same userName both succeed: the
 // loser would find the winner's claim before the winner's user exists,
-// delete it as stale and create a second user. The grace is measured from
-// the claim's creationTimestamp (set by the API server) and is generous
-// against clock skew between replicas; an orphan from a crash blocks its
-// value for this long at most, answering 409.
+// take it over as stale and create a second user. It is measured from
+// spec.claimedAt (else the creationTimestamp) and is generous against clock
+// skew between replicas; an orphan from a crash blocks its value for this
+// long at most, answering 409.
 const claimGrace = 30 * time.Second
 
-// claim reserves value for owner in namespace. A claim held by a live owner
-// gives 409 uniqueness; a stale claim (crash between steps, or a deletion
-// whose clean-up did not run yet) is taken over.
-func (r *Repository) claim(ctx context.Context, namespace string, kind scimv1.ClaimKind, value, owner string, holds ownerHolds) error {
-	lower := strings.ToLower(value)
-	c := &scimv1.NameClaim{
+func (r *Repository) newClaim(key client.ObjectKey, kind scimv1.ClaimKind, lower, owner string) *scimv1.NameClaim {
+	now := metav1.NewTime(r.now())
+	return &scimv1.NameClaim{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: ClaimName(kind, value), Namespace: namespace,
+			Name: key.Name, Namespace: key.Namespace,
 			Labels: map[string]string{scimv1.LabelClaimKind: string(kind)},
 		},
-		Spec: scimv1.NameClaimSpec{Kind: kind, Value: lower, Owner: owner},
+		Spec: scimv1.NameClaimSpec{Kind: kind, Value: lower, Owner: owner, ClaimedAt: &now},
 	}
+}
+
+// claimOf reads the claim on value live; nil when there is none.
+func (r *Repository) claimOf(ctx context.Context, key client.ObjectKey) (*scimv1.NameClaim, error) {
+	var cur scimv1.NameClaim
+	if err := r.Live.Get(ctx, key, &cur); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, apiError(err, "name claim")
+	}
+	return &cur, nil
+}
+
+// heldBy reports whether a claim's owner (other than self) holds it, or may
+// be about to (created within the grace period, owner not yet there).
+func (r *Repository) heldBy(ctx context.Context, u uniqueness, c *scimv1.NameClaim, self string) (bool, error) {
+	if c.Spec.Owner == "" || c.Spec.Owner == self {
+		return false, nil
+	}
+	state, err := u.holds(ctx, c.Namespace, c.Spec.Owner, c.Spec.Value)
+	if err != nil {
+		return false, err
+	}
+	since := c.CreationTimestamp.Time
+	if c.Spec.ClaimedAt != nil {
+		since = c.Spec.ClaimedAt.Time
+	}
+	return state == ownerHolding || (state == ownerMissing && r.now().Sub(since) < claimGrace), nil
+}
+
+// claim reserves value for owner in namespace. A claim held by a live owner
+// gives 409 uniqueness; a stale claim (crash between steps, a deletion or a
+// rename whose release did not run) is taken over in place, so that a
+// retired claim stays retired.
+func (r *Repository) claim(ctx context.Context, namespace string, u uniqueness, value, owner string) error {
+	lower := strings.ToLower(value)
+	key := client.ObjectKey{Namespace: namespace, Name: ClaimName(u.kind, value)}
 	for attempt := 0; attempt < maxConflictRetries; attempt++ {
-		err := r.Client.Create(ctx, c.DeepCopy())
+		err := r.Client.Create(ctx, r.newClaim(key, u.kind, lower, owner))
 		if err == nil {
-			return nil
+			return r.checkFirstHolder(ctx, namespace, u, value, owner)
 		}
 		if !apierrors.IsAlreadyExists(err) {
 			return apiError(err, "name claim")
 		}
-		var cur scimv1.NameClaim
-		if err := r.Live.Get(ctx, client.ObjectKeyFromObject(c), &cur); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue // released in between: try again
-			}
-			return apiError(err, "name claim")
-		}
-		if cur.Spec.Owner == owner {
-			return nil
-		}
-		state, err := holds(ctx, namespace, cur.Spec.Owner, lower)
+		cur, err := r.claimOf(ctx, key)
 		if err != nil {
 			return err
 		}
-		if state == ownerHolding {
-			return scimerr.Uniqueness("%s %q is already in use", kind, value)
+		if cur == nil {
+			continue // released in between: try again
 		}
-		if state == ownerMissing && r.now().Sub(cur.CreationTimestamp.Time) < claimGrace {
-			return scimerr.Uniqueness("%s %q is already in use (being created by a concurrent request)", kind, value)
+		if cur.Spec.Owner == owner {
+			return r.checkFirstHolder(ctx, namespace, u, value, owner)
 		}
-		// Stale: delete exactly the claim we looked at, then retry.
-		err = r.Client.Delete(ctx, &cur, client.Preconditions{UID: &cur.UID, ResourceVersion: &cur.ResourceVersion})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		switch held, err := r.heldBy(ctx, u, cur, owner); {
+		case err != nil:
+			return err
+		case held:
+			return scimerr.Uniqueness("%s %q is already in use", u.kind, value)
+		}
+		// Stale: take over exactly the claim we looked at (the update
+		// carries its resourceVersion), then check as after a create.
+		now := metav1.NewTime(r.now())
+		cur.Spec.Owner, cur.Spec.Value, cur.Spec.ClaimedAt = owner, lower, &now
+		switch err := r.Client.Update(ctx, cur); {
+		case err == nil:
+			return r.checkFirstHolder(ctx, namespace, u, value, owner)
+		case !apierrors.IsConflict(err) && !apierrors.IsNotFound(err):
 			return apiError(err, "name claim")
 		}
 	}
-	return scimerr.Uniqueness("%s %q is being claimed concurrently; retry", kind, value)
+	return scimerr.Uniqueness("%s %q is being claimed concurrently; retry", u.kind, value)
 }
 
-// release deletes the claim on value if owner holds it. Failures are left
-// to the claim collector: a stale claim never blocks anyone for long, since
-// claim() takes stale claims over.
-func (r *Repository) release(ctx context.Context, namespace string, kind scimv1.ClaimKind, value, owner string) {
-	var cur scimv1.NameClaim
-	key := client.ObjectKey{Namespace: namespace, Name: ClaimName(kind, value)}
-	if err := r.Live.Get(ctx, key, &cur); err != nil || cur.Spec.Owner != owner {
+// checkFirstHolder runs after a claim was taken: if a user holds the value
+// through its first id (created on another replica meanwhile), the claim is
+// given back and the answer is 409.
+func (r *Repository) checkFirstHolder(ctx context.Context, namespace string, u uniqueness, value, owner string) error {
+	if u.firstID == nil {
+		return nil
+	}
+	first := u.firstID(namespace, value)
+	if first == owner {
+		return nil
+	}
+	state, err := u.holds(ctx, namespace, first, strings.ToLower(value))
+	if err == nil && state != ownerHolding {
+		return nil
+	}
+	r.release(ctx, namespace, u, value, owner)
+	if err != nil {
+		return err
+	}
+	return scimerr.Uniqueness("%s %q is already in use", u.kind, value)
+}
+
+// release gives up owner's claim on value: deletes it, or, when it is
+// retired, keeps it with no owner. Failures are left alone: a stale claim
+// never blocks anyone for long, since claim() takes stale claims over.
+func (r *Repository) release(ctx context.Context, namespace string, u uniqueness, value, owner string) {
+	key := client.ObjectKey{Namespace: namespace, Name: ClaimName(u.kind, value)}
+	cur, err := r.claimOf(ctx, key)
+	if err != nil || cur == nil || cur.Spec.Owner != owner {
 		return
 	}
-	_ = r.Client.Delete(ctx, &cur, client.Preconditions{UID: &cur.UID, ResourceVersion: &cur.ResourceVersion})
+	if cur.Spec.Retired {
+		cur.Spec.Owner, cur.Spec.ClaimedAt = "", nil
+		_ = r.Client.Update(ctx, cur)
+		return
+	}
+	_ = r.Client.Delete(ctx, cur, client.Preconditions{UID: &cur.UID, ResourceVersion: &cur.ResourceVersion})
+}
+
+// retire marks value as once held by its first id, before that user is
+// renamed or deleted, so that the id goes to nobody else. A claim someone
+// else holds meanwhile keeps its owner.
+func (r *Repository) retire(ctx context.Context, namespace string, u uniqueness, value, owner string) error {
+	key := client.ObjectKey{Namespace: namespace, Name: ClaimName(u.kind, value)}
+	for attempt := 0; attempt < maxConflictRetries; attempt++ {
+		cur, err := r.claimOf(ctx, key)
+		if err != nil {
+			return err
+		}
+		if cur == nil {
+			c := r.newClaim(key, u.kind, strings.ToLower(value), "")
+			c.Spec.ClaimedAt, c.Spec.Retired = nil, true
+			err = r.Client.Create(ctx, c)
+		} else {
+			if cur.Spec.Retired && cur.Spec.Owner != owner {
+				return nil
+			}
+			cur.Spec.Retired = true
+			if cur.Spec.Owner == owner {
+				cur.Spec.Owner, cur.Spec.ClaimedAt = "", nil
+			}
+			err = r.Client.Update(ctx, cur)
+		}
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsAlreadyExists(err) && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			return apiError(err, "name claim")
+		}
+	}
+	return scimerr.New(503, "", "%s %q is being claimed concurrently; retry", u.kind, value)
+}
+
+// usedBefore reports whether this replica's cache knows a claim on value:
+// then its first id is retired or contested, and a create goes straight to
+// a random id and a claim. A stale cache is safe: the create under the
+// first id reads the claim live afterwards (createFirst).
+func (r *Repository) usedBefore(ctx context.Context, namespace string, kind scimv1.ClaimKind, value string) bool {
+	var c scimv1.NameClaim
+	err := r.Cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ClaimName(kind, value)}, &c)
+	return err == nil
 }

@@ -15,7 +15,8 @@ import (
 // given at creation are added like a PATCH would add them.
 func (r *Repository) CreateGroup(ctx context.Context, p Principal, spec scimv1.ProvisionedGroupSpec) (*scimv1.ProvisionedGroup, error) {
 	id := uuid.NewString()
-	if err := r.claim(ctx, p.Namespace, scimv1.ClaimDisplayName, spec.DisplayName, id, holds(r, r.groupKind())); err != nil {
+	uniq := r.groupKind().uniq
+	if err := r.claim(ctx, p.Namespace, uniq, spec.DisplayName, id); err != nil {
 		return nil, err
 	}
 	g := &scimv1.ProvisionedGroup{
@@ -31,11 +32,11 @@ func (r *Repository) CreateGroup(ctx context.Context, p Principal, spec scimv1.P
 	}
 	r.touch(g)
 	if err := r.Client.Create(ctx, g); err != nil {
-		r.release(ctx, p.Namespace, scimv1.ClaimDisplayName, spec.DisplayName, id)
+		r.release(ctx, p.Namespace, uniq, spec.DisplayName, id)
 		return nil, apiError(err, "group")
 	}
 	r.awaitCache(ctx, g, false)
-	r.event(g, EventCreated, "Create", "group %s created through SCIM%s", g.Name, byToken(p))
+	r.Activity.add(p, "groups created", 1)
 	return g, nil
 }
 

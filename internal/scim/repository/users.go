@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -19,29 +20,96 @@ type Principal struct {
 	TokenName string
 }
 
-// CreateUser stores a new user. The userName is claimed first, so that two
-// replicas creating the same user at once produce one user and one 409.
+// CreateUser stores a new user: under its first id when the userName was
+// never used in the tenant (one API write), otherwise under a random id
+// after claiming the userName (see claims.go). Either way two replicas
+// creating the same user at once produce one user and one 409.
 func (r *Repository) CreateUser(ctx context.Context, p Principal, spec scimv1.ProvisionedUserSpec) (*scimv1.ProvisionedUser, error) {
-	id := uuid.NewString()
-	if err := r.claim(ctx, p.Namespace, scimv1.ClaimUserName, spec.UserName, id, holds(r, r.userKind())); err != nil {
-		return nil, err
-	}
 	u := &scimv1.ProvisionedUser{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: id, Namespace: p.Namespace,
-			Labels: userLabels(p, &spec),
+			Namespace: p.Namespace,
+			Labels:    userLabels(p, &spec),
 			// Set here rather than by the controller: one write instead of two.
 			Finalizers: []string{scimv1.FinalizerHelpdesk},
 		},
 		Spec: spec,
 	}
 	r.touch(u)
-	if err := r.Client.Create(ctx, u); err != nil {
-		r.release(ctx, p.Namespace, scimv1.ClaimUserName, spec.UserName, id)
+	created, err := r.createFirst(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	if created == nil {
+		if created, err = r.createClaimed(ctx, u); err != nil {
+			return nil, err
+		}
+	}
+	r.awaitCache(ctx, created, false)
+	r.Activity.add(p, "users created", 1)
+	return created, nil
+}
+
+// createFirst creates u under the first id of its userName. It returns nil
+// and no error when that id is taken by a user with another userName now,
+// or retired: the caller then uses a random id and a claim.
+func (r *Repository) createFirst(ctx context.Context, u *scimv1.ProvisionedUser) (*scimv1.ProvisionedUser, error) {
+	uniq, ns, userName := r.userKind().uniq, u.Namespace, u.Spec.UserName
+	if r.usedBefore(ctx, ns, uniq.kind, userName) {
+		return nil, nil
+	}
+	first := u.DeepCopy()
+	first.Name = FirstUserID(ns, userName)
+	err := r.Client.Create(ctx, first)
+	if apierrors.IsAlreadyExists(err) {
+		state, err := uniq.holds(ctx, ns, first.Name, strings.ToLower(userName))
+		if err != nil {
+			return nil, err
+		}
+		if state == ownerHolding {
+			return nil, scimerr.Uniqueness("userName %q is already in use", userName)
+		}
+		return nil, nil
+	}
+	if err != nil {
 		return nil, apiError(err, "user")
 	}
-	r.awaitCache(ctx, u, false)
-	r.event(u, EventCreated, "Create", "user %s created through SCIM%s", u.Name, byToken(p))
+	// The other half of the handshake in claims.go: a claim taken on
+	// another replica before this create wins; a retired one means this
+	// id belonged to someone before.
+	c, err := r.claimOf(ctx, client.ObjectKey{Namespace: ns, Name: ClaimName(uniq.kind, userName)})
+	held := false
+	if err == nil && c != nil {
+		held, err = r.heldBy(ctx, uniq, c, first.Name)
+	}
+	if err == nil && c == nil {
+		return first, nil
+	}
+	if err == nil && !held && !c.Spec.Retired {
+		return first, nil // a stale claim: the first id holds the userName
+	}
+	uid := first.UID
+	_ = r.Client.Delete(ctx, first, client.Preconditions{UID: &uid})
+	switch {
+	case err != nil:
+		return nil, err
+	case held:
+		return nil, scimerr.Uniqueness("userName %q is already in use", userName)
+	}
+	return nil, nil
+}
+
+// createClaimed creates u under a random id after claiming its userName.
+func (r *Repository) createClaimed(ctx context.Context, u *scimv1.ProvisionedUser) (*scimv1.ProvisionedUser, error) {
+	uniq := r.userKind().uniq
+	u = u.DeepCopy()
+	u.Name = uuid.NewString()
+	if err := r.claim(ctx, u.Namespace, uniq, u.Spec.UserName, u.Name); err != nil {
+		return nil, err
+	}
+	if err := r.Client.Create(ctx, u); err != nil {
+		r.release(ctx, u.Namespace, uniq, u.Spec.UserName, u.Name)
+		return nil, apiError(err, "user")
+	}
 	return u, nil
 }
 

@@ -21,16 +21,20 @@ type object[T any] interface {
 // the unique attribute they claim and how the claim's owner is checked.
 type kind[T any] struct {
 	name   string // "user", "group"
-	claim  scimv1.ClaimKind
+	uniq   uniqueness
 	unique func(*T) string // the claimed value (userName, displayName)
 	// prepare adjusts the object before it is written (labels).
 	prepare func(*T)
 }
 
 func (r *Repository) userKind() kind[scimv1.ProvisionedUser] {
+	userName := func(u *scimv1.ProvisionedUser) string { return u.Spec.UserName }
 	return kind[scimv1.ProvisionedUser]{
-		name: "user", claim: scimv1.ClaimUserName,
-		unique: func(u *scimv1.ProvisionedUser) string { return u.Spec.UserName },
+		name: "user", unique: userName,
+		uniq: uniqueness{
+			kind: scimv1.ClaimUserName, firstID: FirstUserID,
+			holds: holds[scimv1.ProvisionedUser](r, "user", userName),
+		},
 		prepare: func(u *scimv1.ProvisionedUser) {
 			if u.Labels == nil {
 				u.Labels = map[string]string{}
@@ -44,9 +48,13 @@ func (r *Repository) userKind() kind[scimv1.ProvisionedUser] {
 }
 
 func (r *Repository) groupKind() kind[scimv1.ProvisionedGroup] {
+	displayName := func(g *scimv1.ProvisionedGroup) string { return g.Spec.DisplayName }
 	return kind[scimv1.ProvisionedGroup]{
-		name: "group", claim: scimv1.ClaimDisplayName,
-		unique:  func(g *scimv1.ProvisionedGroup) string { return g.Spec.DisplayName },
+		name: "group", unique: displayName,
+		uniq: uniqueness{
+			kind:  scimv1.ClaimDisplayName,
+			holds: holds[scimv1.ProvisionedGroup](r, "group", displayName),
+		},
 		prepare: func(*scimv1.ProvisionedGroup) {},
 	}
 }
@@ -78,7 +86,11 @@ func update[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 		newName := k.unique(obj)
 		renamed := !strings.EqualFold(oldName, newName)
 		if renamed {
-			if err := r.claim(ctx, p.Namespace, k.claim, newName, id, holds[T, PT](r, k)); err != nil {
+			if err := r.claim(ctx, p.Namespace, k.uniq, newName, id); err != nil {
+				return nil, err
+			}
+			if err := r.retireFirst(ctx, k.uniq, obj, oldName); err != nil {
+				r.release(ctx, p.Namespace, k.uniq, newName, id)
 				return nil, err
 			}
 		}
@@ -88,13 +100,13 @@ func update[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 		if err == nil {
 			r.awaitCache(ctx, obj, false)
 			if renamed {
-				r.release(ctx, p.Namespace, k.claim, oldName, id)
+				r.release(ctx, p.Namespace, k.uniq, oldName, id)
 			}
-			r.event(obj, EventUpdated, "Update", "%s %s updated through SCIM%s", k.name, id, byToken(p))
+			r.Activity.add(p, k.name+"s updated", 1)
 			return obj, nil
 		}
 		if renamed {
-			r.release(ctx, p.Namespace, k.claim, newName, id)
+			r.release(ctx, p.Namespace, k.uniq, newName, id)
 		}
 		if !apierrors.IsConflict(err) || !retry.wait(ctx) {
 			if apierrors.IsConflict(err) && ifMatch != "" {
@@ -124,6 +136,9 @@ func remove[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 		}
 		pre.ResourceVersion = &rv
 	}
+	if err := r.retireFirst(ctx, k.uniq, obj, k.unique(obj)); err != nil {
+		return err
+	}
 	if err := r.Client.Delete(ctx, obj, pre); err != nil {
 		if apierrors.IsConflict(err) {
 			return scimerr.New(412, "", "%s %q changed while it was being deleted", k.name, id)
@@ -131,25 +146,34 @@ func remove[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 		return notFoundAs(apiError(err, k.name), "%s %q not found", k.name, id)
 	}
 	r.awaitCache(ctx, obj, true)
-	r.release(ctx, p.Namespace, k.claim, k.unique(obj), id)
-	r.event(obj, EventDeleted, "Delete", "%s %s deleted through SCIM%s", k.name, id, byToken(p))
+	r.release(ctx, p.Namespace, k.uniq, k.unique(obj), id)
+	r.Activity.add(p, k.name+"s deleted", 1)
 	return nil
 }
 
 func versionOf(obj client.Object) string { return Version(obj) }
 
+// retireFirst retires value before obj gives it up (rename, deletion) if
+// obj holds it through its first id (see claims.go).
+func (r *Repository) retireFirst(ctx context.Context, u uniqueness, obj client.Object, value string) error {
+	if u.firstID == nil || u.firstID(obj.GetNamespace(), value) != obj.GetName() {
+		return nil
+	}
+	return r.retire(ctx, obj.GetNamespace(), u, value, obj.GetName())
+}
+
 // holds reports whether the owner of a claim (alive, not terminating) still
 // has the lower-cased unique value.
-func holds[T any, PT object[T]](r *Repository, k kind[T]) ownerHolds {
+func holds[T any, PT object[T]](r *Repository, kindName string, unique func(*T) string) ownerHolds {
 	return func(ctx context.Context, namespace, owner, lower string) (ownerState, error) {
 		obj := PT(new(T))
 		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner}, obj); err != nil {
 			if apierrors.IsNotFound(err) {
 				return ownerMissing, nil
 			}
-			return ownerReleased, apiError(err, k.name)
+			return ownerReleased, apiError(err, kindName)
 		}
-		if obj.GetDeletionTimestamp().IsZero() && strings.ToLower(k.unique(obj)) == lower {
+		if obj.GetDeletionTimestamp().IsZero() && strings.ToLower(unique(obj)) == lower {
 			return ownerHolding, nil
 		}
 		return ownerReleased, nil
