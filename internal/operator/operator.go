@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/controllers"
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
@@ -50,6 +51,10 @@ type Options struct {
 	SCIM         server.Config
 	// SCIMBound, when set, learns the SCIM listener's address (port 0).
 	SCIMBound func(addr string)
+
+	// ActivityInterval is how often each ScimToken gets an event counting
+	// the SCIM writes made with it (default one minute).
+	ActivityInterval time.Duration
 
 	// PublicURL is the SCIM base URL reported in ScimToken status.
 	PublicURL string
@@ -125,7 +130,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	op := &Operator{Manager: mgr}
 	ctx := context.Background()
 
-	if err := repository.RegisterIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
+	if err := repository.RegisterIndexes(ctx, mgr.GetCache()); err != nil {
 		return nil, err
 	}
 	if err := tokens.RegisterIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
@@ -137,8 +142,17 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		return nil, err
 	}
 
+	activity := repository.NewActivity(mgr.GetEventRecorder("scim-server"), mgr.GetCache(), o.ActivityInterval)
+	if err := mgr.Add(activity); err != nil {
+		return nil, err
+	}
+	// Registered now, so that the first create does not wait for the
+	// NameClaim informer to start (repository.usedBefore reads it).
+	if _, err := mgr.GetCache().GetInformer(ctx, &scimv1.NameClaim{}, cache.BlockUntilSynced(false)); err != nil {
+		return nil, fmt.Errorf("watching NameClaims: %w", err)
+	}
 	op.Repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient(),
-		Events: mgr.GetEventRecorder("scim-server")}
+		Activity: activity}
 	op.Auth = tokens.NewAuthenticator(mgr.GetCache(), clock.RealClock{})
 	usage := tokens.NewUsageRecorder(mgr.GetClient(), mgr.GetAPIReader(), tokens.UsageOptions{Logger: o.Log.WithName("token-usage")})
 	if err := mgr.Add(usage); err != nil {

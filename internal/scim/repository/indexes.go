@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
@@ -14,8 +16,8 @@ import (
 // Okta make on their hot path (match by userName, externalId, email,
 // displayName; a group's members; a user's groups) is one index read, so no
 // request walks every object of a tenant. Values of case-insensitive
-// attributes are lower-cased. The cache indexes per namespace too, so a
-// lookup never sees another tenant's objects.
+// attributes are lower-cased. Keys are per namespace, so a lookup never
+// sees another tenant's objects.
 const (
 	IndexUserName     = "scim.userName"    // lower-cased userName
 	IndexExternalID   = "scim.externalId"  // exact externalId (users and groups)
@@ -25,9 +27,20 @@ const (
 	IndexShardGroup   = "scim.shardGroup"  // group name of a shard
 )
 
+// Informers is the part of the manager's cache that indexes are added to.
+type Informers interface {
+	GetInformer(ctx context.Context, obj client.Object, opts ...cache.InformerGetOption) (cache.Informer, error)
+}
+
 // RegisterIndexes adds the field indexes this package reads. Call it before
 // the manager starts.
-func RegisterIndexes(ctx context.Context, idx client.FieldIndexer) error {
+//
+// controller-runtime's FieldIndexer stores every value twice, under the
+// object's namespace and under "all namespaces"; every lookup here names
+// its tenant, so these indexes keep the namespaced key only, in the format
+// the cache's List(InNamespace, MatchingFields) looks up. Index entries are
+// a large part of the operator's memory per user (docs/benchmarks.md).
+func RegisterIndexes(ctx context.Context, informers Informers) error {
 	reg := []struct {
 		obj   client.Object
 		field string
@@ -63,11 +76,31 @@ func RegisterIndexes(ctx context.Context, idx client.FieldIndexer) error {
 		}},
 	}
 	for _, r := range reg {
-		if err := idx.IndexField(ctx, r.obj, r.field, r.fn); err != nil {
+		inf, err := informers.GetInformer(ctx, r.obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return fmt.Errorf("registering index %s: %w", r.field, err)
+		}
+		if err := inf.AddIndexers(toolscache.Indexers{"field:" + r.field: namespaced(r.fn)}); err != nil {
 			return fmt.Errorf("registering index %s: %w", r.field, err)
 		}
 	}
 	return nil
+}
+
+// namespaced turns fn's values into "namespace/value" index keys.
+func namespaced(fn client.IndexerFunc) toolscache.IndexFunc {
+	return func(raw any) ([]string, error) {
+		obj, ok := raw.(client.Object)
+		if !ok {
+			return nil, fmt.Errorf("index: %T is not an object", raw)
+		}
+		vals := fn(obj) // may be the object's own slice: not written to
+		keys := make([]string, len(vals))
+		for i, v := range vals {
+			keys[i] = obj.GetNamespace() + "/" + v
+		}
+		return keys, nil
+	}
 }
 
 func nonEmpty(s string) []string {

@@ -139,8 +139,8 @@ func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.Pr
 		if err != nil {
 			return nil, err
 		}
-		r.event(touched, EventMembersChanged, "Update", "members of group %s changed through SCIM%s: %d added, %d removed",
-			g.Name, byToken(p), stats.added, stats.removed)
+		r.Activity.add(p, "group members added", stats.added)
+		r.Activity.add(p, "group members removed", stats.removed)
 		return touched, nil
 	}
 }

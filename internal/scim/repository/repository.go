@@ -21,8 +21,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
@@ -38,33 +36,9 @@ type Repository struct {
 	Client client.Client
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
-	// Events, when set, records an event on every object a SCIM write
-	// creates, changes or deletes (kubectl describe / get events). Notes
-	// carry ids and the token name only, never personal data.
-	Events events.EventRecorder
-}
-
-// Event reasons of SCIM writes.
-const (
-	EventCreated        = "ScimCreated"
-	EventUpdated        = "ScimUpdated"
-	EventDeleted        = "ScimDeleted"
-	EventMembersChanged = "ScimMembersChanged"
-)
-
-// event records a Normal event on obj when a recorder is configured.
-func (r *Repository) event(obj runtime.Object, reason, action, note string, args ...any) {
-	if r.Events == nil {
-		return
-	}
-	r.Events.Eventf(obj, nil, "Normal", reason, action, note, args...)
-}
-
-func byToken(p Principal) string {
-	if p.TokenName == "" {
-		return ""
-	}
-	return " (ScimToken " + p.TokenName + ")"
+	// Activity, when set, counts SCIM writes per token for the summary
+	// events on ScimTokens. Notes carry counts only, never personal data.
+	Activity *Activity
 }
 
 // AnnotationLastModified records when a SCIM write last changed an object,

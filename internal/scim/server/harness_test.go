@@ -71,6 +71,8 @@ func startReplicaWith(t *testing.T, cfg server.Config, namespaces ...string) *re
 		Namespaces: namespaces, SkipControllerNameValidation: true,
 		PublicURL: "https://scim.example.test/scim/v2",
 		SCIM:      cfg,
+		// Short, so that tests see the activity events soon.
+		ActivityInterval: 200 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatalf("building the operator: %v", err)
