@@ -45,7 +45,7 @@ func startSync(t *testing.T, store helpdesk.Store, policy helpdesk.DeletionPolic
 	}
 	s := &syncStack{ns: ns, store: store, metrics: m}
 	startManager(t, ns, func(mgr ctrl.Manager) error {
-		if err := repository.RegisterIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		if err := repository.RegisterIndexes(context.Background(), mgr.GetCache()); err != nil {
 			return err
 		}
 		s.repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient()}
