@@ -57,7 +57,7 @@ type MemSnap struct {
 	HeapInuseBytes float64          `json:"goHeapInuseBytes"`
 	HeapAllocBytes float64          `json:"goHeapAllocBytes"`
 	NextGCBytes    float64          `json:"goNextGCBytes"`
-	LiveHeapBytes  float64          `json:"goLiveHeapEstimateBytes"` // next_gc / 2 (GOGC=100)
+	LiveHeapBytes  float64          `json:"goLiveHeapBytes"` // heap alloc right after a forced GC
 	ChildrenRSS    map[string]int64 `json:"controlPlaneRSSBytes"`
 }
 
@@ -115,12 +115,12 @@ func loadAvg() string {
 }
 
 // memory reads the operator's memory after the controllers went idle and
-// a quiet period. A GC cannot be forced from outside, so besides the heap
-// in use (which holds garbage not yet collected) it reports next_gc/2: the
-// heap goal is twice the live heap of the last GC at the default GOGC.
+// a quiet period. The live heap is the heap allocated right after a
+// collection, which the operator's /debug/pprof/heap?gc=1 forces.
 func (b *bench) memory(ctx context.Context) MemSnap {
 	b.settle(ctx, 3*time.Minute)
 	sleep(ctx, b.o.Quiet)
+	b.forceGC(ctx)
 	var s MemSnap
 	s.RSSBytes, _ = rssBytes(b.st.pid())
 	s.ChildrenRSS = childRSS(b.st.pid())
@@ -128,9 +128,9 @@ func (b *bench) memory(ctx context.Context) MemSnap {
 		s.HeapInuseBytes = m.sum("go_memstats_heap_inuse_bytes", nil)
 		s.HeapAllocBytes = m.sum("go_memstats_heap_alloc_bytes", nil)
 		s.NextGCBytes = m.sum("go_memstats_next_gc_bytes", nil)
-		s.LiveHeapBytes = s.NextGCBytes / 2
+		s.LiveHeapBytes = s.HeapAllocBytes
 	}
-	progress("  RSS %s, heap in use %s, live heap ≈ %s; control plane %v", mib(float64(s.RSSBytes)), mib(s.HeapInuseBytes), mib(s.LiveHeapBytes), fmtChildren(s.ChildrenRSS))
+	progress("  RSS %s, heap in use %s, live heap %s; control plane %v", mib(float64(s.RSSBytes)), mib(s.HeapInuseBytes), mib(s.LiveHeapBytes), fmtChildren(s.ChildrenRSS))
 	return s
 }
 
@@ -265,12 +265,10 @@ func (r *Results) evaluate() {
 		fmt.Sprintf("%.2f KiB live heap per user (heap in use %.2f KiB, RSS %.2f KiB) at %d users",
 			m.PerUserLiveHeapBytes/1024, m.PerUserHeapBytes/1024, m.PerUserRSSBytes/1024, m.Users), status(m.PerUserLiveHeapBytes < 4096)})
 	if m.PerUserLiveHeapBytes >= 4096 {
-		r.Causes = append(r.Causes, fmt.Sprintf("Memory (not profiled; likely causes): each cycle user brings more than the user into the operator's caches: "+
-			"its NameClaim, its share of GroupMembership shards (%d memberships for %d users), the field indexes "+
-			"(userName, externalId, email, displayName, membership) and the informer's copy of the object with its status conditions. "+
-			"Part of the increase is transient: the SCIM server records an Event for every write (about two per user in this cycle: create and manager PATCH), "+
-			"and client-go's events broadcaster (k8s.io/client-go/tools/events) keeps each distinct event in its series cache for 6 to 12 minutes, "+
-			"longer than this program waits. A heap profile after the cache expires would separate the two.", c.Memberships, c.Users))
+		r.Causes = append(r.Causes, fmt.Sprintf("Memory: each cycle user brings more than the user into the operator's caches: "+
+			"its share of GroupMembership shards (%d memberships for %d users), the field index entries "+
+			"(userName, externalId, email, membership; one set each per value in client-go's indexer) and the informer's copy of the object "+
+			"with its labels, annotation, finalizer and status conditions. Run with --heap-profile for the split.", c.Memberships, c.Users))
 	}
 }
 
@@ -306,16 +304,13 @@ func (r *Results) createCause(c int) string {
 			s.WritesPerReq, describeCalls(s.Writes), s.ReadsPerReq, describeCalls(s.Reads), b.WritesPerReq, describeCalls(b.Writes), b.ReadsPerReq)
 	}
 	if s != nil {
-		if ev := s.Writes["post events"]; ev > 0 {
-			fmt.Fprintf(&w, "Of these writes, the Event (%.2f per request) is not needed for correctness and could be dropped or sampled; ", ev)
-		}
 		if st := s.Writes["patch provisionedusers/status"]; st > 0 {
 			fmt.Fprintf(&w, "the controller's status write (%.2f) is paid by the baseline too. ", st)
 		}
 	}
-	w.WriteString("A SCIM create needs two API writes on the request path (the NameClaim that makes userName unique across replicas, then the ProvisionedUser), " +
-		"and it then waits until its own informer cache has the new object (read-your-writes for Entra's next request), " +
-		"so each request holds a worker for two write round trips plus a watch delivery, where the baseline pays one write. " +
+	w.WriteString("A SCIM create of a new userName writes the ProvisionedUser under its first id (one write, the uniqueness check included), " +
+		"reads the userName's NameClaim live (the other half of the cross-replica handshake), and then waits until its own informer cache has the new object " +
+		"(read-your-writes for Entra's next request), so each request holds a worker for a write, a read and a watch delivery, where the baseline pays one write. " +
 		"On 2 cores the operator's own CPU (HTTP, JSON, auth, the sync controller and SQLite) competes with etcd and kube-apiserver.")
 	return w.String()
 }
@@ -527,14 +522,14 @@ func writeMarkdown(path string, r *Results) error {
 
 	p("\n## 4. Memory, objects and filter GET\n\n")
 	p("The operator process (`scim-operator dev`: manager, SCIM server, SQLite) before the cycle and after its %d users, each reading after the work queues emptied and %s of quiet. ", m.Users, o.Quiet)
-	p("A GC cannot be forced from outside: *heap in use* still holds garbage, while *live heap* is `go_memstats_next_gc_bytes`/2 (the heap goal is twice the heap live after the last GC at GOGC=100), the better measure of what the caches keep.\n\n")
+	p("*Live heap* is `go_memstats_heap_alloc_bytes` right after a collection forced through the operator's `/debug/pprof/heap?gc=1`: what the caches keep. *Heap in use* counts whole spans, free space included.\n\n")
 	p("| | base | after %d users | per user |\n|---|--:|--:|--:|\n", m.Users)
 	p("| RSS (VmRSS) | %s | %s | %.2f KiB |\n", mib(float64(m.Base.RSSBytes)), mib(float64(m.After.RSSBytes)), m.PerUserRSSBytes/1024)
 	p("| Go heap in use | %s | %s | %.2f KiB |\n", mib(m.Base.HeapInuseBytes), mib(m.After.HeapInuseBytes), m.PerUserHeapBytes/1024)
-	p("| Go live heap (estimate) | %s | %s | %.2f KiB |\n", mib(m.Base.LiveHeapBytes), mib(m.After.LiveHeapBytes), m.PerUserLiveHeapBytes/1024)
+	p("| Go live heap | %s | %s | %.2f KiB |\n", mib(m.Base.LiveHeapBytes), mib(m.After.LiveHeapBytes), m.PerUserLiveHeapBytes/1024)
 	p("| control plane RSS | %s | %s | |\n\n", fmtChildren(m.Base.ChildrenRSS), fmtChildren(m.After.ChildrenRSS))
 	p("The base already caches the earlier sections' objects (baseline namespace and demo tenant); the per-user figure is the cycle's increase divided by its users, ")
-	p("so it includes each user's NameClaim and its share of GroupMembership shards.\n\n")
+	p("so it includes each user's share of GroupMembership shards (and a NameClaim for the few users that need one).\n\n")
 	p("API server objects after the cycle (List with limit 1 and the remaining count):\n\n| kind | all namespaces | %s |\n|---|--:|--:|\n", cycleNS)
 	for _, k := range sortedKeys(r.Objects["all namespaces"]) {
 		p("| %s | %d | %d |\n", k, r.Objects["all namespaces"][k], r.Objects[cycleNS][k])
@@ -559,7 +554,7 @@ func writeMarkdown(path string, r *Results) error {
 	if c.Users < 100000 {
 		p("- Memory, object count and filter GET latency at 100,000 users: run `make bench BENCH_FLAGS=\"--users 100000\"` (several times longer than the default run).\n")
 	}
-	p("- CPU profiles: the dev stack exposes no pprof endpoint; the explanations above come from the API request counts measured here.\n")
+	p("- CPU profiles: not taken by this program (the operator serves /debug/pprof/profile while it runs); the explanations above come from the API request counts measured here.\n")
 	p("- PostgreSQL and MySQL as the helpdesk database: the dev stack uses SQLite.\n")
 	return os.WriteFile(path, w.Bytes(), 0o644)
 }

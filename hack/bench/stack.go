@@ -222,6 +222,22 @@ func childRSS(pid int) map[string]int64 {
 	return out
 }
 
+// forceGC makes the operator collect garbage (/debug/pprof/heap?gc=1), so
+// that its heap metrics read right after show what is live.
+func (b *bench) forceGC(ctx context.Context) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.st.pprofURL+"/heap?gc=1", nil)
+	if err != nil {
+		return
+	}
+	res, err := b.hc.Do(req)
+	if err != nil {
+		progress("forcing a GC in the operator: %v (live heap will include garbage)", err)
+		return
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	_ = res.Body.Close()
+}
+
 // saveHeapProfile writes the operator's heap profile (after a GC, which
 // /debug/pprof/heap?gc=1 forces) to --heap-profile.
 func (b *bench) saveHeapProfile(ctx context.Context) {
