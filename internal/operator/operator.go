@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -142,7 +144,8 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		return nil, err
 	}
 
-	activity := repository.NewActivity(mgr.GetEventRecorder("scim-server"), mgr.GetCache(), o.ActivityInterval)
+	instance, _ := os.Hostname() // the pod name in a cluster
+	activity := repository.NewActivity(mgr.GetClient(), instance, o.ActivityInterval)
 	if err := mgr.Add(activity); err != nil {
 		return nil, err
 	}
@@ -151,8 +154,18 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if _, err := mgr.GetCache().GetInformer(ctx, &scimv1.NameClaim{}, cache.BlockUntilSynced(false)); err != nil {
 		return nil, fmt.Errorf("watching NameClaims: %w", err)
 	}
+	signals := repository.NewCacheSignals()
+	for _, obj := range []client.Object{&scimv1.ProvisionedUser{}, &scimv1.ProvisionedGroup{}, &scimv1.GroupMembership{}} {
+		inf, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return nil, fmt.Errorf("watching %T: %w", obj, err)
+		}
+		if _, err := inf.AddEventHandler(signals.Handler()); err != nil {
+			return nil, fmt.Errorf("watching %T: %w", obj, err)
+		}
+	}
 	op.Repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient(),
-		Activity: activity}
+		Activity: activity, Signals: signals}
 	op.Auth = tokens.NewAuthenticator(mgr.GetCache(), clock.RealClock{})
 	usage := tokens.NewUsageRecorder(mgr.GetClient(), mgr.GetAPIReader(), tokens.UsageOptions{Logger: o.Log.WithName("token-usage")})
 	if err := mgr.Add(usage); err != nil {

@@ -9,7 +9,9 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/client-go/tools/events"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
@@ -25,22 +27,26 @@ const EventActivity = "ScimActivity"
 // third of a create's cost) and an entry per object in the events
 // broadcaster's cache: at 100,000 users both matter more than the detail.
 // Each write is still in the audit log, and objects carry the token label.
+//
+// The events are written directly rather than through client-go's events
+// recorder: the recorder treats events with the same object, reason and
+// action as one series and drops the later notes, which are the point here.
 type Activity struct {
-	recorder events.EventRecorder
-	tokens   client.Reader
+	client   client.Client // reads ScimTokens (cache), creates events
+	instance string        // reportingInstance: this replica
 	interval time.Duration
 
 	mu     sync.Mutex
 	counts map[client.ObjectKey]map[string]int // token -> "users created" -> n
 }
 
-// NewActivity reports every interval (default one minute) through recorder,
-// reading ScimTokens from tokens (the cache).
-func NewActivity(recorder events.EventRecorder, tokens client.Reader, interval time.Duration) *Activity {
+// NewActivity reports every interval (default one minute) for the replica
+// named instance (the pod name).
+func NewActivity(c client.Client, instance string, interval time.Duration) *Activity {
 	if interval <= 0 {
 		interval = time.Minute
 	}
-	return &Activity{recorder: recorder, tokens: tokens, interval: interval, counts: map[client.ObjectKey]map[string]int{}}
+	return &Activity{client: c, instance: instance, interval: interval, counts: map[client.ObjectKey]map[string]int{}}
 }
 
 // add counts one write by p; what reads like "users created".
@@ -82,13 +88,26 @@ func (a *Activity) flush(ctx context.Context) {
 	a.mu.Unlock()
 	for key, c := range counts {
 		var tok scimv1.ScimToken
-		if err := a.tokens.Get(ctx, key, &tok); err != nil {
+		if err := a.client.Get(ctx, key, &tok); err != nil {
 			continue // token deleted meanwhile: nothing to attach the event to
 		}
-		a.recorder.Eventf(&tok, nil, "Normal", EventActivity, "Provision",
-			"SCIM writes in the last %s: %s", a.interval, summary(c))
+		now := time.Now()
+		ev := &eventsv1.Event{
+			ObjectMeta: metav1.ObjectMeta{Namespace: tok.Namespace, Name: fmt.Sprintf("%s.%x", tok.Name, now.UnixNano())},
+			EventTime:  metav1.NewMicroTime(now),
+			Regarding: corev1.ObjectReference{APIVersion: scimv1.GroupVersion.String(), Kind: "ScimToken",
+				Namespace: tok.Namespace, Name: tok.Name, UID: tok.UID},
+			Type: corev1.EventTypeNormal, Reason: EventActivity, Action: "Provision",
+			Note:                fmt.Sprintf("SCIM writes in the last %s: %s", a.interval, summary(c)),
+			ReportingController: ActivityController, ReportingInstance: a.instance,
+		}
+		// Best effort, like any event: a lost summary loses no data.
+		_ = a.client.Create(ctx, ev)
 	}
 }
+
+// ActivityController is the reportingController of the activity events.
+const ActivityController = "scim.helpdesk.dev/scim-server"
 
 // summary renders counts in a stable order: "3 users created, 1 group deleted".
 func summary(c map[string]int) string {

@@ -85,14 +85,15 @@ type uniqueness struct {
 	firstID func(namespace, value string) string
 }
 
-// claimGrace is how long a claim whose owner does not exist yet is
-// presumed to belong to a create in flight. Taking such a claim over at
-// once lets two replicas racing on the same userName both succeed: the
-// loser would find the winner's claim before the winner's user exists,
-// take it over as stale and create a second user. It is measured from
-// spec.claimedAt (else the creationTimestamp) and is generous against clock
-// skew between replicas; an orphan from a crash blocks its value for this
-// long at most, answering 409.
+// claimGrace is how long a claim counts as held whatever its owner says:
+// the owner may be between its claim and its write (a user not created yet,
+// a rename not written yet). Taking such a claim over at once lets two
+// replicas racing on the same userName both succeed: the loser would find
+// the winner's claim before the winner's write, take it over as stale and
+// write too. It is measured from spec.claimedAt (else the
+// creationTimestamp) and is generous against clock skew between replicas;
+// an orphan from a crash blocks its value for this long at most, answering
+// 409.
 const claimGrace = 30 * time.Second
 
 func (r *Repository) newClaim(key client.ObjectKey, kind scimv1.ClaimKind, lower, owner string) *scimv1.NameClaim {
@@ -119,7 +120,7 @@ func (r *Repository) claimOf(ctx context.Context, key client.ObjectKey) (*scimv1
 }
 
 // heldBy reports whether a claim's owner (other than self) holds it, or may
-// be about to (created within the grace period, owner not yet there).
+// be about to (claimed within the grace period).
 func (r *Repository) heldBy(ctx context.Context, u uniqueness, c *scimv1.NameClaim, self string) (bool, error) {
 	if c.Spec.Owner == "" || c.Spec.Owner == self {
 		return false, nil
@@ -132,7 +133,7 @@ func (r *Repository) heldBy(ctx context.Context, u uniqueness, c *scimv1.NameCla
 	if c.Spec.ClaimedAt != nil {
 		since = c.Spec.ClaimedAt.Time
 	}
-	return state == ownerHolding || (state == ownerMissing && r.now().Sub(since) < claimGrace), nil
+	return state == ownerHolding || r.now().Sub(since) < claimGrace, nil
 }
 
 // claim reserves value for owner in namespace. A claim held by a live owner
@@ -191,7 +192,20 @@ func (r *Repository) checkFirstHolder(ctx context.Context, namespace string, u u
 	if first == owner {
 		return nil
 	}
-	state, err := u.holds(ctx, namespace, first, strings.ToLower(value))
+	// A create racing this claim on another replica also sees the claim
+	// and undoes itself within a round trip (createFirst); give it that
+	// time before answering 409, or both writers would fail.
+	var state ownerState
+	var err error
+	for attempt := 0; attempt < firstHolderChecks; attempt++ {
+		if attempt > 0 && !sleepCtx(ctx, firstHolderPause) {
+			break
+		}
+		state, err = u.holds(ctx, namespace, first, strings.ToLower(value))
+		if err != nil || state != ownerHolding {
+			break
+		}
+	}
 	if err == nil && state != ownerHolding {
 		return nil
 	}
@@ -200,6 +214,24 @@ func (r *Repository) checkFirstHolder(ctx context.Context, namespace string, u u
 		return err
 	}
 	return scimerr.Uniqueness("%s %q is already in use", u.kind, value)
+}
+
+// firstHolderChecks and firstHolderPause bound the wait in checkFirstHolder
+// (only paid when a first-id user holds the value).
+const (
+	firstHolderChecks = 6
+	firstHolderPause  = 50 * time.Millisecond
+)
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // release gives up owner's claim on value: deletes it, or, when it is

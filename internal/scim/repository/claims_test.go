@@ -90,6 +90,17 @@ func TestCreateAfterClaimOnAnotherReplica(t *testing.T) {
 	expectConflict("held", err)
 	firstIDGone("held")
 
+	// A rename in flight: its user exists but does not have the value yet.
+	renaming := &scimv1.ProvisionedUser{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "renaming"},
+		Spec: scimv1.ProvisionedUserSpec{UserName: "old-name"}}
+	if err := e.Client.Create(ctx, renaming); err != nil {
+		t.Fatal(err)
+	}
+	putClaim("new-name", "renaming", false, time.Now())
+	_, err = create("new-name")
+	expectConflict("new-name", err)
+	firstIDGone("new-name")
+
 	// Retired: the first id belonged to a user before; a new id instead.
 	putClaim("retired", "", true, time.Time{})
 	u, err := create("retired")

@@ -36,6 +36,9 @@ type Repository struct {
 	Client client.Client
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
+	// Signals, when set, wakes writes waiting for their own cache as soon
+	// as the informer has their object (install Signals.Handler()).
+	Signals *CacheSignals
 	// Activity, when set, counts SCIM writes per token for the summary
 	// events on ScimTokens. Notes carry counts only, never personal data.
 	Activity *Activity

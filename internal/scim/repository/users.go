@@ -44,7 +44,6 @@ func (r *Repository) CreateUser(ctx context.Context, p Principal, spec scimv1.Pr
 			return nil, err
 		}
 	}
-	r.awaitCache(ctx, created, false)
 	r.Activity.add(p, "users created", 1)
 	return created, nil
 }
@@ -75,7 +74,13 @@ func (r *Repository) createFirst(ctx context.Context, u *scimv1.ProvisionedUser)
 	}
 	// The other half of the handshake in claims.go: a claim taken on
 	// another replica before this create wins; a retired one means this
-	// id belonged to someone before.
+	// id belonged to someone before. Read-your-writes is awaited meanwhile.
+	cached := make(chan struct{})
+	go func() {
+		defer close(cached)
+		r.awaitCache(ctx, first, false)
+	}()
+	defer func() { <-cached }()
 	c, err := r.claimOf(ctx, client.ObjectKey{Namespace: ns, Name: ClaimName(uniq.kind, userName)})
 	held := false
 	if err == nil && c != nil {
@@ -110,6 +115,7 @@ func (r *Repository) createClaimed(ctx context.Context, u *scimv1.ProvisionedUse
 		r.release(ctx, u.Namespace, uniq, u.Spec.UserName, u.Name)
 		return nil, apiError(err, "user")
 	}
+	r.awaitCache(ctx, u, false)
 	return u, nil
 }
 

@@ -160,5 +160,10 @@ func TestReplicasRenameRacesCreate(t *testing.T) {
 			t.Errorf("round %d: %d users named %s, %d successful answers", round, holders, name, ok)
 		}
 	}
+	// Both backing off is allowed (each saw the other) but must stay rare:
+	// the claimer gives a racing create time to undo itself.
+	if bothFailed > rounds/4 {
+		t.Errorf("both writers backed off in %d of %d rounds", bothFailed, rounds)
+	}
 	t.Logf("%d rounds; both writers backed off in %d", rounds, bothFailed)
 }
