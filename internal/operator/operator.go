@@ -14,6 +14,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -155,17 +156,33 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		return nil, fmt.Errorf("watching NameClaims: %w", err)
 	}
 	signals := repository.NewCacheSignals()
-	for _, obj := range []client.Object{&scimv1.ProvisionedUser{}, &scimv1.ProvisionedGroup{}, &scimv1.GroupMembership{}} {
-		inf, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false))
+	userIndex := repository.NewUserIndex(signals)
+	var handlersSynced []toolscache.InformerSynced
+	for _, h := range []struct {
+		obj     client.Object
+		handler toolscache.ResourceEventHandler
+	}{
+		{&scimv1.ProvisionedUser{}, userIndex.Handler()},
+		{&scimv1.ProvisionedGroup{}, signals.Handler()},
+		{&scimv1.GroupMembership{}, signals.Handler()},
+	} {
+		inf, err := mgr.GetCache().GetInformer(ctx, h.obj, cache.BlockUntilSynced(false))
 		if err != nil {
-			return nil, fmt.Errorf("watching %T: %w", obj, err)
+			return nil, fmt.Errorf("watching %T: %w", h.obj, err)
 		}
-		if _, err := inf.AddEventHandler(signals.Handler()); err != nil {
-			return nil, fmt.Errorf("watching %T: %w", obj, err)
+		reg, err := inf.AddEventHandler(h.handler)
+		if err != nil {
+			return nil, fmt.Errorf("watching %T: %w", h.obj, err)
 		}
+		handlersSynced = append(handlersSynced, reg.HasSynced)
 	}
 	op.Repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient(),
-		Activity: activity, Signals: signals}
+		Activity: activity, Signals: signals, Users: userIndex}
+	// A replica answers SCIM once its caches synced and its handlers (the
+	// user index) have seen every object.
+	synced := func(ctx context.Context) bool {
+		return mgr.GetCache().WaitForCacheSync(ctx) && toolscache.WaitForCacheSync(ctx.Done(), handlersSynced...)
+	}
 	op.Auth = tokens.NewAuthenticator(mgr.GetCache(), clock.RealClock{})
 	usage := tokens.NewUsageRecorder(mgr.GetClient(), mgr.GetAPIReader(), tokens.UsageOptions{Logger: o.Log.WithName("token-usage")})
 	if err := mgr.Add(usage); err != nil {
@@ -188,7 +205,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		Log:     o.Log.WithName("scim"),
 	})
 	if o.SCIMAddr != "" {
-		if err := mgr.Add(&server.Listener{Addr: o.SCIMAddr, Handler: op.SCIM.Handler(),
+		if err := mgr.Add(&server.Listener{Addr: o.SCIMAddr, Handler: op.SCIM.Handler(), Synced: synced,
 			ReadHeaderTimeout: o.SCIM.ReadHeaderTimeout, ReadTimeout: o.SCIM.ReadTimeout,
 			CertFile: o.SCIMCertFile, KeyFile: o.SCIMKeyFile, Bound: o.SCIMBound}); err != nil {
 			return nil, err
@@ -206,7 +223,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if err := mgr.AddReadyzCheck("readyz", func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
 		defer cancel()
-		if !mgr.GetCache().WaitForCacheSync(ctx) {
+		if !synced(ctx) {
 			return fmt.Errorf("caches not synced yet")
 		}
 		return nil

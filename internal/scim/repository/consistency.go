@@ -9,6 +9,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 )
 
 // Read-your-writes. A GET by id reads the API server (see GetUser), so it
@@ -91,6 +93,15 @@ func (c *CacheSignals) wait(key client.ObjectKey) (<-chan struct{}, func()) {
 	}
 }
 
+// indexed reports whether the UserIndex has caught up with a user's write
+// too (filters read it, not the cache).
+func (r *Repository) indexed(obj client.Object, rv uint64) bool {
+	if _, ok := obj.(*scimv1.ProvisionedUser); !ok || r.Users == nil || rv == 0 {
+		return true
+	}
+	return r.Users.Seen(rv)
+}
+
 // awaitCache waits until the cache holds obj at (at least) its
 // resourceVersion, or, with gone set, no longer holds it live. It looks
 // again whenever the informer signals a change of obj, and polls as well,
@@ -110,7 +121,7 @@ func (r *Repository) awaitCache(ctx context.Context, obj client.Object, gone boo
 			return
 		case !gone && err == nil:
 			have, _ := strconv.ParseUint(cur.GetResourceVersion(), 10, 64)
-			if cur.GetResourceVersion() == obj.GetResourceVersion() || (want > 0 && have >= want) {
+			if (cur.GetResourceVersion() == obj.GetResourceVersion() || (want > 0 && have >= want)) && r.indexed(obj, want) {
 				return
 			}
 		}

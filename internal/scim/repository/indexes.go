@@ -32,8 +32,9 @@ type Informers interface {
 	GetInformer(ctx context.Context, obj client.Object, opts ...cache.InformerGetOption) (cache.Informer, error)
 }
 
-// RegisterIndexes adds the field indexes this package reads. Call it before
-// the manager starts.
+// RegisterIndexes adds the field indexes of groups and memberships. Call it
+// before the manager starts. Users have their own, smaller index
+// (UserIndex).
 //
 // controller-runtime's FieldIndexer stores every value twice, under the
 // object's namespace and under "all namespaces"; every lookup here names
@@ -46,22 +47,6 @@ func RegisterIndexes(ctx context.Context, informers Informers) error {
 		field string
 		fn    client.IndexerFunc
 	}{
-		{&scimv1.ProvisionedUser{}, IndexUserName, func(o client.Object) []string {
-			return []string{strings.ToLower(o.(*scimv1.ProvisionedUser).Spec.UserName)}
-		}},
-		{&scimv1.ProvisionedUser{}, IndexExternalID, func(o client.Object) []string {
-			return nonEmpty(o.(*scimv1.ProvisionedUser).Spec.ExternalID)
-		}},
-		{&scimv1.ProvisionedUser{}, IndexEmail, func(o client.Object) []string {
-			u := o.(*scimv1.ProvisionedUser)
-			out := make([]string, 0, len(u.Spec.Emails))
-			for _, e := range u.Spec.Emails {
-				if e.Value != "" {
-					out = append(out, strings.ToLower(e.Value))
-				}
-			}
-			return out
-		}},
 		{&scimv1.ProvisionedGroup{}, IndexDisplayName, func(o client.Object) []string {
 			return []string{strings.ToLower(o.(*scimv1.ProvisionedGroup).Spec.DisplayName)}
 		}},

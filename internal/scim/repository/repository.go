@@ -36,6 +36,9 @@ type Repository struct {
 	Client client.Client
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
+	// Users finds users by userName, externalId and email (install its
+	// Handler on the ProvisionedUser informer).
+	Users *UserIndex
 	// Signals, when set, wakes writes waiting for their own cache as soon
 	// as the informer has their object (install Signals.Handler()).
 	Signals *CacheSignals

@@ -1,6 +1,7 @@
 package repository
 
 import (
+	"fmt"
 	"context"
 	"slices"
 	"strings"
@@ -174,13 +175,13 @@ func (r *Repository) DeleteUser(ctx context.Context, p Principal, id, ifMatch st
 	return remove(ctx, r, r.userKind(), p, id, ifMatch)
 }
 
-// UsersBy returns the tenant's live users whose index field equals value.
+// UsersBy returns the tenant's live users whose index field (IndexUserName,
+// IndexExternalID, IndexEmail) equals value, through the UserIndex.
 func (r *Repository) UsersBy(ctx context.Context, namespace, index, value string) ([]scimv1.ProvisionedUser, error) {
-	var list scimv1.ProvisionedUserList
-	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{index: value}); err != nil {
-		return nil, apiError(err, "users")
+	if r.Users == nil {
+		return nil, fmt.Errorf("%w: the user index is not installed", ErrUnavailable)
 	}
-	return live(list.Items), nil
+	return r.usersByIndex(ctx, namespace, index, value)
 }
 
 // AllUsers returns every live user of the tenant, oldest first (then by id),

@@ -23,6 +23,9 @@ type Listener struct {
 	Ready chan struct{}
 	// Bound receives the listening address (useful with port 0).
 	Bound func(addr string)
+	// Synced, when set, is waited for before listening: a replica serves
+	// SCIM only once its caches and indexes hold every object.
+	Synced func(context.Context) bool
 	// ReadHeaderTimeout and ReadTimeout cut off slow clients (defaults 10s
 	// and 30s): a SCIM request is small and quick.
 	ReadHeaderTimeout, ReadTimeout time.Duration
@@ -42,6 +45,9 @@ func (l *Listener) Start(ctx context.Context) error {
 		MaxHeaderBytes:    64 << 10,
 		// In-flight requests finish during Shutdown instead of being cancelled.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	if l.Synced != nil && !l.Synced(ctx) {
+		return ctx.Err()
 	}
 	ln, err := net.Listen("tcp", l.Addr)
 	if err != nil {

@@ -1,0 +1,72 @@
+package repository_test
+
+import (
+	"slices"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/repository"
+)
+
+func indexedUser(ns, name, rv, userName, externalID string, emails ...string) *scimv1.ProvisionedUser {
+	u := &scimv1.ProvisionedUser{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, ResourceVersion: rv},
+		Spec:       scimv1.ProvisionedUserSpec{UserName: userName, ExternalID: externalID},
+	}
+	for _, e := range emails {
+		u.Spec.Emails = append(u.Spec.Emails, scimv1.MultiValuedAttribute{Value: e})
+	}
+	return u
+}
+
+// TestUserIndex: the index follows adds, updates and deletes, keeps
+// tenants apart, and holds values shared by several users.
+func TestUserIndex(t *testing.T) {
+	x := repository.NewUserIndex(repository.NewCacheSignals())
+	h := x.Handler()
+	names := func(index, ns, value string) []string {
+		n := x.Names(index, ns, value)
+		slices.Sort(n)
+		return n
+	}
+	want := func(got []string, w ...string) {
+		t.Helper()
+		if !slices.Equal(got, w) && !(len(got) == 0 && len(w) == 0) {
+			t.Errorf("got %v, want %v", got, w)
+		}
+	}
+
+	ann := indexedUser("t1", "a", "10", "Ann@x.test", "ext-1", "ANN@x.test", "ann2@x.test")
+	h.OnAdd(ann, false)
+	h.OnAdd(indexedUser("t2", "b", "11", "ann@x.test", "ext-1"), false)
+	want(names(repository.IndexUserName, "t1", "ann@x.test"), "a")
+	want(names(repository.IndexUserName, "t2", "ann@x.test"), "b")
+	want(names(repository.IndexExternalID, "t1", "ext-1"), "a")
+	want(names(repository.IndexExternalID, "t1", "EXT-1")) // externalId is case-exact
+	want(names(repository.IndexEmail, "t1", "ann2@x.test"), "a")
+	if !x.Seen(11) || x.Seen(12) {
+		t.Errorf("Seen follows the highest resourceVersion indexed")
+	}
+
+	// Rename and a changed email: old values go, new ones come.
+	renamed := indexedUser("t1", "a", "12", "anna@x.test", "ext-1", "ANN@x.test")
+	h.OnUpdate(ann, renamed)
+	want(names(repository.IndexUserName, "t1", "ann@x.test"))
+	want(names(repository.IndexUserName, "t1", "anna@x.test"), "a")
+	want(names(repository.IndexEmail, "t1", "ann2@x.test"))
+	want(names(repository.IndexEmail, "t1", "ann@x.test"), "a")
+
+	// Two users with one value (created outside SCIM, or mid-rename).
+	dup := indexedUser("t1", "c", "13", "ANNA@x.test", "")
+	h.OnAdd(dup, false)
+	want(names(repository.IndexUserName, "t1", "anna@x.test"), "a", "c")
+	h.OnDelete(toolscache.DeletedFinalStateUnknown{Key: "t1/a", Obj: renamed})
+	want(names(repository.IndexUserName, "t1", "anna@x.test"), "c")
+	want(names(repository.IndexExternalID, "t1", "ext-1"))
+	h.OnDelete(dup)
+	want(names(repository.IndexUserName, "t1", "anna@x.test"))
+	want(names(repository.IndexUserName, "t2", "ann@x.test"), "b")
+}
