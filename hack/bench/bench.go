@@ -127,6 +127,9 @@ type APICalls struct {
 	ReadsPerReq  float64            `json:"readsPerRequest"`
 	Writes       map[string]float64 `json:"writesByResource"` // per request
 	Reads        map[string]float64 `json:"readsByResource"`  // per request
+	// ServerMs is the API server's mean latency by verb and resource
+	// (apiserver_request_duration_seconds), for the calls counted above.
+	ServerMs map[string]float64 `json:"serverMsByResource,omitempty"`
 }
 
 func apiDelta(before, after metrics, op string, c, n int) APICalls {
@@ -153,10 +156,34 @@ func apiDelta(before, after metrics, op string, c, n int) APICalls {
 	}
 	tally(after, 1)
 	tally(before, -1)
+	secs, count := map[string]float64{}, map[string]float64{}
+	for sign, m := range map[float64]metrics{1: after, -1: before} {
+		for _, s := range m {
+			switch s.Name {
+			case "apiserver_request_duration_seconds_sum":
+				secs[key(s)] += sign * s.Value
+			case "apiserver_request_duration_seconds_count":
+				count[key(s)] += sign * s.Value
+			}
+		}
+	}
+	out.ServerMs = map[string]float64{}
+	for k, n := range count {
+		if n > 0 {
+			out.ServerMs[k] = 1000 * secs[k] / n
+		}
+	}
 	for _, m := range []map[string]float64{out.Writes, out.Reads} {
 		for k, v := range m {
 			if math.Abs(v) < 0.02 { // leases, token usage, discovery: background noise
 				delete(m, k)
+			}
+		}
+	}
+	for k := range out.ServerMs {
+		if _, ok := out.Writes[k]; !ok {
+			if _, ok := out.Reads[k]; !ok {
+				delete(out.ServerMs, k)
 			}
 		}
 	}
@@ -211,7 +238,7 @@ func (r *Results) addAPICalls(a APICalls) {
 		}
 		return out
 	}
-	cur.Writes, cur.Reads = mix(cur.Writes, a.Writes), mix(cur.Reads, a.Reads)
+	cur.Writes, cur.Reads, cur.ServerMs = mix(cur.Writes, a.Writes), mix(cur.Reads, a.Reads), mix(cur.ServerMs, a.ServerMs)
 	cur.WritesPerReq = (cur.WritesPerReq*float64(cur.Requests) + a.WritesPerReq*float64(a.Requests)) / n
 	cur.ReadsPerReq = (cur.ReadsPerReq*float64(cur.Requests) + a.ReadsPerReq*float64(a.Requests)) / n
 	cur.Requests += a.Requests
