@@ -1,8 +1,8 @@
 package repository
 
 import (
-	"fmt"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 
