@@ -272,6 +272,9 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 			mgrSent[i] = time.Now()
 			return sc.setManager(ctx, ids[i], ids[i%cr.Managers])
 		})
+		if j%max(1, n/10) == 0 {
+			progress("  manager PATCHes: %d/%d", j, n-cr.Managers)
+		}
 	})
 	cr.Phases = append(cr.Phases, mgr.result("PATCH /Users (manager)", c, wall))
 	progress("  manager PATCHes done in %.1fs", wall.Seconds())
@@ -318,6 +321,7 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 		}
 	}
 	var members recorder
+	var groupsDone atomic.Int64
 	wall = pool(ctx, len(order), c, func(k int) {
 		g := order[k]
 		if gids[g] == "" {
@@ -337,6 +341,9 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 			if len(batch) > 0 {
 				_ = members.time(func() error { return sc.addMembers(ctx, gids[g], batch) })
 			}
+		}
+		if d := groupsDone.Add(1); d%int64(max(1, len(order)/10)) == 0 {
+			progress("  groups filled: %d/%d", d, len(order))
 		}
 	})
 	cr.Phases = append(cr.Phases, members.result("PATCH /Groups (+≤100 members)", c, wall))
@@ -398,8 +405,8 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 	// Section 4: memory with every user cached, object counts, filter GETs.
 	progress("memory after the cycle (quiet %s)", o.Quiet)
 	res.Memory.After = b.memory(ctx)
-	if b.o.HeapProfile != "" {
-		b.saveHeapProfile(ctx)
+	if b.o.HeapProfile != "" && b.saveHeapProfile(ctx) {
+		res.HeapTop = heapTop(ctx, b.o.HeapProfile)
 	}
 	res.Memory.Users = n
 	res.Objects = map[string]map[string]int64{"all namespaces": b.objectCounts(ctx, ""), cycleNS: b.objectCounts(ctx, cycleNS)}

@@ -31,6 +31,8 @@ type Results struct {
 	FilterGet      OpResult                    `json:"filterGetAtEnd"`
 	Targets        []Target                    `json:"targets"`
 	Causes         []string                    `json:"causes,omitempty"`
+	// HeapTop is `go tool pprof -top` of the heap profile (--heap-profile).
+	HeapTop string `json:"heapProfileTop,omitempty"`
 }
 
 type Ratio struct {
@@ -554,6 +556,11 @@ func writeMarkdown(path string, r *Results) error {
 	fg := r.FilterGet
 	p("\nFilter GET (`GET /Users?filter=userName eq \"…\"`, existing users) with %d users in the tenant, %d requests at concurrency 1: ", c.Users, fg.Count)
 	p("p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, errors %d.\n", fg.P50ms, fg.P95ms, fg.P99ms, fg.Errors)
+
+	if r.HeapTop != "" {
+		p("\n## Heap profile after the cycle\n\n")
+		p("The operator's live heap after a forced collection (`--heap-profile`; `go tool pprof -top -sample_index=inuse_space`), the largest entries:\n\n```text\n%s\n```\n", r.HeapTop)
+	}
 
 	p("\n## Caveats\n\n")
 	var load1 float64

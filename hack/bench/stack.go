@@ -240,27 +240,47 @@ func (b *bench) forceGC(ctx context.Context) {
 
 // saveHeapProfile writes the operator's heap profile (after a GC, which
 // /debug/pprof/heap?gc=1 forces) to --heap-profile.
-func (b *bench) saveHeapProfile(ctx context.Context) {
+func (b *bench) saveHeapProfile(ctx context.Context) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.st.pprofURL+"/heap?gc=1", nil)
 	if err != nil {
 		progress("heap profile: %v", err)
-		return
+		return false
 	}
 	res, err := b.hc.Do(req)
 	if err != nil {
 		progress("heap profile: %v", err)
-		return
+		return false
 	}
 	defer res.Body.Close()
 	f, err := os.Create(b.o.HeapProfile)
 	if err != nil {
 		progress("heap profile: %v", err)
-		return
+		return false
 	}
 	defer f.Close()
 	if _, err := io.Copy(f, res.Body); err != nil {
 		progress("heap profile: %v", err)
-		return
+		return false
 	}
 	progress("heap profile written to %s (go tool pprof -top -sample_index=inuse_space %s)", b.o.HeapProfile, b.o.HeapProfile)
+	return true
+}
+
+// heapTop renders the profile's largest entries for the report.
+func heapTop(ctx context.Context, path string) string {
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=18", "-sample_index=inuse_space", path).Output()
+	if err != nil {
+		progress("heap profile summary: %v", err)
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	var keep []string
+	for _, l := range lines {
+		// File, Build ID and Time name this run's binary, not the code.
+		if strings.HasPrefix(l, "File:") || strings.HasPrefix(l, "Build ID:") || strings.HasPrefix(l, "Time:") {
+			continue
+		}
+		keep = append(keep, l)
+	}
+	return strings.Join(keep, "\n")
 }
