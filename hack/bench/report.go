@@ -290,24 +290,18 @@ func secs(s float64) string {
 	return fmt.Sprintf("%.2f s", s)
 }
 
-func describeMs(m map[string]float64) string {
-	var parts []string
-	for _, k := range sortedKeys(m) {
-		parts = append(parts, fmt.Sprintf("%s %.1f ms", k, m[k]))
-	}
-	if len(parts) == 0 {
-		return "n/a"
-	}
-	return strings.Join(parts, ", ")
-}
+func describeMs(m map[string]float64) string { return describe(m, "%s %.1f ms", "n/a") }
 
-func describeCalls(m map[string]float64) string {
+func describeCalls(m map[string]float64) string { return describe(m, "%s %.2f", "none") }
+
+// describe lists m by key with format ("%s %.2f"), or says none.
+func describe(m map[string]float64, format, none string) string {
 	var parts []string
 	for _, k := range sortedKeys(m) {
-		parts = append(parts, fmt.Sprintf("%s %.2f", k, m[k]))
+		parts = append(parts, fmt.Sprintf(format, k, m[k]))
 	}
 	if len(parts) == 0 {
-		return "none"
+		return none
 	}
 	return strings.Join(parts, ", ")
 }

@@ -223,17 +223,6 @@ const (
 	firstHolderPause  = 50 * time.Millisecond
 )
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // release gives up owner's claim on value: deletes it, or, when it is
 // retired, keeps it with no owner. Failures are left alone: a stale claim
 // never blocks anyone for long, since claim() takes stale claims over.

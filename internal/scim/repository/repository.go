@@ -112,6 +112,11 @@ func (b *retrier) wait(ctx context.Context) bool {
 	}
 	ceiling := min(time.Millisecond<<min(b.attempt, 7), 100*time.Millisecond)
 	d := time.Duration(rand.Int64N(int64(ceiling))) + time.Millisecond //nolint:gosec // jitter, not a secret
+	return sleepCtx(ctx, d)
+}
+
+// sleepCtx sleeps for d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
