@@ -345,7 +345,7 @@ func u(l *LagResult) float64 {
 func (r *Results) lagCause() string {
 	c := r.Cycle
 	var w strings.Builder
-	fmt.Fprintf(&w, "Sync lag (groups): the cycle sent %.0f requests/s (%d requests in %.0f s); ", c.RequestsPerSecond, c.Requests, c.WallSeconds)
+	fmt.Fprintf(&w, "Sync lag: the cycle sent %.0f requests/s (%d requests in %.0f s); ", c.RequestsPerSecond, c.Requests, c.WallSeconds)
 	if c.DBCompleteSeconds >= 0 {
 		fmt.Fprintf(&w, "the database held everything %.0f s after the first request, %.0f s after the last. ", c.DBCompleteSeconds, c.DBAfterLastReq)
 	}
@@ -448,8 +448,14 @@ func writeMarkdown(path string, r *Results) error {
 	o := r.Options
 	c := r.Cycle
 	m := r.Memory
-	p("# Benchmarks\n\n")
-	p("Written by `make bench` (`go run ./hack/bench`, issue 8) from a real run; run it again to compare. ")
+	if len(r.Baseline)+len(r.SCIM) == 0 {
+		p("# Benchmarks at %d users\n\n", r.Cycle.Users)
+		p("Written by `make bench-100k` (`go run ./hack/bench --skip-microbench`, issue 8) from a real run: the initial cycle, memory and filter GET at this size; ")
+		p("the operations and their ratio to the baseline are in docs/benchmarks.md. ")
+	} else {
+		p("# Benchmarks\n\n")
+		p("Written by `make bench` (`go run ./hack/bench`, issue 8) from a real run; run it again to compare. ")
+	}
 	p("The program starts `scim-operator dev` (etcd, kube-apiserver, the operator and SQLite on this machine), ")
 	p("measures, and stops it. Numbers are from one run on a shared machine: compare runs on the same machine, not across machines.\n\n")
 	p("## Machine and run\n\n")
@@ -478,28 +484,32 @@ func writeMarkdown(path string, r *Results) error {
 	}
 
 	p("\n## 1–2. Baseline and SCIM operations\n\n")
-	p("The baseline creates ProvisionedUser objects equal to what `POST /Users` stores (spec, labels, finalizer, annotation) with a controller-runtime client ")
-	p("without client-side rate limit, one API write per object. At each level, baseline creates and SCIM creates alternate in %d rounds, then the other SCIM operations follow; ", createRounds)
-	p("after every phase the program waits until the operator's work queues are empty, so a phase does not pay for the previous one's controller work. ")
-	p("Group PATCHes go to at least as many groups as there are concurrent clients, each adding 100 users the group does not hold yet.\n\n")
-	p("| operation | concurrency | requests | per second | p50 ms | p95 ms | p99 ms | errors |\n|---|--:|--:|--:|--:|--:|--:|--:|\n")
-	for _, x := range append(append([]OpResult(nil), r.Baseline...), r.SCIM...) {
-		p("| %s | %d | %d | %.1f | %.1f | %.1f | %.1f | %d |\n", x.Op, x.Concurrency, x.Count, x.PerSecond, x.P50ms, x.P95ms, x.P99ms, x.Errors)
-	}
-	if len(r.Ratios) > 0 {
-		p("\nSCIM create throughput relative to the baseline at the same concurrency. Baseline creates and SCIM creates alternate in %d rounds per level ", createRounds)
-		p("(each round settles the controllers before the next), so that load from elsewhere on the machine hits both alike; the ratio is over all rounds, the spread between rounds shows how noisy the machine was.\n\n")
-		p("| concurrency | SCIM POST /Users per s | baseline creates per s | ratio | per round |\n|--:|--:|--:|--:|---|\n")
-		for _, rt := range r.Ratios {
-			p("| %d | %.1f | %.1f | **%.0f%%** | %s |\n", rt.Concurrency, rt.SCIMPerSecond, rt.BaselinePerSecond, rt.Ratio*100, fmtRatios(rt.Rounds))
+	if len(r.Baseline)+len(r.SCIM) == 0 {
+		p("Not run in this run (`--skip-microbench`): the operations and the ratio to the baseline are in docs/benchmarks.md.\n")
+	} else {
+		p("The baseline creates ProvisionedUser objects equal to what `POST /Users` stores (spec, labels, finalizer, annotation) with a controller-runtime client ")
+		p("without client-side rate limit, one API write per object. At each level, baseline creates and SCIM creates alternate in %d rounds, then the other SCIM operations follow; ", createRounds)
+		p("after every phase the program waits until the operator's work queues are empty, so a phase does not pay for the previous one's controller work. ")
+		p("Group PATCHes go to at least as many groups as there are concurrent clients, each adding 100 users the group does not hold yet.\n\n")
+		p("| operation | concurrency | requests | per second | p50 ms | p95 ms | p99 ms | errors |\n|---|--:|--:|--:|--:|--:|--:|--:|\n")
+		for _, x := range append(append([]OpResult(nil), r.Baseline...), r.SCIM...) {
+			p("| %s | %d | %d | %.1f | %.1f | %.1f | %.1f | %d |\n", x.Op, x.Concurrency, x.Count, x.PerSecond, x.P50ms, x.P95ms, x.P99ms, x.Errors)
 		}
-	}
-	if len(r.APICalls) > 0 {
-		p("\nAPI server requests per operation at concurrency %d (from `apiserver_request_total`, the controllers' requests included, background below 0.02 per request left out):\n\n", r.headline())
-		p("| operation | writes per request | writes by verb and resource | reads per request | reads by verb and resource | API server mean latency |\n|---|--:|---|--:|---|---|\n")
-		for _, a := range r.APICalls {
-			if a.Concurrency == r.headline() {
-				p("| %s | %.2f | %s | %.2f | %s | %s |\n", a.Op, a.WritesPerReq, describeCalls(a.Writes), a.ReadsPerReq, describeCalls(a.Reads), describeMs(a.ServerMs))
+		if len(r.Ratios) > 0 {
+			p("\nSCIM create throughput relative to the baseline at the same concurrency. Baseline creates and SCIM creates alternate in %d rounds per level ", createRounds)
+			p("(each round settles the controllers before the next), so that load from elsewhere on the machine hits both alike; the ratio is over all rounds, the spread between rounds shows how noisy the machine was.\n\n")
+			p("| concurrency | SCIM POST /Users per s | baseline creates per s | ratio | per round |\n|--:|--:|--:|--:|---|\n")
+			for _, rt := range r.Ratios {
+				p("| %d | %.1f | %.1f | **%.0f%%** | %s |\n", rt.Concurrency, rt.SCIMPerSecond, rt.BaselinePerSecond, rt.Ratio*100, fmtRatios(rt.Rounds))
+			}
+		}
+		if len(r.APICalls) > 0 {
+			p("\nAPI server requests per operation at concurrency %d (from `apiserver_request_total`, the controllers' requests included, background below 0.02 per request left out):\n\n", r.headline())
+			p("| operation | writes per request | writes by verb and resource | reads per request | reads by verb and resource | API server mean latency |\n|---|--:|---|--:|---|---|\n")
+			for _, a := range r.APICalls {
+				if a.Concurrency == r.headline() {
+					p("| %s | %.2f | %s | %.2f | %s | %s |\n", a.Op, a.WritesPerReq, describeCalls(a.Writes), a.ReadsPerReq, describeCalls(a.Reads), describeMs(a.ServerMs))
+				}
 			}
 		}
 	}
