@@ -49,6 +49,9 @@ func startSync(t *testing.T, store helpdesk.Store, policy helpdesk.DeletionPolic
 			return err
 		}
 		s.repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient()}
+		if _, err := s.repo.InstallHandlers(context.Background(), mgr.GetCache()); err != nil {
+			return err
+		}
 		if err := (&ProvisionedUserReconciler{Client: mgr.GetClient(), Store: store, Repo: s.repo,
 			DeletionPolicy: policy, ResyncPeriod: resync, MaxConcurrentReconciles: 4, Metrics: m}).SetupWithManager(mgr); err != nil {
 			return err

@@ -18,7 +18,6 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -155,29 +154,12 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if _, err := mgr.GetCache().GetInformer(ctx, &scimv1.NameClaim{}, cache.BlockUntilSynced(false)); err != nil {
 		return nil, fmt.Errorf("watching NameClaims: %w", err)
 	}
-	signals := repository.NewCacheSignals()
-	userIndex := repository.NewUserIndex(signals)
-	var handlersSynced []toolscache.InformerSynced
-	for _, h := range []struct {
-		obj     client.Object
-		handler toolscache.ResourceEventHandler
-	}{
-		{&scimv1.ProvisionedUser{}, userIndex.Handler()},
-		{&scimv1.ProvisionedGroup{}, signals.Handler()},
-		{&scimv1.GroupMembership{}, signals.Handler()},
-	} {
-		inf, err := mgr.GetCache().GetInformer(ctx, h.obj, cache.BlockUntilSynced(false))
-		if err != nil {
-			return nil, fmt.Errorf("watching %T: %w", h.obj, err)
-		}
-		reg, err := inf.AddEventHandler(h.handler)
-		if err != nil {
-			return nil, fmt.Errorf("watching %T: %w", h.obj, err)
-		}
-		handlersSynced = append(handlersSynced, reg.HasSynced)
-	}
 	op.Repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient(),
-		Activity: activity, Signals: signals, Users: userIndex}
+		Activity: activity}
+	handlersSynced, err := op.Repo.InstallHandlers(ctx, mgr.GetCache())
+	if err != nil {
+		return nil, err
+	}
 	// A replica answers SCIM once its caches synced and its handlers (the
 	// user index) have seen every object.
 	synced := func(ctx context.Context) bool {

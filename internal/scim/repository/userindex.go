@@ -2,12 +2,15 @@ package repository
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
@@ -154,6 +157,39 @@ func (x *UserIndex) Names(index, namespace, value string) []string {
 // Seen reports whether the index holds every change up to resourceVersion
 // rv.
 func (x *UserIndex) Seen(rv uint64) bool { return x.seenRV.Load() >= rv }
+
+// InstallHandlers adds the repository's informer event handlers (the user
+// index, the signals that wake waiting writes) to the cache, creating Users
+// and Signals when unset. Call it before the manager starts; the returned
+// functions report when the handlers have seen every object.
+func (r *Repository) InstallHandlers(ctx context.Context, informers Informers) ([]toolscache.InformerSynced, error) {
+	if r.Signals == nil {
+		r.Signals = NewCacheSignals()
+	}
+	if r.Users == nil {
+		r.Users = NewUserIndex(r.Signals)
+	}
+	var synced []toolscache.InformerSynced
+	for _, h := range []struct {
+		obj     client.Object
+		handler toolscache.ResourceEventHandler
+	}{
+		{&scimv1.ProvisionedUser{}, r.Users.Handler()},
+		{&scimv1.ProvisionedGroup{}, r.Signals.Handler()},
+		{&scimv1.GroupMembership{}, r.Signals.Handler()},
+	} {
+		inf, err := informers.GetInformer(ctx, h.obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return nil, fmt.Errorf("watching %T: %w", h.obj, err)
+		}
+		reg, err := inf.AddEventHandler(h.handler)
+		if err != nil {
+			return nil, fmt.Errorf("watching %T: %w", h.obj, err)
+		}
+		synced = append(synced, reg.HasSynced)
+	}
+	return synced, nil
+}
 
 // usersByIndex looks users up through the UserIndex and reads each from
 // the cache (a copy, like a List would return).
