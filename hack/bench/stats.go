@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -34,31 +33,17 @@ type OpResult struct {
 // timeout is a latency too).
 func runConcurrent(ctx context.Context, op string, n, c int, fn func(ctx context.Context, i int) error) (OpResult, []time.Duration) {
 	lat := make([]time.Duration, n)
-	var next, errs atomic.Int64
+	var errs atomic.Int64
 	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range c {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				t := time.Now()
-				err := fn(ctx, i)
-				lat[i] = time.Since(t)
-				if err != nil {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, err.Error())
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	wall := time.Since(start)
+	wall := pool(ctx, n, c, func(i int) {
+		t := time.Now()
+		err := fn(ctx, i)
+		lat[i] = time.Since(t)
+		if err != nil {
+			errs.Add(1)
+			firstErr.CompareAndSwap(nil, err.Error())
+		}
+	})
 	r := summarize(op, c, lat, wall)
 	r.Errors = int(errs.Load())
 	if s, ok := firstErr.Load().(string); ok {
