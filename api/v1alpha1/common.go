@@ -20,6 +20,14 @@ const (
 	// kubectl annotate scimtoken NAME scim.helpdesk.dev/rotate="$(date +%s)" --overwrite
 	AnnotationRotate = "scim.helpdesk.dev/rotate"
 
+	// AnnotationPendingMembers marks a ProvisionedGroup whose creation has
+	// not been acknowledged yet: the SCIM server creates a group with members
+	// under this mark and removes it in the same write that completes the
+	// members. Until then the group is invisible to SCIM, does not hold its
+	// displayName, and is not written to the helpdesk database; one left
+	// behind by a failed create is deleted by the group controller.
+	AnnotationPendingMembers = "scim.helpdesk.dev/pending-members"
+
 	// FinalizerHelpdesk keeps a user or group until its deletion reached the
 	// helpdesk database.
 	FinalizerHelpdesk = "scim.helpdesk.dev/helpdesk-sync"
