@@ -16,6 +16,14 @@ mkdir -p "$out"
 
 log() { printf '[controlplane] %s\n' "$*" >&2; }
 
+# One build at a time per folder: parallel test runs on a new machine would
+# otherwise each compile kube-apiserver, several times slower together.
+exec 9>"$out/.lock"
+if ! flock -n 9; then
+  log "another build into $out is running; waiting for it..."
+  flock 9
+fi
+
 build() { # name module-dir package ldflags
   local name=$1 dir=$2 pkg=$3 ldflags=$4
   if [ -x "$out/$name" ]; then
