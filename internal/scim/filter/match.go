@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/scim-operator/scim-operator/internal/namekey"
 	"github.com/scim-operator/scim-operator/internal/scim/schema"
 )
 
@@ -159,7 +160,9 @@ func (c *Compare) matchFreeForm(v any) bool {
 
 func compareStrings(op Op, got, want string, caseExact bool) bool {
 	if !caseExact {
-		got, want = strings.ToLower(got), strings.ToLower(want)
+		// The one canonical form of names (docs/invariants.md, I2), so
+		// that a filter finds exactly what uniqueness calls the same.
+		got, want = namekey.Key(got), namekey.Key(want)
 	}
 	switch op {
 	case Eq:

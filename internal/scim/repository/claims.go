@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/namekey"
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
 )
 
@@ -33,6 +34,18 @@ import (
 // under a first id looks for a claim, a claim looks for the first-id user.
 // Of two racing writers at least one sees the other and backs off with 409.
 //
+// The same handshake fences NameClaims themselves. A claim whose owner does
+// not hold the value yet is judged stale by the clock (claimGrace), and
+// clocks and requests can be slow, so the clock alone decides nothing:
+// whoever writes an object under a claim reads the claim again afterwards
+// and undoes its write if the claim changed hands (stillClaimed), and
+// whoever takes a claim over reads the previous owner again afterwards and
+// gives the claim back if that owner holds the value by then. Of a slow
+// writer and a taker at least one sees the other; clock skew between
+// replicas can cost a 409, never a duplicate.
+//
+// Values are compared under namekey.Key, the one canonical form of a name.
+//
 // A first id is never given to a second user (RFC 7643 §3.1: ids are not
 // reassignable): before its user is renamed or deleted, the claim on the
 // value is marked retired, and a retired claim sends later creates of the
@@ -44,14 +57,14 @@ var firstIDSpace = uuid.MustParse("5f0d6a52-3a8e-4c8e-9b0e-2f6f1d6c9a41")
 // FirstUserID is the id of the first user with userName in namespace: a
 // name-based UUID (version 5) of both, case-insensitive like userName.
 func FirstUserID(namespace, userName string) string {
-	return uuid.NewSHA1(firstIDSpace, []byte(namespace+"/"+strings.ToLower(userName))).String()
+	return uuid.NewSHA1(firstIDSpace, []byte(namespace+"/"+namekey.Key(userName))).String()
 }
 
 // ClaimName is the NameClaim object name for a unique value: the API server
 // refuses a second object with the same name, which is what makes the claim
 // safe when two replicas create the same user at once.
 func ClaimName(kind scimv1.ClaimKind, value string) string {
-	sum := sha256.Sum256([]byte(strings.ToLower(value)))
+	sum := sha256.Sum256([]byte(namekey.Key(value)))
 	prefix := "user-"
 	if kind == scimv1.ClaimDisplayName {
 		prefix = "group-"
@@ -73,8 +86,9 @@ const (
 	ownerMissing
 )
 
-// ownerHolds looks up whether the object named owner has the value.
-type ownerHolds func(ctx context.Context, namespace, owner, lowerValue string) (ownerState, error)
+// ownerHolds looks up whether the object named owner has a value whose
+// claim is named claim (ClaimName of its canonical key).
+type ownerHolds func(ctx context.Context, namespace, owner, claim string) (ownerState, error)
 
 // uniqueness describes one unique attribute.
 type uniqueness struct {
@@ -95,6 +109,17 @@ type uniqueness struct {
 // an orphan from a crash blocks its value for this long at most, answering
 // 409.
 const claimGrace = 30 * time.Second
+
+// claimValue is what a claim shows in spec.value: the canonical key, cut to
+// the field's 256 characters (NFKC may lengthen a value). It is for people
+// reading the claim; the claim's name is what identifies the value.
+func claimValue(value string) string {
+	key := namekey.Key(value)
+	if utf8.RuneCountInString(key) <= 256 {
+		return key
+	}
+	return string([]rune(key)[:256])
+}
 
 func (r *Repository) newClaim(key client.ObjectKey, kind scimv1.ClaimKind, lower, owner string) *scimv1.NameClaim {
 	now := metav1.NewTime(r.now())
@@ -125,7 +150,7 @@ func (r *Repository) heldBy(ctx context.Context, u uniqueness, c *scimv1.NameCla
 	if c.Spec.Owner == "" || c.Spec.Owner == self {
 		return false, nil
 	}
-	state, err := u.holds(ctx, c.Namespace, c.Spec.Owner, c.Spec.Value)
+	state, err := u.holds(ctx, c.Namespace, c.Spec.Owner, c.Name)
 	if err != nil {
 		return false, err
 	}
@@ -141,7 +166,7 @@ func (r *Repository) heldBy(ctx context.Context, u uniqueness, c *scimv1.NameCla
 // rename whose release did not run) is taken over in place, so that a
 // retired claim stays retired.
 func (r *Repository) claim(ctx context.Context, namespace string, u uniqueness, value, owner string) error {
-	lower := strings.ToLower(value)
+	lower := claimValue(value)
 	key := client.ObjectKey{Namespace: namespace, Name: ClaimName(u.kind, value)}
 	for attempt := 0; attempt < maxConflictRetries; attempt++ {
 		err := r.Client.Create(ctx, r.newClaim(key, u.kind, lower, owner))
@@ -169,16 +194,53 @@ func (r *Repository) claim(ctx context.Context, namespace string, u uniqueness, 
 		}
 		// Stale: take over exactly the claim we looked at (the update
 		// carries its resourceVersion), then check as after a create.
+		prev := cur.Spec
 		now := metav1.NewTime(r.now())
 		cur.Spec.Owner, cur.Spec.Value, cur.Spec.ClaimedAt = owner, lower, &now
 		switch err := r.Client.Update(ctx, cur); {
 		case err == nil:
+			if err := r.fenceTakeover(ctx, u, cur, prev); err != nil {
+				return err
+			}
 			return r.checkFirstHolder(ctx, namespace, u, value, owner)
 		case !apierrors.IsConflict(err) && !apierrors.IsNotFound(err):
 			return apiError(err, "name claim")
 		}
 	}
 	return scimerr.Uniqueness("%s %q is being claimed concurrently; retry", u.kind, value)
+}
+
+// fenceTakeover is the taker's half of the fencing handshake: with the claim
+// now ours, the previous owner is read again. If it holds the value by now
+// (its write was slower than claimGrace, or our clock runs ahead), the
+// claim goes back to it and the answer is 409.
+func (r *Repository) fenceTakeover(ctx context.Context, u uniqueness, c *scimv1.NameClaim, prev scimv1.NameClaimSpec) error {
+	if prev.Owner == "" {
+		return nil
+	}
+	state, err := u.holds(ctx, c.Namespace, prev.Owner, c.Name)
+	if err == nil && state != ownerHolding {
+		return nil
+	}
+	back := c.DeepCopy()
+	back.Spec = prev
+	_ = r.Client.Update(ctx, back) // a conflict means a third writer, who fences itself
+	if err != nil {
+		return err
+	}
+	return scimerr.Uniqueness("%s %q is already in use", u.kind, prev.Value)
+}
+
+// stillClaimed is the writer's half of the fencing handshake: after an
+// object was written under owner's claim on value, the claim is read
+// again. False means another replica took it over meanwhile, and the
+// write must be undone.
+func (r *Repository) stillClaimed(ctx context.Context, namespace string, u uniqueness, value, owner string) (bool, error) {
+	c, err := r.claimOf(ctx, client.ObjectKey{Namespace: namespace, Name: ClaimName(u.kind, value)})
+	if err != nil {
+		return false, err
+	}
+	return c != nil && c.Spec.Owner == owner, nil
 }
 
 // checkFirstHolder runs after a claim was taken: if a user holds the value
@@ -201,7 +263,7 @@ func (r *Repository) checkFirstHolder(ctx context.Context, namespace string, u u
 		if attempt > 0 && !sleepCtx(ctx, firstHolderPause) {
 			break
 		}
-		state, err = u.holds(ctx, namespace, first, strings.ToLower(value))
+		state, err = u.holds(ctx, namespace, first, ClaimName(u.kind, value))
 		if err != nil || state != ownerHolding {
 			break
 		}
@@ -251,7 +313,7 @@ func (r *Repository) retire(ctx context.Context, namespace string, u uniqueness,
 			return err
 		}
 		if cur == nil {
-			c := r.newClaim(key, u.kind, strings.ToLower(value), "")
+			c := r.newClaim(key, u.kind, claimValue(value), "")
 			c.Spec.ClaimedAt, c.Spec.Retired = nil, true
 			err = r.Client.Create(ctx, c)
 		} else {

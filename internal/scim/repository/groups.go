@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/google/uuid"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -12,8 +13,14 @@ import (
 )
 
 // CreateGroup stores a new group after claiming its displayName. Members
-// given at creation are added like a PATCH would add them.
-func (r *Repository) CreateGroup(ctx context.Context, p Principal, spec scimv1.ProvisionedGroupSpec) (*scimv1.ProvisionedGroup, error) {
+// given at creation are added like a PATCH would add them, by ApplyMembers
+// afterwards: with withMembers set, the group is created pending
+// (scimv1.AnnotationPendingMembers), invisible to SCIM and to the helpdesk
+// sync until ApplyMembers completes it, so that no client ever sees a group
+// without the members its 201 promised. If the members cannot be written,
+// AbandonGroup deletes it again; one left behind by a crash is deleted by
+// the group controller.
+func (r *Repository) CreateGroup(ctx context.Context, p Principal, spec scimv1.ProvisionedGroupSpec, withMembers bool) (*scimv1.ProvisionedGroup, error) {
 	id := uuid.NewString()
 	uniq := r.groupKind().uniq
 	if err := r.claim(ctx, p.Namespace, uniq, spec.DisplayName, id); err != nil {
@@ -31,13 +38,34 @@ func (r *Repository) CreateGroup(ctx context.Context, p Principal, spec scimv1.P
 		g.Labels[scimv1.LabelToken] = p.TokenName
 	}
 	r.touch(g)
+	if withMembers {
+		g.Annotations[scimv1.AnnotationPendingMembers] = "true"
+	}
 	if err := r.Client.Create(ctx, g); err != nil {
 		r.release(ctx, p.Namespace, uniq, spec.DisplayName, id)
 		return nil, apiError(err, "group")
 	}
+	if err := r.fenceCreate(ctx, uniq, g, spec.DisplayName); err != nil {
+		return nil, err
+	}
 	r.awaitCache(ctx, g, false)
 	r.Activity.add(p, "groups created", 1)
 	return g, nil
+}
+
+// AbandonGroup undoes a pending create whose members could not be written:
+// the group is deleted and its displayName released. Best effort: what
+// fails here is left to the group controller, and the group stays
+// invisible meanwhile.
+func (r *Repository) AbandonGroup(ctx context.Context, p Principal, g *scimv1.ProvisionedGroup) {
+	if !pending(g) {
+		return
+	}
+	uid := g.UID
+	if err := r.Client.Delete(ctx, g, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
+		return
+	}
+	r.release(ctx, p.Namespace, r.groupKind().uniq, g.Spec.DisplayName, g.Name)
 }
 
 // GetGroup reads a group from the API server (see GetUser).

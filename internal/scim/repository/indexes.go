@@ -3,13 +3,14 @@ package repository
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+
+	"github.com/scim-operator/scim-operator/internal/namekey"
 )
 
 // Field indexes over the informer cache. Every SCIM lookup that Entra and
@@ -48,7 +49,7 @@ func RegisterIndexes(ctx context.Context, informers Informers) error {
 		fn    client.IndexerFunc
 	}{
 		{&scimv1.ProvisionedGroup{}, IndexDisplayName, func(o client.Object) []string {
-			return []string{strings.ToLower(o.(*scimv1.ProvisionedGroup).Spec.DisplayName)}
+			return []string{namekey.Key(o.(*scimv1.ProvisionedGroup).Spec.DisplayName)}
 		}},
 		{&scimv1.ProvisionedGroup{}, IndexExternalID, func(o client.Object) []string {
 			return nonEmpty(o.(*scimv1.ProvisionedGroup).Spec.ExternalID)

@@ -107,7 +107,7 @@ type memberStats struct{ added, removed int }
 // changes nothing writes nothing.
 func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.ProvisionedGroup, ops []patch.MemberOp) (*scimv1.ProvisionedGroup, error) {
 	net := foldMemberOps(ops)
-	if len(net.want) == 0 && !net.replaceAll {
+	if len(net.want) == 0 && !net.replaceAll && !pending(g) {
 		return g, nil
 	}
 	var stats memberStats
@@ -132,7 +132,7 @@ func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.Pr
 		if err != nil {
 			return nil, apiError(err, "group membership")
 		}
-		if len(written) == 0 {
+		if len(written) == 0 && !pending(g) {
 			return g, nil
 		}
 		touched, err := r.touchGroup(ctx, g)
@@ -149,12 +149,22 @@ func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.Pr
 // resourceVersion. A group deleted in between is returned unchanged.
 func (r *Repository) touchGroup(ctx context.Context, g *scimv1.ProvisionedGroup) (*scimv1.ProvisionedGroup, error) {
 	cur := g.DeepCopy()
-	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{
-		AnnotationLastModified: r.now().UTC().Format(time.RFC3339Nano)}}})
+	annotations := map[string]any{AnnotationLastModified: r.now().UTC().Format(time.RFC3339Nano)}
+	if pending(g) {
+		// The members are written: the create is complete, in this one write.
+		annotations[scimv1.AnnotationPendingMembers] = nil
+	}
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": annotations}})
 	if err != nil {
 		return nil, err
 	}
-	if err := r.Client.Patch(ctx, cur, client.RawPatch(types.MergePatchType, body)); err != nil {
+	err = r.Client.Patch(ctx, cur, client.RawPatch(types.MergePatchType, body))
+	if pending(g) && (apierrors.IsNotFound(err) || (err == nil && !cur.DeletionTimestamp.IsZero())) {
+		// A pending group deleted meanwhile was abandoned: its create
+		// must not be acknowledged.
+		return nil, fmt.Errorf("%w: group %s was removed before its members were complete", ErrUnavailable, g.Name)
+	}
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return g, nil
 		}
@@ -450,6 +460,9 @@ func (r *Repository) RemoveFromAllGroups(ctx context.Context, namespace, member 
 			}
 			return apiError(err, "group")
 		}
+		// A pending group is completed by its creator only: this removal
+		// must not complete it (ApplyMembers completes pending groups).
+		delete(g.Annotations, scimv1.AnnotationPendingMembers)
 		if _, err := r.ApplyMembers(ctx, Principal{Namespace: namespace}, &g, []patch.MemberOp{{Kind: patch.MemberRemove, IDs: []string{member}}}); err != nil {
 			return err
 		}

@@ -21,6 +21,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
@@ -135,6 +136,12 @@ var ErrUnavailable = errors.New("the Kubernetes API server is unavailable")
 // apiError turns an API server error into what a SCIM client should see.
 // Anything that is not the client's fault and not a plain "not found"
 // becomes ErrUnavailable (503): the write may be retried safely.
+// isObjectName reports whether id can name an object at all. Every id this
+// server hands out does (a UUID); any other value names no resource and is
+// answered 404 here, before it reaches the API server, whose refusal of a
+// malformed name would otherwise read as an outage (I4 in docs/invariants.md).
+func isObjectName(id string) bool { return len(validation.IsDNS1123Subdomain(id)) == 0 }
+
 func apiError(err error, what string) error {
 	if err == nil {
 		return nil

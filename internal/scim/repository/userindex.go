@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -13,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/namekey"
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
 )
 
@@ -50,13 +50,13 @@ func indexKey(index, namespace, value string) string {
 // IndexExternalID and IndexEmail stand for.
 func userKeys(u *scimv1.ProvisionedUser) []string {
 	keys := make([]string, 0, 2+len(u.Spec.Emails))
-	keys = append(keys, indexKey(IndexUserName, u.Namespace, strings.ToLower(u.Spec.UserName)))
+	keys = append(keys, indexKey(IndexUserName, u.Namespace, namekey.Key(u.Spec.UserName)))
 	if u.Spec.ExternalID != "" {
 		keys = append(keys, indexKey(IndexExternalID, u.Namespace, u.Spec.ExternalID))
 	}
 	for _, e := range u.Spec.Emails {
 		if e.Value != "" {
-			keys = append(keys, indexKey(IndexEmail, u.Namespace, strings.ToLower(e.Value)))
+			keys = append(keys, indexKey(IndexEmail, u.Namespace, namekey.Key(e.Value)))
 		}
 	}
 	return keys

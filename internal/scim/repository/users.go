@@ -61,7 +61,7 @@ func (r *Repository) createFirst(ctx context.Context, u *scimv1.ProvisionedUser)
 	first.Name = FirstUserID(ns, userName)
 	err := r.Client.Create(ctx, first)
 	if apierrors.IsAlreadyExists(err) {
-		state, err := uniq.holds(ctx, ns, first.Name, strings.ToLower(userName))
+		state, err := uniq.holds(ctx, ns, first.Name, ClaimName(uniq.kind, userName))
 		if err != nil {
 			return nil, err
 		}
@@ -116,8 +116,29 @@ func (r *Repository) createClaimed(ctx context.Context, u *scimv1.ProvisionedUse
 		r.release(ctx, u.Namespace, uniq, u.Spec.UserName, u.Name)
 		return nil, apiError(err, "user")
 	}
+	if err := r.fenceCreate(ctx, uniq, u, u.Spec.UserName); err != nil {
+		return nil, err
+	}
 	r.awaitCache(ctx, u, false)
 	return u, nil
+}
+
+// fenceCreate checks, after obj was created under its claim on value, that
+// the claim is still obj's (see claims.go); if another replica took it over
+// meanwhile, obj is deleted again and the answer is 409.
+func (r *Repository) fenceCreate(ctx context.Context, u uniqueness, obj client.Object, value string) error {
+	ok, err := r.stillClaimed(ctx, obj.GetNamespace(), u, value, obj.GetName())
+	if err == nil && ok {
+		return nil
+	}
+	uid := obj.GetUID()
+	if derr := r.Client.Delete(ctx, obj, client.Preconditions{UID: &uid}); derr != nil && !apierrors.IsNotFound(derr) {
+		return apiError(derr, string(u.kind))
+	}
+	if err != nil {
+		return err
+	}
+	return scimerr.Uniqueness("%s %q is already in use", u.kind, value)
 }
 
 func userLabels(p Principal, spec *scimv1.ProvisionedUserSpec) map[string]string {
@@ -147,10 +168,13 @@ func (r *Repository) LookupUser(ctx context.Context, namespace, id string) (*sci
 // get reads one object; a terminating object counts as gone (its deletion
 // was accepted; only the helpdesk sync is pending).
 func (r *Repository) get(ctx context.Context, from client.Reader, namespace, name string, obj client.Object) error {
+	if !isObjectName(name) {
+		return scimerr.NotFound("not found")
+	}
 	if err := from.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
 		return apiError(err, "object")
 	}
-	if !obj.GetDeletionTimestamp().IsZero() {
+	if !obj.GetDeletionTimestamp().IsZero() || pending(obj) {
 		return scimerr.NotFound("not found")
 	}
 	return nil
@@ -203,16 +227,24 @@ func compareAge(a, b *metav1.ObjectMeta) int {
 	return strings.Compare(a.Name, b.Name)
 }
 
-// live drops terminating objects: their deletion was accepted already.
+// live drops terminating objects (their deletion was accepted already) and
+// pending ones (their creation was not acknowledged yet).
 func live[T any, PT interface {
 	*T
-	GetDeletionTimestamp() *metav1.Time
+	metav1.Object
 }](items []T) []T {
 	out := items[:0]
 	for i := range items {
-		if PT(&items[i]).GetDeletionTimestamp().IsZero() {
+		if o := PT(&items[i]); o.GetDeletionTimestamp().IsZero() && !pending(o) {
 			out = append(out, items[i])
 		}
 	}
 	return out
+}
+
+// pending reports whether obj is a group whose create was not acknowledged
+// yet (scimv1.AnnotationPendingMembers).
+func pending(obj metav1.Object) bool {
+	_, ok := obj.GetAnnotations()[scimv1.AnnotationPendingMembers]
+	return ok
 }

@@ -2,12 +2,12 @@ package repository
 
 import (
 	"context"
-	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/namekey"
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
 )
 
@@ -25,6 +25,8 @@ type kind[T any] struct {
 	unique func(*T) string // the claimed value (userName, displayName)
 	// prepare adjusts the object before it is written (labels).
 	prepare func(*T)
+	// restore copies src's spec onto dst (undoing a write).
+	restore func(dst, src *T)
 }
 
 func (r *Repository) userKind() kind[scimv1.ProvisionedUser] {
@@ -33,8 +35,9 @@ func (r *Repository) userKind() kind[scimv1.ProvisionedUser] {
 		name: "user", unique: userName,
 		uniq: uniqueness{
 			kind: scimv1.ClaimUserName, firstID: FirstUserID,
-			holds: holds[scimv1.ProvisionedUser](r, "user", userName),
+			holds: holds[scimv1.ProvisionedUser](r, "user", scimv1.ClaimUserName, userName),
 		},
+		restore: func(dst, src *scimv1.ProvisionedUser) { dst.Spec = *src.Spec.DeepCopy() },
 		prepare: func(u *scimv1.ProvisionedUser) {
 			if u.Labels == nil {
 				u.Labels = map[string]string{}
@@ -53,8 +56,9 @@ func (r *Repository) groupKind() kind[scimv1.ProvisionedGroup] {
 		name: "group", unique: displayName,
 		uniq: uniqueness{
 			kind:  scimv1.ClaimDisplayName,
-			holds: holds[scimv1.ProvisionedGroup](r, "group", displayName),
+			holds: holds[scimv1.ProvisionedGroup](r, "group", scimv1.ClaimDisplayName, displayName),
 		},
+		restore: func(dst, src *scimv1.ProvisionedGroup) { dst.Spec = src.Spec },
 		prepare: func(*scimv1.ProvisionedGroup) {},
 	}
 }
@@ -67,24 +71,27 @@ func (r *Repository) groupKind() kind[scimv1.ProvisionedGroup] {
 // is no reason for a 412.
 func update[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], p Principal, id, ifMatch string,
 	mutate func(PT) (changed bool, err error)) (PT, error) {
+	if !isObjectName(id) {
+		return nil, scimerr.NotFound("%s %q not found", k.name, id)
+	}
 	for retry := newRetrier(); ; {
 		obj := PT(new(T))
 		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, obj); err != nil {
 			return nil, notFoundAs(apiError(err, k.name), "%s %q not found", k.name, id)
 		}
-		if !obj.GetDeletionTimestamp().IsZero() {
+		if !obj.GetDeletionTimestamp().IsZero() || pending(obj) {
 			return nil, scimerr.NotFound("%s %q not found", k.name, id)
 		}
 		if v := versionOf(obj); ifMatch != "" && ifMatch != "*" && ifMatch != v {
 			return nil, scimerr.New(412, "", "%s %q has version %s, not %s", k.name, id, v, ifMatch)
 		}
-		oldName := k.unique(obj)
+		oldName, before := k.unique(obj), obj.DeepCopyObject().(PT)
 		changed, err := mutate(obj)
 		if err != nil || !changed {
 			return obj, err
 		}
 		newName := k.unique(obj)
-		renamed := !strings.EqualFold(oldName, newName)
+		renamed := namekey.Key(oldName) != namekey.Key(newName)
 		if renamed {
 			if err := r.claim(ctx, p.Namespace, k.uniq, newName, id); err != nil {
 				return nil, err
@@ -97,6 +104,11 @@ func update[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 		k.prepare(obj)
 		r.touch(obj)
 		err = r.Client.Update(ctx, obj)
+		if err == nil && renamed {
+			if err := fenceRename(ctx, r, k, obj, before, newName); err != nil {
+				return nil, err
+			}
+		}
 		if err == nil {
 			r.awaitCache(ctx, obj, false)
 			if renamed {
@@ -117,15 +129,64 @@ func update[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 	}
 }
 
+// fenceRename checks, after obj was renamed to value under its claim, that
+// the claim is still obj's (see claims.go). If another replica took it
+// over meanwhile, the rename is undone (the whole write: before's spec
+// comes back) and the answer is 409.
+func fenceRename[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], obj, before PT, value string) error {
+	ok, err := r.stillClaimed(ctx, obj.GetNamespace(), k.uniq, value, obj.GetName())
+	if err == nil && ok {
+		return nil
+	}
+	if uerr := undo(ctx, r, k, obj, before); uerr != nil {
+		return uerr
+	}
+	if err != nil {
+		return err
+	}
+	return scimerr.Uniqueness("%s %q is already in use", k.uniq.kind, value)
+}
+
+// undo writes before's spec back over written, unless a later SCIM write
+// (another last-modified stamp) has replaced written meanwhile.
+func undo[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], written, before PT) error {
+	key := client.ObjectKeyFromObject(written)
+	for retry := newRetrier(); ; {
+		cur := PT(new(T))
+		if err := r.Live.Get(ctx, key, cur); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return apiError(err, k.name)
+		}
+		if cur.GetAnnotations()[AnnotationLastModified] != written.GetAnnotations()[AnnotationLastModified] {
+			return nil
+		}
+		k.restore(cur, before)
+		k.prepare(cur)
+		r.touch(cur)
+		err := r.Client.Update(ctx, cur)
+		if err == nil || apierrors.IsNotFound(err) {
+			return nil
+		}
+		if !apierrors.IsConflict(err) || !retry.wait(ctx) {
+			return apiError(err, k.name)
+		}
+	}
+}
+
 // remove deletes an object. The helpdesk finalizer keeps it until the
 // database has seen the deletion, but SCIM treats it as gone at once, and
 // its unique name is free again.
 func remove[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], p Principal, id, ifMatch string) error {
+	if !isObjectName(id) {
+		return scimerr.NotFound("%s %q not found", k.name, id)
+	}
 	obj := PT(new(T))
 	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, obj); err != nil {
 		return notFoundAs(apiError(err, k.name), "%s %q not found", k.name, id)
 	}
-	if !obj.GetDeletionTimestamp().IsZero() {
+	if !obj.GetDeletionTimestamp().IsZero() || pending(obj) {
 		return scimerr.NotFound("%s %q not found", k.name, id)
 	}
 	uid, rv := obj.GetUID(), obj.GetResourceVersion()
@@ -163,9 +224,9 @@ func (r *Repository) retireFirst(ctx context.Context, u uniqueness, obj client.O
 }
 
 // holds reports whether the owner of a claim (alive, not terminating) still
-// has the lower-cased unique value.
-func holds[T any, PT object[T]](r *Repository, kindName string, unique func(*T) string) ownerHolds {
-	return func(ctx context.Context, namespace, owner, lower string) (ownerState, error) {
+// has a value under that claim (the same canonical key).
+func holds[T any, PT object[T]](r *Repository, kindName string, claimKind scimv1.ClaimKind, unique func(*T) string) ownerHolds {
+	return func(ctx context.Context, namespace, owner, claim string) (ownerState, error) {
 		obj := PT(new(T))
 		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner}, obj); err != nil {
 			if apierrors.IsNotFound(err) {
@@ -173,7 +234,10 @@ func holds[T any, PT object[T]](r *Repository, kindName string, unique func(*T) 
 			}
 			return ownerReleased, apiError(err, kindName)
 		}
-		if obj.GetDeletionTimestamp().IsZero() && strings.ToLower(unique(obj)) == lower {
+		if pending(obj) {
+			return ownerMissing, nil // a create not acknowledged yet: in flight or abandoned
+		}
+		if obj.GetDeletionTimestamp().IsZero() && ClaimName(claimKind, unique(obj)) == claim {
 			return ownerHolding, nil
 		}
 		return ownerReleased, nil

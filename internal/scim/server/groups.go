@@ -4,8 +4,10 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/namekey"
 	"github.com/scim-operator/scim-operator/internal/scim/filter"
 	"github.com/scim-operator/scim-operator/internal/scim/patch"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
@@ -166,7 +168,7 @@ func (s *Server) groupCandidates(ctx context.Context, tenant string, f filter.Ex
 				}
 				return []scimv1.ProvisionedGroup{*g}, nil
 			case "displayName":
-				return s.repo.GroupsBy(ctx, tenant, repository.IndexDisplayName, strings.ToLower(h.value))
+				return s.repo.GroupsBy(ctx, tenant, repository.IndexDisplayName, namekey.Key(h.value))
 			case "externalId":
 				return s.repo.GroupsBy(ctx, tenant, repository.IndexExternalID, h.value)
 			case "members.value":
@@ -252,11 +254,17 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, rq *request
 			return err
 		}
 	}
-	g, err := s.repo.CreateGroup(r.Context(), rq.writer(), spec)
+	g, err := s.repo.CreateGroup(r.Context(), rq.writer(), spec, len(ops) > 0)
 	if err != nil {
 		return err
 	}
+	created := g
 	if g, err = s.repo.ApplyMembers(r.Context(), rq.writer(), g, ops); err != nil {
+		// Not acknowledged, so not kept: the client's retry must find the
+		// displayName free (I5 in docs/invariants.md).
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+		defer cancel()
+		s.repo.AbandonGroup(ctx, rq.writer(), created)
 		return err
 	}
 	s.audit(rq, "create", "Group", g.Name)
@@ -287,9 +295,10 @@ func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, rq *reques
 		}
 	}
 	id := r.PathValue("id")
+	guard := guardsMembers(r, ops)
 	g, err := s.repo.UpdateGroup(r.Context(), rq.writer(), id, ifMatch(r), func(g *scimv1.ProvisionedGroup) (bool, error) {
 		if g.Spec == spec {
-			return false, nil
+			return guard, nil
 		}
 		g.Spec = spec
 		return true, nil
@@ -302,6 +311,17 @@ func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, rq *reques
 	}
 	s.audit(rq, "replace", "Group", id)
 	return s.respondGroup(w, r, rq, g, http.StatusOK)
+}
+
+// guardsMembers reports whether a request's If-Match must guard member
+// changes. The members live outside the group object, so the group is
+// written (its version moved) under the If-Match check, with the
+// resourceVersion it was checked at, before any member changes: of two
+// requests sent with the same ETag only one passes (I5 in
+// docs/invariants.md).
+func guardsMembers(r *http.Request, ops []patch.MemberOp) bool {
+	m := ifMatch(r)
+	return m != "" && m != "*" && len(ops) > 0
 }
 
 // patchGroup answers 204 without the member list, as Microsoft advises.
@@ -327,15 +347,16 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request, rq *request)
 			return false, err
 		}
 		memberOps = res.Members
+		guard := guardsMembers(r, memberOps)
 		if !res.Changed {
-			return false, nil
+			return guard, nil
 		}
 		spec, err := repository.GroupSpec(doc)
 		if err != nil {
 			return false, scimerr.InvalidValue("%v", err)
 		}
 		if spec == g.Spec {
-			return false, nil
+			return guard, nil
 		}
 		g.Spec = spec
 		return true, nil

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/namekey"
 	"github.com/scim-operator/scim-operator/internal/scim/filter"
 	"github.com/scim-operator/scim-operator/internal/scim/patch"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
@@ -166,11 +167,11 @@ func (s *Server) userCandidates(ctx context.Context, tenant string, f filter.Exp
 				}
 				return []scimv1.ProvisionedUser{*u}, nil
 			case "userName":
-				return s.repo.UsersBy(ctx, tenant, repository.IndexUserName, strings.ToLower(h.value))
+				return s.repo.UsersBy(ctx, tenant, repository.IndexUserName, namekey.Key(h.value))
 			case "externalId":
 				return s.repo.UsersBy(ctx, tenant, repository.IndexExternalID, h.value)
 			case "emails.value":
-				return s.repo.UsersBy(ctx, tenant, repository.IndexEmail, strings.ToLower(h.value))
+				return s.repo.UsersBy(ctx, tenant, repository.IndexEmail, namekey.Key(h.value))
 			}
 		}
 	}
