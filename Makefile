@@ -76,6 +76,10 @@ test: envtest-bins databases ## Run unit, envtest and database tests (needs Post
 test-faults: envtest-bins databases ## Provision while the API server, the database, the leader or the operator fail; check nothing is lost.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(TEST_FLAGS) -v ./test/faults/
 
+.PHONY: test-model
+test-model: envtest-bins databases ## Randomized model test: 3000 Entra-shaped operations per database (SQLite, PostgreSQL, MariaDB) with outages; SCIM_MODEL_SEED=N replays.
+	SCIM_MODEL_OPS=3000 SCIM_MODEL_DBS=sqlite,postgres,mysql KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test -count=1 -v -timeout 60m ./test/model/
+
 .PHONY: databases
 databases: ## Check that PostgreSQL and MariaDB answer on 127.0.0.1, starting them if stopped.
 	@hack/ensure-databases.sh
