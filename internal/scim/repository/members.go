@@ -3,6 +3,7 @@ package repository
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -143,6 +144,53 @@ func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.Pr
 		r.Activity.add(p, "group members removed", stats.removed)
 		return touched, nil
 	}
+}
+
+// errWouldWrite ends a dry run (MembersWouldChange) at its first write.
+var errWouldWrite = errors.New("a membership change would write")
+
+// dryRun is a client whose writes do nothing but report errWouldWrite.
+type dryRun struct{ client.Client }
+
+func (dryRun) Create(context.Context, client.Object, ...client.CreateOption) error {
+	return errWouldWrite
+}
+
+func (dryRun) Update(context.Context, client.Object, ...client.UpdateOption) error {
+	return errWouldWrite
+}
+
+func (dryRun) Patch(context.Context, client.Object, client.Patch, ...client.PatchOption) error {
+	return errWouldWrite
+}
+
+func (dryRun) Delete(context.Context, client.Object, ...client.DeleteOption) error {
+	return errWouldWrite
+}
+
+// MembersWouldChange reports whether ApplyMembers(g, ops) would change the
+// membership now: it reads what ApplyMembers reads and writes nothing. A
+// request whose If-Match must guard its member changes (the server's
+// guardsMembers) uses it so that a no-op keeps the group's version.
+func (r *Repository) MembersWouldChange(ctx context.Context, g *scimv1.ProvisionedGroup, ops []patch.MemberOp) (bool, error) {
+	net := foldMemberOps(ops)
+	if len(net.want) == 0 && !net.replaceAll {
+		return false, nil
+	}
+	dry := *r
+	dry.Client = dryRun{r.Client}
+	var written []client.Object
+	var stats memberStats
+	var err error
+	if net.replaceAll {
+		err = dry.replaceMembers(ctx, g, net.want, &written, &stats)
+	} else {
+		err = dry.changeMembers(ctx, g, net.want, &written, &stats)
+	}
+	if errors.Is(err, errWouldWrite) {
+		return true, nil
+	}
+	return false, apiError(err, "group membership")
 }
 
 // touchGroup stamps the group's last-modified annotation, giving it a new

@@ -295,10 +295,9 @@ func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, rq *reques
 		}
 	}
 	id := r.PathValue("id")
-	guard := guardsMembers(r, ops)
 	g, err := s.repo.UpdateGroup(r.Context(), rq.writer(), id, ifMatch(r), func(g *scimv1.ProvisionedGroup) (bool, error) {
 		if g.Spec == spec {
-			return guard, nil
+			return s.guardsMembers(r, g, ops)
 		}
 		g.Spec = spec
 		return true, nil
@@ -313,15 +312,18 @@ func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, rq *reques
 	return s.respondGroup(w, r, rq, g, http.StatusOK)
 }
 
-// guardsMembers reports whether a request's If-Match must guard member
-// changes. The members live outside the group object, so the group is
-// written (its version moved) under the If-Match check, with the
-// resourceVersion it was checked at, before any member changes: of two
-// requests sent with the same ETag only one passes (I5 in
-// docs/invariants.md).
-func guardsMembers(r *http.Request, ops []patch.MemberOp) bool {
-	m := ifMatch(r)
-	return m != "" && m != "*" && len(ops) > 0
+// guardsMembers reports whether the group must be written because the
+// request's If-Match has to guard member changes. The members live outside
+// the group object, so the group is written (its version moved) under the
+// If-Match check, with the resourceVersion it was checked at, before any
+// member changes: of two requests sent with the same ETag only one passes
+// (I5 in docs/invariants.md). Member operations that change nothing keep
+// the version, as every no-op does.
+func (s *Server) guardsMembers(r *http.Request, g *scimv1.ProvisionedGroup, ops []patch.MemberOp) (bool, error) {
+	if m := ifMatch(r); m == "" || m == "*" || len(ops) == 0 {
+		return false, nil
+	}
+	return s.repo.MembersWouldChange(r.Context(), g, ops)
 }
 
 // patchGroup answers 204 without the member list, as Microsoft advises.
@@ -347,16 +349,15 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request, rq *request)
 			return false, err
 		}
 		memberOps = res.Members
-		guard := guardsMembers(r, memberOps)
 		if !res.Changed {
-			return guard, nil
+			return s.guardsMembers(r, g, memberOps)
 		}
 		spec, err := repository.GroupSpec(doc)
 		if err != nil {
 			return false, scimerr.InvalidValue("%v", err)
 		}
 		if spec == g.Spec {
-			return guard, nil
+			return s.guardsMembers(r, g, memberOps)
 		}
 		g.Spec = spec
 		return true, nil
