@@ -575,7 +575,9 @@ func (w *worker) deleteUser(u *mUser) {
 
 // lookup filters on another spelling of a user's name on the replica that
 // made its last write (which answers only once its cache holds the write):
-// exactly that user must come back.
+// that user must come back. Others may come too: this replica's cache may
+// not have seen yet a rename made on the other one (two users really
+// sharing the name are caught as I2 elsewhere).
 func (w *worker) lookup(u *mUser) {
 	if u.last == nil || !w.c.acquireThis(u.last) {
 		w.createUser()
@@ -597,8 +599,8 @@ func (w *worker) lookup(u *mUser) {
 			ids = append(ids, id)
 		}
 	}
-	if len(ids) != 1 || ids[0] != u.id {
-		w.m.fail("I2", w.m.refsOf(ev), "filter userName eq %+q finds %v, want exactly user %s (%+q): one name key, one user",
+	if !slices.Contains(ids, u.id) {
+		w.m.fail("I2", w.m.refsOf(ev), "filter userName eq %+q finds %v, not user %s (%+q) whose name it spells differently",
 			spelling, ids, u.id, u.userName)
 	}
 }
