@@ -24,8 +24,11 @@ type ProvisionedGroupSpec struct {
 	DisplayName string `json:"displayName"`
 
 	// ExternalID is the identity provider's own id for the group (Entra
-	// sends the group's objectId). Compared case-sensitively.
-	// +kubebuilder:validation:MaxLength=256
+	// sends the group's objectId). Compared case-sensitively. At most 191
+	// characters: helpdesk_groups.external_id is a VARCHAR(191) key column,
+	// and an id cannot be stored cut. (displayName's 256 fit the 512 of
+	// helpdesk_groups.display_name.)
+	// +kubebuilder:validation:MaxLength=191
 	// +optional
 	ExternalID string `json:"externalId,omitempty"`
 }

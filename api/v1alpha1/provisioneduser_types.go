@@ -14,15 +14,22 @@ type ProvisionedUserSpec struct {
 	// UserName is the unique identifier the identity provider matches on
 	// (Entra sends the userPrincipalName). Unique in the namespace without
 	// regard to case.
+	//
+	// At most 191 characters: it is a key of the helpdesk database
+	// (helpdesk_users.user_name and its unique user_name_lower, VARCHAR(191)
+	// so that a utf8mb4 index fits MySQL's key limit), where a key cannot be
+	// stored cut; longer values are refused here, before they are
+	// acknowledged to the identity provider.
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:MaxLength=191
 	// +kubebuilder:validation:XValidation:rule="self.trim() != ''",message="userName must not be blank"
 	// +required
 	UserName string `json:"userName"`
 
 	// ExternalID is the identity provider's own id for the user (Entra sends
-	// mailNickname or the objectId). Compared case-sensitively.
-	// +kubebuilder:validation:MaxLength=256
+	// mailNickname or the objectId). Compared case-sensitively. At most 191
+	// characters, the helpdesk's key column (see userName).
+	// +kubebuilder:validation:MaxLength=191
 	// +optional
 	ExternalID string `json:"externalId,omitempty"`
 
@@ -223,8 +230,10 @@ type Address struct {
 
 // EnterpriseUser is the enterprise extension of a user (RFC 7643 §4.3).
 type EnterpriseUser struct {
-	// EmployeeNumber is the organisation's number for the person.
-	// +kubebuilder:validation:MaxLength=256
+	// EmployeeNumber is the organisation's number for the person. At most
+	// 191 characters, the helpdesk's key column (an identifier cannot be
+	// stored cut).
+	// +kubebuilder:validation:MaxLength=191
 	// +optional
 	EmployeeNumber string `json:"employeeNumber,omitempty"`
 	// CostCenter is the cost center's name.
@@ -244,8 +253,9 @@ type EnterpriseUser struct {
 	// +optional
 	Department string `json:"department,omitempty"`
 	// Manager is the SCIM id of the user's manager. It may name a user that
-	// does not exist yet: Entra links managers in a second request.
-	// +kubebuilder:validation:MaxLength=256
+	// does not exist yet: Entra links managers in a second request. At most
+	// 191 characters, the helpdesk's key column (an id cannot be stored cut).
+	// +kubebuilder:validation:MaxLength=191
 	// +optional
 	Manager string `json:"manager,omitempty"`
 	// CustomFields are the helpdesk's own user fields (its table

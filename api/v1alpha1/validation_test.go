@@ -59,6 +59,11 @@ func TestValidation(t *testing.T) {
 			Spec:       scimv1.ProvisionedGroupSpec{DisplayName: name},
 		}
 	}
+	groupWithExternalID := func(id string) client.Object {
+		g := group("With external id").(*scimv1.ProvisionedGroup)
+		g.Spec.ExternalID = id
+		return g
+	}
 
 	claim := func(value, owner string, retired bool) client.Object {
 		return &scimv1.NameClaim{
@@ -88,9 +93,28 @@ func TestValidation(t *testing.T) {
 		{"user: email without @", user(func(s *scimv1.ProvisionedUserSpec) {
 			s.Emails = []scimv1.MultiValuedAttribute{{Value: "alice.contoso.test"}}
 		}), "must look like an email address"},
-		{"user: overlong userName", user(func(s *scimv1.ProvisionedUserSpec) { s.UserName = strings.Repeat("a", 257) }), "Too long"},
+		// Key columns of the helpdesk database are VARCHAR(191) and cannot be
+		// stored cut: the API refuses longer values (lengths in characters).
+		{"user: userName of 191 characters", user(func(s *scimv1.ProvisionedUserSpec) { s.UserName = strings.Repeat("é", 191) }), ""},
+		{"user: overlong userName", user(func(s *scimv1.ProvisionedUserSpec) { s.UserName = strings.Repeat("a", 192) }), "Too long"},
+		{"user: externalId of 191 characters", user(func(s *scimv1.ProvisionedUserSpec) { s.ExternalID = strings.Repeat("x", 191) }), ""},
+		{"user: overlong externalId", user(func(s *scimv1.ProvisionedUserSpec) { s.ExternalID = strings.Repeat("x", 192) }), "spec.externalId: Too long"},
+		{"user: overlong employeeNumber", user(func(s *scimv1.ProvisionedUserSpec) {
+			s.Enterprise = &scimv1.EnterpriseUser{EmployeeNumber: strings.Repeat("1", 192)}
+		}), "spec.enterprise.employeeNumber: Too long"},
+		{"user: overlong manager", user(func(s *scimv1.ProvisionedUserSpec) {
+			s.Enterprise = &scimv1.EnterpriseUser{Manager: strings.Repeat("m", 192)}
+		}), "spec.enterprise.manager: Too long"},
+		// Optional columns narrower than the API are stored cut instead, so
+		// a long phone is accepted (helpdesk_users.phone holds 64).
+		{"user: phone of 65 characters", user(func(s *scimv1.ProvisionedUserSpec) {
+			s.PhoneNumbers = []scimv1.MultiValuedAttribute{{Value: strings.Repeat("5", 65), Type: "work"}}
+		}), ""},
 
 		{"group: ok", group("Sales"), ""},
+		{"group: displayName of 256 characters", group(strings.Repeat("g", 256)), ""},
+		{"group: externalId of 191 characters", groupWithExternalID(strings.Repeat("e", 191)), ""},
+		{"group: overlong externalId", groupWithExternalID(strings.Repeat("e", 192)), "spec.externalId: Too long"},
 
 		{"claim: held", claim("alice", "u-1", false), ""},
 		{"claim: retired, nobody holds it", claim("bob", "", true), ""},
