@@ -1,27 +1,78 @@
 package controllers
 
 import (
-	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
+	"github.com/scim-operator/scim-operator/internal/helpdesk"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
 )
 
 // Reasons of the Synced condition on users and groups.
 const (
-	ReasonSynced              = "Synced"
+	ReasonSynced = "Synced"
+	// ReasonTruncated goes with Synced=True: the row holds this generation,
+	// but some optional values were longer than their column and are
+	// stored cut (the message names the fields).
+	ReasonTruncated           = "Truncated"
 	ReasonDatabaseUnavailable = "DatabaseUnavailable"
 	ReasonConflict            = "Conflict"
 	ReasonInvalid             = "Invalid"
+	// ReasonMembersUnavailable: a group's member list could not be read
+	// from its GroupMembership shards.
+	ReasonMembersUnavailable = "MembersUnavailable"
 
 	EventDriftRepaired = "DriftRepaired"
 	EventSyncFailed    = "SyncFailed"
 	EventDeleted       = "DeletedFromHelpdesk"
+	// EventTruncated names (never with their values) the fields stored cut.
+	EventTruncated = "Truncated"
+	// EventAbandonedDeleted: a group whose create was never acknowledged
+	// was deleted.
+	EventAbandonedDeleted = "AbandonedCreateDeleted"
 )
+
+// syncFailureReason classifies a store error for the Synced condition.
+// Anything that is neither a conflict nor an invalid value is taken for the
+// database being unavailable, the one failure that a retry can cure alone.
+func syncFailureReason(err error) string {
+	switch {
+	case errors.Is(err, helpdesk.ErrConflict):
+		return ReasonConflict
+	case errors.Is(err, helpdesk.ErrInvalid):
+		return ReasonInvalid
+	default:
+		return ReasonDatabaseUnavailable
+	}
+}
+
+// specOrMetadataChanged filters the updates of the synced kinds down to
+// those a reconcile has to see: a new generation (spec), the deletion
+// timestamp, finalizers, labels and annotations. Status-only updates, the
+// controllers' own status writes among them, are dropped: otherwise a
+// reconcile that fails and writes its status would be queued again at once
+// by the watch, bypassing its exponential backoff. Creates, deletes and
+// generic events all pass.
+func specOrMetadataChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld, e.ObjectNew
+		if o == nil || n == nil {
+			return true
+		}
+		return o.GetGeneration() != n.GetGeneration() ||
+			!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
+			!slices.Equal(o.GetFinalizers(), n.GetFinalizers()) ||
+			!maps.Equal(o.GetLabels(), n.GetLabels()) ||
+			!maps.Equal(o.GetAnnotations(), n.GetAnnotations())
+	}}
+}
 
 // SyncMetrics measure how long provisioning takes to reach the helpdesk.
 type SyncMetrics struct {
@@ -62,5 +113,3 @@ func (m *SyncMetrics) observeSince(kind string, t, now time.Time) {
 	}
 	m.Lag.WithLabelValues(kind).Observe(now.Sub(t).Seconds())
 }
-
-func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }

@@ -33,9 +33,28 @@ type syncStack struct {
 	store   helpdesk.Store
 	repo    *repository.Repository
 	metrics *SyncMetrics
+	log     *logBuffer
+}
+
+// syncOptions configure startSyncWith; zero values are the defaults.
+type syncOptions struct {
+	policy helpdesk.DeletionPolicy
+	resync time.Duration
+	// now replaces the reconcilers' clock.
+	now func() time.Time
+	// noRepo starts the controllers without a repository.
+	noRepo bool
+	// brokenMembers gives the group controller a repository whose member
+	// reads fail.
+	brokenMembers bool
 }
 
 func startSync(t *testing.T, store helpdesk.Store, policy helpdesk.DeletionPolicy, resync time.Duration) *syncStack {
+	t.Helper()
+	return startSyncWith(t, store, syncOptions{policy: policy, resync: resync})
+}
+
+func startSyncWith(t *testing.T, store helpdesk.Store, o syncOptions) *syncStack {
 	t.Helper()
 	e := testenv.Require(t, env)
 	ns := e.Namespace(t)
@@ -44,7 +63,7 @@ func startSync(t *testing.T, store helpdesk.Store, policy helpdesk.DeletionPolic
 		t.Fatal(err)
 	}
 	s := &syncStack{ns: ns, store: store, metrics: m}
-	startManager(t, ns, func(mgr ctrl.Manager) error {
+	_, s.log = startManager(t, ns, func(mgr ctrl.Manager) error {
 		if err := repository.RegisterIndexes(context.Background(), mgr.GetCache()); err != nil {
 			return err
 		}
@@ -52,12 +71,21 @@ func startSync(t *testing.T, store helpdesk.Store, policy helpdesk.DeletionPolic
 		if _, err := s.repo.InstallHandlers(context.Background(), mgr.GetCache()); err != nil {
 			return err
 		}
-		if err := (&ProvisionedUserReconciler{Client: mgr.GetClient(), Store: store, Repo: s.repo,
-			DeletionPolicy: policy, ResyncPeriod: resync, MaxConcurrentReconciles: 4, Metrics: m}).SetupWithManager(mgr); err != nil {
+		repo, groupRepo := s.repo, s.repo
+		if o.noRepo {
+			repo, groupRepo = nil, nil
+		}
+		if o.brokenMembers {
+			broken := *s.repo
+			broken.Cache = failingShardReader{mgr.GetCache()}
+			groupRepo = &broken
+		}
+		if err := (&ProvisionedUserReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Store: store, Repo: repo,
+			DeletionPolicy: o.policy, ResyncPeriod: o.resync, MaxConcurrentReconciles: 4, Metrics: m, Now: o.now}).SetupWithManager(mgr); err != nil {
 			return err
 		}
-		return (&ProvisionedGroupReconciler{Client: mgr.GetClient(), Store: store, Repo: s.repo,
-			DeletionPolicy: policy, ResyncPeriod: resync, MaxConcurrentReconciles: 4, Metrics: m}).SetupWithManager(mgr)
+		return (&ProvisionedGroupReconciler{Client: mgr.GetClient(), Store: store, Repo: groupRepo,
+			DeletionPolicy: o.policy, ResyncPeriod: o.resync, MaxConcurrentReconciles: 4, Metrics: m, Now: o.now}).SetupWithManager(mgr)
 	})
 	return s
 }

@@ -14,10 +14,12 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
@@ -28,9 +30,15 @@ import (
 // ProvisionedGroupReconciler copies ProvisionedGroups and their members
 // (the GroupMembership shards) into the helpdesk database. Membership is
 // written as a diff: only rows that changed are inserted or deleted.
+//
+// A group carrying the pending-members annotation is a create the SCIM
+// server has not acknowledged yet: it is not written, and one left behind
+// by a failed create is deleted once it is older than abandonedCreateAge.
 type ProvisionedGroupReconciler struct {
 	client.Client
-	Store                   helpdesk.Store
+	Store helpdesk.Store
+	// Repo reads the members from the cache's shard index; without it the
+	// controller lists the group's shards by label.
 	Repo                    *repository.Repository
 	Recorder                events.EventRecorder
 	Metrics                 *SyncMetrics
@@ -46,6 +54,17 @@ type ProvisionedGroupReconciler struct {
 // +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=groupmemberships,verbs=get;list;watch;create;update;patch;delete;deletecollection
 // +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=nameclaims,verbs=get;list;watch;create;update;delete
 
+const (
+	// pendingRecheck is how soon a pending group is looked at again (its
+	// acknowledgement, an annotation change, also queues it at once).
+	pendingRecheck = 5 * time.Second
+	// abandonedCreateAge is how old a pending group must be before it is
+	// taken for a failed create and deleted: a SCIM create takes seconds,
+	// so ten minutes is generous also against clock skew between the API
+	// server (creationTimestamp) and this replica.
+	abandonedCreateAge = 10 * time.Minute
+)
+
 // SetupWithManager registers the controller; a change to any shard
 // reconciles its group.
 func (r *ProvisionedGroupReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -57,7 +76,7 @@ func (r *ProvisionedGroupReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("provisionedgroup").
-		For(&scimv1.ProvisionedGroup{}).
+		For(&scimv1.ProvisionedGroup{}, builder.WithPredicates(specOrMetadataChanged())).
 		Watches(&scimv1.GroupMembership{}, handler.EnqueueRequestsFromMapFunc(
 			func(_ context.Context, o client.Object) []reconcile.Request {
 				s, ok := o.(*scimv1.GroupMembership)
@@ -79,6 +98,9 @@ func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	if !g.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, g)
 	}
+	if _, pending := g.Annotations[scimv1.AnnotationPendingMembers]; pending {
+		return r.reconcilePending(ctx, g)
+	}
 	if controllerutil.AddFinalizer(g, scimv1.FinalizerHelpdesk) {
 		return ctrl.Result{}, r.Update(ctx, g)
 	}
@@ -94,11 +116,7 @@ func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		}
 	}()
 
-	fail := func(err error, what string) (ctrl.Result, error) {
-		reason := ReasonDatabaseUnavailable
-		if errors.Is(err, helpdesk.ErrInvalid) {
-			reason = ReasonInvalid
-		}
+	fail := func(err error, what, reason string) (ctrl.Result, error) {
 		setSynced(&g.Status.Conditions, g.Generation, metav1.ConditionFalse, reason, err.Error())
 		r.Recorder.Eventf(g, nil, "Warning", EventSyncFailed, "Sync", "%s of group %s failed: %s", what, g.Name, reason)
 		return ctrl.Result{}, fmt.Errorf("%s of group %s/%s: %w", what, g.Namespace, g.Name, err)
@@ -106,23 +124,23 @@ func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	changed, err := r.Store.UpsertGroup(ctx, helpdesk.Group{Tenant: g.Namespace, SCIMID: g.Name,
 		DisplayName: g.Spec.DisplayName, ExternalID: g.Spec.ExternalID})
 	if err != nil {
-		return fail(err, "writing")
+		return fail(err, "writing", syncFailureReason(err))
 	}
-	members, err := r.Repo.Members(ctx, g.Namespace, g.Name)
+	members, lastMemberChange, err := r.members(ctx, g)
 	if err != nil {
-		return ctrl.Result{}, err
+		return fail(err, "reading members", ReasonMembersUnavailable)
 	}
 	added, removed, err := r.Store.SyncMembers(ctx, g.Namespace, g.Name, members)
 	if err != nil {
-		return fail(err, "syncing members")
+		return fail(err, "syncing members", syncFailureReason(err))
 	}
 	now := r.Now()
 	if changed || added > 0 || removed > 0 {
 		// The newest SCIM write: the group's own (a rename) or its shards'
 		// (a membership change, which does not bump the generation).
 		since, _ := time.Parse(time.RFC3339Nano, g.Annotations[repository.AnnotationLastModified])
-		if shards := r.Repo.LastMemberChange(ctx, g.Namespace, g.Name); shards.After(since) {
-			since = shards
+		if lastMemberChange.After(since) {
+			since = lastMemberChange
 		}
 		last := g.Status.LastSyncTime
 		fromSCIM := g.Status.ObservedGeneration != g.Generation || !meta.IsStatusConditionTrue(g.Status.Conditions, scimv1.ConditionSynced) ||
@@ -140,6 +158,66 @@ func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	setSynced(&g.Status.Conditions, g.Generation, metav1.ConditionTrue, ReasonSynced, "the helpdesk database holds this generation and its members")
 	g.Status.ObservedGeneration = g.Generation
 	return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
+}
+
+// members returns the group's member ids and the newest SCIM write to its
+// shards (for the sync lag), from the repository's index when there is
+// one, else by listing the shards labelled with the group.
+func (r *ProvisionedGroupReconciler) members(ctx context.Context, g *scimv1.ProvisionedGroup) ([]string, time.Time, error) {
+	if r.Repo != nil {
+		members, err := r.Repo.Members(ctx, g.Namespace, g.Name)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		return members, r.Repo.LastMemberChange(ctx, g.Namespace, g.Name), nil
+	}
+	var list scimv1.GroupMembershipList
+	if err := r.List(ctx, &list, client.InNamespace(g.Namespace), client.MatchingLabels{scimv1.LabelGroup: g.Name}); err != nil {
+		return nil, time.Time{}, fmt.Errorf("listing the membership shards: %w", err)
+	}
+	var (
+		members []string
+		last    time.Time
+	)
+	for i := range list.Items {
+		s := &list.Items[i]
+		if s.Spec.Group != g.Name { // the spec, not the label, says whose shard it is
+			continue
+		}
+		members = append(members, s.Spec.Members...)
+		if t, err := time.Parse(time.RFC3339Nano, s.Annotations[repository.AnnotationLastModified]); err == nil && t.After(last) {
+			last = t
+		}
+	}
+	return members, last, nil
+}
+
+// reconcilePending handles a group whose create is not acknowledged yet:
+// it is not written to the database (the identity provider has not been
+// told it exists), and once it is older than abandonedCreateAge it is taken
+// for a create that failed half-way and deleted.
+func (r *ProvisionedGroupReconciler) reconcilePending(ctx context.Context, g *scimv1.ProvisionedGroup) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	age := r.Now().Sub(g.CreationTimestamp.Time)
+	if age < abandonedCreateAge {
+		log.V(1).Info("group create not acknowledged yet; not written to the helpdesk database", "group", g.Name, "age", age.String())
+		return ctrl.Result{RequeueAfter: min(pendingRecheck, abandonedCreateAge-age)}, nil
+	}
+	// The preconditions keep a group acknowledged since the cache read.
+	uid, rv := g.UID, g.ResourceVersion
+	err := r.Delete(ctx, g, client.Preconditions{UID: &uid, ResourceVersion: &rv})
+	switch {
+	case apierrors.IsNotFound(err):
+		return ctrl.Result{}, nil
+	case apierrors.IsConflict(err):
+		return ctrl.Result{RequeueAfter: pendingRecheck}, nil // it changed: look again
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("deleting abandoned group %s/%s: %w", g.Namespace, g.Name, err)
+	}
+	log.Info("deleted a group whose create was never acknowledged", "group", g.Name, "age", age.String())
+	r.Recorder.Eventf(g, nil, "Normal", EventAbandonedDeleted, "Delete",
+		"group %s was created %s ago and its create never completed; deleted", g.Name, age.Round(time.Second))
+	return ctrl.Result{}, nil
 }
 
 func (r *ProvisionedGroupReconciler) reconcileDelete(ctx context.Context, g *scimv1.ProvisionedGroup) error {

@@ -43,6 +43,22 @@ func validate(fields ...field) error {
 	return nil
 }
 
+// truncate cuts s to its first limit characters (runes, as VARCHAR counts
+// them) and reports whether it cut anything.
+func truncate(s string, limit int) (string, bool) {
+	if utf8.RuneCountInString(s) <= limit {
+		return s, false
+	}
+	n := 0
+	for i := range s {
+		if n == limit {
+			return s[:i], true
+		}
+		n++
+	}
+	return s, false
+}
+
 func validTenant(tenant string) error {
 	if tenant == AllTenants {
 		return fmt.Errorf("%w: tenant %q is reserved for custom fields of every tenant", ErrInvalid, AllTenants)

@@ -45,18 +45,46 @@ var (
 	// ErrNotFound is returned by reads when the row does not exist.
 	ErrNotFound = errors.New("helpdesk: not found")
 	// ErrConflict is returned when a write would break a uniqueness rule, e.g.
-	// two live users of one tenant whose userNames differ only in case.
+	// two live users of one tenant with the same userName key. When the
+	// other row is known the error is a *ConflictError (use errors.As).
 	ErrConflict = errors.New("helpdesk: conflict")
 	// ErrInvalid is returned when a value cannot be stored as given (empty key,
-	// too long for its column, unknown policy).
+	// a key too long for its column, unknown policy).
 	ErrInvalid = errors.New("helpdesk: invalid value")
 )
 
+// ConflictError says which row holds the userName key a write wanted. It
+// matches errors.Is(err, ErrConflict).
+type ConflictError struct {
+	// Key is the user_name_lower value both rows want.
+	Key string
+	// Holder is the scim_id of the live row of the tenant that holds Key.
+	Holder string
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("%s: the userName key %q is held by live user %q", ErrConflict, e.Key, e.Holder)
+}
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
 // User is one row of helpdesk_users. Empty strings are stored as NULL.
+//
+// Key columns (the ids, UserName, UserNameKey, ExternalID, EmployeeNumber,
+// ManagerSCIMID) are stored exactly or refused with ErrInvalid. The other
+// text columns are written as far as they fit: a value longer than its
+// column is cut at the column's limit (in characters, never inside one)
+// and UpsertUser names the column in UpsertResult.Truncated.
 type User struct {
-	Tenant            string
-	SCIMID            string
-	UserName          string
+	Tenant   string
+	SCIMID   string
+	UserName string
+	// UserNameKey is the canonical case-insensitive form of UserName, stored
+	// in user_name_lower: two live users of a tenant may not share it. The
+	// caller computes it (the operator uses internal/namekey), so the rule
+	// is the same everywhere names are compared. Required.
+	UserNameKey       string
 	ExternalID        string
 	DisplayName       string
 	GivenName         string
@@ -73,10 +101,22 @@ type User struct {
 	// encoding/json, so numbers come back as float64.
 	CustomFields map[string]any
 
-	// Filled on reads; ignored by UpsertUser.
+	// Filled on reads; ignored by UpsertUser. UserNameKey reads back empty
+	// when the row holds no key (deleted, or released by ReleaseUserName).
 	CreatedAt time.Time
 	UpdatedAt time.Time
 	DeletedAt *time.Time
+}
+
+// UpsertResult says what UpsertUser did.
+type UpsertResult struct {
+	// Changed is false when the row already held every value: nothing was
+	// written and updated_at did not move.
+	Changed bool
+	// Truncated names the columns (display_name, phone, ...) whose value
+	// was longer than the column and is stored cut to it, in column order.
+	// It is reported on every call, changed or not.
+	Truncated []string
 }
 
 // Group is one row of helpdesk_groups.
@@ -102,14 +142,26 @@ type CustomField struct {
 // Store is everything the controllers may do to the helpdesk database.
 type Store interface {
 	// UpsertUser inserts or updates by (tenant, scim_id) and clears deleted_at.
-	// When nothing differs it writes nothing and returns changed=false, leaving
-	// updated_at untouched. A userName that, lower-cased, is already used by
-	// another live user of the tenant returns an error wrapping ErrConflict.
-	UpsertUser(ctx context.Context, u User) (changed bool, err error)
+	// When nothing differs it writes nothing and returns Changed=false,
+	// leaving updated_at untouched. Optional text columns are cut to fit
+	// (see User). A UserNameKey that another live user of the tenant holds
+	// returns a *ConflictError naming it (errors.Is(err, ErrConflict)).
+	UpsertUser(ctx context.Context, u User) (UpsertResult, error)
 	// GetUser returns the row, retained deleted rows included, or ErrNotFound.
 	GetUser(ctx context.Context, tenant, scimID string) (User, error)
 	// DeleteUser applies policy ("" means retain). A missing row is not an error.
 	DeleteUser(ctx context.Context, tenant, scimID string, policy DeletionPolicy) error
+	// DeactivateUser sets active=false on the user's row and nothing else,
+	// for when the whole row cannot be written: a deactivation must reach
+	// the helpdesk whatever the other fields hold. It inserts nothing when
+	// there is no row (found=false): such a user cannot sign in anyway. An
+	// already inactive row is left untouched.
+	DeactivateUser(ctx context.Context, tenant, scimID string) (found bool, err error)
+	// ReleaseUserName clears user_name_lower of the row holderID when it
+	// still holds key, so another user can take the key. The caller decides
+	// the holder's claim is stale (its custom resource no longer has that
+	// name); the holder takes its own key again on its next upsert.
+	ReleaseUserName(ctx context.Context, tenant, holderID, key string) (released bool, err error)
 
 	UpsertGroup(ctx context.Context, g Group) (changed bool, err error)
 	GetGroup(ctx context.Context, tenant, scimID string) (Group, error)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/scim-operator/scim-operator/internal/namekey"
 )
 
 // storeSuite is the one behavioural suite every dialect must pass. newDB
@@ -26,6 +28,10 @@ func storeSuite(t *testing.T, newDB func(t *testing.T) string) {
 	t.Run("ConcurrentUpsert", func(t *testing.T) { testConcurrentUpsert(ctx, t, s) })
 	t.Run("UserNameConflict", func(t *testing.T) { testUserNameConflict(ctx, t, s) })
 	t.Run("DeleteUser", func(t *testing.T) { testDeleteUser(ctx, t, s) })
+	t.Run("Truncation", func(t *testing.T) { testTruncation(ctx, t, s) })
+	t.Run("UserNameKey", func(t *testing.T) { testUserNameKey(ctx, t, s) })
+	t.Run("DeactivateUser", func(t *testing.T) { testDeactivateUser(ctx, t, s) })
+	t.Run("ReleaseUserName", func(t *testing.T) { testReleaseUserName(ctx, t, s) })
 	t.Run("Groups", func(t *testing.T) { testGroups(ctx, t, s) })
 	t.Run("SyncMembers", func(t *testing.T) { testSyncMembers(ctx, t, s) })
 	t.Run("SyncMembersLarge", func(t *testing.T) { testSyncMembersLarge(ctx, t, s) })
@@ -106,14 +112,19 @@ func testMigrations(t *testing.T, s *sqlStore, dbURL string, newDB func(t *testi
 	if got := countVersions(t, stores[0].(*sqlStore)); got != len(ms) {
 		t.Fatalf("versions after concurrent Opens = %d, want %d", got, len(ms))
 	}
-	if _, err := stores[1].UpsertUser(context.Background(), User{Tenant: "m", SCIMID: "1", UserName: "m"}); err != nil {
+	if _, err := stores[1].UpsertUser(context.Background(), newUser("m", "1", "m")); err != nil {
 		t.Fatalf("schema unusable after concurrent migration: %v", err)
 	}
 }
 
+// newUser is a minimal live user; its key is the operator's canonical one.
+func newUser(tenant, id, name string) User {
+	return User{Tenant: tenant, SCIMID: id, UserName: name, UserNameKey: namekey.Key(name), Active: true}
+}
+
 func fullUser(tenant, id, name string) User {
 	return User{
-		Tenant: tenant, SCIMID: id, UserName: name, ExternalID: "ext-" + id,
+		Tenant: tenant, SCIMID: id, UserName: name, UserNameKey: namekey.Key(name), ExternalID: "ext-" + id,
 		DisplayName: "Display " + name, GivenName: "Given", FamilyName: "Family",
 		PrimaryEmail: name + "@example.com", Phone: "+1 555 0100", Title: "Engineer",
 		Department: "R&D", EmployeeNumber: "E-" + id, ManagerSCIMID: "mgr-1",
@@ -124,12 +135,15 @@ func fullUser(tenant, id, name string) User {
 
 func mustUpsertUser(ctx context.Context, t *testing.T, s Store, u User, wantChanged bool) {
 	t.Helper()
-	changed, err := s.UpsertUser(ctx, u)
+	res, err := s.UpsertUser(ctx, u)
 	if err != nil {
 		t.Fatalf("UpsertUser(%s): %v", u.SCIMID, err)
 	}
-	if changed != wantChanged {
-		t.Fatalf("UpsertUser(%s) changed = %v, want %v", u.SCIMID, changed, wantChanged)
+	if res.Changed != wantChanged {
+		t.Fatalf("UpsertUser(%s) changed = %v, want %v", u.SCIMID, res.Changed, wantChanged)
+	}
+	if len(res.Truncated) > 0 {
+		t.Fatalf("UpsertUser(%s) truncated %v", u.SCIMID, res.Truncated)
 	}
 }
 
@@ -201,7 +215,8 @@ func testCustomFieldsJSON(ctx context.Context, t *testing.T, s *sqlStore) {
 		"nested": map[string]any{"b": "x", "a": []string{"y"}},
 		"uni":    "Zoë – 東京",
 	}
-	u := User{Tenant: "json", SCIMID: "j1", UserName: "json", Active: true, CustomFields: cf}
+	u := newUser("json", "j1", "json")
+	u.CustomFields = cf
 	mustUpsertUser(ctx, t, s, u, true)
 	got := mustGetUser(ctx, t, s, "json", "j1")
 	want := map[string]any{
@@ -216,7 +231,8 @@ func testCustomFieldsJSON(ctx context.Context, t *testing.T, s *sqlStore) {
 	// Same content (the database may have reordered keys): no-op.
 	mustUpsertUser(ctx, t, s, u, false)
 	// nil and empty maps are the same, stored as {}.
-	u2 := User{Tenant: "json", SCIMID: "j2", UserName: "json2"}
+	u2 := newUser("json", "j2", "json2")
+	u2.Active = false
 	mustUpsertUser(ctx, t, s, u2, true)
 	u2.CustomFields = map[string]any{}
 	mustUpsertUser(ctx, t, s, u2, false)
@@ -240,13 +256,13 @@ func testConcurrentUpsert(ctx context.Context, t *testing.T, s *sqlStore) {
 	)
 	for range workers {
 		wg.Go(func() {
-			changed, err := s.UpsertUser(ctx, u)
+			res, err := s.UpsertUser(ctx, u)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				errs = append(errs, err)
 			}
-			if changed {
+			if res.Changed {
 				changes++
 			}
 		})
@@ -258,20 +274,20 @@ func testConcurrentUpsert(ctx context.Context, t *testing.T, s *sqlStore) {
 }
 
 func testUserNameConflict(ctx context.Context, t *testing.T, s *sqlStore) {
-	mustUpsertUser(ctx, t, s, User{Tenant: "conf", SCIMID: "a", UserName: "Bob@Example.com", Active: true}, true)
+	mustUpsertUser(ctx, t, s, newUser("conf", "a", "Bob@Example.com"), true)
 	for _, name := range []string{"bob@example.com", "BOB@EXAMPLE.COM"} {
-		_, err := s.UpsertUser(ctx, User{Tenant: "conf", SCIMID: "b", UserName: name, Active: true})
+		_, err := s.UpsertUser(ctx, newUser("conf", "b", name))
 		if !errors.Is(err, ErrConflict) {
 			t.Fatalf("UpsertUser(%q) err = %v, want ErrConflict", name, err)
 		}
 	}
 	// Non-ASCII names fold too (SQLite's lower() would not).
-	mustUpsertUser(ctx, t, s, User{Tenant: "conf", SCIMID: "c", UserName: "ÅSA"}, true)
-	if _, err := s.UpsertUser(ctx, User{Tenant: "conf", SCIMID: "d", UserName: "åsa"}); !errors.Is(err, ErrConflict) {
+	mustUpsertUser(ctx, t, s, newUser("conf", "c", "ÅSA"), true)
+	if _, err := s.UpsertUser(ctx, newUser("conf", "d", "åsa")); !errors.Is(err, ErrConflict) {
 		t.Fatalf("UpsertUser(åsa) err = %v, want ErrConflict", err)
 	}
 	// Another tenant may use the name.
-	mustUpsertUser(ctx, t, s, User{Tenant: "conf-other", SCIMID: "b", UserName: "bob@example.com"}, true)
+	mustUpsertUser(ctx, t, s, newUser("conf-other", "b", "bob@example.com"), true)
 	if _, err := s.GetUser(ctx, "conf", "b"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("conflicting user was written: %v", err)
 	}
@@ -299,7 +315,7 @@ func testDeleteUser(ctx context.Context, t *testing.T, s *sqlStore) {
 	}
 
 	// The retained row does not block a new live user with the same name.
-	mustUpsertUser(ctx, t, s, User{Tenant: tenant, SCIMID: "new", UserName: "carol", Active: true}, true)
+	mustUpsertUser(ctx, t, s, newUser(tenant, "new", "carol"), true)
 	// Reviving the old user now clashes with the live one.
 	if _, err := s.UpsertUser(ctx, old); !errors.Is(err, ErrConflict) {
 		t.Fatalf("revive with taken name err = %v, want ErrConflict", err)
@@ -517,23 +533,34 @@ func testCustomFieldDefinitions(ctx context.Context, t *testing.T, s *sqlStore) 
 
 func testInvalid(ctx context.Context, t *testing.T, s *sqlStore) {
 	long := strings.Repeat("x", maxKeyLen+1)
+	valid := newUser("inv", "1", "a")
+	with := func(mut func(*User)) User {
+		u := valid
+		mut(&u)
+		return u
+	}
 	for name, u := range map[string]User{
-		"no tenant":     {SCIMID: "1", UserName: "a"},
-		"star tenant":   {Tenant: AllTenants, SCIMID: "1", UserName: "a"},
-		"no id":         {Tenant: "inv", UserName: "a"},
-		"no userName":   {Tenant: "inv", SCIMID: "1"},
-		"long userName": {Tenant: "inv", SCIMID: "1", UserName: long},
-		"bad utf8":      {Tenant: "inv", SCIMID: "1", UserName: "a\xff"},
-		"nul":           {Tenant: "inv", SCIMID: "1", UserName: "a\x00b"},
+		"no tenant":           with(func(u *User) { u.Tenant = "" }),
+		"star tenant":         with(func(u *User) { u.Tenant = AllTenants }),
+		"no id":               with(func(u *User) { u.SCIMID = "" }),
+		"no userName":         with(func(u *User) { u.UserName = "" }),
+		"no userName key":     with(func(u *User) { u.UserNameKey = "" }),
+		"long userName":       with(func(u *User) { u.UserName, u.UserNameKey = long, long }),
+		"long userName key":   with(func(u *User) { u.UserNameKey = long }),
+		"long externalId":     with(func(u *User) { u.ExternalID = long }),
+		"long employeeNumber": with(func(u *User) { u.EmployeeNumber = long }),
+		"long manager":        with(func(u *User) { u.ManagerSCIMID = long }),
+		"bad utf8":            with(func(u *User) { u.UserName = "a\xff" }),
+		"nul":                 with(func(u *User) { u.UserName = "a\x00b" }),
+		"nul in phone":        with(func(u *User) { u.Phone = "1\x002" }),
 	} {
 		if _, err := s.UpsertUser(ctx, u); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
 		}
 	}
 	// The limit is in characters, as in VARCHAR(191): 191 multi-byte runes fit.
-	mustUpsertUser(ctx, t, s, User{Tenant: "inv", SCIMID: "wide", UserName: strings.Repeat("é", maxKeyLen)}, true)
-	if _, err := s.UpsertUser(ctx, User{Tenant: "inv", SCIMID: "f", UserName: "f",
-		CustomFields: map[string]any{"ch": make(chan int)}}); !errors.Is(err, ErrInvalid) {
+	mustUpsertUser(ctx, t, s, newUser("inv", "wide", strings.Repeat("é", maxKeyLen)), true)
+	if _, err := s.UpsertUser(ctx, with(func(u *User) { u.CustomFields = map[string]any{"ch": make(chan int)} })); !errors.Is(err, ErrInvalid) {
 		t.Errorf("unencodable custom field: err = %v, want ErrInvalid", err)
 	}
 	if _, err := s.UpsertGroup(ctx, Group{Tenant: "inv", SCIMID: "g"}); !errors.Is(err, ErrInvalid) {
@@ -541,5 +568,161 @@ func testInvalid(ctx context.Context, t *testing.T, s *sqlStore) {
 	}
 	if err := s.Ping(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testTruncation: optional text columns narrower than the API are written
+// as far as they fit, cut at a character boundary, and reported; key
+// columns are not (see testInvalid).
+func testTruncation(ctx context.Context, t *testing.T, s *sqlStore) {
+	const tenant = "trunc"
+	u := fullUser(tenant, "t1", "long@example.com")
+	phone := strings.Repeat("0123456789", 7)[:maxShortLen+1]
+	u.Phone = phone
+	u.DisplayName = strings.Repeat("é", maxTextLen) + "tail" // multi-byte: the cut counts characters
+	u.PrimaryEmail = strings.Repeat("m", maxEmailLen) + "@example.com"
+	u.PreferredLanguage = strings.Repeat("日", maxShortLen) // exactly fits
+	u.Active = false
+	res, err := s.UpsertUser(ctx, u)
+	if err != nil {
+		t.Fatalf("UpsertUser with over-long optional columns: %v", err)
+	}
+	want := []string{"display_name", "primary_email", "phone"}
+	if !res.Changed || !reflect.DeepEqual(res.Truncated, want) {
+		t.Fatalf("UpsertUser = %+v, want changed and truncated %v", res, want)
+	}
+	got := mustGetUser(ctx, t, s, tenant, "t1")
+	if got.Phone != phone[:maxShortLen] || got.DisplayName != strings.Repeat("é", maxTextLen) ||
+		got.PrimaryEmail != strings.Repeat("m", maxEmailLen) || got.PreferredLanguage != u.PreferredLanguage || got.Active {
+		t.Fatalf("row after truncation: phone %q display %d chars email %d chars language %q active %v",
+			got.Phone, len([]rune(got.DisplayName)), len([]rune(got.PrimaryEmail)), got.PreferredLanguage, got.Active)
+	}
+	// Writing the same user again is a no-op that still reports the cut.
+	res, err = s.UpsertUser(ctx, u)
+	if err != nil || res.Changed || !reflect.DeepEqual(res.Truncated, want) {
+		t.Fatalf("second UpsertUser = %+v, %v; want unchanged, truncated %v", res, err, want)
+	}
+	if again := mustGetUser(ctx, t, s, tenant, "t1"); !again.UpdatedAt.Equal(got.UpdatedAt) {
+		t.Fatalf("re-applying a truncated user moved updated_at")
+	}
+}
+
+// testUserNameKey: the store keeps the key it is given (the operator's
+// canonical key), not a folding of its own, so names that Unicode case
+// folding joins collide and rows written under an older key are rewritten.
+func testUserNameKey(ctx context.Context, t *testing.T, s *sqlStore) {
+	const tenant = "key"
+	for i, pair := range [][2]string{
+		{"\u017Fam", "SAM"},                    // long s
+		{"\u212Aelvin", "kelvin"},              // Kelvin sign
+		{"İK-team", "ik-TEAM"},                 // dotted capital I
+		{"jose\u0301", "JOSÉ"},                 // decomposed and composed accent
+		{"ＡＢＣ@example.com", "abc@EXAMPLE.com"}, // full-width letters
+	} {
+		first, second := fmt.Sprintf("first-%d", i), fmt.Sprintf("second-%d", i)
+		mustUpsertUser(ctx, t, s, newUser(tenant, first, pair[0]), true)
+		_, err := s.UpsertUser(ctx, newUser(tenant, second, pair[1]))
+		var ce *ConflictError
+		if !errors.Is(err, ErrConflict) || !errors.As(err, &ce) || ce.Holder != first || ce.Key != namekey.Key(pair[1]) {
+			t.Errorf("%q after %q: err = %v, want a ConflictError held by %s", pair[1], pair[0], err, first)
+		}
+	}
+	// Dotless ı is its own letter: no conflict.
+	mustUpsertUser(ctx, t, s, newUser(tenant, "dotless", "\u0131k-team"), true)
+
+	// A row written by an older operator (user_name_lower = strings.ToLower)
+	// is rewritten with the canonical key on the next upsert.
+	old := newUser(tenant, "old", "Stra\u017Fe")
+	mustUpsertUser(ctx, t, s, old, true)
+	if _, err := s.db.Exec(s.d.rebind(`UPDATE helpdesk_users SET user_name_lower = ? WHERE tenant = ? AND scim_id = ?`),
+		strings.ToLower(old.UserName), tenant, "old"); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGetUser(ctx, t, s, tenant, "old"); got.UserNameKey != "stra\u017Fe" {
+		t.Fatalf("old key read back as %q", got.UserNameKey)
+	}
+	mustUpsertUser(ctx, t, s, old, true)
+	if got := mustGetUser(ctx, t, s, tenant, "old"); got.UserNameKey != namekey.Key(old.UserName) {
+		t.Fatalf("key after resync = %q, want %q", got.UserNameKey, namekey.Key(old.UserName))
+	}
+	// Retained deleted rows hold no key.
+	if err := s.DeleteUser(ctx, tenant, "old", DeletionPolicyRetain); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGetUser(ctx, t, s, tenant, "old"); got.UserNameKey != "" {
+		t.Fatalf("deleted row still holds key %q", got.UserNameKey)
+	}
+}
+
+func testDeactivateUser(ctx context.Context, t *testing.T, s *sqlStore) {
+	const tenant = "deact"
+	u := fullUser(tenant, "d1", "dave")
+	mustUpsertUser(ctx, t, s, u, true)
+	before := mustGetUser(ctx, t, s, tenant, "d1")
+
+	found, err := s.DeactivateUser(ctx, tenant, "d1")
+	if err != nil || !found {
+		t.Fatalf("DeactivateUser = %v, %v; want found", found, err)
+	}
+	after := mustGetUser(ctx, t, s, tenant, "d1")
+	want := u
+	want.Active = false
+	if !reflect.DeepEqual(withoutTimes(after), want) || !after.UpdatedAt.After(before.UpdatedAt) {
+		t.Fatalf("after DeactivateUser:\n got %#v\nwant %#v (updated_at %v -> %v)", withoutTimes(after), want, before.UpdatedAt, after.UpdatedAt)
+	}
+	// Already inactive: found, nothing written.
+	if found, err := s.DeactivateUser(ctx, tenant, "d1"); err != nil || !found {
+		t.Fatalf("second DeactivateUser = %v, %v", found, err)
+	}
+	if again := mustGetUser(ctx, t, s, tenant, "d1"); !again.UpdatedAt.Equal(after.UpdatedAt) {
+		t.Fatalf("deactivating an inactive row moved updated_at")
+	}
+	// No row: nothing is inserted.
+	if found, err := s.DeactivateUser(ctx, tenant, "missing"); err != nil || found {
+		t.Fatalf("DeactivateUser(missing) = %v, %v; want not found", found, err)
+	}
+	if _, err := s.GetUser(ctx, tenant, "missing"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("DeactivateUser inserted a row: %v", err)
+	}
+}
+
+// testReleaseUserName is the store's half of invariant I3: two rows that
+// want each other's names (a swap the controller saw only at its end) can
+// both be written once the stale holder's key is released.
+func testReleaseUserName(ctx context.Context, t *testing.T, s *sqlStore) {
+	const tenant = "release"
+	a, b := newUser(tenant, "a", "x"), newUser(tenant, "b", "y")
+	mustUpsertUser(ctx, t, s, a, true)
+	mustUpsertUser(ctx, t, s, b, true)
+	// The swap: a wants y, b wants x.
+	a2, b2 := newUser(tenant, "a", "y"), newUser(tenant, "b", "x")
+	a2.Active = false
+	_, err := s.UpsertUser(ctx, a2)
+	var ce *ConflictError
+	if !errors.As(err, &ce) || ce.Holder != "b" || ce.Key != "y" {
+		t.Fatalf("a -> y: err = %v, want a ConflictError held by b", err)
+	}
+	// Only the key the holder really holds is released.
+	if released, err := s.ReleaseUserName(ctx, tenant, "b", "x"); err != nil || released {
+		t.Fatalf("ReleaseUserName(b, x) = %v, %v; want nothing released", released, err)
+	}
+	before := mustGetUser(ctx, t, s, tenant, "b")
+	if released, err := s.ReleaseUserName(ctx, tenant, "b", "y"); err != nil || !released {
+		t.Fatalf("ReleaseUserName(b, y) = %v, %v; want released", released, err)
+	}
+	got := mustGetUser(ctx, t, s, tenant, "b")
+	if got.UserNameKey != "" || got.UserName != "y" || !got.Active || !got.UpdatedAt.After(before.UpdatedAt) {
+		t.Fatalf("b after release: %+v", got)
+	}
+	mustUpsertUser(ctx, t, s, a2, true)
+	mustUpsertUser(ctx, t, s, b2, true)
+	if got := mustGetUser(ctx, t, s, tenant, "a"); got.UserName != "y" || got.UserNameKey != "y" || got.Active {
+		t.Fatalf("a after the swap: %+v", got)
+	}
+	if got := mustGetUser(ctx, t, s, tenant, "b"); got.UserName != "x" || got.UserNameKey != "x" || !got.Active {
+		t.Fatalf("b after the swap: %+v", got)
+	}
+	if _, err := s.ReleaseUserName(ctx, tenant, "b", ""); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("ReleaseUserName with an empty key: err = %v, want ErrInvalid", err)
 	}
 }

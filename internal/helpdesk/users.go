@@ -5,16 +5,41 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 )
 
-const userColumns = `tenant, scim_id, user_name, external_id, display_name, given_name, family_name,
+const userColumns = `tenant, scim_id, user_name, user_name_lower, external_id, display_name, given_name, family_name,
 	primary_email, phone, title, department, employee_number, manager_scim_id, preferred_language,
 	active, custom_fields, created_at, updated_at, deleted_at`
 
 // querier is what both *sql.DB and *sql.Tx offer.
 type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// fitUser cuts the optional text columns to their limits and returns the
+// names of the columns it cut. Key columns are left for validateUser.
+func fitUser(u User) (User, []string) {
+	var cut []string
+	for _, f := range []struct {
+		column string
+		value  *string
+		max    int
+	}{
+		{"display_name", &u.DisplayName, maxTextLen},
+		{"given_name", &u.GivenName, maxTextLen},
+		{"family_name", &u.FamilyName, maxTextLen},
+		{"primary_email", &u.PrimaryEmail, maxEmailLen},
+		{"phone", &u.Phone, maxShortLen},
+		{"title", &u.Title, maxTextLen},
+		{"department", &u.Department, maxTextLen},
+		{"preferred_language", &u.PreferredLanguage, maxShortLen},
+	} {
+		if v, ok := truncate(*f.value, f.max); ok {
+			*f.value = v
+			cut = append(cut, f.column)
+		}
+	}
+	return u, cut
 }
 
 func validateUser(u User) error {
@@ -24,6 +49,7 @@ func validateUser(u User) error {
 	return validate(
 		field{column: "scim_id", value: u.SCIMID, max: maxKeyLen, required: true},
 		field{column: "user_name", value: u.UserName, max: maxKeyLen, required: true},
+		field{column: "user_name_lower", value: u.UserNameKey, max: maxKeyLen, required: true},
 		field{column: "external_id", value: u.ExternalID, max: maxKeyLen},
 		field{column: "display_name", value: u.DisplayName, max: maxTextLen},
 		field{column: "given_name", value: u.GivenName, max: maxTextLen},
@@ -38,18 +64,16 @@ func validateUser(u User) error {
 	)
 }
 
-// userNameKey is the value of the unique (tenant, user_name_lower) key.
-// It is computed in Go because SQLite's lower() only folds ASCII.
-func userNameKey(userName string) string { return strings.ToLower(userName) }
-
-func (s *sqlStore) UpsertUser(ctx context.Context, u User) (bool, error) {
+func (s *sqlStore) UpsertUser(ctx context.Context, u User) (UpsertResult, error) {
 	wrap := func(err error) error { return fmt.Errorf("helpdesk: upsert user %s/%s: %w", u.Tenant, u.SCIMID, err) }
+	u, truncated := fitUser(u)
+	res := UpsertResult{Truncated: truncated}
 	if err := validateUser(u); err != nil {
-		return false, wrap(err)
+		return res, wrap(err)
 	}
 	cfJSON, cf, err := encodeCustomFields(u.CustomFields)
 	if err != nil {
-		return false, wrap(err)
+		return res, wrap(err)
 	}
 
 	// Most reconciles change nothing: answer those without a write
@@ -57,23 +81,23 @@ func (s *sqlStore) UpsertUser(ctx context.Context, u User) (bool, error) {
 	cur, err := s.getUser(ctx, s.db, u.Tenant, u.SCIMID, "")
 	switch {
 	case err == nil && cur.DeletedAt == nil && sameUser(cur, u, cf):
-		return false, nil
+		return res, nil
 	case err != nil && !errors.Is(err, ErrNotFound):
-		return false, wrap(err)
+		return res, wrap(err)
 	}
 
-	var changed bool
 	err = s.withRetry(func() (err error) {
-		changed, err = s.upsertUserTx(ctx, u, cfJSON, cf)
+		res.Changed, err = s.upsertUserTx(ctx, u, cfJSON, cf)
 		return err
 	})
 	if s.d.isUniqueViolation(err) {
 		err = fmt.Errorf("%w: %w", ErrConflict, err)
 	}
 	if err != nil {
-		return false, wrap(err)
+		res.Changed = false
+		return res, wrap(err)
 	}
-	return changed, nil
+	return res, nil
 }
 
 func (s *sqlStore) upsertUserTx(ctx context.Context, u User, cfJSON []byte, cf map[string]any) (changed bool, err error) {
@@ -87,15 +111,14 @@ func (s *sqlStore) upsertUserTx(ctx context.Context, u User, cfJSON []byte, cf m
 			return nil
 		}
 
-		key := userNameKey(u.UserName)
+		key := u.UserNameKey
 		var other string
 		err = tx.QueryRowContext(ctx, s.d.rebind(
 			`SELECT scim_id FROM helpdesk_users WHERE tenant = ? AND user_name_lower = ? AND scim_id <> ?`),
 			u.Tenant, key, u.SCIMID).Scan(&other)
 		switch {
 		case err == nil:
-			return fmt.Errorf("%w: userName %q is already used (case-insensitively) by live user %q",
-				ErrConflict, u.UserName, other)
+			return &ConflictError{Key: key, Holder: other}
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("check userName uniqueness: %w", err)
 		}
@@ -140,6 +163,7 @@ func (s *sqlStore) upsertUserTx(ctx context.Context, u User, cfJSON []byte, cf m
 // cf is u.CustomFields as it reads back from the database.
 func sameUser(cur, u User, cf map[string]any) bool {
 	return cur.UserName == u.UserName &&
+		cur.UserNameKey == u.UserNameKey &&
 		cur.ExternalID == u.ExternalID &&
 		cur.DisplayName == u.DisplayName &&
 		cur.GivenName == u.GivenName &&
@@ -168,14 +192,14 @@ func (s *sqlStore) getUser(ctx context.Context, q querier, tenant, scimID, lock 
 	var (
 		u                                                             User
 		ext, disp, given, family, email, phone, title, dept, emp, mgr sql.NullString
-		lang                                                          sql.NullString
+		key, lang                                                     sql.NullString
 		cf                                                            []byte
 		created, updated, deleted                                     dbTime
 	)
 	err := q.QueryRowContext(ctx, s.d.rebind(
 		`SELECT `+userColumns+` FROM helpdesk_users WHERE tenant = ? AND scim_id = ?`+lock),
 		tenant, scimID).Scan(
-		&u.Tenant, &u.SCIMID, &u.UserName, &ext, &disp, &given, &family,
+		&u.Tenant, &u.SCIMID, &u.UserName, &key, &ext, &disp, &given, &family,
 		&email, &phone, &title, &dept, &emp, &mgr, &lang,
 		&u.Active, &cf, &created, &updated, &deleted)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -184,6 +208,7 @@ func (s *sqlStore) getUser(ctx context.Context, q querier, tenant, scimID, lock 
 	if err != nil {
 		return User{}, fmt.Errorf("select: %w", err)
 	}
+	u.UserNameKey = key.String
 	u.ExternalID, u.DisplayName, u.GivenName, u.FamilyName = ext.String, disp.String, given.String, family.String
 	u.PrimaryEmail, u.Phone, u.Title, u.Department = email.String, phone.String, title.String, dept.String
 	u.EmployeeNumber, u.ManagerSCIMID, u.PreferredLanguage = emp.String, mgr.String, lang.String
@@ -215,4 +240,48 @@ func (s *sqlStore) DeleteUser(ctx context.Context, tenant, scimID string, policy
 		return wrap(err)
 	}
 	return nil
+}
+
+func (s *sqlStore) DeactivateUser(ctx context.Context, tenant, scimID string) (bool, error) {
+	wrap := func(err error) error { return fmt.Errorf("helpdesk: deactivate user %s/%s: %w", tenant, scimID, err) }
+	now := s.d.timeArg(s.timestamp())
+	res, err := s.db.ExecContext(ctx, s.d.rebind(`UPDATE helpdesk_users SET active = ?, updated_at = ?
+		WHERE tenant = ? AND scim_id = ? AND active = ?`), false, now, tenant, scimID, true)
+	if err != nil {
+		return false, wrap(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, wrap(fmt.Errorf("rows affected: %w", err))
+	}
+	if n > 0 {
+		return true, nil
+	}
+	// Nothing changed: the row is already inactive, or there is none.
+	var rows int
+	if err := s.db.QueryRowContext(ctx, s.d.rebind(
+		`SELECT COUNT(*) FROM helpdesk_users WHERE tenant = ? AND scim_id = ?`), tenant, scimID).Scan(&rows); err != nil {
+		return false, wrap(err)
+	}
+	return rows > 0, nil
+}
+
+func (s *sqlStore) ReleaseUserName(ctx context.Context, tenant, holderID, key string) (bool, error) {
+	wrap := func(err error) error {
+		return fmt.Errorf("helpdesk: release the userName key of user %s/%s: %w", tenant, holderID, err)
+	}
+	if key == "" {
+		return false, wrap(fmt.Errorf("%w: user_name_lower must not be empty", ErrInvalid))
+	}
+	now := s.d.timeArg(s.timestamp())
+	res, err := s.db.ExecContext(ctx, s.d.rebind(`UPDATE helpdesk_users SET user_name_lower = NULL, updated_at = ?
+		WHERE tenant = ? AND scim_id = ? AND user_name_lower = ?`), now, tenant, holderID, key)
+	if err != nil {
+		return false, wrap(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, wrap(fmt.Errorf("rows affected: %w", err))
+	}
+	return n > 0, nil
 }
