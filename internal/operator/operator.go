@@ -227,7 +227,7 @@ func setupHelpdesk(mgr ctrl.Manager, op *Operator, o Options) error {
 		o.SyncWorkers = 4
 	}
 	if err := (&controllers.ProvisionedUserReconciler{
-		Client: mgr.GetClient(), Store: o.Helpdesk, Repo: op.Repo, Metrics: m,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Store: o.Helpdesk, Repo: op.Repo, Metrics: m,
 		DeletionPolicy: o.DeletionPolicy, ResyncPeriod: o.ResyncPeriod, MaxConcurrentReconciles: o.SyncWorkers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ProvisionedUser controller: %w", err)
