@@ -130,6 +130,106 @@ func TestDevStack(t *testing.T) {
 	}
 }
 
+// TestDevStackDeactivationWithLongPhone goes through `make run`'s stack:
+// a user created over SCIM gets a work phone longer than the helpdesk's
+// phone column, then Entra's deactivation ({"op":"Replace","path":"active",
+// "value":"False"}, a string). The SQLite row must end inactive, with the
+// phone cut to the column's 64 characters (invariant I1).
+func TestDevStackDeactivationWithLongPhone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a control plane; run without -short")
+	}
+	state, endpoint, token := startDev(t)
+	status, body := scim(t, "POST", endpoint+"/Users", token,
+		`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"long.phone@example.test","active":true}`)
+	if status != 201 {
+		t.Fatalf("POST /Users: %d %s", status, body)
+	}
+	var created map[string]any
+	_ = json.Unmarshal(body, &created)
+	id, _ := created["id"].(string)
+
+	phone := strings.Repeat("0123456789", 7)[:65]
+	patch := func(op string) {
+		t.Helper()
+		status, body := scim(t, "PATCH", endpoint+"/Users/"+id, token,
+			`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[`+op+`]}`)
+		if status != 200 && status != 204 {
+			t.Fatalf("PATCH /Users/%s %s: %d %s", id, op, status, body)
+		}
+	}
+	patch(`{"op":"Add","path":"phoneNumbers[type eq \"work\"].value","value":"` + phone + `"}`)
+	patch(`{"op":"Replace","path":"active","value":"False"}`)
+
+	db, err := sql.Open("sqlite", filepath.Join(state, "helpdesk.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var (
+			active int
+			stored sql.NullString
+		)
+		err := db.QueryRow(`SELECT active, phone FROM helpdesk_users WHERE scim_id = ?`, id).Scan(&active, &stored)
+		if err == nil && active == 0 && stored.String == phone[:64] {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want the row inactive with the phone cut to 64 characters; got active=%d phone=%q (%v)", active, stored.String, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startDev builds the binary and runs `scim-operator dev` in a temporary
+// state folder until the test ends; it returns the folder, the SCIM
+// endpoint and the bearer token.
+func startDev(t *testing.T) (state, endpoint, token string) {
+	t.Helper()
+	assets, err := testenv.Assets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "scim-operator")
+	build := exec.Command("go", "build", "-o", bin, "./cmd")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	state = filepath.Join(t.TempDir(), "state")
+	cmd := exec.Command(bin, "dev", "--state-dir", state, "--scim-bind-address", freeAddr(t), "--control-plane-dir", assets)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "ready:") {
+				close(ready)
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(3 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("dev did not print its ready line within 3 minutes\nstderr:\n%s", logs.String())
+	}
+	t.Cleanup(func() { stopDev(t, cmd, &logs) })
+	token = strings.TrimSpace(readFile(t, filepath.Join(state, "token")))
+	endpoint = strings.TrimSpace(readFile(t, filepath.Join(state, "endpoint")))
+	return state, endpoint, token
+}
+
 // processesMentioning lists running processes whose command line contains
 // s (the state folder appears in etcd's --data-dir).
 func processesMentioning(s string) []string {
