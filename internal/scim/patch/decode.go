@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+	"github.com/scim-operator/scim-operator/internal/scim/strictjson"
 )
 
 // PatchOpURN is the schema of a PATCH request body (RFC 7644 §3.5.2).
@@ -58,8 +59,14 @@ func (l Limits) maxOperations() int {
 // on "Operations" versus "operations"; unknown members (Microsoft's
 // collection sends "name") are ignored. Syntax problems are 400
 // invalidSyntax, and more than Limits.MaxOperations operations is 400 tooMany,
-// checked before any operation is decoded.
+// checked before any operation is decoded. A member named twice at any
+// depth ("value" and "Value" in one operation, "title" twice inside a
+// value) is 400 invalidSyntax (strictjson.Check), so that no two readers
+// of the body can take different values from it.
 func Decode(body []byte, lim Limits) (*Request, error) {
+	if err := strictjson.Check(body); err != nil {
+		return nil, err
+	}
 	top, err := decodeObject(body, "request body")
 	if err != nil {
 		return nil, err

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+	"github.com/scim-operator/scim-operator/internal/scim/strictjson"
 	"github.com/scim-operator/scim-operator/internal/tokens"
 )
 
@@ -116,25 +116,26 @@ func (s *Server) baseURL(r *http.Request) string {
 	return scheme + "://" + r.Host + s.cfg.BasePath
 }
 
-// readJSON reads a JSON object body: too large is 413, not JSON or not
-// UTF-8 is 400 invalidSyntax. Numbers stay json.Number so that integers
-// survive exactly.
+// readJSON reads a JSON object body: too large is 413; not JSON, not
+// UTF-8, an attribute named twice (in any case, at any depth) or nesting
+// deeper than strictjson.MaxDepth is 400 invalidSyntax. One streaming pass
+// checks and decodes. Numbers stay json.Number so that integers survive
+// exactly.
 func (s *Server) readJSON(r *http.Request) (map[string]any, []byte, error) {
 	body, err := s.readBody(r)
 	if err != nil {
 		return nil, nil, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return nil, nil, scimerr.InvalidSyntax("the request body is not a JSON object: %v", err)
+	v, err := strictjson.Decode(body)
+	if err != nil {
+		return nil, nil, err
 	}
-	if dec.More() {
-		return nil, nil, scimerr.InvalidSyntax("the request body has data after the JSON object")
-	}
-	if m == nil {
-		return nil, nil, scimerr.InvalidSyntax("the request body must be a JSON object, not null")
+	m, ok := v.(map[string]any)
+	if !ok {
+		if v == nil {
+			return nil, nil, scimerr.InvalidSyntax("the request body must be a JSON object, not null")
+		}
+		return nil, nil, scimerr.InvalidSyntax("the request body is not a JSON object")
 	}
 	return m, body, nil
 }
