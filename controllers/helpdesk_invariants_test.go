@@ -35,9 +35,9 @@ type gateStore struct {
 	down atomic.Bool
 }
 
-func (g *gateStore) UpsertUser(ctx context.Context, u helpdesk.User) (helpdesk.UpsertResult, error) {
+func (g *gateStore) UpsertUser(ctx context.Context, u helpdesk.User) (bool, error) {
 	if g.down.Load() {
-		return helpdesk.UpsertResult{}, errGateDown
+		return false, errGateDown
 	}
 	return g.Store.UpsertUser(ctx, u)
 }
@@ -205,6 +205,38 @@ func TestDeactivationLandsDespiteConflict(t *testing.T) {
 	}
 }
 
+// TestDeactivationLandsDespiteOverlongNameKey: a userName within the API's
+// 191 characters whose canonical key is longer (NFKC turns the ligature ﬃ
+// into "ffi") cannot be written; the deactivation still lands.
+func TestDeactivationLandsDespiteOverlongNameKey(t *testing.T) {
+	store, _ := sqliteStore(t)
+	s := startSync(t, store, helpdesk.DeletionPolicyRetain, time.Minute)
+	s.createUser(t, "lig", "ligature@example.test")
+	s.waitRow(t, "lig", func(r helpdesk.User) error {
+		if !r.Active {
+			return errors.New("not active yet")
+		}
+		return nil
+	})
+	s.updateUser(t, "lig", func(u *scimv1.ProvisionedUser) {
+		u.Spec.UserName = strings.Repeat("\ufb03", 64) // 64 characters, key of 192
+		u.Spec.Active = ptr.To(false)
+	})
+	s.waitRow(t, "lig", func(r helpdesk.User) error {
+		if r.Active || r.UserName != "ligature@example.test" {
+			return fmt.Errorf("want the old row deactivated, got userName %q active %v", r.UserName, r.Active)
+		}
+		return nil
+	})
+	s.waitSynced(t, &scimv1.ProvisionedUser{ObjectMeta: metav1.ObjectMeta{Name: "lig"}}, func(c *metav1.Condition) error {
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != ReasonInvalid ||
+			!strings.Contains(c.Message, "user_name_lower") || !strings.Contains(c.Message, "deactivation was applied") {
+			return fmt.Errorf("want Synced=False/%s naming the key and the applied deactivation, got %+v", ReasonInvalid, c)
+		}
+		return nil
+	})
+}
+
 func mustRow(t *testing.T, store helpdesk.Store, ns, id string) helpdesk.User {
 	t.Helper()
 	row, err := store.GetUser(context.Background(), ns, id)
@@ -296,10 +328,10 @@ type failingStore struct {
 	calls atomic.Int64
 }
 
-func (f *failingStore) UpsertUser(context.Context, helpdesk.User) (helpdesk.UpsertResult, error) {
+func (f *failingStore) UpsertUser(context.Context, helpdesk.User) (bool, error) {
 	n := f.calls.Add(1)
 	// The message differs between attempts, as a driver's would.
-	return helpdesk.UpsertResult{}, fmt.Errorf("%w: rejected by the test store (attempt %d)", helpdesk.ErrInvalid, n)
+	return false, fmt.Errorf("%w: rejected by the test store (attempt %d)", helpdesk.ErrInvalid, n)
 }
 
 // TestPermanentSyncFailureBacksOff: a user that can never be written is

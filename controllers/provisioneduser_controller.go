@@ -121,15 +121,15 @@ func (r *ProvisionedUserReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}()
 
 	row, err := helpdeskUser(u)
-	var written helpdesk.UpsertResult
+	changed := false
 	if err == nil {
-		written, err = r.upsert(ctx, u, row)
+		changed, err = r.upsert(ctx, u, row)
 	}
 	if err != nil {
 		return ctrl.Result{}, r.syncFailed(ctx, u, err)
 	}
 	now := r.Now()
-	if written.Changed {
+	if changed {
 		if u.Status.ObservedGeneration == u.Generation && meta.IsStatusConditionTrue(u.Status.Conditions, scimv1.ConditionSynced) {
 			// Nothing new in the spec, yet the row differed: someone edited
 			// or deleted it in the database.
@@ -141,11 +141,11 @@ func (r *ProvisionedUserReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		u.Status.LastSyncTime = &metav1.Time{Time: now}
 	}
 	reason, msg := ReasonSynced, "the helpdesk database holds this generation"
-	if cut := written.Truncated; len(cut) > 0 {
+	if _, cut := helpdesk.FitUser(row); len(cut) > 0 {
 		// Field names only: the values are personal data.
 		reason = ReasonTruncated
 		msg = fmt.Sprintf("the helpdesk database holds this generation, with %s cut to the length of their columns", strings.Join(cut, ", "))
-		if written.Changed {
+		if changed {
 			log.Info("stored values cut to fit their helpdesk columns", "user", u.Name, "columns", cut)
 			r.Recorder.Eventf(u, nil, "Warning", EventTruncated, "Sync",
 				"user %s: %s longer than the helpdesk's columns; stored cut to fit", u.Name, strings.Join(cut, ", "))
@@ -187,24 +187,24 @@ func (r *ProvisionedUserReconciler) syncFailed(ctx context.Context, u *scimv1.Pr
 // controller was not looking, e.g. two users swapping names during a
 // database outage), the stale key is released, its user queued to write
 // its own row again, and the write retried at once.
-func (r *ProvisionedUserReconciler) upsert(ctx context.Context, u *scimv1.ProvisionedUser, row helpdesk.User) (helpdesk.UpsertResult, error) {
+func (r *ProvisionedUserReconciler) upsert(ctx context.Context, u *scimv1.ProvisionedUser, row helpdesk.User) (bool, error) {
 	log := logf.FromContext(ctx)
 	for attempt := 0; ; attempt++ {
-		res, err := r.Store.UpsertUser(ctx, row)
+		changed, err := r.Store.UpsertUser(ctx, row)
 		var conflict *helpdesk.ConflictError
 		if err == nil || !errors.As(err, &conflict) || conflict.Holder == "" || conflict.Holder == u.Name || attempt == maxKeyReleases {
-			return res, err
+			return changed, err
 		}
 		stale, why, herr := r.staleHolder(ctx, u.Namespace, conflict.Holder, conflict.Key)
 		if herr != nil {
-			return res, fmt.Errorf("%w; checking whether user %q still has the name: %w", err, conflict.Holder, herr)
+			return false, fmt.Errorf("%w; checking whether user %q still has the name: %w", err, conflict.Holder, herr)
 		}
 		if !stale {
-			return res, fmt.Errorf("%w: user %q has the same userName (ignoring case); rename or delete one of the two", err, conflict.Holder)
+			return false, fmt.Errorf("%w: user %q has the same userName (ignoring case); rename or delete one of the two", err, conflict.Holder)
 		}
 		released, rerr := r.Store.ReleaseUserName(ctx, u.Namespace, conflict.Holder, conflict.Key)
 		if rerr != nil {
-			return res, rerr
+			return false, rerr
 		}
 		if released {
 			log.Info("released a stale userName key held by another user's row", "user", u.Name, "holder", conflict.Holder, "why", why)

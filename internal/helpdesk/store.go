@@ -74,8 +74,8 @@ func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 // Key columns (the ids, UserName, UserNameKey, ExternalID, EmployeeNumber,
 // ManagerSCIMID) are stored exactly or refused with ErrInvalid. The other
 // text columns are written as far as they fit: a value longer than its
-// column is cut at the column's limit (in characters, never inside one)
-// and UpsertUser names the column in UpsertResult.Truncated.
+// column is cut at the column's limit (in characters, never inside one);
+// FitUser tells which columns a user would have cut.
 type User struct {
 	Tenant   string
 	SCIMID   string
@@ -108,17 +108,6 @@ type User struct {
 	DeletedAt *time.Time
 }
 
-// UpsertResult says what UpsertUser did.
-type UpsertResult struct {
-	// Changed is false when the row already held every value: nothing was
-	// written and updated_at did not move.
-	Changed bool
-	// Truncated names the columns (display_name, phone, ...) whose value
-	// was longer than the column and is stored cut to it, in column order.
-	// It is reported on every call, changed or not.
-	Truncated []string
-}
-
 // Group is one row of helpdesk_groups.
 type Group struct {
 	Tenant      string
@@ -142,11 +131,12 @@ type CustomField struct {
 // Store is everything the controllers may do to the helpdesk database.
 type Store interface {
 	// UpsertUser inserts or updates by (tenant, scim_id) and clears deleted_at.
-	// When nothing differs it writes nothing and returns Changed=false,
-	// leaving updated_at untouched. Optional text columns are cut to fit
-	// (see User). A UserNameKey that another live user of the tenant holds
-	// returns a *ConflictError naming it (errors.Is(err, ErrConflict)).
-	UpsertUser(ctx context.Context, u User) (UpsertResult, error)
+	// When nothing differs it writes nothing and returns changed=false,
+	// leaving updated_at untouched. Optional text columns are stored cut to
+	// fit (see User and FitUser). A UserNameKey that another live user of
+	// the tenant holds returns a *ConflictError naming it
+	// (errors.Is(err, ErrConflict)).
+	UpsertUser(ctx context.Context, u User) (changed bool, err error)
 	// GetUser returns the row, retained deleted rows included, or ErrNotFound.
 	GetUser(ctx context.Context, tenant, scimID string) (User, error)
 	// DeleteUser applies policy ("" means retain). A missing row is not an error.

@@ -135,15 +135,12 @@ func fullUser(tenant, id, name string) User {
 
 func mustUpsertUser(ctx context.Context, t *testing.T, s Store, u User, wantChanged bool) {
 	t.Helper()
-	res, err := s.UpsertUser(ctx, u)
+	changed, err := s.UpsertUser(ctx, u)
 	if err != nil {
 		t.Fatalf("UpsertUser(%s): %v", u.SCIMID, err)
 	}
-	if res.Changed != wantChanged {
-		t.Fatalf("UpsertUser(%s) changed = %v, want %v", u.SCIMID, res.Changed, wantChanged)
-	}
-	if len(res.Truncated) > 0 {
-		t.Fatalf("UpsertUser(%s) truncated %v", u.SCIMID, res.Truncated)
+	if changed != wantChanged {
+		t.Fatalf("UpsertUser(%s) changed = %v, want %v", u.SCIMID, changed, wantChanged)
 	}
 }
 
@@ -256,13 +253,13 @@ func testConcurrentUpsert(ctx context.Context, t *testing.T, s *sqlStore) {
 	)
 	for range workers {
 		wg.Go(func() {
-			res, err := s.UpsertUser(ctx, u)
+			changed, err := s.UpsertUser(ctx, u)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				errs = append(errs, err)
 			}
-			if res.Changed {
+			if changed {
 				changes++
 			}
 		})
@@ -583,25 +580,26 @@ func testTruncation(ctx context.Context, t *testing.T, s *sqlStore) {
 	u.PrimaryEmail = strings.Repeat("m", maxEmailLen) + "@example.com"
 	u.PreferredLanguage = strings.Repeat("日", maxShortLen) // exactly fits
 	u.Active = false
-	res, err := s.UpsertUser(ctx, u)
-	if err != nil {
-		t.Fatalf("UpsertUser with over-long optional columns: %v", err)
-	}
+	fitted, cut := FitUser(u)
 	want := []string{"display_name", "primary_email", "phone"}
-	if !res.Changed || !reflect.DeepEqual(res.Truncated, want) {
-		t.Fatalf("UpsertUser = %+v, want changed and truncated %v", res, want)
+	if !reflect.DeepEqual(cut, want) || fitted.Phone != phone[:maxShortLen] {
+		t.Fatalf("FitUser cut %v (phone %q), want %v", cut, fitted.Phone, want)
 	}
+	if _, cut := FitUser(fullUser(tenant, "t2", "short")); cut != nil {
+		t.Fatalf("FitUser cut %v of a user that fits", cut)
+	}
+	mustUpsertUser(ctx, t, s, u, true)
 	got := mustGetUser(ctx, t, s, tenant, "t1")
 	if got.Phone != phone[:maxShortLen] || got.DisplayName != strings.Repeat("é", maxTextLen) ||
 		got.PrimaryEmail != strings.Repeat("m", maxEmailLen) || got.PreferredLanguage != u.PreferredLanguage || got.Active {
 		t.Fatalf("row after truncation: phone %q display %d chars email %d chars language %q active %v",
 			got.Phone, len([]rune(got.DisplayName)), len([]rune(got.PrimaryEmail)), got.PreferredLanguage, got.Active)
 	}
-	// Writing the same user again is a no-op that still reports the cut.
-	res, err = s.UpsertUser(ctx, u)
-	if err != nil || res.Changed || !reflect.DeepEqual(res.Truncated, want) {
-		t.Fatalf("second UpsertUser = %+v, %v; want unchanged, truncated %v", res, err, want)
+	if !reflect.DeepEqual(withoutTimes(got), fitted) {
+		t.Fatalf("row after truncation:\n got %#v\nwant %#v", withoutTimes(got), fitted)
 	}
+	// Writing the same (long) user again is a no-op.
+	mustUpsertUser(ctx, t, s, u, false)
 	if again := mustGetUser(ctx, t, s, tenant, "t1"); !again.UpdatedAt.Equal(got.UpdatedAt) {
 		t.Fatalf("re-applying a truncated user moved updated_at")
 	}

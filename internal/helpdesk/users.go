@@ -16,9 +16,11 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// fitUser cuts the optional text columns to their limits and returns the
-// names of the columns it cut. Key columns are left for validateUser.
-func fitUser(u User) (User, []string) {
+// FitUser returns u as UpsertUser stores it: the optional text columns cut
+// to their length (in characters, at a character boundary), and the names
+// of the columns it cut, in column order (nil when everything fits). Key
+// columns are never cut: UpsertUser refuses them when too long.
+func FitUser(u User) (User, []string) {
 	var cut []string
 	for _, f := range []struct {
 		column string
@@ -64,16 +66,15 @@ func validateUser(u User) error {
 	)
 }
 
-func (s *sqlStore) UpsertUser(ctx context.Context, u User) (UpsertResult, error) {
+func (s *sqlStore) UpsertUser(ctx context.Context, u User) (bool, error) {
 	wrap := func(err error) error { return fmt.Errorf("helpdesk: upsert user %s/%s: %w", u.Tenant, u.SCIMID, err) }
-	u, truncated := fitUser(u)
-	res := UpsertResult{Truncated: truncated}
+	u, _ = FitUser(u)
 	if err := validateUser(u); err != nil {
-		return res, wrap(err)
+		return false, wrap(err)
 	}
 	cfJSON, cf, err := encodeCustomFields(u.CustomFields)
 	if err != nil {
-		return res, wrap(err)
+		return false, wrap(err)
 	}
 
 	// Most reconciles change nothing: answer those without a write
@@ -81,23 +82,23 @@ func (s *sqlStore) UpsertUser(ctx context.Context, u User) (UpsertResult, error)
 	cur, err := s.getUser(ctx, s.db, u.Tenant, u.SCIMID, "")
 	switch {
 	case err == nil && cur.DeletedAt == nil && sameUser(cur, u, cf):
-		return res, nil
+		return false, nil
 	case err != nil && !errors.Is(err, ErrNotFound):
-		return res, wrap(err)
+		return false, wrap(err)
 	}
 
+	var changed bool
 	err = s.withRetry(func() (err error) {
-		res.Changed, err = s.upsertUserTx(ctx, u, cfJSON, cf)
+		changed, err = s.upsertUserTx(ctx, u, cfJSON, cf)
 		return err
 	})
 	if s.d.isUniqueViolation(err) {
 		err = fmt.Errorf("%w: %w", ErrConflict, err)
 	}
 	if err != nil {
-		res.Changed = false
-		return res, wrap(err)
+		return false, wrap(err)
 	}
-	return res, nil
+	return changed, nil
 }
 
 func (s *sqlStore) upsertUserTx(ctx context.Context, u User, cfJSON []byte, cf map[string]any) (changed bool, err error) {
