@@ -86,7 +86,7 @@ func (r *ProvisionedUserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("provisioneduser").
 		For(&scimv1.ProvisionedUser{}, builder.WithPredicates(specOrMetadataChanged())).
 		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1), RateLimiter: syncRateLimiter()}).
 		Complete(r)
 }
 
