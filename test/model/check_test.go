@@ -333,12 +333,16 @@ func (m *model) final(c *cluster, bound time.Duration) {
 	start := time.Now()
 	var probs []problem
 	var lastErr error
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		p, err := m.problems(ctx, c)
 		if err == nil {
 			probs, lastErr = p, nil
-			if !slices.ContainsFunc(p, func(x problem) bool { return x.converging }) {
+			i := slices.IndexFunc(p, func(x problem) bool { return x.converging })
+			if i < 0 {
 				break
+			}
+			if attempt%20 == 0 {
+				m.t.Logf("after %s still converging, e.g. [%s] %s", time.Since(start).Round(time.Second), p[i].inv, p[i].msg)
 			}
 		} else {
 			lastErr = err

@@ -70,7 +70,9 @@ func newCluster(t *testing.T, dbKind string) *cluster {
 	t.Helper()
 	e := testenv.Require(t, env)
 	c := &cluster{t: t, ns: e.Namespace(t), dbKind: dbKind,
-		http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
+		// Longer than the SCIM server's own write timeout (60 s): a request
+		// the server gives up on still gets its answer, or its cut, seen.
+		http: &http.Client{Timeout: 90 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
 	t.Cleanup(c.http.CloseIdleConnections)
 	switch dbKind {
 	case "sqlite":

@@ -101,6 +101,11 @@ func TestModel(t *testing.T) {
 
 func runModel(t *testing.T, cfg config, db string) {
 	t.Logf("seed %d, %d operations, %d workers, database %s", cfg.seed, cfg.ops, workers, db)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("rerun with SCIM_MODEL_SEED=%d SCIM_MODEL_OPS=%d SCIM_MODEL_DBS=%s", cfg.seed, cfg.ops, db)
+		}
+	})
 	c := newCluster(t, db)
 	var rs []*replica
 	for range 2 {
@@ -116,11 +121,12 @@ func runModel(t *testing.T, cfg config, db string) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.leader(); err != nil {
+	leader, err := c.leader()
+	if err != nil {
 		t.Fatal(err)
 	}
 	m := newModel(t, cfg.seed, db)
-	m.note("two replicas serving; database %s reachable", db)
+	m.note("replicas r0 and r1 serving, %s leads; database %s reachable", leader.name, db)
 
 	var wg sync.WaitGroup
 	for i := range workers {
@@ -173,8 +179,8 @@ func runModel(t *testing.T, cfg config, db string) {
 	m.note("all %d operations answered", cfg.ops)
 
 	// The controllers retry with a backoff that grew during the outage;
-	// give them a minute plus twice the outage.
-	m.final(c, time.Minute+2*outage)
+	// give them two minutes plus twice the outage before judging.
+	m.final(c, 2*time.Minute+2*outage)
 	t.Log(m.summary())
 	if t.Failed() {
 		m.writeHistory()

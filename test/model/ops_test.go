@@ -605,6 +605,35 @@ func (w *worker) lookup(u *mUser) {
 	}
 }
 
+// lookupGroup is lookup for a group, as Entra matches groups:
+// displayName eq, members excluded.
+func (w *worker) lookupGroup(g *mGroup) {
+	if g.last == nil || !w.c.acquireThis(g.last) {
+		w.createGroup()
+		return
+	}
+	spelling := g.nameID.render(w.rng, "")
+	path := "/Groups?excludedAttributes=members&filter=" + url.QueryEscape(`displayName eq "`+spelling+`"`)
+	ev := w.m.send(w.c, w, g.last, fmt.Sprintf("lookup group %s %q as %q", short(g.id), g.displayName, spelling),
+		request{method: "GET", path: path}, g.id, g.hold.key)
+	if ev.res.status != 200 {
+		w.unexpected(ev, "200")
+		return
+	}
+	list, _ := ev.res.doc["Resources"].([]any)
+	var ids []string
+	for _, r := range list {
+		if d, ok := r.(map[string]any); ok {
+			id, _ := d["id"].(string)
+			ids = append(ids, id)
+		}
+	}
+	if !slices.Contains(ids, g.id) {
+		w.m.fail("I2", w.m.refsOf(ev), "filter displayName eq %+q finds %v, not group %s (%+q) whose name it spells differently",
+			spelling, ids, g.id, g.displayName)
+	}
+}
+
 // ---- groups
 
 func (w *worker) groupIdent() ident {
@@ -652,7 +681,7 @@ func (w *worker) createGroup() {
 	case ev.res.status == 201 && ev.res.err == nil:
 		gid := ev.res.str("id")
 		w.m.addRefs(ev, gid)
-		g := &mGroup{id: gid, worker: w.id, nameID: id, displayName: name, members: map[string]bool{}, created: members, hold: h}
+		g := &mGroup{id: gid, worker: w.id, nameID: id, displayName: name, members: map[string]bool{}, created: members, hold: h, last: ev.rep}
 		for _, u := range members {
 			g.members[u] = true
 		}
@@ -783,6 +812,7 @@ func (w *worker) renameGroup(g *mGroup) {
 		m.mu.Lock()
 		h.name, g.displayName, g.nameID = name, name, id
 		m.mu.Unlock()
+		g.last = ev.rep
 	case ev.res.status == 409:
 		if !same {
 			m.claimFailed(h, ev.e)
@@ -1039,6 +1069,7 @@ func (w *worker) step() {
 			choice{4, func() { w.removeMember(g) }},
 			choice{4, func() { w.renameGroup(g) }},
 			choice{2, func() { w.deleteGroup(g) }},
+			choice{3, func() { w.lookupGroup(g) }},
 			choice{3, func() { w.raceMembers(g) }},
 			choice{2, func() { w.staleMembers(g) }},
 		)

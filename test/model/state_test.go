@@ -168,6 +168,7 @@ type mGroup struct {
 	deleted     bool
 	tainted     bool
 	hold        *hold
+	last        *replica // that made its last write
 }
 
 // failure is one broken invariant or model expectation.
