@@ -148,6 +148,20 @@ func (p *pausableStore) UpsertUser(ctx context.Context, u helpdesk.User) (bool, 
 	return p.Store.UpsertUser(ctx, u)
 }
 
+func (p *pausableStore) DeactivateUser(ctx context.Context, tenant, id string) (bool, error) {
+	if err := p.check("deactivate user"); err != nil {
+		return false, err
+	}
+	return p.Store.DeactivateUser(ctx, tenant, id)
+}
+
+func (p *pausableStore) ReleaseUserName(ctx context.Context, tenant, holder, key string) (bool, error) {
+	if err := p.check("release userName"); err != nil {
+		return false, err
+	}
+	return p.Store.ReleaseUserName(ctx, tenant, holder, key)
+}
+
 func (p *pausableStore) GetUser(ctx context.Context, tenant, id string) (helpdesk.User, error) {
 	if err := p.check("get user"); err != nil {
 		return helpdesk.User{}, err
