@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/scim-operator/scim-operator/internal/clientaddr"
 	"github.com/scim-operator/scim-operator/internal/devstack"
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
 	"github.com/scim-operator/scim-operator/internal/kscheme"
@@ -45,6 +47,7 @@ type managerFlags struct {
 	maxBody                     int64
 	rateLimit                   float64
 	rateBurst                   int
+	trustedProxies              []netip.Prefix
 	zap                         zap.Options
 }
 
@@ -65,6 +68,12 @@ func (f *managerFlags) register(fs *flag.FlagSet) {
 	fs.Int64Var(&f.maxBody, "scim-max-body-bytes", 1<<20, "Largest SCIM request body accepted (413 above).")
 	fs.Float64Var(&f.rateLimit, "scim-rate-limit", 200, "Requests per second one token may sustain (429 with Retry-After above); 0 disables. Entra needs 25 per tenant.")
 	fs.IntVar(&f.rateBurst, "scim-rate-burst", 400, "Requests one token may make at once before --scim-rate-limit applies.")
+	fs.Func("trusted-proxies", "Comma-separated `CIDRs` of the proxies in front of the SCIM server (the ingress controller's Pods, e.g. the pod CIDR 10.244.0.0/16). "+
+		"From them X-Forwarded-For and Forwarded name the client for the failed-authentication limit and the logs; empty (the default) trusts nobody and uses the peer address.",
+		func(s string) (err error) {
+			f.trustedProxies, err = clientaddr.ParsePrefixes(s)
+			return err
+		})
 	f.zap.BindFlags(fs)
 }
 
@@ -121,14 +130,15 @@ func runManager(ctx context.Context, log logr.Logger, f *managerFlags) error {
 		MetricsAddr: f.metricsAddr, ProbeAddr: f.probeAddr, PprofAddr: f.pprofAddr,
 		LeaderElection: f.leaderElect, LeaderElectionNamespace: f.leaderElectionNamespace,
 		SCIMAddr: f.scimAddr, SCIMCertFile: f.scimCert, SCIMKeyFile: f.scimKey,
-		SCIM:      server.Config{MaxBodyBytes: f.maxBody, RateLimit: f.rateLimit, RateBurst: f.rateBurst},
+		SCIM: server.Config{MaxBodyBytes: f.maxBody, RateLimit: f.rateLimit, RateBurst: f.rateBurst,
+			TrustedProxies: f.trustedProxies},
 		PublicURL: f.publicURL,
 		Helpdesk:  store, DeletionPolicy: policy, ResyncPeriod: f.resync,
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "scim", f.scimAddr, "publicURL", f.publicURL, "leaderElection", f.leaderElect)
+	log.Info("starting", "scim", f.scimAddr, "publicURL", f.publicURL, "leaderElection", f.leaderElect, "trustedProxies", f.trustedProxies)
 	return op.Manager.Start(ctx)
 }
 

@@ -26,8 +26,12 @@ type LimiterOptions struct {
 }
 
 // FailureLimiter limits failed authentications per client address with a
-// token bucket: successful requests cost nothing, each failure takes one
-// token, and a limited address is refused before its token is even hashed.
+// token bucket. Only failures consult it: a valid token is checked first
+// and never limited, whatever other requests from its address did (behind
+// an ingress every identity provider shares one address unless trusted
+// proxies name the real one). Each failure takes one token; a failure from
+// an address whose bucket is empty is refused with 429 instead of 401, and
+// resets the refill, so that a client failing without pause stays limited.
 // Safe for concurrent use.
 type FailureLimiter struct {
 	opts LimiterOptions
@@ -60,7 +64,8 @@ func NewFailureLimiter(opts LimiterOptions) *FailureLimiter {
 	return &FailureLimiter{opts: opts, byKey: map[string]*list.Element{}}
 }
 
-// Allow says whether addr may try to authenticate now.
+// Allow says whether a failure from addr would be within its budget now,
+// without recording anything.
 func (l *FailureLimiter) Allow(addr string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -71,8 +76,12 @@ func (l *FailureLimiter) Allow(addr string) bool {
 	return l.refill(e.Value.(*bucket)) >= 1
 }
 
-// Fail records a failed authentication from addr.
-func (l *FailureLimiter) Fail(addr string) {
+// Fail records a failed authentication from addr. It returns true when
+// the failure was within addr's budget (answer 401); false when addr is
+// limited (answer 429), with the time until the next failure would be
+// within it again. Deciding and recording are one step, so concurrent
+// failures never exceed the budget.
+func (l *FailureLimiter) Fail(addr string) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	e, ok := l.byKey[addr]
@@ -91,9 +100,10 @@ func (l *FailureLimiter) Fail(addr string) {
 	b := e.Value.(*bucket)
 	if l.refill(b) >= 1 {
 		b.tokens--
-	} else {
-		b.tokens = 0
+		return true, 0
 	}
+	b.tokens = 0
+	return false, l.opts.Refill
 }
 
 // Len is the number of addresses remembered.

@@ -3,6 +3,8 @@ package tokens
 import (
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,6 +54,54 @@ func TestFailureLimiterBurstAndRefill(t *testing.T) {
 	}
 	if l.Allow(addr) {
 		t.Fatal("burst grew beyond 10")
+	}
+}
+
+// TestFailureLimiterFailDecides: Fail decides and records in one step, so
+// concurrent failures get exactly the burst of 401s, and a refused one says
+// when to retry.
+func TestFailureLimiterFailDecides(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(time.Unix(1_700_000_000, 0))
+	l := NewFailureLimiter(LimiterOptions{Clock: clk})
+	const addr = "192.0.2.1"
+	var (
+		wg      sync.WaitGroup
+		allowed atomic.Int32
+	)
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ok, wait := l.Fail(addr); ok {
+				if wait != 0 {
+					t.Errorf("an allowed failure says wait %v", wait)
+				}
+				allowed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := allowed.Load(); n != 10 {
+		t.Fatalf("%d of 200 concurrent failures within the budget, want the burst of 10", n)
+	}
+	ok, wait := l.Fail(addr)
+	if ok || wait != 6*time.Second {
+		t.Fatalf("limited failure: ok=%v wait=%v, want false and the 6s refill", ok, wait)
+	}
+	// Failing without pause keeps the address limited: every refused
+	// failure restarts the refill.
+	for range 10 {
+		clk.SetTime(clk.Now().Add(5 * time.Second))
+		if ok, _ := l.Fail(addr); ok {
+			t.Fatal("a failure every 5s got through a 6s refill")
+		}
+	}
+	clk.SetTime(clk.Now().Add(6 * time.Second))
+	if ok, _ := l.Fail(addr); !ok {
+		t.Fatal("after a 6s pause one failure is within the budget again")
+	}
+	if ok, _ := l.Fail("192.0.2.2"); !ok {
+		t.Fatal("another address shares the budget")
 	}
 }
 

@@ -64,7 +64,7 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request, *request) error
 			}
 			rq.log.V(1).Info("request", "status", rq.status, "durationMs", time.Since(start).Milliseconds())
 		}()
-		if err := s.authenticate(r, rq); err != nil {
+		if err := s.authenticate(w, r, rq); err != nil {
 			s.errorResponse(w, rq, err)
 			return
 		}
@@ -80,29 +80,41 @@ func (s *Server) wrap(h func(http.ResponseWriter, *http.Request, *request) error
 	})
 }
 
-func (s *Server) authenticate(r *http.Request, rq *request) error {
-	addr := clientAddr(r)
-	if s.limiter != nil && !s.limiter.Allow(addr) {
-		return scimerr.New(http.StatusTooManyRequests, "", "too many failed authentication attempts from this address; retry later")
-	}
+// authenticate checks the bearer token first (one hash and one cache
+// lookup), so a valid token is never refused for what other requests from
+// its address did: behind an ingress every identity provider may share one
+// address. Only failures are counted against the client address, and only
+// failing requests are refused with 429 once it is limited (instead of
+// 401): a token guesser is slowed down, nobody else.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, rq *request) error {
 	p, err := s.auth.Authenticate(r.Context(), r.Header.Get("Authorization"))
-	if err != nil {
-		if s.limiter != nil {
-			s.limiter.Fail(addr)
+	if err == nil {
+		rq.principal = p
+		if s.usage != nil {
+			s.usage.Record(p)
 		}
-		if s.metrics != nil {
-			s.metrics.Failed(tokens.FailureReason(err))
+		return nil
+	}
+	reason := tokens.FailureReason(err)
+	addr := s.clients.Addr(r)
+	// A cache error is not the client's doing: it is not counted.
+	if s.limiter != nil && reason != tokens.ReasonError {
+		if ok, wait := s.limiter.Fail(addr); !ok {
+			if s.metrics != nil {
+				s.metrics.Failed(tokens.ReasonRateLimited)
+			}
+			rq.log.V(1).Info("authentication failed from a limited address", "reason", reason, "client", addr)
+			w.Header().Set("Retry-After", retryAfter(wait))
+			return scimerr.New(http.StatusTooManyRequests, "", "too many failed authentication attempts from this address; retry after the Retry-After seconds with a valid token")
 		}
-		rq.log.Info("authentication failed", "reason", tokens.FailureReason(err), "client", addr)
-		// One answer for every failure: a caller learns nothing about which
-		// tokens exist.
-		return scimerr.New(http.StatusUnauthorized, "", "a valid bearer token is required (Authorization: Bearer <token> from the ScimToken's Secret)")
 	}
-	rq.principal = p
-	if s.usage != nil {
-		s.usage.Record(p)
+	if s.metrics != nil {
+		s.metrics.Failed(reason)
 	}
-	return nil
+	rq.log.Info("authentication failed", "reason", reason, "client", addr)
+	// One answer for every failure: a caller learns nothing about which
+	// tokens exist.
+	return scimerr.New(http.StatusUnauthorized, "", "a valid bearer token is required (Authorization: Bearer <token> from the ScimToken's Secret)")
 }
 
 func (s *Server) baseURL(r *http.Request) string {

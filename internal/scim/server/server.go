@@ -17,13 +17,14 @@ package server
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 
+	"github.com/scim-operator/scim-operator/internal/clientaddr"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
 	"github.com/scim-operator/scim-operator/internal/scim/schema"
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
@@ -59,6 +60,11 @@ type Config struct {
 	// ReadHeaderTimeout and ReadTimeout cut off slow clients (defaults 10s
 	// and 30s; see Listener).
 	ReadHeaderTimeout, ReadTimeout time.Duration
+	// TrustedProxies are the address ranges of the proxies (the ingress
+	// controller's Pods) whose X-Forwarded-For and Forwarded headers name
+	// the client, for the failed-authentication limit and the logs. Empty
+	// trusts nobody: the client is the peer address.
+	TrustedProxies []netip.Prefix
 }
 
 func (c *Config) defaults() {
@@ -104,6 +110,7 @@ type Server struct {
 	auth    Authenticator
 	usage   UsageRecorder
 	limiter *tokens.FailureLimiter
+	clients *clientaddr.Resolver
 	metrics *tokens.Metrics
 	repo    *repository.Repository
 	users   SchemaSource
@@ -125,7 +132,8 @@ type Options struct {
 // New returns a Server.
 func New(cfg Config, o Options) *Server {
 	cfg.defaults()
-	s := &Server{cfg: cfg, rates: newTokenRates(cfg.RateLimit, cfg.RateBurst), auth: o.Auth, usage: o.Usage, limiter: o.Limiter, metrics: o.Metrics,
+	s := &Server{cfg: cfg, rates: newTokenRates(cfg.RateLimit, cfg.RateBurst), auth: o.Auth, usage: o.Usage, limiter: o.Limiter,
+		clients: clientaddr.New(cfg.TrustedProxies), metrics: o.Metrics,
 		repo: o.Repo, users: o.Users, groups: schema.GroupResourceType(), log: o.Log}
 	if s.users == nil {
 		rt := schema.UserResourceType()
@@ -239,14 +247,4 @@ func retryAfter(d time.Duration) string {
 		secs = 1
 	}
 	return itoa(secs)
-}
-
-// clientAddr is the peer address without port, for the failed-auth limit.
-// X-Forwarded-For is not trusted: anyone could rotate it to dodge the limit.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
