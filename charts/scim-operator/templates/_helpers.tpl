@@ -106,4 +106,12 @@ app.kubernetes.io/component: manager
 {{- if and .Values.scim.tls.enabled (not .Values.scim.tls.secretName) }}
 {{- fail "scim.tls.secretName is required when scim.tls.enabled is true" }}
 {{- end }}
+{{- if not (kindIs "slice" (.Values.scim.trustedProxies | default list)) }}
+{{- fail "scim.trustedProxies must be a list of CIDRs, such as [10.244.0.0/16]" }}
+{{- end }}
+{{- range (.Values.scim.trustedProxies | default list) }}
+{{- if and . (not (regexMatch "^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$" (toString .))) }}
+{{- fail (printf "scim.trustedProxies: %q is not a CIDR such as 10.244.0.0/16" (toString .)) }}
+{{- end }}
+{{- end }}
 {{- end }}
