@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -231,6 +233,8 @@ func (p *pausableStore) Ping(ctx context.Context) error {
 // unreachable server fails the test; it never skips.
 func mysqlDatabase(t *testing.T) *url.URL {
 	t.Helper()
+	// The driver logs every connection the outage cuts; the test knows.
+	_ = mysql.SetLogger(log.New(io.Discard, "", 0))
 	admin := os.Getenv("SCIMOP_TEST_MYSQL_URL")
 	if admin == "" {
 		admin = "mysql://root@127.0.0.1:3306/test"

@@ -74,8 +74,8 @@ func shorten(s string, n int) string {
 	return s[:n] + fmt.Sprintf("…(%d bytes)", len(s))
 }
 
-// runs shortens runs of one character longer than 12 ("aaaa…" of an
-// over-long field) to the character and the run's length.
+// runs shortens runs of one character longer than 12 (the "aaaa…" of an
+// over-long field) to "<390 x a>".
 func runs(s string) string {
 	var b strings.Builder
 	rs := []rune(s)
@@ -85,7 +85,7 @@ func runs(s string) string {
 			j++
 		}
 		if j-i > 12 {
-			fmt.Fprintf(&b, "%c×%d", rs[i], j-i)
+			fmt.Fprintf(&b, "<%d x %c>", j-i, rs[i])
 		} else {
 			b.WriteString(string(rs[i:j]))
 		}
