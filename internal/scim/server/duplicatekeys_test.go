@@ -43,6 +43,7 @@ func TestDuplicateKeysRefused(t *testing.T) {
 		{"POST group inside a member", "POST", "/Groups", `{"displayName":"Dup C","members":[{"value":"` + uid + `","VALUE":"someone-else"}]}`, "value"},
 		{"PUT group externalId twice", "PUT", "/Groups/" + gid, `{"displayName":"Dup Target","externalId":"a","externalID":"b"}`, "externalId"},
 		{"PATCH group inside a member value", "PATCH", "/Groups/" + gid, patchOp(`{"op":"add","path":"members","value":[{"value":"` + uid + `","Value":"someone-else"}]}`), "value"},
+		{"search filter twice", "POST", "/Users/.search", `{"schemas":["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],"filter":"userName eq \"a\"","FILTER":"userName pr"}`, "filter"},
 		{"PATCH group Operations twice", "PATCH", "/Groups/" + gid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"remove","path":"members"}],"operations":[{"op":"replace","path":"displayName","value":"X"}]}`, "Operations"},
 	}
 	for _, row := range rows {

@@ -11,6 +11,7 @@ import (
 	"github.com/scim-operator/scim-operator/internal/scim/filter"
 	"github.com/scim-operator/scim-operator/internal/scim/schema"
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+	"github.com/scim-operator/scim-operator/internal/scim/strictjson"
 )
 
 const (
@@ -38,6 +39,11 @@ func (s *Server) parseQuery(rt *schema.ResourceType, v url.Values) (*query, erro
 func (s *Server) parseSearch(rt *schema.ResourceType, r *http.Request) (*query, error) {
 	body, err := s.readBody(r)
 	if err != nil {
+		return nil, err
+	}
+	// A search is refused for a duplicate member name like any other body
+	// (a "filter" twice could let a proxy see another filter than we run).
+	if err := strictjson.Check(body); err != nil {
 		return nil, err
 	}
 	var req struct {
