@@ -42,12 +42,17 @@ import (
 	"testing"
 	"time"
 
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/scim-operator/scim-operator/internal/testenv"
 )
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) { testenv.Main(m, &env) }
+func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logger()) // env.Client logs through it
+	testenv.Main(m, &env)
+}
 
 const workers = 3
 
