@@ -182,34 +182,44 @@ func remove[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 	if !isObjectName(id) {
 		return scimerr.NotFound("%s %q not found", k.name, id)
 	}
-	obj := PT(new(T))
-	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, obj); err != nil {
-		return notFoundAs(apiError(err, k.name), "%s %q not found", k.name, id)
-	}
-	if !obj.GetDeletionTimestamp().IsZero() || pending(obj) {
-		return scimerr.NotFound("%s %q not found", k.name, id)
-	}
-	uid, rv := obj.GetUID(), obj.GetResourceVersion()
-	pre := client.Preconditions{UID: &uid}
-	if ifMatch != "" && ifMatch != "*" {
-		if v := versionOf(obj); ifMatch != v {
-			return scimerr.New(412, "", "%s %q has version %s, not %s", k.name, id, v, ifMatch)
+	for retry := newRetrier(); ; {
+		obj := PT(new(T))
+		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, obj); err != nil {
+			return notFoundAs(apiError(err, k.name), "%s %q not found", k.name, id)
 		}
-		pre.ResourceVersion = &rv
-	}
-	if err := r.retireFirst(ctx, k.uniq, obj, k.unique(obj)); err != nil {
-		return err
-	}
-	if err := r.Client.Delete(ctx, obj, pre); err != nil {
-		if apierrors.IsConflict(err) {
-			return scimerr.New(412, "", "%s %q changed while it was being deleted", k.name, id)
+		if !obj.GetDeletionTimestamp().IsZero() || pending(obj) {
+			return scimerr.NotFound("%s %q not found", k.name, id)
 		}
-		return notFoundAs(apiError(err, k.name), "%s %q not found", k.name, id)
+		uid, rv := obj.GetUID(), obj.GetResourceVersion()
+		pre := client.Preconditions{UID: &uid}
+		if ifMatch != "" && ifMatch != "*" {
+			if v := versionOf(obj); ifMatch != v {
+				return scimerr.New(412, "", "%s %q has version %s, not %s", k.name, id, v, ifMatch)
+			}
+			// The version was checked at rv: delete exactly that.
+			pre.ResourceVersion = &rv
+		}
+		if err := r.retireFirst(ctx, k.uniq, obj, k.unique(obj)); err != nil {
+			return err
+		}
+		err := r.Client.Delete(ctx, obj, pre)
+		if err == nil {
+			r.awaitCache(ctx, obj, true)
+			r.release(ctx, p.Namespace, k.uniq, k.unique(obj), id)
+			r.Activity.add(p, k.name+"s deleted", 1)
+			return nil
+		}
+		// A conflict is the resourceVersion moving, which the controller's
+		// status writes also do: read again and check the SCIM version
+		// again, as update does, instead of answering 412 for a change
+		// the client never made.
+		if !apierrors.IsConflict(err) {
+			return notFoundAs(apiError(err, k.name), "%s %q not found", k.name, id)
+		}
+		if !retry.wait(ctx) {
+			return scimerr.New(412, "", "%s %q kept changing while it was being deleted", k.name, id)
+		}
 	}
-	r.awaitCache(ctx, obj, true)
-	r.release(ctx, p.Namespace, k.uniq, k.unique(obj), id)
-	r.Activity.add(p, k.name+"s deleted", 1)
-	return nil
 }
 
 func versionOf(obj client.Object) string { return Version(obj) }
