@@ -231,8 +231,9 @@ func (r *ProvisionedUserReconciler) staleHolder(ctx context.Context, namespace, 
 	id := client.ObjectKey{Namespace: namespace, Name: holderID}
 	var h scimv1.ProvisionedUser
 	err := r.Get(ctx, id, &h)
+	inCache := err == nil
 	switch {
-	case err == nil:
+	case inCache:
 		if stale, why := verdict(&h); stale {
 			return true, why, nil
 		}
@@ -240,7 +241,7 @@ func (r *ProvisionedUserReconciler) staleHolder(ctx context.Context, namespace, 
 		return false, "", fmt.Errorf("reading user %s from the cache: %w", holderID, err)
 	}
 	if r.APIReader == nil {
-		if err != nil { // not in the cache
+		if !inCache {
 			return true, "its ProvisionedUser does not exist", nil
 		}
 		return false, "", nil

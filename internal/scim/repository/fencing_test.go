@@ -268,7 +268,7 @@ func (s *statusWriteBeforeDelete) Delete(ctx context.Context, obj client.Object,
 	if u, ok := obj.(*scimv1.ProvisionedUser); ok && !s.done {
 		s.done = true
 		cur := &scimv1.ProvisionedUser{}
-		if err := s.Client.Get(ctx, client.ObjectKeyFromObject(u), cur); err != nil {
+		if err := s.Get(ctx, client.ObjectKeyFromObject(u), cur); err != nil {
 			return err
 		}
 		cur.Status.ObservedGeneration = cur.Generation
