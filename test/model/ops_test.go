@@ -591,7 +591,16 @@ func (w *worker) lookup(u *mUser) {
 		w.unexpected(ev, "200")
 		return
 	}
-	list, _ := ev.res.doc["Resources"].([]any)
+	ids := resourceIDs(ev.res.doc)
+	if !slices.Contains(ids, u.id) {
+		w.m.fail("I2", w.m.refsOf(ev), "filter userName eq %+q finds %v, not user %s (%+q) whose name it spells differently",
+			spelling, ids, u.id, u.userName)
+	}
+}
+
+// resourceIDs lists the ids of a list response's Resources.
+func resourceIDs(doc map[string]any) []string {
+	list, _ := doc["Resources"].([]any)
 	var ids []string
 	for _, r := range list {
 		if d, ok := r.(map[string]any); ok {
@@ -599,10 +608,7 @@ func (w *worker) lookup(u *mUser) {
 			ids = append(ids, id)
 		}
 	}
-	if !slices.Contains(ids, u.id) {
-		w.m.fail("I2", w.m.refsOf(ev), "filter userName eq %+q finds %v, not user %s (%+q) whose name it spells differently",
-			spelling, ids, u.id, u.userName)
-	}
+	return ids
 }
 
 // lookupGroup is lookup for a group, as Entra matches groups:
@@ -620,14 +626,7 @@ func (w *worker) lookupGroup(g *mGroup) {
 		w.unexpected(ev, "200")
 		return
 	}
-	list, _ := ev.res.doc["Resources"].([]any)
-	var ids []string
-	for _, r := range list {
-		if d, ok := r.(map[string]any); ok {
-			id, _ := d["id"].(string)
-			ids = append(ids, id)
-		}
-	}
+	ids := resourceIDs(ev.res.doc)
 	if !slices.Contains(ids, g.id) {
 		w.m.fail("I2", w.m.refsOf(ev), "filter displayName eq %+q finds %v, not group %s (%+q) whose name it spells differently",
 			spelling, ids, g.id, g.displayName)
