@@ -11,6 +11,7 @@ import (
 
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
 	"github.com/scim-operator/scim-operator/internal/scim/schema"
+	"github.com/scim-operator/scim-operator/internal/scim/server"
 )
 
 // customFieldTTL is how long a tenant's custom field list is reused before
@@ -39,12 +40,26 @@ func newCustomFieldSchemas(store helpdesk.Store, log logr.Logger) *customFieldSc
 	return &customFieldSchemas{store: store, log: log, base: schema.UserResourceType(), tenants: map[string]cachedType{}}
 }
 
+// userType is the server.SchemaSource. A type served without the
+// definitions ever read for the tenant is marked provisional
+// (server.ProvisionalSchema), so that a helpdesk outage never erases custom
+// fields: PUT keeps the stored ones and a write naming one answers 503.
 func (c *customFieldSchemas) userType(ctx context.Context, tenant string) *schema.ResourceType {
+	rt, authoritative := c.lookup(ctx, tenant)
+	if !authoritative {
+		server.ProvisionalSchema(ctx)
+	}
+	return rt
+}
+
+// lookup returns the tenant's User type and whether it is authoritative:
+// the definitions were read at least once (the last known set counts).
+func (c *customFieldSchemas) lookup(ctx context.Context, tenant string) (*schema.ResourceType, bool) {
 	c.mu.Lock()
 	cached, ok := c.tenants[tenant]
 	c.mu.Unlock()
 	if ok && time.Since(cached.fetched) < customFieldTTL {
-		return cached.rt
+		return cached.rt, true
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -54,9 +69,9 @@ func (c *customFieldSchemas) userType(ctx context.Context, tenant string) *schem
 		// last known schema (or the RFC one) and try again next time.
 		c.log.Info("reading custom fields failed; using the last known schema", "tenant", tenant, "error", err.Error())
 		if ok {
-			return cached.rt
+			return cached.rt, true
 		}
-		return c.base
+		return c.base, false
 	}
 	attrs := make([]*schema.Attribute, 0, len(fields))
 	seen := map[string]bool{}
@@ -76,7 +91,7 @@ func (c *customFieldSchemas) userType(ctx context.Context, tenant string) *schem
 	c.mu.Lock()
 	c.tenants[tenant] = cachedType{rt: rt, fetched: time.Now()}
 	c.mu.Unlock()
-	return rt
+	return rt, true
 }
 
 var fieldTypes = map[string]schema.Type{

@@ -201,11 +201,77 @@ func (s *Server) respondUser(w http.ResponseWriter, r *http.Request, rq *request
 	return writeJSON(w, rq, status, rt.Project(doc, attrs, excl))
 }
 
+// provisionalSchemaKey carries, into the SchemaSource call of a write, the
+// flag a source sets through ProvisionalSchema.
+type provisionalSchemaKey struct{}
+
+// ProvisionalSchema is called by a SchemaSource whose answer is not
+// authoritative: the tenant's custom field definitions were never read (the
+// helpdesk database is down), so custom fields the tenant has are missing
+// from it. Writes then keep what they cannot see (see writeUserType).
+func ProvisionalSchema(ctx context.Context) {
+	if p, ok := ctx.Value(provisionalSchemaKey{}).(*bool); ok {
+		*p = true
+	}
+}
+
+// writeUserType returns the tenant's User type for a write and whether it is
+// authoritative. A non-authoritative type lacks the custom fields: a write
+// naming one answers 503 (not 400, not a silent drop), and PUT keeps the
+// stored custom fields, which the request cannot know about.
+func (s *Server) writeUserType(ctx context.Context, tenant string) (*schema.ResourceType, bool) {
+	provisional := false
+	rt := s.users(context.WithValue(ctx, provisionalSchemaKey{}, &provisional), tenant)
+	return rt, !provisional
+}
+
+// customFieldsUnavailable answers a write naming a custom field while the
+// definitions cannot be read: 503 with Retry-After, as for an unavailable
+// repository, since it is not the client's mistake.
+func (s *Server) customFieldsUnavailable(w http.ResponseWriter) error {
+	w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
+	return scimerr.New(http.StatusServiceUnavailable, "",
+		"the custom field definitions are not available yet; retry after %s", s.cfg.RetryAfter)
+}
+
+// namesUnknownEnterpriseAttr reports whether obj (a resource body or a
+// PATCH value without a path) names an attribute of the enterprise
+// extension that rt does not know: on a non-authoritative type that may be
+// a custom field whose definition could not be read.
+func namesUnknownEnterpriseAttr(rt *schema.ResourceType, obj map[string]any) bool {
+	for k, v := range obj {
+		if strings.EqualFold(k, repository.EnterpriseURN) {
+			ext, _ := v.(map[string]any)
+			for name := range ext {
+				if _, err := rt.Resolve(repository.EnterpriseURN, name, ""); err != nil {
+					return true
+				}
+			}
+		} else if namesUnknownEnterprisePath(rt, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// namesUnknownEnterprisePath is namesUnknownEnterpriseAttr for one path.
+func namesUnknownEnterprisePath(rt *schema.ResourceType, path string) bool {
+	urn, attr, _, err := schema.SplitPath(path)
+	if err != nil || !strings.EqualFold(urn, repository.EnterpriseURN) {
+		return false
+	}
+	_, err = rt.Resolve(urn, attr, "")
+	return err != nil
+}
+
 func (s *Server) createUser(w http.ResponseWriter, r *http.Request, rq *request) error {
-	rt := s.users(r.Context(), rq.tenant())
+	rt, authoritative := s.writeUserType(r.Context(), rq.tenant())
 	body, _, err := s.readJSON(r)
 	if err != nil {
 		return err
+	}
+	if !authoritative && namesUnknownEnterpriseAttr(rt, body) {
+		return s.customFieldsUnavailable(w)
 	}
 	doc, err := rt.Canonicalize(body, schema.ModeCreate)
 	if err != nil {
@@ -227,10 +293,13 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, rq *request)
 // attribute. Okta PUTs without "active" when it changes something else, so
 // an omitted active keeps its value instead of reverting to true.
 func (s *Server) replaceUser(w http.ResponseWriter, r *http.Request, rq *request) error {
-	rt := s.users(r.Context(), rq.tenant())
+	rt, authoritative := s.writeUserType(r.Context(), rq.tenant())
 	body, _, err := s.readJSON(r)
 	if err != nil {
 		return err
+	}
+	if !authoritative && namesUnknownEnterpriseAttr(rt, body) {
+		return s.customFieldsUnavailable(w)
 	}
 	doc, err := rt.Canonicalize(body, schema.ModeReplace)
 	if err != nil {
@@ -247,6 +316,13 @@ func (s *Server) replaceUser(w http.ResponseWriter, r *http.Request, rq *request
 		if !hasActive {
 			next.Active = u.Spec.Active
 		}
+		if !authoritative && u.Spec.Enterprise != nil && len(u.Spec.Enterprise.CustomFields) > 0 {
+			// The request could not name the custom fields; keep them.
+			if next.Enterprise == nil {
+				next.Enterprise = &scimv1.EnterpriseUser{}
+			}
+			next.Enterprise.CustomFields = u.Spec.Enterprise.DeepCopy().CustomFields
+		}
 		if equalUser(&u.Spec, next) {
 			return false, nil
 		}
@@ -261,7 +337,7 @@ func (s *Server) replaceUser(w http.ResponseWriter, r *http.Request, rq *request
 }
 
 func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, rq *request) error {
-	rt := s.users(r.Context(), rq.tenant())
+	rt, authoritative := s.writeUserType(r.Context(), rq.tenant())
 	body, err := s.readBody(r)
 	if err != nil {
 		return err
@@ -269,6 +345,19 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, rq *request) 
 	req, err := patch.Decode(body, patch.Limits{MaxOperations: s.cfg.MaxOperations})
 	if err != nil {
 		return err
+	}
+	if !authoritative {
+		// Stored custom fields survive a PATCH (the document keeps what the
+		// schema does not know); only operations naming one must wait.
+		for _, op := range req.Operations {
+			value, _ := op.Value.(map[string]any)
+			if op.Path == "" && namesUnknownEnterpriseAttr(rt, value) ||
+				strings.EqualFold(op.Path, repository.EnterpriseURN) &&
+					namesUnknownEnterpriseAttr(rt, map[string]any{repository.EnterpriseURN: value}) ||
+				namesUnknownEnterprisePath(rt, op.Path) {
+				return s.customFieldsUnavailable(w)
+			}
+		}
 	}
 	id := r.PathValue("id")
 	u, err := s.repo.UpdateUser(r.Context(), rq.writer(), id, ifMatch(r), func(u *scimv1.ProvisionedUser) (bool, error) {

@@ -1,0 +1,142 @@
+package operator_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/helpdesk"
+	"github.com/scim-operator/scim-operator/internal/operator"
+	"github.com/scim-operator/scim-operator/internal/testenv"
+)
+
+// definitionsDown is a helpdesk store whose custom field definitions cannot
+// be read while down is set; everything else reaches the real database.
+type definitionsDown struct {
+	helpdesk.Store
+	down atomic.Bool
+}
+
+func (d *definitionsDown) CustomFields(ctx context.Context, tenant string) ([]helpdesk.CustomField, error) {
+	if d.down.Load() {
+		return nil, errors.New("helpdesk database down")
+	}
+	return d.Store.CustomFields(ctx, tenant)
+}
+
+// TestCustomFieldsSurviveDefinitionOutage: a replica that never could read
+// the custom field definitions keeps the stored custom fields on PUT (and
+// the helpdesk row keeps them), and answers 503 with Retry-After to a write
+// naming a custom field instead of dropping it or refusing it with 400.
+func TestCustomFieldsSurviveDefinitionOutage(t *testing.T) {
+	e := testenv.Require(t, env)
+	ns := e.Namespace(t)
+	ctx := context.Background()
+	dbPath := filepath.Join(t.TempDir(), "helpdesk.db")
+	store, err := helpdesk.Open(ctx, "sqlite://"+dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	raw, err := sql.Open("sqlite", dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`INSERT INTO helpdesk_custom_fields (tenant, name, type) VALUES (?, 'Shoe Size (EU)', 'integer')`, ns); err != nil {
+		t.Fatal(err)
+	}
+	const ext = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+	// Replica A reads the definitions; the user gets a custom field.
+	up := &definitionsDown{Store: store}
+	baseA := startOperator(t, e.Config, operator.Options{Namespaces: []string{ns}, Helpdesk: up})
+	token := issueToken(t, ns, baseA)
+	code, body := call(t, baseA, token, "POST", "/Users", `{"userName":"feet@example.test","`+ext+`":{"shoe-size-eu":44,"department":"Ops"}}`)
+	if code != 201 {
+		t.Fatalf("POST with a custom field: %d %s", code, body)
+	}
+	var created map[string]any
+	_ = json.Unmarshal([]byte(body), &created)
+	id := created["id"].(string)
+
+	// Replica B starts while the definitions cannot be read.
+	down := &definitionsDown{Store: store}
+	down.down.Store(true)
+	baseB := startOperator(t, e.Config, operator.Options{Namespaces: []string{ns}, Helpdesk: down})
+	waitFor(t, func() error {
+		if code, _ := call(t, baseB, token, "GET", "/ServiceProviderConfig", ""); code != 200 {
+			return fmt.Errorf("token not accepted yet (%d)", code)
+		}
+		return nil
+	})
+
+	code, body = call(t, baseB, token, "PUT", "/Users/"+id, `{"userName":"feet@example.test","`+ext+`":{"department":"Sales"}}`)
+	if code != 200 {
+		t.Fatalf("PUT without the custom field: %d %s", code, body)
+	}
+	var u scimv1.ProvisionedUser
+	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: id}, &u); err != nil {
+		t.Fatal(err)
+	}
+	if u.Spec.Enterprise == nil || u.Spec.Enterprise.Department != "Sales" || string(u.Spec.Enterprise.CustomFields["shoe-size-eu"].Raw) != "44" {
+		t.Fatalf("PUT on a replica without the definitions: want department Sales and shoe-size-eu 44, got %+v", u.Spec.Enterprise)
+	}
+	waitFor(t, func() error {
+		row, err := store.GetUser(ctx, ns, id)
+		if err != nil {
+			return err
+		}
+		if row.Department != "Sales" || row.CustomFields["shoe-size-eu"] != float64(44) {
+			return fmt.Errorf("row department %q, custom fields %v", row.Department, row.CustomFields)
+		}
+		return nil
+	})
+
+	// A PATCH not naming a custom field goes through and keeps it.
+	code, body = call(t, baseB, token, "PATCH", "/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"`+ext+`:department","value":"Ops"}]}`)
+	if code != 204 {
+		t.Fatalf("PATCH without a custom field: %d %s", code, body)
+	}
+
+	// Writes naming a custom field wait for the definitions.
+	for _, w := range []struct{ method, path, body string }{
+		{"POST", "/Users", `{"userName":"boots@example.test","` + ext + `":{"shoe-size-eu":45}}`},
+		{"POST", "/Users", `{"userName":"boots@example.test","` + ext + `:shoe-size-eu":45}`},
+		{"PUT", "/Users/" + id, `{"userName":"feet@example.test","` + ext + `":{"shoe-size-eu":46}}`},
+		{"PATCH", "/Users/" + id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Add","path":"` + ext + `:shoe-size-eu","value":46}]}`},
+		{"PATCH", "/Users/" + id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"` + ext + `":{"shoe-size-eu":46}}}]}`},
+	} {
+		code, body, hdr := callH(t, baseB, token, w.method, w.path, w.body)
+		if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(body, "custom field definitions are not available yet") {
+			t.Errorf("%s %s %s: want 503 with Retry-After, got %d %q %s", w.method, w.path, w.body, code, hdr.Get("Retry-After"), body)
+		}
+	}
+	code, body = call(t, baseB, token, "GET", "/Users?filter="+url.QueryEscape(`userName eq "boots@example.test"`), "")
+	if code != 200 || !strings.Contains(body, `"totalResults":0`) {
+		t.Fatalf("a refused POST created a user: %d %s", code, body)
+	}
+	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: id}, &u); err != nil {
+		t.Fatal(err)
+	}
+	if u.Spec.Enterprise == nil || u.Spec.Enterprise.Department != "Ops" || string(u.Spec.Enterprise.CustomFields["shoe-size-eu"].Raw) != "44" {
+		t.Fatalf("after the refused writes: want department Ops and shoe-size-eu 44, got %+v", u.Spec.Enterprise)
+	}
+
+	// Once the definitions are readable, the same POST is accepted.
+	down.down.Store(false)
+	code, body = call(t, baseB, token, "POST", "/Users", `{"userName":"boots@example.test","`+ext+`":{"shoe-size-eu":45}}`)
+	if code != 201 || !strings.Contains(body, `"shoe-size-eu":45`) {
+		t.Fatalf("POST after the outage: %d %s", code, body)
+	}
+}
