@@ -31,58 +31,17 @@ func TestDevStack(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a control plane; run without -short")
 	}
-	assets, err := testenv.Assets()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "scim-operator")
-	build := exec.Command("go", "build", "-o", bin, "./cmd")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildDev(t)
 	state := filepath.Join(t.TempDir(), "state")
 	addr := freeAddr(t)
 
 	run := func() func() {
-		cmd := exec.Command(bin, "dev", "--state-dir", state, "--scim-bind-address", addr, "--control-plane-dir", assets)
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var logs bytes.Buffer
-		cmd.Stderr = &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		ready := make(chan struct{})
-		var out strings.Builder
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				out.WriteString(sc.Text() + "\n")
-				if strings.HasPrefix(sc.Text(), "ready:") {
-					close(ready)
-				}
-			}
-		}()
-		select {
-		case <-ready:
-		case <-time.After(3 * time.Minute):
-			_ = cmd.Process.Kill()
-			t.Fatalf("dev did not print its ready line within 3 minutes\nstdout:\n%s\nstderr:\n%s", out.String(), logs.String())
-		}
+		stop, banner := runDev(t, bin, state, addr)
 		for _, want := range []string{"http://" + addr + "/scim/v2", "curl ", "kubectl --kubeconfig"} {
-			if !strings.Contains(out.String(), want) {
-				t.Errorf("banner lacks %q:\n%s", want, out.String())
+			if !strings.Contains(banner, want) {
+				t.Errorf("banner lacks %q:\n%s", want, banner)
 			}
 		}
-		var once sync.Once
-		stop := func() {
-			once.Do(func() { stopDev(t, cmd, &logs) })
-		}
-		// Also when the test fails half-way: no dev process may outlive it.
-		t.Cleanup(stop)
 		return stop
 	}
 
@@ -188,18 +147,35 @@ func TestDevStackDeactivationWithLongPhone(t *testing.T) {
 // endpoint and the bearer token.
 func startDev(t *testing.T) (state, endpoint, token string) {
 	t.Helper()
-	assets, err := testenv.Assets()
-	if err != nil {
-		t.Fatal(err)
-	}
+	state = filepath.Join(t.TempDir(), "state")
+	runDev(t, buildDev(t), state, freeAddr(t))
+	token = strings.TrimSpace(readFile(t, filepath.Join(state, "token")))
+	endpoint = strings.TrimSpace(readFile(t, filepath.Join(state, "endpoint")))
+	return state, endpoint, token
+}
+
+// buildDev builds the operator binary into the test's temporary folder.
+func buildDev(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "scim-operator")
 	build := exec.Command("go", "build", "-o", bin, "./cmd")
 	build.Dir = testenv.RepoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	state = filepath.Join(t.TempDir(), "state")
-	cmd := exec.Command(bin, "dev", "--state-dir", state, "--scim-bind-address", freeAddr(t), "--control-plane-dir", assets)
+	return bin
+}
+
+// runDev starts `bin dev` on state and addr and waits for its ready line.
+// It returns a stop function (also run when the test ends, so no dev
+// process outlives a test that fails half-way) and what dev printed.
+func runDev(t *testing.T, bin, state, addr string) (stop func(), banner string) {
+	t.Helper()
+	assets, err := testenv.Assets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "dev", "--state-dir", state, "--scim-bind-address", addr, "--control-plane-dir", assets)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -210,24 +186,34 @@ func startDev(t *testing.T) (state, endpoint, token string) {
 		t.Fatal(err)
 	}
 	ready := make(chan struct{})
+	var mu sync.Mutex
+	var out strings.Builder
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
+			mu.Lock()
+			out.WriteString(sc.Text() + "\n")
+			mu.Unlock()
 			if strings.HasPrefix(sc.Text(), "ready:") {
 				close(ready)
 			}
 		}
 	}()
+	printed := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.String()
+	}
 	select {
 	case <-ready:
 	case <-time.After(3 * time.Minute):
 		_ = cmd.Process.Kill()
-		t.Fatalf("dev did not print its ready line within 3 minutes\nstderr:\n%s", logs.String())
+		t.Fatalf("dev did not print its ready line within 3 minutes\nstdout:\n%s\nstderr:\n%s", printed(), logs.String())
 	}
-	t.Cleanup(func() { stopDev(t, cmd, &logs) })
-	token = strings.TrimSpace(readFile(t, filepath.Join(state, "token")))
-	endpoint = strings.TrimSpace(readFile(t, filepath.Join(state, "endpoint")))
-	return state, endpoint, token
+	var once sync.Once
+	stop = func() { once.Do(func() { stopDev(t, cmd, &logs) }) }
+	t.Cleanup(stop)
+	return stop, printed()
 }
 
 // processesMentioning lists running processes whose command line contains
