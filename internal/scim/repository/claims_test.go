@@ -119,13 +119,23 @@ func TestCreateAfterClaimOnAnotherReplica(t *testing.T) {
 		t.Errorf("the new user holds the claim, still retired: %+v", c.Spec)
 	}
 
-	// Stale: the owner is gone and the grace is over; the first id holds.
+	// Stale: the owner is gone and the grace is over. The claim is taken
+	// over with a write (its owner may still be about to create, and
+	// fences by reading the claim again: only a takeover tells it), so
+	// the user gets a random id and the claim.
 	putClaim("stale", "crashed-before-create", false, time.Now().Add(-time.Hour))
 	u, err = create("stale")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.Name != repository.FirstUserID(ns, "stale") {
-		t.Errorf("stale claim: want the first id, got %s", u.Name)
+	if u.Name == repository.FirstUserID(ns, "stale") {
+		t.Errorf("stale claim: the first id was used without taking the claim over")
+	}
+	firstIDGone("stale")
+	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: repository.ClaimName(scimv1.ClaimUserName, "stale")}, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Spec.Owner != u.Name {
+		t.Errorf("stale claim: owner %q, want the new user %s (the slow creator's fence must see the change)", c.Spec.Owner, u.Name)
 	}
 }

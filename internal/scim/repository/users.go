@@ -90,11 +90,17 @@ func (r *Repository) createFirst(ctx context.Context, u *scimv1.ProvisionedUser)
 	if err == nil && c == nil {
 		return first, nil
 	}
-	if err == nil && !held && !c.Spec.Retired {
-		return first, nil // a stale claim: the first id holds the userName
-	}
+	// A claim exists: the value is contested, retired, or its claim is
+	// stale. A stale claim is never judged so here without a write: its
+	// writer fences by reading the claim again (stillClaimed), which only
+	// a takeover changes. The first id is given back, and the claim path
+	// takes the claim over with a write and fences (claim, fenceTakeover).
 	uid := first.UID
-	_ = r.Client.Delete(ctx, first, client.Preconditions{UID: &uid})
+	if derr := r.Client.Delete(ctx, first, client.Preconditions{UID: &uid}); derr != nil && !apierrors.IsNotFound(derr) {
+		// Still there: it holds the userName through its first id, so a
+		// second create must not follow. The client's retry finds it (409).
+		return nil, apiError(derr, "user")
+	}
 	switch {
 	case err != nil:
 		return nil, err
@@ -113,7 +119,9 @@ func (r *Repository) createClaimed(ctx context.Context, u *scimv1.ProvisionedUse
 		return nil, err
 	}
 	if err := r.Client.Create(ctx, u); err != nil {
-		r.release(ctx, u.Namespace, uniq, u.Spec.UserName, u.Name)
+		if definiteRefusal(err) {
+			r.release(ctx, u.Namespace, uniq, u.Spec.UserName, u.Name)
+		}
 		return nil, apiError(err, "user")
 	}
 	if err := r.fenceCreate(ctx, uniq, u, u.Spec.UserName); err != nil {
@@ -131,6 +139,8 @@ func (r *Repository) fenceCreate(ctx context.Context, u uniqueness, obj client.O
 	if err == nil && ok {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fenceTimeout)
+	defer cancel()
 	uid := obj.GetUID()
 	if derr := r.Client.Delete(ctx, obj, client.Preconditions{UID: &uid}); derr != nil && !apierrors.IsNotFound(derr) {
 		return apiError(derr, string(u.kind))
