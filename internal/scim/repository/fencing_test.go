@@ -3,6 +3,7 @@ package repository_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -299,4 +300,48 @@ func TestDeleteIfMatchIgnoresStatusWrites(t *testing.T) {
 	if err := racing.DeleteUser(ctx, p, u.Name, repository.Version(u)); !isNotFound(err) {
 		t.Errorf("the user must be gone: %v", err)
 	}
+}
+
+// TestPendingGroupCompletionIsFenced: completing a group's create (the
+// write that clears its pending mark) is a write under its displayName's
+// claim. A replica whose clock runs ahead takes the claim over while the
+// members are written; the completion must then answer 409, not a second
+// group of that name (found by a review of the fencing).
+func TestPendingGroupCompletionIsFenced(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx := context.Background()
+	ns := e.Namespace(t)
+	p := repository.Principal{Namespace: ns}
+	cache := newGroupCache{e.Client}
+	slow := &repository.Repository{Cache: cache, Live: e.Client, Client: e.Client}
+	ahead := &repository.Repository{Cache: cache, Live: e.Client, Client: e.Client,
+		Now: func() time.Time { return time.Now().Add(time.Minute) }}
+	member, err := slow.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: "pending-member@contoso.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := slow.CreateGroup(ctx, p, scimv1.ProvisionedGroupSpec{DisplayName: "Fenced Team"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Meanwhile, on the replica whose clock is ahead: the pending group
+	// looks like a create that never finished.
+	if _, err := ahead.CreateGroup(ctx, p, scimv1.ProvisionedGroupSpec{DisplayName: "FENCED TEAM"}, false); err != nil {
+		t.Fatalf("the takeover on the replica ahead: %v", err)
+	}
+	_, err = slow.ApplyMembers(ctx, p, g, []patch.MemberOp{{Kind: patch.MemberAdd, IDs: []string{member.Name}}})
+	if !isConflict(err) {
+		t.Fatalf("completing the pending group after losing its claim: want 409 uniqueness, got %v", err)
+	}
+	slow.AbandonGroup(ctx, p, g)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		list, err := slow.AllGroups(ctx, ns)
+		if err != nil {
+			return err
+		}
+		if len(list) != 1 {
+			return fmt.Errorf("%d visible groups named Fenced Team, want 1", len(list))
+		}
+		return nil
+	})
 }

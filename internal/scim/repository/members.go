@@ -140,6 +140,18 @@ func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.Pr
 		if err != nil {
 			return nil, err
 		}
+		if pending(g) {
+			// Completing the create is the write under the displayName's
+			// claim: fence it like any other (claims.go). The caller
+			// abandons the group on this error.
+			ok, err := r.stillClaimed(ctx, g.Namespace, r.groupKind().uniq, g.Spec.DisplayName, g.Name)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				return nil, scimerr.Uniqueness("displayName %q is already in use", g.Spec.DisplayName)
+			}
+		}
 		r.Activity.add(p, "group members added", stats.added)
 		r.Activity.add(p, "group members removed", stats.removed)
 		return touched, nil
