@@ -222,13 +222,56 @@ func (r *Repository) fenceTakeover(ctx context.Context, u uniqueness, c *scimv1.
 	if err == nil && state != ownerHolding {
 		return nil
 	}
-	back := c.DeepCopy()
-	back.Spec = prev
-	_ = r.Client.Update(ctx, back) // a conflict means a third writer, who fences itself
+	if gerr := r.giveBack(ctx, c, prev); gerr != nil && err == nil {
+		err = gerr
+	}
 	if err != nil {
 		return err
 	}
 	return scimerr.Uniqueness("%s %q is already in use", u.kind, prev.Value)
+}
+
+// giveBack returns a claim we took over to its previous owner. It must
+// not be lost to a cancelled request or a passing error: a claim left
+// with us, who hold nothing, would later be judged stale while its real
+// holder holds the value. A claim that changed hands meanwhile belongs to
+// a third writer, who fences itself.
+func (r *Repository) giveBack(ctx context.Context, c *scimv1.NameClaim, prev scimv1.NameClaimSpec) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fenceTimeout)
+	defer cancel()
+	key := client.ObjectKeyFromObject(c)
+	mine := c.Spec.Owner
+	for retry := newRetrier(); ; {
+		cur, err := r.claimOf(ctx, key)
+		if err == nil && (cur == nil || cur.Spec.Owner != mine) {
+			return nil
+		}
+		if err == nil {
+			cur.Spec = prev
+			if err = r.Client.Update(ctx, cur); err == nil || apierrors.IsNotFound(err) {
+				return nil
+			}
+			err = apiError(err, "name claim")
+		}
+		if !retry.wait(ctx) {
+			return err
+		}
+	}
+}
+
+// fenceTimeout bounds the writes that undo or give back after a lost
+// handshake; they run even when the client has gone away.
+const fenceTimeout = 30 * time.Second
+
+// definiteRefusal reports whether a failed write certainly did not happen.
+// After any other failure (a timeout, a reset connection, a 5xx) the write
+// may have been applied, so a claim taken for it must not be released: a
+// stale claim is taken over after claimGrace, a released one that an
+// object holds lets a duplicate in.
+func definiteRefusal(err error) bool {
+	return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsInvalid(err) ||
+		apierrors.IsForbidden(err) || apierrors.IsBadRequest(err) || apierrors.IsNotFound(err) ||
+		apierrors.IsRequestEntityTooLargeError(err) || apierrors.IsUnauthorized(err)
 }
 
 // stillClaimed is the writer's half of the fencing handshake: after an

@@ -42,7 +42,9 @@ func (r *Repository) CreateGroup(ctx context.Context, p Principal, spec scimv1.P
 		g.Annotations[scimv1.AnnotationPendingMembers] = "true"
 	}
 	if err := r.Client.Create(ctx, g); err != nil {
-		r.release(ctx, p.Namespace, uniq, spec.DisplayName, id)
+		if definiteRefusal(err) {
+			r.release(ctx, p.Namespace, uniq, spec.DisplayName, id)
+		}
 		return nil, apiError(err, "group")
 	}
 	if err := r.fenceCreate(ctx, uniq, g, spec.DisplayName); err != nil {

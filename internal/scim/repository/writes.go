@@ -27,6 +27,8 @@ type kind[T any] struct {
 	prepare func(*T)
 	// restore copies src's spec onto dst (undoing a write).
 	restore func(dst, src *T)
+	// setUnique sets the unique value.
+	setUnique func(*T, string)
 }
 
 func (r *Repository) userKind() kind[scimv1.ProvisionedUser] {
@@ -37,7 +39,8 @@ func (r *Repository) userKind() kind[scimv1.ProvisionedUser] {
 			kind: scimv1.ClaimUserName, firstID: FirstUserID,
 			holds: holds[scimv1.ProvisionedUser](r, "user", scimv1.ClaimUserName, userName),
 		},
-		restore: func(dst, src *scimv1.ProvisionedUser) { dst.Spec = *src.Spec.DeepCopy() },
+		restore:   func(dst, src *scimv1.ProvisionedUser) { dst.Spec = *src.Spec.DeepCopy() },
+		setUnique: func(u *scimv1.ProvisionedUser, v string) { u.Spec.UserName = v },
 		prepare: func(u *scimv1.ProvisionedUser) {
 			if u.Labels == nil {
 				u.Labels = map[string]string{}
@@ -58,8 +61,9 @@ func (r *Repository) groupKind() kind[scimv1.ProvisionedGroup] {
 			kind:  scimv1.ClaimDisplayName,
 			holds: holds[scimv1.ProvisionedGroup](r, "group", scimv1.ClaimDisplayName, displayName),
 		},
-		restore: func(dst, src *scimv1.ProvisionedGroup) { dst.Spec = src.Spec },
-		prepare: func(*scimv1.ProvisionedGroup) {},
+		restore:   func(dst, src *scimv1.ProvisionedGroup) { dst.Spec = src.Spec },
+		setUnique: func(g *scimv1.ProvisionedGroup, v string) { g.Spec.DisplayName = v },
+		prepare:   func(*scimv1.ProvisionedGroup) {},
 	}
 }
 
@@ -117,7 +121,7 @@ func update[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 			r.Activity.add(p, k.name+"s updated", 1)
 			return obj, nil
 		}
-		if renamed {
+		if renamed && definiteRefusal(err) {
 			r.release(ctx, p.Namespace, k.uniq, newName, id)
 		}
 		if !apierrors.IsConflict(err) || !retry.wait(ctx) {
@@ -138,6 +142,8 @@ func fenceRename[T any, PT object[T]](ctx context.Context, r *Repository, k kind
 	if err == nil && ok {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fenceTimeout)
+	defer cancel()
 	if uerr := undo(ctx, r, k, obj, before); uerr != nil {
 		return uerr
 	}
@@ -159,10 +165,16 @@ func undo[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], wr
 			}
 			return apiError(err, k.name)
 		}
-		if cur.GetAnnotations()[AnnotationLastModified] != written.GetAnnotations()[AnnotationLastModified] {
-			return nil
+		switch {
+		case cur.GetAnnotations()[AnnotationLastModified] == written.GetAnnotations()[AnnotationLastModified]:
+			k.restore(cur, before) // the whole write is undone
+		case namekey.Key(k.unique(cur)) == namekey.Key(k.unique(written)):
+			// A later write kept the name it may not hold: only the name
+			// goes back, the later write's other changes stay.
+			k.setUnique(cur, k.unique(before))
+		default:
+			return nil // renamed again since: it no longer holds the value
 		}
-		k.restore(cur, before)
 		k.prepare(cur)
 		r.touch(cur)
 		err := r.Client.Update(ctx, cur)
