@@ -295,15 +295,20 @@ func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, rq *reques
 		}
 	}
 	id := r.PathValue("id")
+	skipMembers := false
 	g, err := s.repo.UpdateGroup(r.Context(), rq.writer(), id, ifMatch(r), func(g *scimv1.ProvisionedGroup) (bool, error) {
+		skipMembers = false
 		if g.Spec == spec {
-			return s.guardsMembers(r, g, ops)
+			return s.guardsMembers(r, g, ops, &skipMembers)
 		}
 		g.Spec = spec
 		return true, nil
 	})
 	if err != nil {
 		return err
+	}
+	if skipMembers {
+		ops = nil
 	}
 	if g, err = s.repo.ApplyMembers(r.Context(), rq.writer(), g, ops); err != nil {
 		return err
@@ -318,12 +323,16 @@ func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, rq *reques
 // If-Match check, with the resourceVersion it was checked at, before any
 // member changes: of two requests sent with the same ETag only one passes
 // (I5 in docs/invariants.md). Member operations that change nothing keep
-// the version, as every no-op does.
-func (s *Server) guardsMembers(r *http.Request, g *scimv1.ProvisionedGroup, ops []patch.MemberOp) (bool, error) {
+// the version, as every no-op does; *skip is then set, and the request
+// takes effect at its If-Match check: its member operations are not
+// applied later, when another request may have changed the members.
+func (s *Server) guardsMembers(r *http.Request, g *scimv1.ProvisionedGroup, ops []patch.MemberOp, skip *bool) (bool, error) {
 	if m := ifMatch(r); m == "" || m == "*" || len(ops) == 0 {
 		return false, nil
 	}
-	return s.repo.MembersWouldChange(r.Context(), g, ops)
+	changes, err := s.repo.MembersWouldChange(r.Context(), g, ops)
+	*skip = err == nil && !changes
+	return changes, err
 }
 
 // patchGroup answers 204 without the member list, as Microsoft advises.
@@ -338,6 +347,7 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request, rq *request)
 	}
 	id := r.PathValue("id")
 	var memberOps []patch.MemberOp
+	skipMembers := false
 	g, err := s.repo.UpdateGroup(r.Context(), rq.writer(), id, ifMatch(r), func(g *scimv1.ProvisionedGroup) (bool, error) {
 		doc := repository.GroupDoc(&g.Spec)
 		res, err := patch.Apply(s.groups, doc, req.Operations, patch.Options{ExternalMembers: true})
@@ -348,22 +358,25 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request, rq *request)
 		if err := s.repo.ValidateMembers(r.Context(), rq.tenant(), res.Members); err != nil {
 			return false, err
 		}
-		memberOps = res.Members
+		memberOps, skipMembers = res.Members, false
 		if !res.Changed {
-			return s.guardsMembers(r, g, memberOps)
+			return s.guardsMembers(r, g, memberOps, &skipMembers)
 		}
 		spec, err := repository.GroupSpec(doc)
 		if err != nil {
 			return false, scimerr.InvalidValue("%v", err)
 		}
 		if spec == g.Spec {
-			return s.guardsMembers(r, g, memberOps)
+			return s.guardsMembers(r, g, memberOps, &skipMembers)
 		}
 		g.Spec = spec
 		return true, nil
 	})
 	if err != nil {
 		return err
+	}
+	if skipMembers {
+		memberOps = nil
 	}
 	if _, err := s.repo.ApplyMembers(r.Context(), rq.writer(), g, memberOps); err != nil {
 		return err
