@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/utils/ptr"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/namekey"
 )
 
 // Schema URNs of the documents this package reads and writes.
@@ -183,6 +185,10 @@ func multiValuedDoc(mv scimv1.MultiValuedAttribute) map[string]any {
 	return m
 }
 
+// MaxUserNameKey is the longest canonical userName (namekey.Key) the
+// helpdesk's unique key column holds.
+const MaxUserNameKey = 191
+
 // UserSpec builds a user spec from a canonical SCIM document. Enterprise
 // attributes beyond RFC 7643 §4.3 are the helpdesk's custom fields (the
 // schema only lets declared ones through).
@@ -194,6 +200,12 @@ func UserSpec(doc map[string]any) (scimv1.ProvisionedUserSpec, error) {
 		} else {
 			*f.get(&s) = v
 		}
+	}
+	// The canonical key is what the helpdesk's unique index holds, and
+	// NFKC can lengthen a value (a ligature becomes two or three letters):
+	// refuse here what could never be stored there (I1).
+	if n := utf8.RuneCountInString(namekey.Key(s.UserName)); n > MaxUserNameKey {
+		return s, fmt.Errorf("userName is %d characters long once normalized (NFKC, case folded); at most %d fit the helpdesk", n, MaxUserNameKey)
 	}
 	if name, ok := doc["name"].(map[string]any); ok {
 		n := &scimv1.PersonName{}

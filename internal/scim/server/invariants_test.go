@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -140,4 +141,24 @@ func TestIfMatchGuardsMembers(t *testing.T) {
 	// The same ETag after that success: 412, for a rename as for members.
 	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
 		"Operations":[{"op":"replace","path":"displayName","value":"Renamed"}]}`, "If-Match", etag), 412)
+}
+
+// TestUserNameKeyFitsTheHelpdesk: NFKC lengthens some characters (U+FDFA
+// becomes 18 letters), so a userName within the API's 191 characters can
+// have a canonical key the helpdesk's unique column cannot hold. It is
+// refused at the door instead of never reaching the database.
+func TestUserNameKeyFitsTheHelpdesk(t *testing.T) {
+	ns := env.Namespace(t)
+	r := startReplica(t, ns)
+	tok := issueToken(t, ns, "entra", r)
+	long := strings.Repeat("\uFDFA", 11) // 11 characters, 198 once normalized
+	res := expect(t, r.do(t, tok, "POST", "/Users", map[string]any{"userName": long}), 400, "invalidValue")
+	if !strings.Contains(res.str("detail"), "normalized") {
+		t.Errorf("the detail should say why: %s", res.raw)
+	}
+	id := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"short@contoso.test"}`), 201).str("id")
+	expect(t, r.do(t, tok, "PATCH", "/Users/"+id, map[string]any{
+		"schemas":    []string{"urn:ietf:params:scim:api:messages:2.0:PatchOp"},
+		"Operations": []map[string]any{{"op": "replace", "path": "userName", "value": long}},
+	}), 400, "invalidValue")
 }
