@@ -156,6 +156,7 @@ type ScimTokenStatus struct {
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
 // +kubebuilder:printcolumn:name="Next Rotation",type=date,JSONPath=`.status.nextRotationAt`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="!has(self.spec) || !has(self.spec.secretRef) || self.spec.secretRef.name != self.metadata.name + '-token'",message="spec.secretRef must not name the Secret this ScimToken generates (<name>-token): the operator would stop generating it and delete it, leaving no valid token; adopt a Secret with another name"
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="a ScimToken name must be at most 63 characters: it is used as a label value on the users, groups and Secret it owns"
 type ScimToken struct {
 	metav1.TypeMeta   `json:",inline"`
