@@ -238,9 +238,10 @@ func setupHelpdesk(mgr ctrl.Manager, op *Operator, o Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ProvisionedGroup controller: %w", err)
 	}
-	return mgr.AddReadyzCheck("helpdesk-database", func(req *http.Request) error {
-		ctx, cancel := context.WithTimeout(req.Context(), 2*time.Second)
-		defer cancel()
-		return o.Helpdesk.Ping(ctx)
-	})
+	// Reported, not gated on: readiness never depends on the database.
+	reporter, err := newDatabaseReporter(o.Helpdesk, o.Log.WithName("helpdesk-database"))
+	if err != nil {
+		return err
+	}
+	return mgr.Add(reporter)
 }
