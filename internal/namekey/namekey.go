@@ -10,6 +10,7 @@ package namekey
 import (
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -31,6 +32,12 @@ import (
 // here; changing it changes which names collide, so it needs a migration of
 // the claims and the database key.
 func Key(s string) string {
+	if isASCII(s) {
+		// The common case, on every filter and index lookup: NFKC leaves
+		// ASCII alone and every ASCII letter's fold orbit lower-cases to
+		// itself (k and s included), so Key is strings.ToLower here.
+		return strings.ToLower(s)
+	}
 	s = norm.NFKC.String(s)
 	var b strings.Builder
 	b.Grow(len(s))
@@ -42,6 +49,15 @@ func Key(s string) string {
 
 // Equal reports whether a and b are the same name.
 func Equal(a, b string) bool { return a == b || Key(a) == Key(b) }
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
 
 // foldRune maps r to one representative of its case class.
 func foldRune(r rune) rune {

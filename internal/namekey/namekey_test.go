@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 func TestKeyJoinsOneFamily(t *testing.T) {
@@ -56,6 +58,9 @@ func FuzzKey(f *testing.F) {
 			return
 		}
 		ka := Key(a)
+		if slow := slowKey(a); ka != slow {
+			t.Fatalf("Key(%q) = %q, but the general path gives %q", a, ka, slow)
+		}
 		if Key(ka) != ka {
 			t.Fatalf("Key(Key(%q)) = %q, want %q", a, Key(ka), ka)
 		}
@@ -69,4 +74,26 @@ func FuzzKey(f *testing.F) {
 			t.Fatalf("Key(%q) = %q disagrees with both its lower and upper case", a, ka)
 		}
 	})
+}
+
+// slowKey is Key without its ASCII shortcut, to check the shortcut against.
+func slowKey(s string) string {
+	s = norm.NFKC.String(s)
+	var b strings.Builder
+	for _, r := range s {
+		b.WriteRune(foldRune(r))
+	}
+	return norm.NFKC.String(b.String())
+}
+
+func TestASCIIShortcutAgrees(t *testing.T) {
+	var all strings.Builder
+	for c := 0; c < utf8.RuneSelf; c++ {
+		all.WriteByte(byte(c))
+	}
+	for _, s := range []string{all.String(), "Kelvin", "SAMS", "Alice@Example.TEST"} {
+		if Key(s) != slowKey(s) {
+			t.Errorf("Key(%q) = %q, general path %q", s, Key(s), slowKey(s))
+		}
+	}
 }
