@@ -2,12 +2,10 @@ package operator_test
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -42,20 +40,7 @@ func TestCustomFieldsSurviveDefinitionOutage(t *testing.T) {
 	e := testenv.Require(t, env)
 	ns := e.Namespace(t)
 	ctx := context.Background()
-	dbPath := filepath.Join(t.TempDir(), "helpdesk.db")
-	store, err := helpdesk.Open(ctx, "sqlite://"+dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	raw, err := sql.Open("sqlite", dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	if _, err := raw.Exec(`INSERT INTO helpdesk_custom_fields (tenant, name, type) VALUES (?, 'Shoe Size (EU)', 'integer')`, ns); err != nil {
-		t.Fatal(err)
-	}
+	store := sqliteStore(t, `(?, 'Shoe Size (EU)', 'integer')`, ns)
 	const ext = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 	// Replica A reads the definitions; the user gets a custom field.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"path/filepath"
 	"testing"
 
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -31,11 +30,7 @@ func (unpingable) Ping(context.Context) error {
 func TestReadinessIgnoresTheDatabase(t *testing.T) {
 	e := testenv.Require(t, env)
 	ns := e.Namespace(t)
-	st, err := helpdesk.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "helpdesk.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := sqliteStore(t, "")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -50,20 +50,7 @@ func TestCustomFields(t *testing.T) {
 	e := testenv.Require(t, env)
 	ns := e.Namespace(t)
 	ctx := context.Background()
-	dbPath := filepath.Join(t.TempDir(), "helpdesk.db")
-	store, err := helpdesk.Open(ctx, "sqlite://"+dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	raw, err := sql.Open("sqlite", dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	if _, err := raw.Exec(`INSERT INTO helpdesk_custom_fields (tenant, name, type) VALUES (?, 'Shoe Size (EU)', 'integer'), ('*', 'On Call', 'boolean')`, ns); err != nil {
-		t.Fatal(err)
-	}
+	store := sqliteStore(t, `(?, 'Shoe Size (EU)', 'integer'), ('*', 'On Call', 'boolean')`, ns)
 
 	base := startOperator(t, e.Config, operator.Options{Namespaces: []string{ns}, Helpdesk: store})
 	token := issueToken(t, ns, base)
@@ -199,4 +186,29 @@ func callH(t *testing.T, base, token, method, path, body string) (int, string, h
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	return res.StatusCode, string(b), res.Header
+}
+
+// sqliteStore opens a helpdesk database in SQLite for the test and, when
+// fields is not empty, declares custom fields: the VALUES rows of
+// helpdesk_custom_fields (tenant, name, type), with args for their "?".
+func sqliteStore(t *testing.T, fields string, args ...any) helpdesk.Store {
+	t.Helper()
+	dbPath := filepath.Join(t.TempDir(), "helpdesk.db")
+	store, err := helpdesk.Open(context.Background(), "sqlite://"+dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	if fields == "" {
+		return store
+	}
+	raw, err := sql.Open("sqlite", dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`INSERT INTO helpdesk_custom_fields (tenant, name, type) VALUES `+fields, args...); err != nil {
+		t.Fatal(err)
+	}
+	return store
 }
