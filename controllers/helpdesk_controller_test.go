@@ -67,7 +67,7 @@ func startSyncWith(t *testing.T, store helpdesk.Store, o syncOptions) *syncStack
 		if err := repository.RegisterIndexes(context.Background(), mgr.GetCache()); err != nil {
 			return err
 		}
-		s.repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient()}
+		s.repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient(), IDKey: testenv.IDKey()}
 		if _, err := s.repo.InstallHandlers(context.Background(), mgr.GetCache()); err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -26,6 +28,7 @@ import (
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/controllers"
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
+	"github.com/scim-operator/scim-operator/internal/installkey"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
 	"github.com/scim-operator/scim-operator/internal/scim/server"
 	"github.com/scim-operator/scim-operator/internal/tokens"
@@ -65,6 +68,12 @@ type Options struct {
 	// means all.
 	Namespaces []string
 
+	// InstallationKeySecret is the Secret holding the installation key
+	// (package installkey), created on the first start. Default:
+	// installkey.DefaultSecretName in the leader election namespace, else
+	// the pod's namespace, else "default".
+	InstallationKeySecret client.ObjectKey
+
 	// SkipControllerNameValidation lets one process start several managers
 	// (tests that simulate replicas).
 	SkipControllerNameValidation bool
@@ -86,6 +95,44 @@ type Operator struct {
 	Repo    *repository.Repository
 	Auth    *tokens.Authenticator
 	SCIM    *server.Server
+	// Key is the installation key every replica derives keyed ids from.
+	Key installkey.Key
+}
+
+// loadInstallationKey reads (or on the very first start creates) the
+// installation key, before anything that derives from it runs.
+func loadInstallationKey(ctx context.Context, cfg *rest.Config, o Options) (installkey.Key, error) {
+	at := o.InstallationKeySecret
+	if at.Name == "" {
+		at.Name = installkey.DefaultSecretName
+	}
+	if at.Namespace == "" {
+		at.Namespace = cmp.Or(o.LeaderElectionNamespace, podNamespace(), "default")
+	}
+	live, err := client.New(cfg, client.Options{Scheme: o.Scheme})
+	if err != nil {
+		return installkey.Key{}, fmt.Errorf("a client for the installation key: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	key, created, err := installkey.Ensure(ctx, live, at)
+	if err != nil {
+		return installkey.Key{}, err
+	}
+	if created {
+		o.Log.Info("created the installation key; keep it with the cluster's backups", "secret", at)
+	}
+	return key, nil
+}
+
+// podNamespace is the namespace of the pod this runs in, "" outside a
+// cluster.
+func podNamespace() string {
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // New builds the manager with every controller and the SCIM server.
@@ -131,6 +178,9 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	}
 	op := &Operator{Manager: mgr}
 	ctx := context.Background()
+	if op.Key, err = loadInstallationKey(ctx, cfg, o); err != nil {
+		return nil, err
+	}
 
 	if err := repository.RegisterIndexes(ctx, mgr.GetCache()); err != nil {
 		return nil, err
@@ -155,7 +205,10 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		return nil, fmt.Errorf("watching NameClaims: %w", err)
 	}
 	op.Repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient(),
-		Activity: activity}
+		Activity: activity, IDKey: op.Key.Derive(installkey.PurposeFirstID)}
+	if err := mgr.Add(&repository.ClaimCollector{Repo: op.Repo, Log: o.Log.WithName("claim-collector")}); err != nil {
+		return nil, err
+	}
 	handlersSynced, err := op.Repo.InstallHandlers(ctx, mgr.GetCache())
 	if err != nil {
 		return nil, err

@@ -77,3 +77,7 @@ func redact(raw string) string {
 	}
 	return strings.TrimSpace(u.String())
 }
+
+// IDKey is a first-id key for tests that build a repository.Repository
+// without an operator (the operator reads the installation key instead).
+func IDKey() []byte { return []byte("scim-operator test first-id key!") }

@@ -2,6 +2,7 @@ package repository
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"time"
@@ -23,7 +24,7 @@ import (
 // only uniqueness it offers. Two ways use it:
 //
 //   - First ids (users only). A user whose userName was never used in the
-//     tenant is created under FirstUserID(namespace, userName). Two racing
+//     tenant is created under FirstUserID(key, namespace, userName). Two racing
 //     creates of one userName then collide on the object name, and a create
 //     costs one API write: the common case of a provisioning cycle.
 //   - NameClaims. Everything else (a rename, a userName used before, every
@@ -55,9 +56,21 @@ import (
 var firstIDSpace = uuid.MustParse("5f0d6a52-3a8e-4c8e-9b0e-2f6f1d6c9a41")
 
 // FirstUserID is the id of the first user with userName in namespace: a
-// name-based UUID (version 5) of both, case-insensitive like userName.
-func FirstUserID(namespace, userName string) string {
-	return uuid.NewSHA1(firstIDSpace, []byte(namespace+"/"+namekey.Key(userName))).String()
+// UUID (version 8) of both, case-insensitive like userName, keyed with the
+// installation's first-id key. Every replica derives the same id, and
+// nobody without the key can confirm a guessed userName from an id in a log
+// line (an unkeyed name-based UUID would let them, offline).
+func FirstUserID(key []byte, namespace, userName string) string {
+	return uuid.NewHash(hmac.New(sha256.New, key), firstIDSpace, []byte(namespace+"/"+namekey.Key(userName)), 8).String()
+}
+
+// firstID names the object that holds a userName without a claim; nil
+// without a key, when every user is created under a claim.
+func (r *Repository) firstID() func(namespace, value string) string {
+	if len(r.IDKey) == 0 {
+		return nil
+	}
+	return func(namespace, value string) string { return FirstUserID(r.IDKey, namespace, value) }
 }
 
 // ClaimName is the NameClaim object name for a unique value: the API server
@@ -97,6 +110,34 @@ type uniqueness struct {
 	// firstID, when set, names the object that holds a value without a
 	// claim (users); nil: values are held through claims only (groups).
 	firstID func(namespace, value string) string
+	// known, when set, names the objects this replica's index says hold
+	// a value (see knownHolder).
+	known func(namespace, value string) []string
+}
+
+// knownHolder answers 409 when this replica's index knows another object
+// holding value and a live read confirms it. First ids and claims catch
+// racing writers; this catches the holders they cannot see: users created
+// before the installation key (or the name key) changed, whose first ids
+// are derived another way and who have no claim. Such a user is older
+// than this replica's cache, so no handshake is needed to see it.
+func (r *Repository) knownHolder(ctx context.Context, namespace string, u uniqueness, value, self string) error {
+	if u.known == nil {
+		return nil
+	}
+	for _, name := range u.known(namespace, value) {
+		if name == self {
+			continue
+		}
+		state, err := u.holds(ctx, namespace, name, ClaimName(u.kind, value))
+		if err != nil {
+			return err
+		}
+		if state == ownerHolding {
+			return scimerr.Uniqueness("%s %q is already in use", u.kind, value)
+		}
+	}
+	return nil
 }
 
 // claimGrace is how long a claim counts as held whatever its owner says:

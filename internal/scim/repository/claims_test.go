@@ -38,7 +38,7 @@ func TestCreateAfterClaimOnAnotherReplica(t *testing.T) {
 	e := testenv.Require(t, env)
 	ns := e.Namespace(t)
 	ctx := context.Background()
-	repo := &repository.Repository{Cache: claimlessCache{e.Client}, Live: e.Client, Client: e.Client}
+	repo := &repository.Repository{Cache: claimlessCache{e.Client}, Live: e.Client, Client: e.Client, IDKey: testenv.IDKey()}
 	p := repository.Principal{Namespace: ns}
 
 	putClaim := func(value, owner string, retired bool, claimedAt time.Time) {
@@ -57,7 +57,7 @@ func TestCreateAfterClaimOnAnotherReplica(t *testing.T) {
 	firstIDGone := func(value string) {
 		t.Helper()
 		var u scimv1.ProvisionedUser
-		err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: repository.FirstUserID(ns, value)}, &u)
+		err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: repository.FirstUserID(testenv.IDKey(), ns, value)}, &u)
 		if err == nil && u.DeletionTimestamp.IsZero() {
 			t.Errorf("%s: the create under the first id was not undone", value)
 		}
@@ -107,7 +107,7 @@ func TestCreateAfterClaimOnAnotherReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.Name == repository.FirstUserID(ns, "retired") {
+	if u.Name == repository.FirstUserID(testenv.IDKey(), ns, "retired") {
 		t.Errorf("retired first id given out again")
 	}
 	firstIDGone("retired")
@@ -128,7 +128,7 @@ func TestCreateAfterClaimOnAnotherReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.Name == repository.FirstUserID(ns, "stale") {
+	if u.Name == repository.FirstUserID(testenv.IDKey(), ns, "stale") {
 		t.Errorf("stale claim: the first id was used without taking the claim over")
 	}
 	firstIDGone("stale")

@@ -106,7 +106,7 @@ func TestClaimFencing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := e.Namespace(t)
-			plain := &repository.Repository{Cache: e.Client, Live: e.Client, Client: e.Client}
+			plain := &repository.Repository{Cache: e.Client, Live: e.Client, Client: e.Client, IDKey: testenv.IDKey()}
 			p := repository.Principal{Namespace: ns}
 			value := "fenced@contoso.test"
 			// The value was used before, so creates go through a claim.
@@ -130,8 +130,8 @@ func TestClaimFencing(t *testing.T) {
 			}
 
 			stalled := newStalled(e.Client)
-			slowRepo := &repository.Repository{Cache: e.Client, Live: e.Client, Client: stalled}
-			fastRepo := &repository.Repository{Cache: e.Client, Live: e.Client, Client: e.Client, Now: skewed}
+			slowRepo := &repository.Repository{Cache: e.Client, Live: e.Client, Client: stalled, IDKey: testenv.IDKey()}
+			fastRepo := &repository.Repository{Cache: e.Client, Live: e.Client, Client: e.Client, IDKey: testenv.IDKey(), Now: skewed}
 
 			slowErr := make(chan error, 1)
 			go func() { slowErr <- tc.slow(t, slowRepo, slowP, value) }()
@@ -207,7 +207,7 @@ func TestGroupCreateIsAtomic(t *testing.T) {
 	ns := e.Namespace(t)
 	p := repository.Principal{Namespace: ns}
 	cache := newGroupCache{e.Client}
-	repo := &repository.Repository{Cache: cache, Live: e.Client, Client: e.Client}
+	repo := &repository.Repository{Cache: cache, Live: e.Client, Client: e.Client, IDKey: testenv.IDKey()}
 	member, err := repo.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: "member@contoso.test"})
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +215,7 @@ func TestGroupCreateIsAtomic(t *testing.T) {
 	ops := []patch.MemberOp{{Kind: patch.MemberAdd, IDs: []string{member.Name}}}
 	spec := scimv1.ProvisionedGroupSpec{DisplayName: "Atomic"}
 
-	broken := &repository.Repository{Cache: cache, Live: e.Client, Client: failingShards{e.Client}}
+	broken := &repository.Repository{Cache: cache, Live: e.Client, Client: failingShards{e.Client}, IDKey: testenv.IDKey()}
 	g, err := broken.CreateGroup(ctx, p, spec, true)
 	if err != nil {
 		t.Fatal(err)
@@ -288,12 +288,12 @@ func TestDeleteIfMatchIgnoresStatusWrites(t *testing.T) {
 	ctx := context.Background()
 	ns := e.Namespace(t)
 	p := repository.Principal{Namespace: ns}
-	plain := &repository.Repository{Cache: e.Client, Live: e.Client, Client: e.Client}
+	plain := &repository.Repository{Cache: e.Client, Live: e.Client, Client: e.Client, IDKey: testenv.IDKey()}
 	u, err := plain.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: "ifmatch-delete@contoso.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	racing := &repository.Repository{Cache: e.Client, Live: e.Client, Client: &statusWriteBeforeDelete{Client: e.Client}}
+	racing := &repository.Repository{Cache: e.Client, Live: e.Client, Client: &statusWriteBeforeDelete{Client: e.Client}, IDKey: testenv.IDKey()}
 	if err := racing.DeleteUser(ctx, p, u.Name, repository.Version(u)); err != nil {
 		t.Fatalf("DELETE with the current If-Match: %v", err)
 	}
@@ -313,8 +313,8 @@ func TestPendingGroupCompletionIsFenced(t *testing.T) {
 	ns := e.Namespace(t)
 	p := repository.Principal{Namespace: ns}
 	cache := newGroupCache{e.Client}
-	slow := &repository.Repository{Cache: cache, Live: e.Client, Client: e.Client}
-	ahead := &repository.Repository{Cache: cache, Live: e.Client, Client: e.Client,
+	slow := &repository.Repository{Cache: cache, Live: e.Client, Client: e.Client, IDKey: testenv.IDKey()}
+	ahead := &repository.Repository{Cache: cache, Live: e.Client, Client: e.Client, IDKey: testenv.IDKey(),
 		Now: func() time.Time { return time.Now().Add(time.Minute) }}
 	member, err := slow.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: "pending-member@contoso.test"})
 	if err != nil {

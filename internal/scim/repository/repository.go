@@ -35,6 +35,10 @@ type Repository struct {
 	Live client.Reader
 	// Client writes to the API server.
 	Client client.Client
+	// IDKey keys first ids (FirstUserID): the installation key's first-id
+	// subkey, the same on every replica. Without it every user is created
+	// under a random id and a NameClaim (slower, equally safe).
+	IDKey []byte
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
 	// Users finds users by userName, externalId and email (install its

@@ -154,6 +154,17 @@ func (x *UserIndex) Names(index, namespace, value string) []string {
 	return names
 }
 
+// knownUsers looks userNames up in the index; nil without one (tests that
+// build a Repository by hand).
+func (r *Repository) knownUsers() func(namespace, value string) []string {
+	if r.Users == nil {
+		return nil
+	}
+	return func(namespace, value string) []string {
+		return r.Users.Names(IndexUserName, namespace, namekey.Key(value))
+	}
+}
+
 // Seen reports whether the index holds every change up to resourceVersion
 // rv.
 func (x *UserIndex) Seen(rv uint64) bool { return x.seenRV.Load() >= rv }

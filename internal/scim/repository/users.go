@@ -36,6 +36,9 @@ func (r *Repository) CreateUser(ctx context.Context, p Principal, spec scimv1.Pr
 		Spec: spec,
 	}
 	r.touch(u)
+	if err := r.knownHolder(ctx, p.Namespace, r.userKind().uniq, spec.UserName, ""); err != nil {
+		return nil, err
+	}
 	created, err := r.createFirst(ctx, u)
 	if err != nil {
 		return nil, err
@@ -54,11 +57,11 @@ func (r *Repository) CreateUser(ctx context.Context, p Principal, spec scimv1.Pr
 // or retired: the caller then uses a random id and a claim.
 func (r *Repository) createFirst(ctx context.Context, u *scimv1.ProvisionedUser) (*scimv1.ProvisionedUser, error) {
 	uniq, ns, userName := r.userKind().uniq, u.Namespace, u.Spec.UserName
-	if r.usedBefore(ctx, ns, uniq.kind, userName) {
+	if uniq.firstID == nil || r.usedBefore(ctx, ns, uniq.kind, userName) {
 		return nil, nil
 	}
 	first := u.DeepCopy()
-	first.Name = FirstUserID(ns, userName)
+	first.Name = uniq.firstID(ns, userName)
 	err := r.Client.Create(ctx, first)
 	if apierrors.IsAlreadyExists(err) {
 		state, err := uniq.holds(ctx, ns, first.Name, ClaimName(uniq.kind, userName))

@@ -36,7 +36,7 @@ func (r *Repository) userKind() kind[scimv1.ProvisionedUser] {
 	return kind[scimv1.ProvisionedUser]{
 		name: "user", unique: userName,
 		uniq: uniqueness{
-			kind: scimv1.ClaimUserName, firstID: FirstUserID,
+			kind: scimv1.ClaimUserName, firstID: r.firstID(), known: r.knownUsers(),
 			holds: holds[scimv1.ProvisionedUser](r, "user", scimv1.ClaimUserName, userName),
 		},
 		restore:   func(dst, src *scimv1.ProvisionedUser) { dst.Spec = *src.Spec.DeepCopy() },
@@ -97,6 +97,9 @@ func update[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 		newName := k.unique(obj)
 		renamed := namekey.Key(oldName) != namekey.Key(newName)
 		if renamed {
+			if err := r.knownHolder(ctx, p.Namespace, k.uniq, newName, id); err != nil {
+				return nil, err
+			}
 			if err := r.claim(ctx, p.Namespace, k.uniq, newName, id); err != nil {
 				return nil, err
 			}

@@ -3,14 +3,19 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
+	"github.com/scim-operator/scim-operator/internal/testenv"
 )
 
 func claimOn(t *testing.T, ns, userName string) *scimv1.NameClaim {
@@ -35,8 +40,22 @@ func TestFirstIDs(t *testing.T) {
 	tok := issueToken(t, ns, "entra", r)
 
 	ann := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"ann@example.test"}`), 201).str("id")
-	if ann != repository.FirstUserID(ns, "ANN@example.test") {
+	if ann != repository.FirstUserID(r.op.Repo.IDKey, ns, "ANN@example.test") {
 		t.Errorf("a new userName gets its first id: got %s", ann)
+	}
+	// The id is keyed: whoever holds it (a log line) cannot confirm a
+	// guessed userName without the installation key. Before issue 13 it
+	// was an unkeyed name-based UUID anybody could recompute.
+	for _, guess := range []string{"ann@example.test", ns + "/ann@example.test"} {
+		for _, space := range []uuid.UUID{uuid.NameSpaceDNS, uuid.NameSpaceURL, uuid.NameSpaceOID, uuid.NameSpaceX500,
+			uuid.MustParse("5f0d6a52-3a8e-4c8e-9b0e-2f6f1d6c9a41")} {
+			if uuid.NewSHA1(space, []byte(guess)).String() == ann || uuid.NewMD5(space, []byte(guess)).String() == ann {
+				t.Fatalf("the first id %s is a name-based UUID of %q: a guessed userName can be confirmed from it", ann, guess)
+			}
+		}
+	}
+	if other := repository.FirstUserID(testenv.IDKey(), ns, "ann@example.test"); other == ann {
+		t.Error("another installation key derives the same first id")
 	}
 	if c := claimOn(t, ns, "ann@example.test"); c != nil {
 		t.Errorf("a first-id user needs no claim, found %+v", c.Spec)
@@ -166,4 +185,49 @@ func TestReplicasRenameRacesCreate(t *testing.T) {
 		t.Errorf("both writers backed off in %d of %d rounds", bothFailed, rounds)
 	}
 	t.Logf("%d rounds; both writers backed off in %d", rounds, bothFailed)
+}
+
+// TestUsersFromBeforeTheKeyKeepTheirNames: users created before first ids
+// were keyed (an unkeyed name-based id and no claim, as every user of an
+// installation before issue 13 has) keep their userNames: a create or a
+// rename onto one, in any spelling, is 409, and once renamed away the name
+// is free again. Before knownHolder, the create under the keyed first id
+// succeeded next to the old user: two users with one userName.
+func TestUsersFromBeforeTheKeyKeepTheirNames(t *testing.T) {
+	ns := env.Namespace(t)
+	r := startReplica(t, ns)
+	tok := issueToken(t, ns, "entra", r)
+	ctx := context.Background()
+
+	oldSpace := uuid.MustParse("5f0d6a52-3a8e-4c8e-9b0e-2f6f1d6c9a41")
+	old := &scimv1.ProvisionedUser{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: uuid.NewSHA1(oldSpace, []byte(ns+"/old@example.test")).String(),
+			Labels: map[string]string{scimv1.LabelActive: "true"}},
+		Spec: scimv1.ProvisionedUserSpec{UserName: "old@example.test"},
+	}
+	if err := env.Client.Create(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() error {
+		if res := r.do(t, tok, "GET", "/Users?filter="+url.QueryEscape(`userName eq "old@example.test"`), nil); res.total() != 1 {
+			return fmt.Errorf("the old user is not listed yet: %s", res)
+		}
+		return nil
+	})
+	for _, spelling := range []string{"old@example.test", "OLD@Example.TEST"} {
+		expect(t, r.do(t, tok, "POST", "/Users", fmt.Sprintf(`{"userName":%q}`, spelling)), 409, "uniqueness")
+	}
+	rename := func(id, to string) response {
+		return r.do(t, tok, "PATCH", "/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"userName","value":"`+to+`"}]}`)
+	}
+	eve := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"eve@example.test"}`), 201).str("id")
+	expect(t, rename(eve, "Old@example.test"), 409, "uniqueness")
+
+	// The old user renamed away frees its name.
+	expect(t, rename(old.Name, "older@example.test"), 204)
+	expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"old@example.test"}`), 201)
+	res := r.do(t, tok, "GET", "/Users?filter="+url.QueryEscape(`userName eq "old@example.test"`), nil)
+	if res.total() != 1 {
+		t.Errorf("one user holds old@example.test: %s", res)
+	}
 }

@@ -1,0 +1,169 @@
+package repository
+
+import (
+	"context"
+	"time"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+)
+
+// ClaimCollector removes NameClaims that no live object holds: leftovers of
+// requests that crashed between their claim and their write, and claims
+// whose release failed after a rename or deletion. Without it they stay
+// forever, cached on every replica.
+//
+// Retired claims are tombstones, not leftovers: they keep a first id from
+// being given to a second user (RFC 7643 §3.1), so a retired claim only
+// loses an owner that no longer holds it and is never deleted.
+//
+// Deleting a claim is safe against a writer still using it for the same
+// reason a takeover is (claims.go): a writer reads its claim again after
+// its write and undoes the write when the claim is gone. The collector
+// deletes with the claim's UID and resourceVersion as preconditions, so a
+// claim taken over or renewed since it was read is left alone.
+type ClaimCollector struct {
+	Repo *Repository
+	// Every is the time between passes (default 10 minutes).
+	Every time.Duration
+	// Grace is how long after its claimedAt a claim is left alone whatever
+	// its owner says (default 10 minutes, far above claimGrace: a request
+	// in flight is never disturbed, fencing or not).
+	Grace time.Duration
+	// Namespace limits a pass to one namespace; "" is every namespace the
+	// cache sees.
+	Namespace string
+	Log       logr.Logger
+}
+
+// NeedLeaderElection: one collector per installation is enough.
+func (c *ClaimCollector) NeedLeaderElection() bool { return true }
+
+// Start runs passes until ctx ends.
+func (c *ClaimCollector) Start(ctx context.Context) error {
+	every := c.Every
+	if every <= 0 {
+		every = 10 * time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if n, err := c.Collect(ctx); err != nil {
+			c.Log.Error(err, "collecting unused name claims", "collected", n)
+		} else if n > 0 {
+			c.Log.Info("collected unused name claims", "collected", n)
+		}
+	}
+}
+
+// Collect makes one pass and returns how many claims it deleted or
+// released.
+func (c *ClaimCollector) Collect(ctx context.Context) (int, error) {
+	grace := c.Grace
+	if grace <= 0 {
+		grace = 10 * time.Minute
+	}
+	var list scimv1.NameClaimList
+	if err := c.Repo.Cache.List(ctx, &list, client.InNamespace(c.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return 0, apiError(err, "name claims")
+	}
+	now := c.Repo.now()
+	collected := 0
+	for i := range list.Items {
+		cl := &list.Items[i]
+		if !collectable(cl, now, grace) {
+			continue
+		}
+		u := c.Repo.userKind().uniq
+		if cl.Spec.Kind == scimv1.ClaimDisplayName {
+			u = c.Repo.groupKind().uniq
+		}
+		done, err := c.collect(ctx, u, cl.DeepCopy())
+		if err != nil {
+			return collected, err
+		}
+		if done {
+			collected++
+		}
+	}
+	return collected, nil
+}
+
+// collectable: a claim with an owner, past the grace. An ownerless claim is
+// either retired (a tombstone, kept) or an ownerless leftover; both wait
+// for the grace like any other.
+func collectable(c *scimv1.NameClaim, now time.Time, grace time.Duration) bool {
+	if c.Spec.Owner == "" && c.Spec.Retired {
+		return false
+	}
+	since := c.CreationTimestamp.Time
+	if c.Spec.ClaimedAt != nil {
+		since = c.Spec.ClaimedAt.Time
+	}
+	return now.Sub(since) >= grace
+}
+
+// collect deletes (or, retired, releases) one claim if its owner does not
+// hold it: first by the cache, which answers for nearly every claim
+// without an API call, then confirmed by a live read.
+func (c *ClaimCollector) collect(ctx context.Context, u uniqueness, cl *scimv1.NameClaim) (bool, error) {
+	if cl.Spec.Owner != "" {
+		cached, err := c.cachedHolds(ctx, u, cl)
+		if err != nil || cached {
+			return false, err
+		}
+		state, err := u.holds(ctx, cl.Namespace, cl.Spec.Owner, cl.Name)
+		if err != nil || state == ownerHolding {
+			return false, err
+		}
+	}
+	var err error
+	if cl.Spec.Retired {
+		cl.Spec.Owner, cl.Spec.ClaimedAt = "", nil
+		err = c.Repo.Client.Update(ctx, cl) // carries the resourceVersion read
+	} else {
+		err = c.Repo.Client.Delete(ctx, cl, client.Preconditions{UID: &cl.UID, ResourceVersion: &cl.ResourceVersion})
+	}
+	switch {
+	case err == nil:
+		c.Log.V(1).Info("collected a name claim no live object holds", "namespace", cl.Namespace, "claim", cl.Name, "retired", cl.Spec.Retired)
+		return true, nil
+	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+		return false, nil // changed meanwhile: someone is using it
+	}
+	return false, apiError(err, "name claim")
+}
+
+// cachedHolds reports whether the cache says the claim's owner holds it.
+func (c *ClaimCollector) cachedHolds(ctx context.Context, u uniqueness, cl *scimv1.NameClaim) (bool, error) {
+	key := client.ObjectKey{Namespace: cl.Namespace, Name: cl.Spec.Owner}
+	var obj client.Object = &scimv1.ProvisionedUser{}
+	if u.kind == scimv1.ClaimDisplayName {
+		obj = &scimv1.ProvisionedGroup{}
+	}
+	if err := c.Repo.Cache.Get(ctx, key, obj, client.UnsafeDisableDeepCopy); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, apiError(err, "name claim owner")
+	}
+	if !obj.GetDeletionTimestamp().IsZero() || pending(obj) {
+		return false, nil
+	}
+	var value string
+	switch o := obj.(type) {
+	case *scimv1.ProvisionedUser:
+		value = o.Spec.UserName
+	case *scimv1.ProvisionedGroup:
+		value = o.Spec.DisplayName
+	}
+	return ClaimName(u.kind, value) == cl.Name, nil
+}

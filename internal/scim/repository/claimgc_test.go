@@ -1,0 +1,182 @@
+package repository_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/repository"
+	"github.com/scim-operator/scim-operator/internal/testenv"
+)
+
+// TestClaimCollector: claims no live object holds are collected after the
+// grace; claims held, claims within the grace and retired tombstones stay.
+func TestClaimCollector(t *testing.T) {
+	e := testenv.Require(t, env)
+	ns := e.Namespace(t)
+	ctx := context.Background()
+	long := time.Now().Add(-time.Hour)
+
+	putClaim := func(kind scimv1.ClaimKind, value, owner string, retired bool, at time.Time) string {
+		t.Helper()
+		c := &scimv1.NameClaim{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repository.ClaimName(kind, value)},
+			Spec:       scimv1.NameClaimSpec{Kind: kind, Value: value, Owner: owner, Retired: retired},
+		}
+		if owner != "" {
+			c.Spec.ClaimedAt = &metav1.Time{Time: at}
+		}
+		if err := e.Client.Create(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		return c.Name
+	}
+	putUser := func(name, userName string) {
+		t.Helper()
+		if err := e.Client.Create(ctx, &scimv1.ProvisionedUser{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec:       scimv1.ProvisionedUserSpec{UserName: userName},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putUser("holder", "kept@contoso.test")
+	putUser("mover", "elsewhere@contoso.test")
+
+	ghost := putClaim(scimv1.ClaimUserName, "ghost@contoso.test", "crashed-before-create", false, long)
+	kept := putClaim(scimv1.ClaimUserName, "kept@contoso.test", "holder", false, long)
+	moved := putClaim(scimv1.ClaimUserName, "moved@contoso.test", "mover", false, long)
+	tomb := putClaim(scimv1.ClaimUserName, "tomb@contoso.test", "", true, long)
+	tomb2 := putClaim(scimv1.ClaimUserName, "tomb2@contoso.test", "deleted-user", true, long)
+	fresh := putClaim(scimv1.ClaimUserName, "fresh@contoso.test", "in-flight", false, time.Now())
+	team := putClaim(scimv1.ClaimDisplayName, "Team", "crashed-group", false, long)
+
+	repo := &repository.Repository{Cache: e.Client, Live: e.Client, Client: e.Client, IDKey: testenv.IDKey()}
+	gc := &repository.ClaimCollector{Repo: repo, Namespace: ns, Log: logr.Discard()}
+	n, err := gc.Collect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 4 {
+		t.Errorf("collected %d claims, want 4 (ghost, moved, tomb2's owner, Team)", n)
+	}
+	get := func(name string) *scimv1.NameClaim {
+		var c scimv1.NameClaim
+		err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &c)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &c
+	}
+	for name, what := range map[string]string{ghost: "a crash leftover", moved: "a claim its owner renamed away from", team: "a group crash leftover"} {
+		if get(name) != nil {
+			t.Errorf("%s was not collected", what)
+		}
+	}
+	for name, what := range map[string]string{kept: "a held claim", tomb: "a retired tombstone", fresh: "a claim within the grace"} {
+		if get(name) == nil {
+			t.Errorf("%s was collected", what)
+		}
+	}
+	if c := get(tomb2); c == nil || !c.Spec.Retired || c.Spec.Owner != "" {
+		t.Errorf("a retired claim whose owner is gone keeps the tombstone without the owner: %+v", c)
+	}
+	if n, err := gc.Collect(ctx); err != nil || n != 0 {
+		t.Errorf("a second pass collected %d (err %v), want 0", n, err)
+	}
+}
+
+// TestClaimCollectorRacesASlowCreate: the collector (on the leader, its
+// clock far ahead) collects the claim of a create stalled between its claim
+// and its write, and another replica creates the same userName meanwhile.
+// Exactly one of the two creates succeeds: the stalled writer reads its
+// claim again after writing and undoes itself.
+func TestClaimCollectorRacesASlowCreate(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		idKey []byte
+		// before prepares the value so that creates go through a claim.
+		before func(t *testing.T, repo *repository.Repository, p repository.Principal, value string)
+	}{
+		{"retired claim", testenv.IDKey(), func(t *testing.T, repo *repository.Repository, p repository.Principal, value string) {
+			old, err := repo.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: value})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := repo.UpdateUser(ctx, p, old.Name, "", func(u *scimv1.ProvisionedUser) (bool, error) {
+				u.Spec.UserName = "gone-" + value
+				return true, nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		// Without a first-id key every create takes a fresh claim.
+		{"fresh claim", nil, func(*testing.T, *repository.Repository, repository.Principal, string) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := e.Namespace(t)
+			p := repository.Principal{Namespace: ns}
+			value := "collected@contoso.test"
+			plain := &repository.Repository{Cache: e.Client, Live: e.Client, Client: e.Client, IDKey: tc.idKey}
+			tc.before(t, plain, p, value)
+
+			stalled := newStalled(e.Client)
+			slow := &repository.Repository{Cache: e.Client, Live: e.Client, Client: stalled, IDKey: tc.idKey}
+			slowErr := make(chan error, 1)
+			go func() {
+				_, err := slow.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: value})
+				slowErr <- err
+			}()
+			select {
+			case <-stalled.reached:
+			case err := <-slowErr:
+				t.Fatalf("the slow create ended before its write: %v", err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("the slow create never reached its write")
+			}
+			ahead := &repository.Repository{Cache: e.Client, Live: e.Client, Client: e.Client, IDKey: tc.idKey,
+				Now: func() time.Time { return time.Now().Add(time.Hour) }}
+			if n, err := (&repository.ClaimCollector{Repo: ahead, Namespace: ns, Log: logr.Discard()}).Collect(ctx); err != nil || n != 1 {
+				t.Fatalf("the collector took %d claims (err %v), want the stalled create's one", n, err)
+			}
+			_, fastErr := plain.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: "Collected@contoso.test"})
+			close(stalled.release)
+			var err2 error
+			select {
+			case err2 = <-slowErr:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the slow create did not finish")
+			}
+			ok := 0
+			for _, err := range []error{fastErr, err2} {
+				switch {
+				case err == nil:
+					ok++
+				case !isConflict(err):
+					t.Errorf("want success or 409 uniqueness, got %v", err)
+				}
+			}
+			if ok != 1 {
+				t.Errorf("%d of the two creates succeeded (fast: %v, slow: %v); want exactly one", ok, fastErr, err2)
+			}
+			testenv.Eventually(t, 10*time.Second, func() error {
+				if n := liveUsersNamed(t, e, ns, value); n != ok {
+					return errors.New("live users holding the userName differ from the successes")
+				}
+				return nil
+			})
+		})
+	}
+}
