@@ -2,7 +2,10 @@ package operator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -20,10 +23,50 @@ const dbPingInterval = 10 * time.Second
 // metric and in the log, never as readiness: SCIM needs no database (the
 // controllers catch up when it returns), so a database outage must not
 // take every replica out of its Service (issue 14). Alert on the metric.
+//
+// The last answer is also served as JSON on the metrics listener at
+// DatabaseHealthPath, for checks that do not read Prometheus: 200 when the
+// last ping succeeded, 503 otherwise. It is no probe of this replica.
 type databaseReporter struct {
 	store helpdesk.Store
 	log   logr.Logger
 	up    prometheus.Gauge
+
+	mu   sync.Mutex
+	last databaseState
+}
+
+// DatabaseHealthPath is where every replica reports the helpdesk database
+// on its metrics listener.
+const DatabaseHealthPath = "/helpdesk-database"
+
+// databaseState is the body of DatabaseHealthPath. It carries no error
+// text: a driver's error can name hosts and users.
+type databaseState struct {
+	Up        bool       `json:"up"`
+	CheckedAt *time.Time `json:"checkedAt,omitempty"` // nil: not pinged yet
+	Since     *time.Time `json:"since,omitempty"`     // when Up last changed
+}
+
+func (d *databaseReporter) record(up bool, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.last.CheckedAt == nil || d.last.Up != up {
+		d.last.Since = &at
+	}
+	d.last.Up, d.last.CheckedAt = up, &at
+}
+
+// ServeHTTP answers DatabaseHealthPath.
+func (d *databaseReporter) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	d.mu.Lock()
+	st := d.last
+	d.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	if !st.Up {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(st)
 }
 
 func newDatabaseReporter(store helpdesk.Store, log logr.Logger) (*databaseReporter, error) {
@@ -54,11 +97,13 @@ func (d *databaseReporter) Start(ctx context.Context) error {
 		switch {
 		case err == nil:
 			d.up.Set(1)
+			d.record(true, time.Now())
 			if !wasUp {
 				d.log.Info("the helpdesk database answers again; the sync catches up")
 			}
 		case ctx.Err() == nil:
 			d.up.Set(0)
+			d.record(false, time.Now())
 			if wasUp {
 				d.log.Info("the helpdesk database does not answer; SCIM keeps serving and the sync retries", "error", err.Error())
 			}

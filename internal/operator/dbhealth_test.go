@@ -2,11 +2,15 @@ package operator_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -37,8 +41,10 @@ func TestReadinessIgnoresTheDatabase(t *testing.T) {
 	}
 	probe := ln.Addr().String()
 	_ = ln.Close()
+	metricsAddr := freeAddr(t)
 
-	base := startOperator(t, e.Config, operator.Options{Namespaces: []string{ns}, Helpdesk: unpingable{st}, ProbeAddr: probe})
+	base := startOperator(t, e.Config, operator.Options{Namespaces: []string{ns}, Helpdesk: unpingable{st}, ProbeAddr: probe,
+		MetricsAddr: metricsAddr})
 	waitFor(t, func() error {
 		res, err := http.Get("http://" + probe + "/readyz")
 		if err != nil {
@@ -66,4 +72,49 @@ func TestReadinessIgnoresTheDatabase(t *testing.T) {
 		}
 		return errors.New("scim_helpdesk_database_up is not 0 yet")
 	})
+	// The separate endpoint says so too, with no error text.
+	waitFor(t, func() error { return databaseHealth(metricsAddr, http.StatusServiceUnavailable, false) })
+}
+
+// TestDatabaseHealthEndpoint: with the database answering, the metrics
+// listener's /helpdesk-database says up with 200.
+func TestDatabaseHealthEndpoint(t *testing.T) {
+	e := testenv.Require(t, env)
+	ns := e.Namespace(t)
+	metricsAddr := freeAddr(t)
+	startOperator(t, e.Config, operator.Options{Namespaces: []string{ns}, Helpdesk: sqliteStore(t, ""), MetricsAddr: metricsAddr})
+	waitFor(t, func() error { return databaseHealth(metricsAddr, http.StatusOK, true) })
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().String()
+}
+
+func databaseHealth(addr string, wantCode int, wantUp bool) error {
+	res, err := http.Get("http://" + addr + operator.DatabaseHealthPath)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = res.Body.Close() }()
+	var body struct {
+		Up        *bool      `json:"up"`
+		CheckedAt *time.Time `json:"checkedAt"`
+	}
+	raw, _ := io.ReadAll(res.Body)
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return fmt.Errorf("%s: %w", raw, err)
+	}
+	if res.StatusCode != wantCode || body.Up == nil || *body.Up != wantUp || body.CheckedAt == nil {
+		return fmt.Errorf("%s answers %d %s, want %d with up=%v", operator.DatabaseHealthPath, res.StatusCode, raw, wantCode, wantUp)
+	}
+	if strings.Contains(string(raw), "5432") || strings.Contains(string(raw), "refused") {
+		return fmt.Errorf("the database health body carries the driver's error: %s", raw)
+	}
+	return nil
 }

@@ -296,5 +296,10 @@ func setupHelpdesk(mgr ctrl.Manager, op *Operator, o Options) error {
 	if err != nil {
 		return err
 	}
+	if o.MetricsAddr != "0" {
+		if err := mgr.AddMetricsServerExtraHandler(DatabaseHealthPath, reporter); err != nil {
+			return fmt.Errorf("serving %s: %w", DatabaseHealthPath, err)
+		}
+	}
 	return mgr.Add(reporter)
 }
