@@ -48,6 +48,7 @@ type managerFlags struct {
 	rateLimit                   float64
 	rateBurst                   int
 	trustedProxies              []netip.Prefix
+	component                   string
 	zap                         zap.Options
 }
 
@@ -55,6 +56,8 @@ func (f *managerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
 	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "0", "Address serving Go profiles at /debug/pprof (for memory and CPU analysis); \"0\" disables it.")
+	fs.StringVar(&f.component, "component", "all", "What this process runs: all, scim (the SCIM server, on every replica; needs no access to Secrets but the installation key) "+
+		"or controllers (tokens, their Secrets and the helpdesk sync, on the elected leader).")
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader among replicas; controllers run on the leader, SCIM on every replica.")
 	fs.StringVar(&f.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
 	fs.StringVar(&f.scimAddr, "scim-bind-address", ":8443", "Address the SCIM server listens on.")
@@ -113,6 +116,10 @@ func runManager(ctx context.Context, log logr.Logger, f *managerFlags) error {
 	if err != nil {
 		return err
 	}
+	component, err := operator.ParseComponent(f.component)
+	if err != nil {
+		return err
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("finding a kubeconfig (in cluster, $KUBECONFIG or ~/.kube/config): %w", err)
@@ -126,7 +133,7 @@ func runManager(ctx context.Context, log logr.Logger, f *managerFlags) error {
 	defer store.Close()
 	log.Info("helpdesk database ready", "url", helpdesk.Redact(f.database), "dialect", store.Dialect())
 	op, err := operator.New(cfg, operator.Options{
-		Scheme: kscheme.New(), Log: log,
+		Scheme: kscheme.New(), Log: log, Component: component,
 		MetricsAddr: f.metricsAddr, ProbeAddr: f.probeAddr, PprofAddr: f.pprofAddr,
 		LeaderElection: f.leaderElect, LeaderElectionNamespace: f.leaderElectionNamespace,
 		SCIMAddr: f.scimAddr, SCIMCertFile: f.scimCert, SCIMKeyFile: f.scimKey,

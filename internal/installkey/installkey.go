@@ -15,7 +15,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -104,4 +106,32 @@ func Ensure(ctx context.Context, c client.Client, key client.ObjectKey) (Key, bo
 		// Another replica created it first: read theirs.
 	}
 	return Key{}, false, fmt.Errorf("the installation key Secret %s kept appearing and disappearing; check what deletes it", key)
+}
+
+// Await reads the key from the Secret at key, waiting while it does not
+// exist yet (another process creates it: SCIM replicas may not create
+// Secrets). It gives up when ctx ends.
+func Await(ctx context.Context, c client.Client, key client.ObjectKey, log logr.Logger) (Key, error) {
+	for waited := time.Duration(0); ; waited += time.Second {
+		var s corev1.Secret
+		err := c.Get(ctx, key, &s)
+		switch {
+		case err == nil:
+			k, err := New(s.Data[DataKey])
+			if err != nil {
+				return Key{}, fmt.Errorf("the Secret %s holds no usable installation key in %q: %w", key, DataKey, err)
+			}
+			return k, nil
+		case !apierrors.IsNotFound(err):
+			return Key{}, fmt.Errorf("reading the installation key Secret %s (this process needs get on it): %w", key, err)
+		}
+		if waited%(15*time.Second) == 0 {
+			log.Info("waiting for the controllers to create the installation key", "secret", key, "waited", waited.String())
+		}
+		select {
+		case <-ctx.Done():
+			return Key{}, fmt.Errorf("the installation key Secret %s does not exist; the controllers' Deployment creates it on its first start: is it running? (%w)", key, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }

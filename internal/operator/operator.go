@@ -34,11 +34,45 @@ import (
 	"github.com/scim-operator/scim-operator/internal/tokens"
 )
 
+// Component is what one process of the operator runs.
+type Component string
+
+const (
+	// ComponentAll runs the SCIM server and the controllers (the zero
+	// value: `make run`, tests, a one-Deployment install).
+	ComponentAll Component = ""
+	// ComponentSCIM runs the SCIM server alone, on every replica. It needs
+	// no access to Secrets beyond reading the installation key: the
+	// process that parses requests from the internet cannot read or mint
+	// credentials.
+	ComponentSCIM Component = "scim"
+	// ComponentControllers runs the controllers (on the elected leader):
+	// tokens and their Secrets, the helpdesk sync, the claim collector.
+	ComponentControllers Component = "controllers"
+)
+
+// ParseComponent reads a --component flag value.
+func ParseComponent(s string) (Component, error) {
+	switch c := Component(s); c {
+	case ComponentSCIM, ComponentControllers:
+		return c, nil
+	case "all":
+		return ComponentAll, nil
+	}
+	return "", fmt.Errorf("--component must be all, scim or controllers, not %q", s)
+}
+
+func (c Component) runsSCIM() bool        { return c != ComponentControllers }
+func (c Component) runsControllers() bool { return c != ComponentSCIM }
+
 // Options configure an operator. The zero value of each field is a sane
 // default for tests.
 type Options struct {
 	Scheme *runtime.Scheme
 	Log    logr.Logger
+
+	// Component selects what this process runs (default: everything).
+	Component Component
 
 	MetricsAddr string // "0" disables
 	// PprofAddr serves Go profiles (/debug/pprof); "" or "0" disables.
@@ -74,6 +108,13 @@ type Options struct {
 	// the pod's namespace, else "default".
 	InstallationKeySecret client.ObjectKey
 
+	// TokenFreshnessInterval and TokenFreshnessBound tune tokens.Freshness
+	// (defaults 5 s and 30 s): how often the token cache is compared with
+	// the API server, and how long it may stay behind while tokens are
+	// accepted.
+	TokenFreshnessInterval time.Duration
+	TokenFreshnessBound    time.Duration
+
 	// SkipControllerNameValidation lets one process start several managers
 	// (tests that simulate replicas).
 	SkipControllerNameValidation bool
@@ -94,7 +135,9 @@ type Operator struct {
 	Manager ctrl.Manager
 	Repo    *repository.Repository
 	Auth    *tokens.Authenticator
-	SCIM    *server.Server
+	// Freshness gates Auth on a token cache confirmed current.
+	Freshness *tokens.Freshness
+	SCIM      *server.Server
 	// Key is the installation key every replica derives keyed ids from.
 	Key installkey.Key
 }
@@ -113,9 +156,18 @@ func loadInstallationKey(ctx context.Context, cfg *rest.Config, o Options) (inst
 	if err != nil {
 		return installkey.Key{}, fmt.Errorf("a client for the installation key: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	key, created, err := installkey.Ensure(ctx, live, at)
+	ensure := installkey.Ensure
+	if !o.Component.runsControllers() {
+		// SCIM replicas may not create Secrets: they wait for the
+		// controllers' first start to create the key.
+		ensure = func(ctx context.Context, c client.Client, at client.ObjectKey) (installkey.Key, bool, error) {
+			k, err := installkey.Await(ctx, c, at, o.Log)
+			return k, false, err
+		}
+	}
+	key, created, err := ensure(ctx, live, at)
 	if err != nil {
 		return installkey.Key{}, err
 	}
@@ -188,10 +240,12 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if err := tokens.RegisterIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
-	if err := (&controllers.ScimTokenReconciler{
-		Client: mgr.GetClient(), Scheme: mgr.GetScheme(), EndpointBaseURL: o.PublicURL,
-	}).SetupWithManager(mgr); err != nil {
-		return nil, err
+	if o.Component.runsControllers() {
+		if err := (&controllers.ScimTokenReconciler{
+			Client: mgr.GetClient(), Scheme: mgr.GetScheme(), EndpointBaseURL: o.PublicURL,
+		}).SetupWithManager(mgr); err != nil {
+			return nil, err
+		}
 	}
 
 	instance, _ := os.Hostname() // the pod name in a cluster
@@ -206,8 +260,10 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	}
 	op.Repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient(),
 		Activity: activity, IDKey: op.Key.Derive(installkey.PurposeFirstID)}
-	if err := mgr.Add(&repository.ClaimCollector{Repo: op.Repo, Log: o.Log.WithName("claim-collector")}); err != nil {
-		return nil, err
+	if o.Component.runsControllers() {
+		if err := mgr.Add(&repository.ClaimCollector{Repo: op.Repo, Log: o.Log.WithName("claim-collector")}); err != nil {
+			return nil, err
+		}
 	}
 	handlersSynced, err := op.Repo.InstallHandlers(ctx, mgr.GetCache())
 	if err != nil {
@@ -219,6 +275,15 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		return mgr.GetCache().WaitForCacheSync(ctx) && toolscache.WaitForCacheSync(ctx.Done(), handlersSynced...)
 	}
 	op.Auth = tokens.NewAuthenticator(mgr.GetCache(), clock.RealClock{})
+	// Tokens are accepted only while this replica can confirm its token
+	// cache is current (revocation travels through the watch).
+	op.Freshness = &tokens.Freshness{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Namespaces: o.Namespaces,
+		Interval: o.TokenFreshnessInterval, Bound: o.TokenFreshnessBound, Log: o.Log.WithName("token-freshness")}
+	if o.Component.runsSCIM() {
+		if err := mgr.Add(op.Freshness); err != nil {
+			return nil, err
+		}
+	}
 	usage := tokens.NewUsageRecorder(mgr.GetClient(), mgr.GetAPIReader(), tokens.UsageOptions{Logger: o.Log.WithName("token-usage")})
 	if err := mgr.Add(usage); err != nil {
 		return nil, err
@@ -235,18 +300,18 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		users = newCustomFieldSchemas(o.Helpdesk, o.Log.WithName("custom-fields")).userType
 	}
 	op.SCIM = server.New(o.SCIM, server.Options{
-		Auth: op.Auth, Usage: usage, Repo: op.Repo, Metrics: authMetrics, Users: users,
+		Auth: tokens.FreshAuthenticator{Authenticator: op.Auth, Freshness: op.Freshness}, Usage: usage, Repo: op.Repo, Metrics: authMetrics, Users: users,
 		Limiter: tokens.NewFailureLimiter(tokens.LimiterOptions{}),
 		Log:     o.Log.WithName("scim"),
 	})
-	if o.SCIMAddr != "" {
+	if o.SCIMAddr != "" && o.Component.runsSCIM() {
 		if err := mgr.Add(&server.Listener{Addr: o.SCIMAddr, Handler: op.SCIM.Handler(), Synced: synced,
 			ReadHeaderTimeout: o.SCIM.ReadHeaderTimeout, ReadTimeout: o.SCIM.ReadTimeout,
 			CertFile: o.SCIMCertFile, KeyFile: o.SCIMKeyFile, Bound: o.SCIMBound}); err != nil {
 			return nil, err
 		}
 	}
-	if o.Helpdesk != nil {
+	if o.Helpdesk != nil && o.Component.runsControllers() {
 		if err := setupHelpdesk(mgr, op, o); err != nil {
 			return nil, err
 		}
@@ -260,6 +325,10 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		defer cancel()
 		if !synced(ctx) {
 			return fmt.Errorf("caches not synced yet")
+		}
+		if o.Component.runsSCIM() {
+			// Refusing every token, this replica is no use to the Service.
+			return op.Freshness.Stale()
 		}
 		return nil
 	}); err != nil {

@@ -136,6 +136,7 @@ const (
 	ReasonAmbiguous   = "ambiguous"
 	ReasonRateLimited = "rate_limited"
 	ReasonError       = "error"
+	ReasonStale       = "stale"
 )
 
 // FailureReason maps an Authenticate error to a metric label value.
@@ -153,6 +154,8 @@ func FailureReason(err error) string {
 		return ReasonExpired
 	case errors.Is(err, ErrAmbiguous):
 		return ReasonAmbiguous
+	case errors.Is(err, ErrStale):
+		return ReasonStale
 	default:
 		return ReasonError
 	}

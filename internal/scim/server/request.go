@@ -97,8 +97,18 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, rq *reques
 	}
 	reason := tokens.FailureReason(err)
 	addr := s.clients.Addr(r)
-	// A cache error is not the client's doing: it is not counted.
-	if s.limiter != nil && reason != tokens.ReasonError {
+	if reason == tokens.ReasonStale || reason == tokens.ReasonError {
+		// Not the client's doing, and the token may be valid: not counted,
+		// and a 503 the identity provider retries, never a 401 that
+		// quarantines its job.
+		if s.metrics != nil {
+			s.metrics.Failed(reason)
+		}
+		rq.log.Info("cannot authenticate now", "reason", reason, "error", err.Error())
+		w.Header().Set("Retry-After", "5")
+		return scimerr.New(http.StatusServiceUnavailable, "", "this replica cannot check tokens right now; retry after the Retry-After seconds")
+	}
+	if s.limiter != nil {
 		if ok, wait := s.limiter.Fail(addr); !ok {
 			if s.metrics != nil {
 				s.metrics.Failed(tokens.ReasonRateLimited)

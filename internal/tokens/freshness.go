@@ -1,0 +1,215 @@
+package tokens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+)
+
+// ErrStale: this replica cannot confirm that its view of the ScimTokens is
+// current, so it accepts no token (a deleted or deactivated one could be
+// among them). The HTTP layer answers 503 with Retry-After, not 401: the
+// token may well be valid, and the identity provider should retry.
+var ErrStale = errors.New("this replica's view of the tokens is not confirmed current")
+
+// Freshness bounds how stale a replica's token cache may be while it
+// accepts tokens. Revocation reaches a replica through its watch, and a
+// watch can stall or break without the cache saying so: the replica would
+// keep answering from what it last saw. Every Interval, Freshness lists the
+// ScimTokens' metadata live and compares each resourceVersion with the
+// cache's: a change the cache has not caught up with within Bound, or no
+// successful comparison within Bound (the API server unreachable), makes
+// the replica refuse tokens (and go unready) until it has caught up.
+type Freshness struct {
+	Cache client.Reader // the informer cache the Authenticator reads
+	Live  client.Reader // the API server
+	// Namespaces limits the comparison to the cache's namespaces; empty:
+	// all.
+	Namespaces []string
+	Interval   time.Duration // default 5 s
+	Bound      time.Duration // default 30 s
+	Clock      clock.PassiveClock
+	Log        logr.Logger
+
+	mu        sync.Mutex
+	confirmed time.Time            // the last comparison that succeeded
+	behind    map[string]lagRecord // tokens the cache was behind on
+}
+
+// lagRecord is a live resourceVersion the cache had not reached, and since
+// when.
+type lagRecord struct {
+	rv    uint64
+	since time.Time
+}
+
+func (f *Freshness) defaults() {
+	if f.Interval <= 0 {
+		f.Interval = 5 * time.Second
+	}
+	if f.Bound <= 0 {
+		f.Bound = 30 * time.Second
+	}
+	if f.Clock == nil {
+		f.Clock = clock.RealClock{}
+	}
+}
+
+// NeedLeaderElection is false: every replica checks its own cache.
+func (f *Freshness) NeedLeaderElection() bool { return false }
+
+// Start compares until ctx ends. The first comparison runs at once, so a
+// replica is confirmed as soon as its cache has synced.
+func (f *Freshness) Start(ctx context.Context) error {
+	f.defaults()
+	f.mu.Lock()
+	if f.confirmed.IsZero() {
+		f.confirmed = f.Clock.Now() // the bound starts with the process
+	}
+	f.mu.Unlock()
+	t := time.NewTicker(f.Interval)
+	defer t.Stop()
+	wasStale := false
+	for {
+		if err := f.Check(ctx); err != nil && ctx.Err() == nil {
+			f.Log.V(1).Info("could not compare the token cache with the API server", "error", err.Error())
+		}
+		stale := f.Stale() != nil
+		switch {
+		case stale && !wasStale:
+			f.Log.Info("refusing tokens: this replica cannot confirm its token cache is current", "bound", f.Bound.String())
+		case !stale && wasStale:
+			f.Log.Info("the token cache is current again; accepting tokens")
+		}
+		wasStale = stale
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Check makes one comparison.
+func (f *Freshness) Check(ctx context.Context) error {
+	f.defaults()
+	now := f.Clock.Now()
+	live, err := f.liveVersions(ctx)
+	if err != nil {
+		return err
+	}
+	var cached scimv1.ScimTokenList
+	if err := f.Cache.List(ctx, &cached, client.UnsafeDisableDeepCopy); err != nil {
+		return fmt.Errorf("listing ScimTokens in the cache: %w", err)
+	}
+	have := make(map[string]uint64, len(cached.Items))
+	for i := range cached.Items {
+		have[client.ObjectKeyFromObject(&cached.Items[i]).String()] = rvOf(cached.Items[i].ResourceVersion)
+	}
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.behind == nil {
+		f.behind = map[string]lagRecord{}
+	}
+	// Records the cache has caught up with are dropped; a record keeps
+	// its first since, so a token that changes all the time (usage
+	// stamps) is judged by whether the cache follows, not by luck.
+	for key, rec := range f.behind {
+		got, ok := have[key]
+		if rec.rv == 0 && !ok || rec.rv != 0 && ok && got >= rec.rv {
+			delete(f.behind, key)
+		}
+	}
+	for key, rv := range live {
+		if got, ok := have[key]; ok && got >= rv {
+			continue
+		}
+		if _, ok := f.behind[key]; !ok {
+			f.behind[key] = lagRecord{rv: rv, since: now}
+		}
+	}
+	for key := range have {
+		if _, ok := live[key]; !ok {
+			if _, ok := f.behind[key]; !ok {
+				f.behind[key] = lagRecord{rv: 0, since: now} // deleted live, still cached
+			}
+		}
+	}
+	f.confirmed = now
+	return nil
+}
+
+// liveVersions lists the ScimTokens' resourceVersions from the API server
+// (metadata only).
+func (f *Freshness) liveVersions(ctx context.Context) (map[string]uint64, error) {
+	namespaces := f.Namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{""}
+	}
+	out := map[string]uint64{}
+	for _, ns := range namespaces {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(scimv1.GroupVersion.WithKind("ScimTokenList"))
+		if err := f.Live.List(ctx, list, client.InNamespace(ns)); err != nil {
+			return nil, fmt.Errorf("listing ScimTokens from the API server: %w", err)
+		}
+		for i := range list.Items {
+			out[client.ObjectKeyFromObject(&list.Items[i]).String()] = rvOf(list.Items[i].ResourceVersion)
+		}
+	}
+	return out, nil
+}
+
+// rvOf reads a resourceVersion as the etcd revision it is (0 if not a
+// number, which then counts as behind).
+func rvOf(rv string) uint64 {
+	n, _ := strconv.ParseUint(rv, 10, 64)
+	return n
+}
+
+// Stale returns ErrStale (wrapped with the reason) when tokens must not be
+// accepted, nil otherwise.
+func (f *Freshness) Stale() error {
+	f.defaults()
+	now := f.Clock.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.confirmed.IsZero() {
+		return nil // not started: the cache has not synced either, and readiness waits for it
+	}
+	if d := now.Sub(f.confirmed); d > f.Bound {
+		return fmt.Errorf("%w: no comparison with the API server succeeded for %s", ErrStale, d.Round(time.Second))
+	}
+	for _, rec := range f.behind {
+		if d := now.Sub(rec.since); d > f.Bound {
+			return fmt.Errorf("%w: a ScimToken change has not reached this replica's cache for %s", ErrStale, d.Round(time.Second))
+		}
+	}
+	return nil
+}
+
+// FreshAuthenticator refuses every token with ErrStale while Freshness says
+// so, and otherwise asks the Authenticator.
+type FreshAuthenticator struct {
+	*Authenticator
+	Freshness *Freshness
+}
+
+// Authenticate is Authenticator.Authenticate behind the freshness check.
+func (a FreshAuthenticator) Authenticate(ctx context.Context, authorization string) (Principal, error) {
+	if err := a.Freshness.Stale(); err != nil {
+		return Principal{}, err
+	}
+	return a.Authenticator.Authenticate(ctx, authorization)
+}
