@@ -531,12 +531,13 @@ func (r *Repository) RemoveFromAllGroups(ctx context.Context, namespace, member 
 }
 
 // DisplayNames returns the displayName (else userName) of each member found
-// in the cache; missing users are left out.
+// in the cache; missing users are left out. Two strings are read from each
+// user, so none is deep-copied (a group may have 100,000 members).
 func (r *Repository) DisplayNames(ctx context.Context, namespace string, ids []string) map[string]string {
 	out := make(map[string]string, len(ids))
 	var u scimv1.ProvisionedUser
 	for _, id := range ids {
-		if err := r.Cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: id}, &u); err != nil {
+		if err := r.Cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: id}, &u, client.UnsafeDisableDeepCopy); err != nil {
 			continue
 		}
 		if u.Spec.DisplayName != "" {

@@ -27,6 +27,9 @@ type UserIndex struct {
 	mu   sync.RWMutex
 	one  map[string]string              // key -> the object holding the value
 	more map[string]map[string]struct{} // keys held by several objects (rare)
+	// users counts each tenant's users, so that a query that would read
+	// them all can be refused without reading any (CountUsers).
+	users map[string]int
 
 	// seenRV is the highest resourceVersion the handler has indexed.
 	// Informers deliver events in order, so the index holds every change
@@ -37,7 +40,7 @@ type UserIndex struct {
 
 // NewUserIndex returns an empty index that wakes signals after each change.
 func NewUserIndex(signals *CacheSignals) *UserIndex {
-	return &UserIndex{one: map[string]string{}, more: map[string]map[string]struct{}{}, signals: signals}
+	return &UserIndex{one: map[string]string{}, more: map[string]map[string]struct{}{}, users: map[string]int{}, signals: signals}
 }
 
 // indexKey is "<index>\x00<namespace>\x00<value>": one map for all indexes,
@@ -90,6 +93,14 @@ func (x *UserIndex) change(oldObj, newObj any) {
 	if newU != nil {
 		for _, k := range userKeys(newU) {
 			x.add(k, newU.Name)
+		}
+	}
+	switch {
+	case oldU == nil && newU != nil:
+		x.users[newU.Namespace]++
+	case oldU != nil && newU == nil:
+		if x.users[oldU.Namespace]--; x.users[oldU.Namespace] <= 0 {
+			delete(x.users, oldU.Namespace)
 		}
 	}
 	x.mu.Unlock()
@@ -163,6 +174,14 @@ func (r *Repository) knownUsers() func(namespace, value string) []string {
 	return func(namespace, value string) []string {
 		return r.Users.Names(IndexUserName, namespace, namekey.Key(value))
 	}
+}
+
+// Count returns how many users of namespace the index holds, terminating
+// ones included.
+func (x *UserIndex) Count(namespace string) int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return x.users[namespace]
 }
 
 // Seen reports whether the index holds every change up to resourceVersion
