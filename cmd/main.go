@@ -48,6 +48,8 @@ type managerFlags struct {
 	rateLimit                   float64
 	rateBurst                   int
 	trustedProxies              []netip.Prefix
+	scanCeiling                 int
+	scansPerTenant, scansTotal  int
 	component                   string
 	zap                         zap.Options
 }
@@ -77,6 +79,10 @@ func (f *managerFlags) register(fs *flag.FlagSet) {
 			f.trustedProxies, err = clientaddr.ParsePrefixes(s)
 			return err
 		})
+	fs.IntVar(&f.scanCeiling, "scim-scan-ceiling", 10000, "Most users or groups (or group member entries) a SCIM filter without an indexed equality, or a sortBy, may examine; "+
+		"above it the query answers 400 tooMany naming the indexed filters (userName eq, externalId eq, ...). Negative disables the ceiling.")
+	fs.IntVar(&f.scansPerTenant, "scim-scans-per-tenant", 2, "SCIM list requests that read a whole tenant (no indexed filter) one tenant may run at once; more wait briefly, then get 429 with Retry-After.")
+	fs.IntVar(&f.scansTotal, "scim-scans-total", 4, "SCIM list requests that read a whole tenant all tenants together may run at once on a replica; more wait briefly, then get 503 with Retry-After.")
 	f.zap.BindFlags(fs)
 }
 
@@ -138,7 +144,7 @@ func runManager(ctx context.Context, log logr.Logger, f *managerFlags) error {
 		LeaderElection: f.leaderElect, LeaderElectionNamespace: f.leaderElectionNamespace,
 		SCIMAddr: f.scimAddr, SCIMCertFile: f.scimCert, SCIMKeyFile: f.scimKey,
 		SCIM: server.Config{MaxBodyBytes: f.maxBody, RateLimit: f.rateLimit, RateBurst: f.rateBurst,
-			TrustedProxies: f.trustedProxies},
+			TrustedProxies: f.trustedProxies, ScanCeiling: f.scanCeiling, ScansPerTenant: f.scansPerTenant, ScansTotal: f.scansTotal},
 		PublicURL: f.publicURL,
 		Helpdesk:  store, DeletionPolicy: policy, ResyncPeriod: f.resync,
 	})

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -77,69 +78,96 @@ func (s *Server) searchGroups(w http.ResponseWriter, r *http.Request, rq *reques
 
 func (s *Server) answerGroups(w http.ResponseWriter, r *http.Request, rq *request, q *query) error {
 	ctx := r.Context()
-	candidates, err := s.groupCandidates(ctx, rq.tenant(), q.filter)
+	tenant := rq.tenant()
+	mf := newMemberFilter(q.filter)
+	candidates, release, err := s.groupCandidates(ctx, w, tenant, q, mf)
 	if err != nil {
 		return err
 	}
-	memberFilter := q.filter != nil && filterMentions(q.filter, "members")
-	docs := make([]map[string]any, 0, len(candidates))
-	for i := range candidates {
-		g := &candidates[i]
+	defer release()
+	// Member lists read for the filter count against the ceiling too: a
+	// comparison other than members.value eq reads every member of every
+	// candidate, and an indexed candidate may have 100,000 of them.
+	memberBudget := s.scans.ceiling
+	probe := func(g *scimv1.ProvisionedGroup) (map[string]any, error) {
 		var members []string
-		if memberFilter {
-			if members, err = s.membersForFilter(ctx, g, q.filter); err != nil {
-				return err
+		if mf.mentioned {
+			var err error
+			if members, err = s.membersForFilter(ctx, g, mf); err != nil {
+				return nil, err
+			}
+			if mf.whole {
+				if memberBudget -= len(members); memberBudget < 0 {
+					return nil, s.scans.tooManyMembers(s.scans.ceiling - memberBudget)
+				}
 			}
 		}
-		doc := s.groupDoc(ctx, rq, g, members)
-		if q.filter == nil || filter.Match(q.filter, doc) {
-			delete(doc, "members") // filled below for the page only
-			docs = append(docs, doc)
-		}
+		return s.groupDoc(ctx, rq, g, members), nil
 	}
-	list := q.page(s.groups, docs)
+	total, page, err := selectPage(q, candidates, probe)
+	if err != nil {
+		return err
+	}
+	resources := make([]any, 0, len(page))
+	for _, g := range page {
+		resources = append(resources, s.groups.Project(s.groupDoc(ctx, rq, g, nil), q.attributes, q.excluded))
+	}
+	list := q.listResponse(total, resources)
 	if wantsMembers(q.attributes, q.excluded) {
 		for _, res := range list["Resources"].([]any) {
 			doc := res.(map[string]any)
 			id, _ := doc["id"].(string)
-			members, err := s.repo.Members(ctx, rq.tenant(), id)
+			members, err := s.repo.Members(ctx, tenant, id)
 			if err != nil {
 				return err
 			}
 			if len(members) > 0 {
-				doc["members"] = s.memberList(ctx, rq, rq.tenant(), members)
+				doc["members"] = s.memberList(ctx, rq, tenant, members)
 			}
 		}
 	}
 	return writeJSON(w, rq, http.StatusOK, list)
 }
 
-// membersForFilter returns the members a filter on a group needs to see.
-// For equality on a member id ("members eq" / "members.value eq", what
-// Entra sends) that is only the ids the filter names, looked up through
-// the index; any other member comparison needs the whole list.
-func (s *Server) membersForFilter(ctx context.Context, g *scimv1.ProvisionedGroup, f filter.Expr) ([]string, error) {
-	var ids []string
-	onlyEq := true
+// memberFilter is what a group filter needs of the members.
+type memberFilter struct {
+	mentioned bool     // the filter compares members at all
+	whole     bool     // it needs every member (not only members.value eq)
+	ids       []string // else: the member ids it compares with
+}
+
+func newMemberFilter(f filter.Expr) memberFilter {
+	mf := memberFilter{mentioned: f != nil && filterMentions(f, "members")}
+	if !mf.mentioned {
+		return mf
+	}
 	filter.Walk(f, func(x filter.Expr) bool {
 		if c, ok := x.(*filter.Compare); ok && strings.EqualFold(c.Path.Resolved.Attr.Name, "members") {
 			v, isStr := c.Value.(string)
 			if c.Op == filter.Eq && isStr && c.Path.Resolved.Sub != nil && c.Path.Resolved.Sub.Name == "value" {
-				ids = append(ids, v)
+				mf.ids = append(mf.ids, v)
 			} else {
-				onlyEq = false
+				mf.whole = true
 			}
 		}
 		if vp, ok := x.(*filter.ValuePath); ok && strings.EqualFold(vp.Path.Resolved.Attr.Name, "members") {
-			onlyEq = false
+			mf.whole = true
 		}
 		return true
 	})
-	if !onlyEq {
+	return mf
+}
+
+// membersForFilter returns the members a filter on a group needs to see.
+// For equality on a member id ("members eq" / "members.value eq", what
+// Entra sends) that is only the ids the filter names, looked up through
+// the index; any other member comparison needs the whole list.
+func (s *Server) membersForFilter(ctx context.Context, g *scimv1.ProvisionedGroup, mf memberFilter) ([]string, error) {
+	if mf.whole {
 		return s.repo.Members(ctx, g.Namespace, g.Name)
 	}
 	var out []string
-	for _, id := range ids {
+	for _, id := range mf.ids {
 		groups, err := s.repo.GroupsOf(ctx, g.Namespace, id)
 		if err != nil {
 			return nil, err
@@ -154,39 +182,82 @@ func (s *Server) membersForFilter(ctx context.Context, g *scimv1.ProvisionedGrou
 	return out, nil
 }
 
-func (s *Server) groupCandidates(ctx context.Context, tenant string, f filter.Expr) ([]scimv1.ProvisionedGroup, error) {
-	if f != nil {
-		if h := findHint(f, "id", "displayName", "externalId", "members.value"); h != nil {
-			switch h.attr {
-			case "id":
-				g, err := s.repo.GetGroup(ctx, tenant, h.value)
-				if err != nil {
-					if e, ok := scimerr.As(err); ok && e.Status == http.StatusNotFound {
-						return nil, nil
-					}
-					return nil, err
+// groupIndexes are the attributes findHint may narrow groups by.
+var groupIndexes = []string{"id", "displayName", "externalId", "members.value"}
+
+// groupCandidates is userCandidates for groups. A filter that needs whole
+// member lists holds a scan slot even when an index narrows the groups.
+func (s *Server) groupCandidates(ctx context.Context, w http.ResponseWriter, tenant string, q *query, mf memberFilter) ([]*scimv1.ProvisionedGroup, func(), error) {
+	h := findHint(q.filter, groupIndexes...)
+	if h == nil {
+		if mf.whole && s.scans.ceiling < math.MaxInt {
+			// Refused before any list is read, when the tenant's members
+			// alone are too many.
+			n, err := s.repo.CountMembers(ctx, tenant)
+			if err != nil {
+				return nil, nil, err
+			}
+			if n > s.scans.ceiling {
+				return nil, nil, s.scans.tooManyMembers(n)
+			}
+		}
+		release, err := s.startScan(ctx, w, tenant, q, groupScan, func() (int, error) {
+			return s.repo.CountGroups(ctx, tenant, s.scans.ceiling)
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		groups, err := s.repo.ScanGroups(ctx, tenant)
+		if err != nil {
+			release()
+			return nil, nil, err
+		}
+		return groups, release, nil
+	}
+	var groups []scimv1.ProvisionedGroup
+	var err error
+	switch h.attr {
+	case "id":
+		g, err := s.repo.GetGroup(ctx, tenant, h.value)
+		if err != nil {
+			if e, ok := scimerr.As(err); ok && e.Status == http.StatusNotFound {
+				return nil, noRelease, nil
+			}
+			return nil, nil, err
+		}
+		groups = []scimv1.ProvisionedGroup{*g}
+	case "displayName":
+		groups, err = s.repo.GroupsBy(ctx, tenant, repository.IndexDisplayName, namekey.Key(h.value))
+	case "externalId":
+		groups, err = s.repo.GroupsBy(ctx, tenant, repository.IndexExternalID, h.value)
+	case "members.value":
+		var names []string
+		if names, err = s.repo.GroupsOf(ctx, tenant, h.value); err == nil {
+			groups = make([]scimv1.ProvisionedGroup, 0, len(names))
+			for _, name := range names {
+				if g, err := s.repo.LookupGroup(ctx, tenant, name); err == nil {
+					groups = append(groups, *g)
 				}
-				return []scimv1.ProvisionedGroup{*g}, nil
-			case "displayName":
-				return s.repo.GroupsBy(ctx, tenant, repository.IndexDisplayName, namekey.Key(h.value))
-			case "externalId":
-				return s.repo.GroupsBy(ctx, tenant, repository.IndexExternalID, h.value)
-			case "members.value":
-				names, err := s.repo.GroupsOf(ctx, tenant, h.value)
-				if err != nil {
-					return nil, err
-				}
-				out := make([]scimv1.ProvisionedGroup, 0, len(names))
-				for _, name := range names {
-					if g, err := s.repo.LookupGroup(ctx, tenant, name); err == nil {
-						out = append(out, *g)
-					}
-				}
-				return out, nil
 			}
 		}
 	}
-	return s.repo.AllGroups(ctx, tenant)
+	if err != nil {
+		return nil, nil, err
+	}
+	if q.sortBy != nil && len(groups) > s.scans.ceiling {
+		return nil, nil, s.scans.tooMany(groupScan, len(groups))
+	}
+	release := noRelease
+	if mf.whole {
+		if release, err = s.scanSlot(ctx, w, tenant); err != nil {
+			return nil, nil, err
+		}
+	}
+	out := make([]*scimv1.ProvisionedGroup, len(groups))
+	for i := range groups {
+		out[i] = &groups[i]
+	}
+	return out, release, nil
 }
 
 func (s *Server) getGroup(w http.ResponseWriter, r *http.Request, rq *request) error {

@@ -152,26 +152,63 @@ func errDetail(err error) string {
 	return err.Error()
 }
 
-// page sorts (when asked), slices and wraps matching documents in a
-// ListResponse. docs are in the default stable order (oldest first, then id).
-func (q *query) page(rt *schema.ResourceType, docs []map[string]any) map[string]any {
+// hit is a candidate that matched the filter, with its sort key.
+type hit[T any] struct {
+	obj T
+	key any
+}
+
+// selectPage filters candidates (in the default stable order: oldest
+// first, then id), sorts them when asked and returns how many matched and
+// the page's candidates, which the caller renders. probe renders a
+// candidate for the filter and the sort key; its document is dropped right
+// away, so a query keeps a pointer and a key per match, never a document.
+// Without filter and sortBy nothing is rendered: count=0 costs a count.
+func selectPage[T any](q *query, candidates []T, probe func(T) (map[string]any, error)) (int, []T, error) {
+	if q.filter == nil && q.sortBy == nil {
+		from, to := q.window(len(candidates))
+		return len(candidates), candidates[from:to], nil
+	}
+	hits := make([]hit[T], 0, min(len(candidates), 1024))
+	for _, c := range candidates {
+		doc, err := probe(c)
+		if err != nil {
+			return 0, nil, err
+		}
+		if q.filter != nil && !filter.Match(q.filter, doc) {
+			continue
+		}
+		h := hit[T]{obj: c}
+		if q.sortBy != nil {
+			h.key = sortKey(*q.sortBy, doc)
+		}
+		hits = append(hits, h)
+	}
 	if q.sortBy != nil {
-		p := *q.sortBy
-		slices.SortStableFunc(docs, func(a, b map[string]any) int {
-			c := compareSortKeys(sortKey(p, a), sortKey(p, b))
+		slices.SortStableFunc(hits, func(a, b hit[T]) int {
+			c := compareSortKeys(a.key, b.key)
 			if q.descending {
 				c = -c
 			}
 			return c
 		})
 	}
-	total := len(docs)
-	from := min(q.startIndex-1, total)
-	to := min(from+q.count, total)
-	resources := make([]any, 0, to-from)
-	for _, d := range docs[from:to] {
-		resources = append(resources, rt.Project(d, q.attributes, q.excluded))
+	from, to := q.window(len(hits))
+	page := make([]T, 0, to-from)
+	for _, h := range hits[from:to] {
+		page = append(page, h.obj)
 	}
+	return len(hits), page, nil
+}
+
+// window is the slice of total matches the page holds.
+func (q *query) window(total int) (from, to int) {
+	from = min(q.startIndex-1, total)
+	return from, min(from+q.count, total)
+}
+
+// listResponse wraps a page of rendered resources (RFC 7644 §3.4.2).
+func (q *query) listResponse(total int, resources []any) map[string]any {
 	return map[string]any{
 		"schemas":      []string{listResponseURN},
 		"totalResults": total,

@@ -11,12 +11,15 @@
 // "and" chain holds an equality on id, userName, externalId, emails.value,
 // displayName or members.value: every filter Entra and Okta send. Other
 // filters (title pr, userName sw "a", ...) are evaluated on every object
-// of the tenant in the cache: correct, but in proportion to the tenant.
+// of the tenant in the cache: correct, but in proportion to the tenant, so
+// they are bounded (querybudget.go): a ceiling on the objects examined and
+// a few such requests at once per tenant and per replica.
 package server
 
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -65,6 +68,18 @@ type Config struct {
 	// the client, for the failed-authentication limit and the logs. Empty
 	// trusts nobody: the client is the peer address.
 	TrustedProxies []netip.Prefix
+	// ScanCeiling is the most resources a filter without an indexed
+	// equality, or a sortBy, may examine; above it the query answers 400
+	// tooMany naming the indexed filters (see querybudget.go). Default
+	// 10,000; negative disables the ceiling.
+	ScanCeiling int
+	// ScansPerTenant and ScansTotal bound the list requests that read a
+	// whole tenant (no indexed filter) running at once, per tenant and on
+	// this replica; ScanWait is how long one waits for a slot before it is
+	// answered 429 (its tenant's limit) or 503 (the replica's). Defaults
+	// 2, 4 and 1s.
+	ScansPerTenant, ScansTotal int
+	ScanWait                   time.Duration
 }
 
 func (c *Config) defaults() {
@@ -87,6 +102,21 @@ func (c *Config) defaults() {
 	if c.RetryAfter <= 0 {
 		c.RetryAfter = 10 * time.Second
 	}
+	switch {
+	case c.ScanCeiling == 0:
+		c.ScanCeiling = 10000
+	case c.ScanCeiling < 0:
+		c.ScanCeiling = math.MaxInt
+	}
+	if c.ScansPerTenant <= 0 {
+		c.ScansPerTenant = 2
+	}
+	if c.ScansTotal <= 0 {
+		c.ScansTotal = 4
+	}
+	if c.ScanWait <= 0 {
+		c.ScanWait = time.Second
+	}
 }
 
 // Authenticator maps a request's Authorization header to a token principal.
@@ -107,6 +137,7 @@ type SchemaSource func(ctx context.Context, tenant string) *schema.ResourceType
 type Server struct {
 	cfg     Config
 	rates   *tokenRates
+	scans   *scanBudget
 	auth    Authenticator
 	usage   UsageRecorder
 	limiter *tokens.FailureLimiter
@@ -132,7 +163,8 @@ type Options struct {
 // New returns a Server.
 func New(cfg Config, o Options) *Server {
 	cfg.defaults()
-	s := &Server{cfg: cfg, rates: newTokenRates(cfg.RateLimit, cfg.RateBurst), auth: o.Auth, usage: o.Usage, limiter: o.Limiter,
+	s := &Server{cfg: cfg, rates: newTokenRates(cfg.RateLimit, cfg.RateBurst), scans: newScanBudget(cfg),
+		auth: o.Auth, usage: o.Usage, limiter: o.Limiter,
 		clients: clientaddr.New(cfg.TrustedProxies), metrics: o.Metrics,
 		repo: o.Repo, users: o.Users, groups: schema.GroupResourceType(), log: o.Log}
 	if s.users == nil {

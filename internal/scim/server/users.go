@@ -111,22 +111,28 @@ func (s *Server) searchUsers(w http.ResponseWriter, r *http.Request, rq *request
 
 func (s *Server) answerUsers(w http.ResponseWriter, r *http.Request, rq *request, rt *schema.ResourceType, q *query) error {
 	ctx := r.Context()
-	candidates, err := s.userCandidates(ctx, rq.tenant(), q.filter)
+	candidates, release, err := s.userCandidates(ctx, w, rq.tenant(), q)
 	if err != nil {
 		return err
 	}
+	defer release()
 	groupsInFilter := q.filter != nil && filterMentions(q.filter, "groups")
-	docs := make([]map[string]any, 0, len(candidates))
-	for i := range candidates {
-		doc, err := s.userDoc(ctx, rq, rt, &candidates[i], groupsInFilter)
+	render := func(u *scimv1.ProvisionedUser) (map[string]any, error) {
+		return s.userDoc(ctx, rq, rt, u, groupsInFilter)
+	}
+	total, page, err := selectPage(q, candidates, render)
+	if err != nil {
+		return err
+	}
+	resources := make([]any, 0, len(page))
+	for _, u := range page {
+		doc, err := render(u)
 		if err != nil {
 			return err
 		}
-		if q.filter == nil || filter.Match(q.filter, doc) {
-			docs = append(docs, doc)
-		}
+		resources = append(resources, rt.Project(doc, q.attributes, q.excluded))
 	}
-	list := q.page(rt, docs)
+	list := q.listResponse(total, resources)
 	if !groupsInFilter && wantsGroups(q.attributes, q.excluded) {
 		// Only the page's users get their groups computed.
 		if err := s.addGroups(ctx, rq, list); err != nil {
@@ -151,31 +157,58 @@ func (s *Server) addGroups(ctx context.Context, rq *request, list map[string]any
 	return nil
 }
 
+// userIndexes are the attributes findHint may narrow users by.
+var userIndexes = []string{"id", "userName", "externalId", "emails.value"}
+
 // userCandidates narrows the tenant's users through an index when the
-// filter allows it; otherwise every user of the tenant is a candidate.
-func (s *Server) userCandidates(ctx context.Context, tenant string, f filter.Expr) ([]scimv1.ProvisionedUser, error) {
-	if f != nil {
-		if h := findHint(f, "id", "userName", "externalId", "emails.value"); h != nil {
-			switch h.attr {
-			case "id":
-				u, err := s.repo.GetUser(ctx, tenant, h.value)
-				if err != nil {
-					if e, ok := scimerr.As(err); ok && e.Status == http.StatusNotFound {
-						return nil, nil // a query never answers 404
-					}
-					return nil, err
-				}
-				return []scimv1.ProvisionedUser{*u}, nil
-			case "userName":
-				return s.repo.UsersBy(ctx, tenant, repository.IndexUserName, namekey.Key(h.value))
-			case "externalId":
-				return s.repo.UsersBy(ctx, tenant, repository.IndexExternalID, h.value)
-			case "emails.value":
-				return s.repo.UsersBy(ctx, tenant, repository.IndexEmail, namekey.Key(h.value))
-			}
+// filter allows it. Otherwise every user of the tenant is a candidate,
+// read from the cache without copies, and the request must fit under the
+// scan ceiling and hold a scan slot until release (see querybudget.go).
+// The objects are the cache's: they are read, never modified.
+func (s *Server) userCandidates(ctx context.Context, w http.ResponseWriter, tenant string, q *query) ([]*scimv1.ProvisionedUser, func(), error) {
+	h := findHint(q.filter, userIndexes...)
+	if h == nil {
+		release, err := s.startScan(ctx, w, tenant, q, userScan, func() (int, error) { return s.repo.CountUsers(ctx, tenant) })
+		if err != nil {
+			return nil, nil, err
 		}
+		users, err := s.repo.ScanUsers(ctx, tenant)
+		if err != nil {
+			release()
+			return nil, nil, err
+		}
+		return users, release, nil
 	}
-	return s.repo.AllUsers(ctx, tenant)
+	var users []scimv1.ProvisionedUser
+	var err error
+	switch h.attr {
+	case "id":
+		u, err := s.repo.GetUser(ctx, tenant, h.value)
+		if err != nil {
+			if e, ok := scimerr.As(err); ok && e.Status == http.StatusNotFound {
+				return nil, noRelease, nil // a query never answers 404
+			}
+			return nil, nil, err
+		}
+		users = []scimv1.ProvisionedUser{*u}
+	case "userName":
+		users, err = s.repo.UsersBy(ctx, tenant, repository.IndexUserName, namekey.Key(h.value))
+	case "externalId":
+		users, err = s.repo.UsersBy(ctx, tenant, repository.IndexExternalID, h.value)
+	case "emails.value":
+		users, err = s.repo.UsersBy(ctx, tenant, repository.IndexEmail, namekey.Key(h.value))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if q.sortBy != nil && len(users) > s.scans.ceiling {
+		return nil, nil, s.scans.tooMany(userScan, len(users))
+	}
+	out := make([]*scimv1.ProvisionedUser, len(users))
+	for i := range users {
+		out[i] = &users[i]
+	}
+	return out, noRelease, nil
 }
 
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request, rq *request) error {
