@@ -86,8 +86,11 @@ func (f *managerFlags) register(fs *flag.FlagSet) {
 	f.zap.BindFlags(fs)
 }
 
+// envOr returns the variable when it is set, even when it is empty: an empty
+// HELPDESK_DATABASE_URL (an empty key in the database Secret) must stop the
+// manager, not quietly open the SQLite default.
 func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
+	if v, ok := os.LookupEnv(key); ok {
 		return v
 	}
 	return def
@@ -118,6 +121,9 @@ func managerMain(args []string) int {
 }
 
 func runManager(ctx context.Context, log logr.Logger, f *managerFlags) error {
+	if f.database == "" {
+		return errors.New("the helpdesk database URL is empty: HELPDESK_DATABASE_URL is set but empty (check the key in the database Secret), or --helpdesk-database was given empty")
+	}
 	policy, err := f.policy()
 	if err != nil {
 		return err
