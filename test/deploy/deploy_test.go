@@ -25,13 +25,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -70,6 +73,7 @@ func TestKustomizeDefault(t *testing.T) {
 	rendered := run(t, nil, kubectl, "kustomize", filepath.Join(root, "config", "default"))
 	objs := decode(t, rendered)
 	checkDeployment(t, objs, systemNamespace, "scim-operator")
+	checkSizedFor100k(t, find(t, objs, "Deployment", systemNamespace, "scim-operator-controller-manager"))
 
 	// The Namespace is created for real (dry-run would leave the namespaced
 	// objects nowhere to go), with its Pod Security label, so that the
@@ -108,17 +112,7 @@ func TestKustomizeDefault(t *testing.T) {
 	})
 
 	t.Run("scim-tls component", func(t *testing.T) {
-		// An overlay outside the repository: kustomize wants relative paths.
-		dir := t.TempDir()
-		rel, err := filepath.Rel(dir, filepath.Join(root, "config", "default"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		k := fmt.Sprintf("resources:\n- %s\ncomponents:\n- %s\n", rel, filepath.Join(rel, "scim-tls"))
-		if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		rendered := run(t, nil, kubectl, "kustomize", dir)
+		rendered := kustomizeWith(t, kubectl, "scim-tls")
 		objs := decode(t, rendered)
 		checkDeployment(t, objs, systemNamespace, "scim-operator")
 		dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-controller-manager")
@@ -134,6 +128,44 @@ func TestKustomizeDefault(t *testing.T) {
 		}
 		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
 	})
+
+	// The default needs the database Secret; the sqlite component is the
+	// way to try the operator out without one, and must then run one
+	// replica with no PodDisruptionBudget (checkDeployment checks both)
+	// and no route to a database.
+	t.Run("sqlite component", func(t *testing.T) {
+		rendered := kustomizeWith(t, kubectl, "sqlite")
+		objs := decode(t, rendered)
+		checkDeployment(t, objs, systemNamespace, "scim-operator")
+		dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-controller-manager")
+		if e := envVar(t, dep, "HELPDESK_DATABASE_URL"); e == nil || e.Value != "sqlite:///var/lib/scim-operator/helpdesk.db" {
+			t.Errorf("with the sqlite component HELPDESK_DATABASE_URL is %+v, want the SQLite file on the data volume", e)
+		}
+		np := find(t, objs, "NetworkPolicy", systemNamespace, "scim-operator-controller-manager")
+		if r := egressRuleFor(t, np, 5432); r != nil {
+			t.Errorf("with the sqlite component the NetworkPolicy still lets the Pods reach a database: %+v", r)
+		}
+		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
+	})
+}
+
+// kustomizeWith renders config/default with the named components of it.
+func kustomizeWith(t *testing.T, kubectl string, components ...string) []byte {
+	t.Helper()
+	// An overlay outside the repository: kustomize wants relative paths.
+	dir := t.TempDir()
+	rel, err := filepath.Rel(dir, filepath.Join(root, "config", "default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := fmt.Sprintf("resources:\n- %s\ncomponents:\n", rel)
+	for _, c := range components {
+		k += fmt.Sprintf("- %s\n", filepath.Join(rel, c))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return run(t, nil, kubectl, "kustomize", dir)
 }
 
 // TestSamples applies config/samples for real, both ways a person would
@@ -229,6 +261,20 @@ func TestHelmChart(t *testing.T) {
 	kubeconfig := writeKubeconfig(t, e.Config)
 	helm := helmTool(t)
 	chart := filepath.Join(root, "charts", "scim-operator")
+	// template renders the chart as release name in namespace ns, with
+	// values to --set and flags (--include-crds).
+	template := func(t *testing.T, name, ns string, set ...string) []byte {
+		t.Helper()
+		args := []string{"template", name, chart, "--namespace", ns}
+		for _, s := range set {
+			if strings.HasPrefix(s, "--") {
+				args = append(args, s)
+			} else {
+				args = append(args, "--set", s)
+			}
+		}
+		return run(t, nil, helm(args...)...)
+	}
 
 	out := run(t, nil, helm("lint", chart)...)
 	t.Logf("helm lint:\n%s", out)
@@ -238,18 +284,25 @@ func TestHelmChart(t *testing.T) {
 		rendered := run(t, nil, helm("template", releaseName, chart, "--namespace", systemNamespace, "--include-crds")...)
 		objs := decode(t, rendered)
 		checkDeployment(t, objs, systemNamespace, "scim-operator")
+		dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-controller-manager")
+		checkSizedFor100k(t, dep)
+		if ref := databaseSecretRef(t, dep); ref.Name != "scim-operator-helpdesk-db" || ref.Key != "url" {
+			t.Errorf("by default HELPDESK_DATABASE_URL comes from %+v, want the key url of Secret scim-operator-helpdesk-db", ref)
+		}
 		kustomized := decode(t, run(t, nil, kubectl, "kustomize", filepath.Join(root, "config", "default")))
 		compareRenderings(t, kustomized, objs)
 		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
 
 		// The notes helm prints after an install tell where the Tenant URL
-		// and the Secret Token are.
+		// and the Secret Token are, and how to create the database Secret
+		// the Pods wait for.
 		notes := string(run(t, nil, helm("install", releaseName, chart, "--namespace", systemNamespace, "--dry-run=client")...))
 		for _, want := range []string{
 			"https://helpdesk.example.com/scim/v2",
 			"kubectl -n helpdesk get scimtoken entra -o jsonpath='{.status.endpoint}'",
 			"kubectl -n helpdesk get secret entra-token -o jsonpath='{.data.token}' | base64 -d",
-			"WARNING: no helpdesk database is configured",
+			"kubectl -n scim-operator-system create secret generic scim-operator-helpdesk-db",
+			"--set database.sqlite.enabled=true --set replicaCount=1",
 		} {
 			if !strings.Contains(notes, want) {
 				t.Errorf("helm's notes lack %q", want)
@@ -257,20 +310,29 @@ func TestHelmChart(t *testing.T) {
 		}
 	})
 
+	t.Run("SQLite matches config/default with the sqlite component", func(t *testing.T) {
+		rendered := template(t, releaseName, systemNamespace, "--include-crds", "database.sqlite.enabled=true", "replicaCount=1")
+		objs := decode(t, rendered)
+		checkDeployment(t, objs, systemNamespace, "scim-operator")
+		compareRenderings(t, decode(t, kustomizeWith(t, kubectl, "sqlite")), objs)
+		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
+	})
+
 	t.Run("production values", func(t *testing.T) {
 		ns := "helpdesk-sso"
 		ensureNamespace(t, e, ns)
-		rendered := run(t, nil, helm("template", "helpdesk", chart, "--namespace", ns,
-			"--set", "replicaCount=3",
-			"--set", "database.existingSecret=helpdesk-db",
-			"--set", "database.existingSecretKey=dsn",
-			"--set", "scim.tls.enabled=true",
-			"--set", "scim.tls.secretName=scim-serving-cert",
-			"--set", "ingress.host=sso.example.org",
-			"--set", "deletionPolicy=delete",
-			"--set", "networkPolicy.egress.database.cidrs={10.20.0.0/16}",
-			"--set", "networkPolicy.egress.apiServer.cidrs={192.0.2.10/32}",
-		)...)
+		rendered := template(t, "helpdesk", ns,
+			"replicaCount=3",
+			"database.existingSecret=helpdesk-db",
+			"database.existingSecretKey=dsn",
+			"scim.tls.enabled=true",
+			"scim.tls.secretName=scim-serving-cert",
+			"ingress.host=sso.example.org",
+			"deletionPolicy=delete",
+			"networkPolicy.egress.database.cidrs={10.20.0.0/16,fd12:3456::/48}",
+			"networkPolicy.egress.apiServer.cidrs={192.0.2.10/32}",
+			"resources.limits.memory=4Gi",
+		)
 		objs := decode(t, rendered)
 		checkDeployment(t, objs, ns, "helpdesk-scim-operator")
 		dep := find(t, objs, "Deployment", ns, "helpdesk-scim-operator-controller-manager")
@@ -284,35 +346,79 @@ func TestHelmChart(t *testing.T) {
 		if ref.Name != "helpdesk-db" || ref.Key != "dsn" || (ref.Optional != nil && *ref.Optional) {
 			t.Errorf("HELPDESK_DATABASE_URL comes from %+v, want the required key dsn of Secret helpdesk-db", ref)
 		}
+		// 85 % of 4Gi, in whole MiB.
+		if e := envVar(t, dep, "GOMEMLIMIT"); e == nil || e.Value != "3481MiB" {
+			t.Errorf("with a 4Gi limit GOMEMLIMIT is %+v, want 3481MiB", e)
+		}
+		// Each egress rule goes to exactly the configured CIDRs.
 		np := find(t, objs, "NetworkPolicy", ns, "helpdesk-scim-operator-controller-manager")
-		if s := string(mustYAML(t, np)); !strings.Contains(s, "10.20.0.0/16") || !strings.Contains(s, "192.0.2.10/32") {
-			t.Errorf("the NetworkPolicy ignores the egress cidrs:\n%s", s)
+		for port, want := range map[int32][]string{5432: {"10.20.0.0/16", "fd12:3456::/48"}, 3306: {"10.20.0.0/16", "fd12:3456::/48"}, 443: {"192.0.2.10/32"}, 6443: {"192.0.2.10/32"}} {
+			if r := egressRuleFor(t, np, port); r == nil || !slices.Equal(r.To, want) {
+				t.Errorf("egress on port %d goes to %+v, want %v", port, r, want)
+			}
 		}
 		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
 	})
 
-	t.Run("database url and SQLite on a volume", func(t *testing.T) {
+	t.Run("two replicas on PostgreSQL", func(t *testing.T) {
 		ns := "helpdesk-small"
 		ensureNamespace(t, e, ns)
-		rendered := run(t, nil, helm("template", "scim-operator", chart, "--namespace", ns,
-			"--set", "database.url=postgres://scim:secret@db:5432/helpdesk",
-		)...)
+		rendered := template(t, "scim-operator", ns, "replicaCount=2", "database.url=postgres://scim:secret@db:5432/helpdesk")
 		objs := decode(t, rendered)
+		checkDeployment(t, objs, ns, "scim-operator")
 		find(t, objs, "Secret", ns, "scim-operator-helpdesk-db")
+		find(t, objs, "PodDisruptionBudget", ns, "scim-operator-controller-manager")
+		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
+	})
+
+	t.Run("one replica", func(t *testing.T) {
+		ns := "helpdesk-small"
+		ensureNamespace(t, e, ns)
+		// On a database: no PodDisruptionBudget, which would block drains
+		// (checkDeployment).
+		rendered := template(t, "scim-operator", ns, "replicaCount=1", "database.existingSecret=helpdesk-db")
+		objs := decode(t, rendered)
+		checkDeployment(t, objs, ns, "scim-operator")
 		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
 
-		rendered = run(t, nil, helm("template", "scim-operator", chart, "--namespace", ns,
-			"--set", "replicaCount=1", "--set", "database.sqlite.persistence.enabled=true", "--set", "ingress.enabled=false",
-			"--set", "publicURL=https://internal.example.com/scim/v2",
-		)...)
+		// On SQLite on a volume, without Ingress.
+		rendered = template(t, "scim-operator", ns,
+			"replicaCount=1", "database.sqlite.enabled=true", "database.sqlite.persistence.enabled=true", "ingress.enabled=false",
+			"publicURL=https://internal.example.com/scim/v2",
+		)
 		objs = decode(t, rendered)
+		checkDeployment(t, objs, ns, "scim-operator")
 		find(t, objs, "PersistentVolumeClaim", ns, "scim-operator-data")
 		for _, o := range objs {
-			if k := o.GetKind(); k == "PodDisruptionBudget" || k == "Ingress" {
-				t.Errorf("one replica without Ingress still renders a %s", k)
+			if k := o.GetKind(); k == "Ingress" || k == "Secret" {
+				t.Errorf("SQLite without Ingress still renders a %s", k)
 			}
 		}
 		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
+	})
+
+	t.Run("GOMEMLIMIT follows the memory limit", func(t *testing.T) {
+		for _, c := range []struct {
+			set  []string
+			want string // "" for no GOMEMLIMIT
+		}{
+			{[]string{"resources.limits.memory=1500M"}, "1215MiB"},
+			{[]string{"resources.limits.memory=1.5Gi", "goMemLimitPercent=80"}, "1228MiB"},
+			{[]string{"goMemLimitPercent=0"}, ""},
+			{[]string{"resources.limits.memory=null"}, ""},
+		} {
+			dep := find(t, decode(t, template(t, releaseName, systemNamespace, c.set...)), "Deployment", systemNamespace, "scim-operator-controller-manager")
+			got := ""
+			if e := envVar(t, dep, "GOMEMLIMIT"); e != nil {
+				got = e.Value
+				if e.ValueFrom != nil {
+					got = fmt.Sprintf("%+v", e.ValueFrom)
+				}
+			}
+			if got != c.want {
+				t.Errorf("--set %v: GOMEMLIMIT %q, want %q", c.set, got, c.want)
+			}
+		}
 	})
 
 	t.Run("bad values are refused", func(t *testing.T) {
@@ -321,11 +427,23 @@ func TestHelmChart(t *testing.T) {
 			want string
 		}{
 			{[]string{"deletionPolicy=purge"}, "deletionPolicy must be retain or delete"},
-			{[]string{"database.sqlite.persistence.enabled=true"}, "needs replicaCount: 1"},
 			{[]string{"leaderElection=false"}, "leaderElection must be true"},
 			{[]string{"ingress.enabled=false"}, "set publicURL"},
 			{[]string{"scim.tls.enabled=true"}, "scim.tls.secretName is required"},
 			{[]string{"database.url=postgres://x", "database.existingSecret=y"}, "not both"},
+			// SQLite is one file in one Pod: two replicas would each write
+			// their own.
+			{[]string{"database.sqlite.enabled=true", "replicaCount=2"}, "database.sqlite.enabled with replicaCount 2"},
+			{[]string{"database.sqlite.enabled=true", "replicaCount=2"}, "set replicaCount: 1"},
+			{[]string{"database.sqlite.enabled=true", "replicaCount=2"}, "set database.existingSecret"},
+			{[]string{"database.sqlite.enabled=true", "replicaCount=1", "database.existingSecret=y"}, "not both"},
+			{[]string{"database.sqlite.persistence.enabled=true", "replicaCount=1"}, "needs database.sqlite.enabled"},
+			{[]string{"podDisruptionBudget.minAvailable=2"}, "would block every node drain"},
+			{[]string{"networkPolicy.egress.apiServer.cidrs=null"}, "networkPolicy.egress.apiServer.cidrs is empty"},
+			{[]string{"networkPolicy.egress.database.cidrs=null"}, "networkPolicy.egress.database.cidrs is empty"},
+			{[]string{"networkPolicy.egress.database.cidrs={10.20.0.5}"}, `"10.20.0.5" is not a CIDR`},
+			{[]string{"goMemLimitPercent=150"}, "goMemLimitPercent must be a number from 0 to 100"},
+			{[]string{"resources.limits.memory=2e9"}, "reads only plain quantities"},
 		} {
 			args := []string{"template", releaseName, chart}
 			for _, s := range c.set {
@@ -337,6 +455,84 @@ func TestHelmChart(t *testing.T) {
 			}
 		}
 	})
+}
+
+type egressRule struct {
+	Ports []int32  // port numbers
+	To    []string // ipBlock CIDRs ("selector" for a selector peer)
+}
+
+func egressRules(t *testing.T, np *unstructured.Unstructured) []egressRule {
+	t.Helper()
+	p := typed[networkingv1.NetworkPolicy](t, np)
+	var out []egressRule
+	for _, r := range p.Spec.Egress {
+		var e egressRule
+		for _, port := range r.Ports {
+			if port.Port != nil {
+				e.Ports = append(e.Ports, port.Port.IntVal)
+			}
+		}
+		for _, peer := range r.To {
+			if peer.IPBlock != nil {
+				e.To = append(e.To, peer.IPBlock.CIDR)
+			} else {
+				e.To = append(e.To, "selector")
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// egressRuleFor returns the egress rule that allows the port, or nil.
+func egressRuleFor(t *testing.T, np *unstructured.Unstructured, port int32) *egressRule {
+	t.Helper()
+	for _, r := range egressRules(t, np) {
+		if slices.Contains(r.Ports, port) {
+			return &r
+		}
+	}
+	return nil
+}
+
+// TestEmptyDatabaseURLRefused runs the binary the way a Pod whose database
+// Secret holds an empty url would: HELPDESK_DATABASE_URL set, but empty.
+// It must stop and say so, not fall back to its SQLite default. It needs no
+// cluster: the check comes before the manager looks for one.
+func TestEmptyDatabaseURLRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go is not on PATH")
+	}
+	bin := filepath.Join(t.TempDir(), "scim-operator")
+	run(t, nil, gobin, "build", "-o", bin, "./cmd")
+	home := t.TempDir()
+	for _, c := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"empty", []string{"HELPDESK_DATABASE_URL="}, "HELPDESK_DATABASE_URL is set but empty"},
+		// The control: unset, the default applies and the manager goes on
+		// to look for a cluster, which there is none of here.
+		{"unset", nil, "finding a kubeconfig"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "--health-probe-bind-address=0", "--metrics-bind-address=0")
+			cmd.Dir = home
+			cmd.Env = append([]string{"HOME=" + home, "KUBECONFIG=" + filepath.Join(home, "none")}, c.env...)
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), c.want) {
+				t.Errorf("scim-operator with %v: err=%v, want a failure saying %q; output:\n%s", c.env, err, c.want, out)
+			}
+		})
+	}
 }
 
 // --- tools -----------------------------------------------------------------
@@ -673,13 +869,104 @@ func manager(t *testing.T, dep *unstructured.Unstructured) corev1.Container {
 
 func databaseSecretRef(t *testing.T, dep *unstructured.Unstructured) *corev1.SecretKeySelector {
 	t.Helper()
-	for _, e := range manager(t, dep).Env {
-		if e.Name == "HELPDESK_DATABASE_URL" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-			return e.ValueFrom.SecretKeyRef
-		}
+	if e := envVar(t, dep, "HELPDESK_DATABASE_URL"); e != nil && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+		return e.ValueFrom.SecretKeyRef
 	}
 	t.Fatalf("%s: the manager does not read HELPDESK_DATABASE_URL from a Secret", key(dep))
 	return nil
+}
+
+// envVar returns the manager's environment variable name, or nil.
+func envVar(t *testing.T, dep *unstructured.Unstructured, name string) *corev1.EnvVar {
+	t.Helper()
+	for _, e := range manager(t, dep).Env {
+		if e.Name == name {
+			return &e
+		}
+	}
+	return nil
+}
+
+// parseGoMemLimit reads GOMEMLIMIT as the Go runtime does: a whole number of
+// bytes, optionally with the suffix B, KiB, MiB, GiB or TiB. (Kubernetes
+// quantities such as 2Gi are not understood by the runtime.)
+func parseGoMemLimit(s string) (int64, error) {
+	num, unit := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		bytes  int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, unit = n, u.bytes
+			break
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscanf(num, "%d", &n); err != nil || fmt.Sprint(n) != num || n <= 0 {
+		return 0, fmt.Errorf("GOMEMLIMIT %q is not a byte count the Go runtime reads (such as 1740MiB)", s)
+	}
+	return n * unit, nil
+}
+
+// goMemLimitRatio returns GOMEMLIMIT over the memory limit; ok is false,
+// and the test failed, when either is missing or GOMEMLIMIT is not a
+// literal byte count.
+func goMemLimitRatio(t *testing.T, dep *unstructured.Unstructured) (goMemLimit, limit int64, ratio float64, ok bool) {
+	t.Helper()
+	c := manager(t, dep)
+	e := envVar(t, dep, "GOMEMLIMIT")
+	if e == nil || e.Value == "" {
+		// A resourceFieldRef of limits.memory would put GOMEMLIMIT at 100 %
+		// of the limit, with no room for what the Go runtime does not count.
+		t.Errorf("%s: GOMEMLIMIT is not a literal value below the memory limit: %+v", key(dep), e)
+		return 0, 0, 0, false
+	}
+	goMemLimit, err := parseGoMemLimit(e.Value)
+	if err != nil {
+		t.Errorf("%s: %v", key(dep), err)
+		return 0, 0, 0, false
+	}
+	limit = c.Resources.Limits.Memory().Value()
+	if limit == 0 {
+		t.Errorf("%s: GOMEMLIMIT without a memory limit", key(dep))
+		return 0, 0, 0, false
+	}
+	return goMemLimit, limit, float64(goMemLimit) / float64(limit), true
+}
+
+// benchmarkRSS100k is the operator's RSS after the 100,000-user cycle, read
+// from docs/benchmarks-100k.md (written by make bench-100k), so that a new
+// measurement above the defaults fails this test.
+func benchmarkRSS100k(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "docs", "benchmarks-100k.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\| RSS \(VmRSS\) \| [0-9.]+ MiB \| ([0-9.]+) MiB \|`).FindSubmatch(b)
+	if !bytes.Contains(b, []byte("after 100000 users")) || m == nil {
+		t.Fatalf("docs/benchmarks-100k.md has no RSS row after 100000 users")
+	}
+	mib, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(mib * (1 << 20))
+}
+
+// checkSizedFor100k checks the default memory settings against the
+// benchmark: the Go runtime may use at least what the 100,000-user process
+// used, and the limit leaves headroom above that (see values.yaml).
+func checkSizedFor100k(t *testing.T, dep *unstructured.Unstructured) {
+	t.Helper()
+	rss := benchmarkRSS100k(t)
+	c := manager(t, dep)
+	if limit := c.Resources.Limits.Memory().Value(); float64(limit) < 1.5*float64(rss) {
+		t.Errorf("%s: the memory limit %d MiB leaves less than 50 %% headroom over the %d MiB RSS measured at 100,000 users (docs/benchmarks-100k.md)", key(dep), limit>>20, rss>>20)
+	}
+	if goMemLimit, _, _, ok := goMemLimitRatio(t, dep); ok && goMemLimit < rss {
+		t.Errorf("%s: GOMEMLIMIT %d MiB is below the %d MiB RSS measured at 100,000 users (docs/benchmarks-100k.md)", key(dep), goMemLimit>>20, rss>>20)
+	}
 }
 
 func selects(t *testing.T, what string, sel *metav1.LabelSelector, podLabels map[string]string) {
@@ -765,14 +1052,35 @@ func checkDeployment(t *testing.T, objs []*unstructured.Unstructured, ns, prefix
 	}
 	// The database comes from HELPDESK_DATABASE_URL, which is only the
 	// default of --helpdesk-database: the flag must not be given.
-	databaseSecretRef(t, depU)
 	if db, ok := args["--helpdesk-database"]; ok {
-		t.Errorf("the manager is given --helpdesk-database=%s, which would win over HELPDESK_DATABASE_URL from the Secret", db)
+		t.Errorf("the manager is given --helpdesk-database=%s, which would win over HELPDESK_DATABASE_URL", db)
 	}
-	// Without the Secret the SQLite fallback is written in the working
-	// directory, which must be a volume (the root filesystem is read-only).
-	if c.WorkingDir == "" || !mounts[c.WorkingDir] {
-		t.Errorf("the working directory %q, where the SQLite fallback is written, is not a volume (mounts: %v)", c.WorkingDir, mounts)
+	// Either a required Secret (an optional one, missing or misnamed, left
+	// the operator on its built-in SQLite default), or a SQLite file named
+	// outright, on a volume, with one replica (two would each write their
+	// own file).
+	switch dbURL := envVar(t, depU, "HELPDESK_DATABASE_URL"); {
+	case dbURL == nil:
+		t.Errorf("the manager has no HELPDESK_DATABASE_URL: it would run on its built-in SQLite default")
+	case dbURL.ValueFrom != nil && dbURL.ValueFrom.SecretKeyRef != nil:
+		if ref := dbURL.ValueFrom.SecretKeyRef; ref.Optional != nil && *ref.Optional {
+			t.Errorf("HELPDESK_DATABASE_URL comes from an optional Secret key (%s/%s): without the Secret the operator would quietly run on SQLite", ref.Name, ref.Key)
+		}
+	case strings.HasPrefix(dbURL.Value, "sqlite://"):
+		if *dep.Spec.Replicas != 1 {
+			t.Errorf("%d replicas on SQLite (%s): each would write its own file", *dep.Spec.Replicas, dbURL.Value)
+		}
+		file := strings.TrimPrefix(dbURL.Value, "sqlite://")
+		if !strings.HasPrefix(file, "/") || !mounts[filepath.Dir(file)] {
+			t.Errorf("the SQLite file %s is not on a volume (mounts: %v)", file, mounts)
+		}
+	default:
+		t.Errorf("HELPDESK_DATABASE_URL is neither from a Secret nor a SQLite file: %+v", dbURL)
+	}
+	// GOMEMLIMIT leaves 10 to 20 % of the limit to memory the Go runtime
+	// does not count (values.yaml has the formula).
+	if _, _, ratio, ok := goMemLimitRatio(t, depU); ok && (ratio < 0.80 || ratio > 0.90) {
+		t.Errorf("GOMEMLIMIT is %.1f %% of the memory limit, want 80 to 90 %%", 100*ratio)
 	}
 	if *dep.Spec.Replicas > 1 && len(pod.Spec.TopologySpreadConstraints) == 0 && (pod.Spec.Affinity == nil || pod.Spec.Affinity.PodAntiAffinity == nil) {
 		t.Errorf("%d replicas and nothing spreads them over nodes", *dep.Spec.Replicas)
@@ -887,6 +1195,10 @@ func checkDeployment(t *testing.T, objs []*unstructured.Unstructured, ns, prefix
 			} `json:"spec"`
 		}](t, p)
 		selects(t, key(p), pdb.Spec.Selector, podLabels)
+		// A budget as large as the replica count lets no node drain.
+		if n, ok := pdb.Spec.MinAvailable.(float64); ok && int32(n) >= *dep.Spec.Replicas {
+			t.Errorf("%s: minAvailable %v with %d replicas blocks every node drain", key(p), n, *dep.Spec.Replicas)
+		}
 	}
 	for _, n := range ofKind(objs, "NetworkPolicy") {
 		np := typed[struct {
@@ -907,6 +1219,16 @@ func checkDeployment(t *testing.T, objs []*unstructured.Unstructured, ns, prefix
 				}
 			}
 		}
+		// Out, only DNS may go to any address; everything else goes to
+		// named CIDRs.
+		for _, r := range egressRules(t, n) {
+			if len(r.To) == 0 && !slices.Equal(r.Ports, []int32{53, 53}) {
+				t.Errorf("%s lets the Pods connect to any address on ports %v", key(n), r.Ports)
+			}
+		}
+	}
+	if *dep.Spec.Replicas < 2 && len(ofKind(objs, "PodDisruptionBudget")) > 0 {
+		t.Errorf("%d replica and a PodDisruptionBudget: it would block every node drain", *dep.Spec.Replicas)
 	}
 	if *dep.Spec.Replicas > 1 && len(ofKind(objs, "PodDisruptionBudget")) == 0 {
 		t.Errorf("%d replicas without a PodDisruptionBudget", *dep.Spec.Replicas)
