@@ -15,8 +15,16 @@ const (
 	LabelClaimKind = "scim.helpdesk.dev/claim-kind"
 	// LabelManagedBy marks Secrets the ScimToken controller generated.
 	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// LabelAdoptable set to "true" lets a ScimToken in the Secret's namespace
+	// adopt the Secret (spec.secretRef). Without it the operator does not
+	// read the Secret's value: otherwise whoever may edit a ScimToken could
+	// point it at any Secret in the namespace, read the SHA-256 of its value
+	// in status and make that value a valid bearer token.
+	LabelAdoptable = "scim.helpdesk.dev/adoptable"
 
-	// AnnotationRotate requests an immediate rotation when its value changes:
+	// AnnotationRotate requests a rotation when set to a value the ScimToken
+	// never handled (a value set back to an earlier one does not rotate
+	// again; a rotation waits for a running overlap to end):
 	// kubectl annotate scimtoken NAME scim.helpdesk.dev/rotate="$(date +%s)" --overwrite
 	AnnotationRotate = "scim.helpdesk.dev/rotate"
 

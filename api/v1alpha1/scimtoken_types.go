@@ -24,14 +24,18 @@ type ScimTokenSpec struct {
 	Active *bool `json:"active,omitempty"`
 
 	// Rotation replaces the token on a schedule. Without it the token is
-	// rotated only on demand, by changing the scim.helpdesk.dev/rotate
-	// annotation.
+	// rotated only on demand, by setting the scim.helpdesk.dev/rotate
+	// annotation to a value it never had (a value handled before does not
+	// rotate again).
 	// +optional
 	Rotation *TokenRotation `json:"rotation,omitempty"`
 
 	// SecretRef adopts a Secret managed elsewhere (External Secrets, Vault,
 	// sealed-secrets) instead of generating one. The operator reads the token
-	// from it, follows its changes, and never writes or deletes it.
+	// from it, follows its changes, and never writes or deletes it. The
+	// Secret must carry the label scim.helpdesk.dev/adoptable: "true";
+	// without it the operator does not read its value and the ScimToken is
+	// not Ready (reason SecretNotAdoptable).
 	// +optional
 	SecretRef *TokenSecretReference `json:"secretRef,omitempty"`
 }
@@ -51,7 +55,9 @@ type TokenRotation struct {
 
 	// Overlap is how long the previous token keeps working after a rotation,
 	// so that the identity provider can be given the new one. "0s" revokes
-	// the previous token at once (use it after a leak). Defaults to 24h.
+	// the previous token at once (use it after a leak), also one whose
+	// overlap is running. Defaults to 24h. A rotation requested while an
+	// overlap runs waits until it ends (condition RotationDeferred).
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^-?([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="rotation.overlap must not be negative"
@@ -79,8 +85,9 @@ type TokenSecretReference struct {
 // ScimTokenStatus is what the operator observed. It never holds a token,
 // only fingerprints (SHA-256 of the token, which cannot be reversed).
 type ScimTokenStatus struct {
-	// Conditions: Ready (the token is accepted) and PreviousTokenInUse (the
-	// identity provider still sends a token that is about to expire).
+	// Conditions: Ready (the token is accepted), PreviousTokenInUse (the
+	// identity provider still sends a token that is about to expire),
+	// SecretTampered and RotationDeferred.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -98,10 +105,12 @@ type ScimTokenStatus struct {
 	Endpoint string `json:"endpoint,omitempty"`
 
 	// SecretName is the Secret holding the token (key "token") and the
-	// endpoint (key "endpoint"): the generated "<name>-token", owned by this
-	// ScimToken, or the adopted spec.secretRef.name. Deleting or editing a
-	// generated Secret by hand makes the operator issue a new token or
-	// accept the edited one, and record an event saying so.
+	// endpoint (key "endpoint"): the generated "<name>-token", controlled by
+	// this ScimToken, or the adopted spec.secretRef.name. Deleting the
+	// generated Secret makes the operator issue a new token and revoke the
+	// earlier ones. A token written into it by hand (or a restored backup)
+	// is never accepted: status, not the Secret, says which tokens are
+	// valid; see the SecretTampered condition.
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
 
@@ -124,7 +133,9 @@ type ScimTokenStatus struct {
 	// +optional
 	PreviousFingerprint string `json:"previousFingerprint,omitempty"`
 
-	// PreviousValidUntil is when the previous token stops working.
+	// PreviousValidUntil is when the previous token stops working: at most
+	// issuedAt (when it was replaced) plus the overlap, so shortening
+	// spec.rotation.overlap shortens a running overlap too.
 	// +optional
 	PreviousValidUntil *metav1.Time `json:"previousValidUntil,omitempty"`
 
@@ -139,10 +150,63 @@ type ScimTokenStatus struct {
 	PreviousLastUsedAt *metav1.Time `json:"previousLastUsedAt,omitempty"`
 
 	// RotationRequest is the value of the scim.helpdesk.dev/rotate annotation
-	// that was last acted on.
+	// that was last handled: acted on, or recognised as acted on before.
+	// Values longer than 63 characters are kept as "sha256:" and their hex
+	// SHA-256.
+	// +optional
+	RotationRequest string `json:"rotationRequest,omitempty"`
+
+	// EarlierRotationRequests are the rotation requests handled before
+	// RotationRequest, newest first, at most 10. Setting the annotation back
+	// to one of them (a GitOps tool undoing a change) does not rotate again.
+	// +optional
+	EarlierRotationRequests []string `json:"earlierRotationRequests,omitempty"`
+
+	// Pending is a token the operator is writing into its generated Secret
+	// and has not made current yet. It is never accepted; it lets the
+	// operator tell its own interrupted write from a token somebody else
+	// put into the Secret.
+	// +optional
+	Pending *PendingToken `json:"pending,omitempty"`
+}
+
+// PendingToken is a token being written into the generated Secret, and what
+// becomes of the current one once it is written.
+type PendingToken struct {
+	// Fingerprint of the token being written.
+	// +required
+	Fingerprint string `json:"fingerprint"`
+
+	// IssuedAt is when it was generated.
+	// +required
+	IssuedAt metav1.Time `json:"issuedAt"`
+
+	// PreviousValidUntil, when set, keeps the current token working until
+	// then as the previous one (a rotation with an overlap); when unset,
+	// every earlier token stops once this one is current (a re-issue, or a
+	// rotation with overlap 0s).
+	// +optional
+	PreviousValidUntil *metav1.Time `json:"previousValidUntil,omitempty"`
+
+	// RotationRequest is the scim.helpdesk.dev/rotate value this token
+	// satisfies, if any.
 	// +optional
 	RotationRequest string `json:"rotationRequest,omitempty"`
 }
+
+// Condition types of a ScimToken besides Ready and PreviousTokenInUse.
+const (
+	// ConditionSecretTampered is True when the generated Secret was found
+	// edited outside the operator: token-state annotations that disagree
+	// with status, or a token the operator did not issue. It stays True
+	// until the operator makes a new token current, because whoever could
+	// edit the Secret could read the token in it.
+	ConditionSecretTampered = "SecretTampered"
+	// ConditionRotationDeferred is True while a requested or scheduled
+	// rotation waits for the running overlap to end: rotating then would
+	// revoke a token the identity provider may still use.
+	ConditionRotationDeferred = "RotationDeferred"
+)
 
 // ScimToken issues the bearer token that an identity provider uses to
 // provision users and groups into its namespace over SCIM.
