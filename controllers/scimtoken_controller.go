@@ -61,16 +61,17 @@ const (
 
 // Reasons of the Ready and PreviousTokenInUse conditions, and of events.
 const (
-	ReasonIssued          = "Issued"
-	ReasonAdopted         = "Adopted"
-	ReasonInactive        = "Inactive"
-	ReasonSecretMissing   = "SecretMissing"
-	ReasonTokenMissing    = "TokenMissing"
-	ReasonTokenTooShort   = "TokenTooShort"
-	ReasonSecretConflict  = "SecretConflict"
-	ReasonNoPreviousToken = "NoPreviousToken"
-	ReasonPreviousIdle    = "PreviousTokenNotInUse"
-	ReasonPreviousInUse   = "PreviousTokenInUse"
+	ReasonIssued             = "Issued"
+	ReasonAdopted            = "Adopted"
+	ReasonInactive           = "Inactive"
+	ReasonSecretMissing      = "SecretMissing"
+	ReasonTokenMissing       = "TokenMissing"
+	ReasonTokenTooShort      = "TokenTooShort"
+	ReasonSecretConflict     = "SecretConflict"
+	ReasonSecretNotAdoptable = "SecretNotAdoptable"
+	ReasonNoPreviousToken    = "NoPreviousToken"
+	ReasonPreviousIdle       = "PreviousTokenNotInUse"
+	ReasonPreviousInUse      = "PreviousTokenInUse"
 
 	EventRotated          = "Rotated"
 	EventRevoked          = "Revoked"
@@ -475,7 +476,7 @@ func (r *ScimTokenReconciler) applySecret(tok *scimv1.ScimToken, secret *corev1.
 }
 
 // reconcileAdopted reads the token from spec.secretRef, which it never
-// writes or deletes.
+// writes or deletes, and only from a Secret that opts in to adoption.
 func (r *ScimTokenReconciler) reconcileAdopted(ctx context.Context, tok *scimv1.ScimToken, now time.Time) (*tokenState, error) {
 	ref := tok.Spec.SecretRef
 	key := ref.Key
@@ -511,6 +512,17 @@ func (r *ScimTokenReconciler) reconcileAdopted(ctx context.Context, tok *scimv1.
 		st.problemMessage = fmt.Sprintf("Secret %s does not exist: no token is accepted until it does", ref.Name)
 		return st, nil
 	}
+	// Nothing about the value is looked at before the Secret opts in: its
+	// fingerprint in status would be a hash oracle for any Secret in the
+	// namespace, and its value a token.
+	if !adoptable(secret) {
+		st.problemReason = ReasonSecretNotAdoptable
+		st.problemMessage = fmt.Sprintf("Secret %s does not allow adoption: no token is accepted and nothing of it is read; "+
+			"if it is meant for this ScimToken, add the label %s=\"true\" to it "+
+			"(kubectl label secret %s -n %s %s=true)",
+			ref.Name, scimv1.LabelAdoptable, ref.Name, tok.Namespace, scimv1.LabelAdoptable)
+		return st, nil
+	}
 	raw, ok := secret.Data[key]
 	if !ok {
 		st.problemReason = ReasonTokenMissing
@@ -543,6 +555,9 @@ func (r *ScimTokenReconciler) reconcileAdopted(ctx context.Context, tok *scimv1.
 	}
 	return st, nil
 }
+
+// adoptable says whether a Secret opted in to adoption.
+func adoptable(s *corev1.Secret) bool { return s.Labels[scimv1.LabelAdoptable] == "true" }
 
 // computeStatus is the one place status is derived, from what this
 // reconcile observed. With nothing observed (an early error) the status

@@ -443,7 +443,7 @@ func TestAdoption(t *testing.T) {
 	ctx := context.Background()
 	first := "vault-made-" + strings.Repeat("a1", 20)
 	ext := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "from-vault"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "from-vault", Labels: adoptableLabels()},
 		Data:       map[string][]byte{"scim": []byte(first + "\n")}, // trailing newline, as echo leaves it
 	}
 	if err := f.c.Create(ctx, ext); err != nil {
@@ -500,7 +500,7 @@ func TestAdoption(t *testing.T) {
 	written := ext.ResourceVersion
 	time.Sleep(500 * time.Millisecond)
 	got := f.secret("from-vault")
-	if got.ResourceVersion != written || len(got.OwnerReferences) != 0 || len(got.Finalizers) != 0 || len(got.Labels) != 0 {
+	if got.ResourceVersion != written || len(got.OwnerReferences) != 0 || len(got.Finalizers) != 0 || len(got.Labels) != 1 {
 		t.Errorf("the operator modified the adopted Secret: %+v", got.ObjectMeta)
 	}
 
@@ -511,7 +511,7 @@ func TestAdoption(t *testing.T) {
 	f.waitReady("adopt", metav1.ConditionFalse, ReasonSecretMissing)
 	third := "eso-made-" + strings.Repeat("c3", 20)
 	if err := f.c.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "from-vault"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "from-vault", Labels: adoptableLabels()},
 		Data:       map[string][]byte{"scim": []byte(third)},
 	}); err != nil {
 		t.Fatal(err)
@@ -547,7 +547,7 @@ func TestAdoptionSecretMissingAtFirst(t *testing.T) {
 	f.waitEvent("early", corev1.EventTypeWarning, ReasonSecretMissing)
 	token := "sealed-" + strings.Repeat("d4", 20)
 	if err := f.c.Create(context.Background(), &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "later"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "later", Labels: adoptableLabels()},
 		Data:       map[string][]byte{"token": []byte(token)}, // the default key
 	}); err != nil {
 		t.Fatal(err)
@@ -898,4 +898,71 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+func adoptableLabels() map[string]string { return map[string]string{scimv1.LabelAdoptable: "true"} }
+
+// editSecret reads a Secret, applies edit and writes it back.
+func (f *fixture) editSecret(name string, edit func(*corev1.Secret)) {
+	f.t.Helper()
+	s := f.secret(name)
+	edit(s)
+	if err := f.c.Update(context.Background(), s); err != nil {
+		f.t.Fatalf("updating Secret %s: %v", name, err)
+	}
+}
+
+// 13.3: a Secret is adopted only when it opts in with the adoptable label;
+// before that nothing of its value is published. Fails before issue 13:
+// any Secret was adopted and its SHA-256 shown in status.
+func TestScimTokenAdoptionNeedsLabel(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	value := "someone-elses-" + strings.Repeat("k7", 20)
+	if err := f.c.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "db-password"},
+		Data:       map[string][]byte{"password": []byte(value)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.create("oracle", func(tok *scimv1.ScimToken) {
+		tok.Spec.SecretRef = &scimv1.TokenSecretReference{Name: "db-password", Key: "password"}
+	})
+	tok := f.waitReady("oracle", metav1.ConditionFalse, ReasonSecretNotAdoptable)
+	f.waitEvent("oracle", corev1.EventTypeWarning, ReasonSecretNotAdoptable)
+	c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady)
+	if !strings.Contains(c.Message, `scim.helpdesk.dev/adoptable="true"`) || !strings.Contains(c.Message, "db-password") {
+		t.Errorf("the message does not say which label to add to which Secret: %q", c.Message)
+	}
+	if tok.Status.Fingerprint != "" {
+		t.Errorf("status has a fingerprint of a Secret that did not opt in: %+v", tok.Status)
+	}
+	if _, err := f.auth.Authenticate(ctx, "Bearer "+value); !errors.Is(err, tokens.ErrUnknown) {
+		t.Errorf("the value of a Secret that did not opt in: %v, want ErrUnknown", err)
+	}
+	time.Sleep(500 * time.Millisecond) // let the last log lines land
+	var corpus strings.Builder
+	b, _ := json.Marshal(f.get("oracle"))
+	corpus.Write(b)
+	corpus.WriteString(f.logs.String())
+	for _, e := range f.events() {
+		corpus.WriteString(e.Note)
+	}
+	hash := strings.TrimPrefix(tokens.Fingerprint(value), "sha256:")
+	if strings.Contains(corpus.String(), hash[:12]) {
+		t.Errorf("the SHA-256 of a Secret that did not opt in was published")
+	}
+
+	// Opting in: adopted.
+	f.editSecret("db-password", func(s *corev1.Secret) { s.Labels = adoptableLabels() })
+	f.waitReady("oracle", metav1.ConditionTrue, ReasonAdopted)
+	f.accepted("oracle", value)
+
+	// Opting out again ends the adoption.
+	f.editSecret("db-password", func(s *corev1.Secret) { s.Labels = nil })
+	tok = f.waitReady("oracle", metav1.ConditionFalse, ReasonSecretNotAdoptable)
+	if tok.Status.Fingerprint != "" {
+		t.Errorf("the fingerprint stayed after the label was removed")
+	}
+	f.refused(value, tokens.ErrUnknown)
 }
