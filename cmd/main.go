@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -51,6 +52,7 @@ type managerFlags struct {
 	scanCeiling                 int
 	scansPerTenant, scansTotal  int
 	component                   string
+	tokenNamespaces             []string
 	zap                         zap.Options
 }
 
@@ -60,6 +62,16 @@ func (f *managerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "0", "Address serving Go profiles at /debug/pprof (for memory and CPU analysis); \"0\" disables it.")
 	fs.StringVar(&f.component, "component", "all", "What this process runs: all, scim (the SCIM server, on every replica; needs no access to Secrets but the installation key) "+
 		"or controllers (tokens, their Secrets and the helpdesk sync, on the elected leader).")
+	fs.Func("token-namespaces", "Comma-separated tenant `namespaces` whose token Secrets the controllers manage (where ClusterRole token-secrets is bound); "+
+		"empty (the default): every namespace, which needs token-secrets bound cluster-wide. A ScimToken elsewhere reports NamespaceNotServed.",
+		func(s string) error {
+			for _, ns := range strings.Split(s, ",") {
+				if ns = strings.TrimSpace(ns); ns != "" {
+					f.tokenNamespaces = append(f.tokenNamespaces, ns)
+				}
+			}
+			return nil
+		})
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader among replicas; controllers run on the leader, SCIM on every replica.")
 	fs.StringVar(&f.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
 	fs.StringVar(&f.scimAddr, "scim-bind-address", ":8443", "Address the SCIM server listens on.")
@@ -145,7 +157,7 @@ func runManager(ctx context.Context, log logr.Logger, f *managerFlags) error {
 	defer store.Close()
 	log.Info("helpdesk database ready", "url", helpdesk.Redact(f.database), "dialect", store.Dialect())
 	op, err := operator.New(cfg, operator.Options{
-		Scheme: kscheme.New(), Log: log, Component: component,
+		Scheme: kscheme.New(), Log: log, Component: component, TokenNamespaces: f.tokenNamespaces,
 		MetricsAddr: f.metricsAddr, ProbeAddr: f.probeAddr, PprofAddr: f.pprofAddr,
 		LeaderElection: f.leaderElect, LeaderElectionNamespace: f.leaderElectionNamespace,
 		SCIMAddr: f.scimAddr, SCIMCertFile: f.scimCert, SCIMKeyFile: f.scimKey,

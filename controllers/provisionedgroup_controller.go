@@ -48,11 +48,11 @@ type ProvisionedGroupReconciler struct {
 	Now                     func() time.Time
 }
 
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedgroups,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedgroups/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedgroups/finalizers,verbs=update
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=groupmemberships,verbs=get;list;watch;create;update;patch;delete;deletecollection
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=nameclaims,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedgroups,verbs=get;list;watch;create;update;patch;delete,roleName=controller-role
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedgroups/status,verbs=get;update;patch,roleName=controller-role
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedgroups/finalizers,verbs=update,roleName=controller-role
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=groupmemberships,verbs=get;list;watch;create;update;patch;delete;deletecollection,roleName=controller-role
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=nameclaims,verbs=get;list;watch;create;update;delete,roleName=controller-role
 
 const (
 	// pendingRecheck is how soon a pending group is looked at again (its

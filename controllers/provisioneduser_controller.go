@@ -65,9 +65,9 @@ type ProvisionedUserReconciler struct {
 	wake chan event.GenericEvent
 }
 
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedusers,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedusers/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedusers/finalizers,verbs=update
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedusers,verbs=get;list;watch;create;update;patch;delete,roleName=controller-role
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedusers/status,verbs=get;update;patch,roleName=controller-role
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedusers/finalizers,verbs=update,roleName=controller-role
 
 // maxKeyReleases bounds how many stale holders one reconcile clears before
 // it gives up and retries later.

@@ -102,11 +102,11 @@ type ScimTokenReconciler struct {
 	EndpointBaseURL string
 }
 
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=scimtokens,verbs=get;list;watch;patch
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=scimtokens/status,verbs=get;patch
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=scimtokens/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=scimtokens,verbs=get;list;watch;patch,roleName=controller-role
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=scimtokens/status,verbs=get;patch,roleName=controller-role
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=scimtokens/finalizers,verbs=update,roleName=controller-role
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete,roleName=token-secrets
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch,roleName=controller-role
 
 // SetupWithManager registers the controller and its Secret index.
 func (r *ScimTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {

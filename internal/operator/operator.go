@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -102,6 +103,12 @@ type Options struct {
 	// means all.
 	Namespaces []string
 
+	// TokenNamespaces are the tenant namespaces whose Secrets the
+	// controllers manage (the chart binds ClusterRole token-secrets there
+	// with RoleBindings); the Secret cache watches only these. Empty: every
+	// namespace, which needs token-secrets bound cluster-wide.
+	TokenNamespaces []string
+
 	// InstallationKeySecret is the Secret holding the installation key
 	// (package installkey), created on the first start. Default:
 	// installkey.DefaultSecretName in the leader election namespace, else
@@ -152,10 +159,11 @@ func loadInstallationKey(ctx context.Context, cfg *rest.Config, o Options) (inst
 	if at.Namespace == "" {
 		at.Namespace = cmp.Or(o.LeaderElectionNamespace, podNamespace(), "default")
 	}
-	live, err := client.New(cfg, client.Options{Scheme: o.Scheme})
+	c, err := client.New(cfg, client.Options{Scheme: o.Scheme})
 	if err != nil {
 		return installkey.Key{}, fmt.Errorf("a client for the installation key: %w", err)
 	}
+	live := client.WithFieldOwner(c, FieldOwner)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	ensure := installkey.Ensure
@@ -187,8 +195,17 @@ func podNamespace() string {
 	return strings.TrimSpace(string(b))
 }
 
+// FieldOwner is the field manager of everything the operator writes.
+const FieldOwner = "scim-operator"
+
 // New builds the manager with every controller and the SCIM server.
 func New(cfg *rest.Config, o Options) (*Operator, error) {
+	// The API server takes the field manager of a write that names none
+	// (leader election, events) from the User-Agent's first word.
+	cfg = rest.CopyConfig(cfg)
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = FieldOwner + "/" + rest.DefaultKubernetesUserAgent()
+	}
 	if o.MetricsAddr == "" {
 		o.MetricsAddr = "0"
 	}
@@ -207,6 +224,13 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		for _, ns := range o.Namespaces {
 			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
 		}
+	}
+	if len(o.TokenNamespaces) > 0 {
+		secrets := cache.ByObject{Namespaces: map[string]cache.Config{}}
+		for _, ns := range o.TokenNamespaces {
+			secrets.Namespaces[ns] = cache.Config{}
+		}
+		cacheOpts.ByObject = map[client.Object]cache.ByObject{&corev1.Secret{}: secrets}
 	}
 	mopts := ctrl.Options{
 		Scheme:                        o.Scheme,
@@ -230,6 +254,9 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	}
 	op := &Operator{Manager: mgr}
 	ctx := context.Background()
+	// Every write names the operator as its field manager, whatever the
+	// binary is called (`go run` names it "cmd").
+	writer := client.WithFieldOwner(mgr.GetClient(), FieldOwner)
 	if op.Key, err = loadInstallationKey(ctx, cfg, o); err != nil {
 		return nil, err
 	}
@@ -242,14 +269,14 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	}
 	if o.Component.runsControllers() {
 		if err := (&controllers.ScimTokenReconciler{
-			Client: mgr.GetClient(), Scheme: mgr.GetScheme(), EndpointBaseURL: o.PublicURL,
+			Client: writer, Scheme: mgr.GetScheme(), EndpointBaseURL: o.PublicURL,
 		}).SetupWithManager(mgr); err != nil {
 			return nil, err
 		}
 	}
 
 	instance, _ := os.Hostname() // the pod name in a cluster
-	activity := repository.NewActivity(mgr.GetClient(), instance, o.ActivityInterval)
+	activity := repository.NewActivity(writer, instance, o.ActivityInterval)
 	if err := mgr.Add(activity); err != nil {
 		return nil, err
 	}
@@ -258,7 +285,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if _, err := mgr.GetCache().GetInformer(ctx, &scimv1.NameClaim{}, cache.BlockUntilSynced(false)); err != nil {
 		return nil, fmt.Errorf("watching NameClaims: %w", err)
 	}
-	op.Repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: mgr.GetClient(),
+	op.Repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: writer,
 		Activity: activity, IDKey: op.Key.Derive(installkey.PurposeFirstID)}
 	if o.Component.runsControllers() {
 		if err := mgr.Add(&repository.ClaimCollector{Repo: op.Repo, Log: o.Log.WithName("claim-collector")}); err != nil {
@@ -284,7 +311,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 			return nil, err
 		}
 	}
-	usage := tokens.NewUsageRecorder(mgr.GetClient(), mgr.GetAPIReader(), tokens.UsageOptions{Logger: o.Log.WithName("token-usage")})
+	usage := tokens.NewUsageRecorder(writer, mgr.GetAPIReader(), tokens.UsageOptions{Logger: o.Log.WithName("token-usage")})
 	if err := mgr.Add(usage); err != nil {
 		return nil, err
 	}
@@ -338,6 +365,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 }
 
 func setupHelpdesk(mgr ctrl.Manager, op *Operator, o Options) error {
+	writer := client.WithFieldOwner(mgr.GetClient(), FieldOwner)
 	m, err := controllers.NewSyncMetrics(metrics.Registry)
 	if err != nil {
 		return err
@@ -349,13 +377,13 @@ func setupHelpdesk(mgr ctrl.Manager, op *Operator, o Options) error {
 		o.SyncWorkers = 4
 	}
 	if err := (&controllers.ProvisionedUserReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Store: o.Helpdesk, Repo: op.Repo, Metrics: m,
+		Client: writer, APIReader: mgr.GetAPIReader(), Store: o.Helpdesk, Repo: op.Repo, Metrics: m,
 		DeletionPolicy: o.DeletionPolicy, ResyncPeriod: o.ResyncPeriod, MaxConcurrentReconciles: o.SyncWorkers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ProvisionedUser controller: %w", err)
 	}
 	if err := (&controllers.ProvisionedGroupReconciler{
-		Client: mgr.GetClient(), Store: o.Helpdesk, Repo: op.Repo, Metrics: m,
+		Client: writer, Store: o.Helpdesk, Repo: op.Repo, Metrics: m,
 		DeletionPolicy: o.DeletionPolicy, ResyncPeriod: o.ResyncPeriod, MaxConcurrentReconciles: o.SyncWorkers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ProvisionedGroup controller: %w", err)

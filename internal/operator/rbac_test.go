@@ -1,55 +1,143 @@
 package operator_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
+	"github.com/scim-operator/scim-operator/internal/installkey"
 	"github.com/scim-operator/scim-operator/internal/operator"
 	"github.com/scim-operator/scim-operator/internal/testenv"
 )
 
-// TestLeastPrivilege runs the operator as a user bound to exactly the
-// ClusterRole in config/rbac/role.yaml (generated from the code's RBAC
-// markers) instead of cluster-admin, and drives a whole provisioning flow:
-// token issue, SCIM user and group writes, membership, the helpdesk sync and
-// deletion. Any verb the code uses but the role lacks fails the flow.
-func TestLeastPrivilege(t *testing.T) {
-	e := testenv.Require(t, env)
-	ctx := context.Background()
-	ns := e.Namespace(t)
-
-	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
+// rbacObjects reads the RBAC objects of a file in config/rbac by name.
+func rbacObjects(t *testing.T, file string) map[string]*unstructured.Unstructured {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.Unmarshal(raw, role); err != nil {
+	out := map[string]*unstructured.Unstructured{}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out
+			}
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			out[u.GetName()] = u
+		}
+	}
+}
+
+// grant creates a copy of a role from config/rbac under a per-test name and
+// binds user to it: cluster-wide (ns "") or in ns.
+func grant(t *testing.T, role *unstructured.Unstructured, user, ns string) {
+	t.Helper()
+	e, ctx := env, context.Background()
+	var rules []rbacv1.PolicyRule
+	raw, _, _ := unstructured.NestedSlice(role.Object, "rules")
+	for _, r := range raw {
+		var rule rbacv1.PolicyRule
+		if err := runtimeConvert(r, &rule); err != nil {
+			t.Fatal(err)
+		}
+		rules = append(rules, rule)
+	}
+	name := user + "-" + role.GetName()
+	ref := rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Name: name}
+	subjects := []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: user}}
+	var objs []client.Object
+	switch {
+	case role.GetKind() == "Role":
+		ref.Kind = "Role"
+		objs = append(objs, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Rules: rules},
+			&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, RoleRef: ref, Subjects: subjects})
+	case ns == "":
+		ref.Kind = "ClusterRole"
+		objs = append(objs, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules},
+			&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name}, RoleRef: ref, Subjects: subjects})
+	default: // a ClusterRole bound in one namespace
+		ref.Kind = "ClusterRole"
+		objs = append(objs, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules},
+			&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, RoleRef: ref, Subjects: subjects})
+	}
+	for _, o := range objs {
+		if err := e.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.Client.Delete(ctx, o) })
+	}
+}
+
+func runtimeConvert(in any, out any) error {
+	m, ok := in.(map[string]any)
+	if !ok {
+		return fmt.Errorf("a rule is not an object: %v", in)
+	}
+	return runtime.DefaultUnstructuredConverter.FromUnstructured(m, out)
+}
+
+// TestLeastPrivilege runs the operator split as the chart and config/default
+// deploy it, each part as a user bound to exactly its roles from
+// config/rbac (role.yaml is generated from the code's RBAC markers):
+//
+//   - the controllers: controller-role cluster-wide, token-secrets only in
+//     the tenant namespace, installation-key-creator in the operator's;
+//   - the SCIM server: scim-role cluster-wide and installation-key-reader,
+//     which reads one Secret; nothing else about Secrets.
+//
+// It drives a whole flow (token issue, SCIM user and group writes,
+// membership, the helpdesk sync, deletion): a verb the code uses but a role
+// lacks fails it. And it checks what the roles must not allow: the SCIM
+// server reads, lists and creates no Secret of the tenant; the controllers
+// list no Secret outside the tenant namespaces.
+func TestLeastPrivilege(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx := context.Background()
+	ns, other, system := e.Namespace(t), e.Namespace(t), e.Namespace(t)
+
+	cluster := rbacObjects(t, "role.yaml")
+	keyRoles := rbacObjects(t, "installation_key_role.yaml")
+	for _, name := range []string{"controller-role", "scim-role", "token-secrets"} {
+		if cluster[name] == nil {
+			t.Fatalf("config/rbac/role.yaml has no ClusterRole %s", name)
+		}
+	}
+	if cluster["manager-role"] != nil {
+		t.Error("config/rbac/role.yaml still has the one-for-all manager-role")
+	}
+	ctrlUser, scimUser := "ctrl-"+strings.ToLower(ns), "scim-"+strings.ToLower(ns)
+	grant(t, cluster["controller-role"], ctrlUser, "")
+	grant(t, cluster["token-secrets"], ctrlUser, ns)
+	grant(t, keyRoles["installation-key-creator"], ctrlUser, system)
+	grant(t, cluster["scim-role"], scimUser, "")
+	grant(t, keyRoles["installation-key-reader"], scimUser, system)
+	ctrlCfg, err := e.ConfigFor(ctrlUser)
+	if err != nil {
 		t.Fatal(err)
 	}
-	user := "scim-operator-" + strings.ToLower(ns)
-	role.Name = user
-	if err := e.Client.Create(ctx, role); err != nil {
-		t.Fatal(err)
-	}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: user},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: user},
-		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: user}},
-	}
-	if err := e.Client.Create(ctx, binding); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.Client.Delete(ctx, binding); _ = e.Client.Delete(ctx, role) })
-	cfg, err := e.ConfigFor(user)
+	scimCfg, err := e.ConfigFor(scimUser)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +147,11 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	base := startOperator(t, cfg, operator.Options{Helpdesk: store})
+	key := client.ObjectKey{Namespace: system, Name: installkey.DefaultSecretName}
+	startOperator(t, ctrlCfg, operator.Options{Component: operator.ComponentControllers, Helpdesk: store,
+		InstallationKeySecret: key, TokenNamespaces: []string{ns}})
+	base := startOperator(t, scimCfg, operator.Options{Component: operator.ComponentSCIM, Helpdesk: store,
+		InstallationKeySecret: key})
 	token := issueToken(t, ns, base)
 	mustCall := func(want int, method, path, body string) string {
 		t.Helper()
@@ -100,5 +192,35 @@ func TestLeastPrivilege(t *testing.T) {
 			return fmt.Errorf("deleted group row %+v, %v", g, err)
 		}
 		return nil
+	})
+
+	// What the roles must not allow.
+	forbidden := func(what string, cfg *rest.Config, do func(c client.Client) error) {
+		t.Helper()
+		c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := do(c); !apierrors.IsForbidden(err) {
+			t.Errorf("%s: want Forbidden, got %v", what, err)
+		}
+	}
+	forbidden("the SCIM server reads the tenant's token Secret", scimCfg, func(c client.Client) error {
+		return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "t-token"}, &corev1.Secret{})
+	})
+	forbidden("the SCIM server lists the tenant's Secrets", scimCfg, func(c client.Client) error {
+		return c.List(ctx, &corev1.SecretList{}, client.InNamespace(ns))
+	})
+	forbidden("the SCIM server creates a Secret in its own namespace", scimCfg, func(c client.Client) error {
+		return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: system, Name: "minted"}})
+	})
+	forbidden("the controllers list Secrets outside the tenant namespaces", ctrlCfg, func(c client.Client) error {
+		return c.List(ctx, &corev1.SecretList{}, client.InNamespace(other))
+	})
+	forbidden("the controllers list Secrets cluster-wide", ctrlCfg, func(c client.Client) error {
+		return c.List(ctx, &corev1.SecretList{})
+	})
+	forbidden("the controllers create a Secret outside the tenant namespaces", ctrlCfg, func(c client.Client) error {
+		return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: "minted"}})
 	})
 }

@@ -33,8 +33,10 @@ type UsageOptions struct {
 	Logger logr.Logger
 }
 
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=scimtokens,verbs=get;list;watch
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=scimtokens/status,verbs=patch
+// The SCIM server's permissions (ClusterRole scim-role): reading tokens,
+// and stamping their usage.
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=scimtokens,verbs=get;list;watch,roleName=scim-role
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=scimtokens/status,verbs=patch,roleName=scim-role
 
 // UsageRecorder writes status.lastUsedAt and status.previousLastUsedAt,
 // at most once per MinInterval per token and fingerprint, never once per

@@ -27,6 +27,15 @@ import (
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
 )
 
+// The SCIM server's permissions (ClusterRole scim-role, generated from
+// these markers): the resources it stores, and the activity events. No
+// Secrets: the process that parses requests from the internet can neither
+// read nor mint credentials.
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedusers;provisionedgroups,verbs=get;list;watch;create;update;patch;delete,roleName=scim-role
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=groupmemberships,verbs=get;list;watch;create;update;patch;delete,roleName=scim-role
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=nameclaims,verbs=get;list;watch;create;update;delete,roleName=scim-role
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch,roleName=scim-role
+
 // Repository reads and writes SCIM resources in the API server.
 type Repository struct {
 	// Cache reads from the manager's informer cache.
