@@ -3,8 +3,13 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -28,15 +33,21 @@ import (
 
 // Keys and annotations of a generated Secret.
 //
-// The generated Secret is the source of truth for its token's state: the
-// token, its fingerprint, when it was issued, the previous fingerprint and
-// when it stops working, and the rotation request acted on are written in
-// one Update, so a rotation is atomic and a failed status patch cannot make
-// the controller rotate twice. Status mirrors these annotations. The
-// previous token itself is not kept anywhere: replicas authenticate
-// against fingerprints (status, via the informer), so a restarted replica
-// accepts the previous token again as soon as it has listed ScimTokens, and
-// no second plaintext copy of a credential that is being retired exists.
+// Status, which only the operator writes (the status subresource), is the
+// one record of which tokens are valid: the Authenticator reads status, and
+// the controller never takes token state from a Secret. The generated Secret
+// holds the current token's plaintext and mirrors its state in annotations
+// for people; annotations that disagree with status are reported and
+// rewritten from status, and a token in the Secret that status does not name
+// (a hand edit, a restored backup) is never accepted. The previous token
+// itself is not kept anywhere: replicas authenticate against fingerprints,
+// so no second plaintext copy of a credential being retired exists.
+//
+// Writing a new token takes three steps so that an interrupted write is told
+// apart from a token somebody else wrote: status.pending names the new token,
+// the Secret is written, then status makes it current. A failed status patch
+// after the Secret write is completed by the next reconcile, never rotated
+// again.
 const (
 	SecretKeyToken    = "token"
 	SecretKeyEndpoint = "endpoint"
@@ -45,7 +56,9 @@ const (
 	annIssuedAt            = "scim.helpdesk.dev/issued-at"
 	annPreviousFingerprint = "scim.helpdesk.dev/previous-fingerprint"
 	annPreviousValidUntil  = "scim.helpdesk.dev/previous-valid-until"
-	annRotationRequest     = "scim.helpdesk.dev/rotation-request"
+	// annLegacyRotationRequest was written by earlier versions; rotation
+	// requests are kept in status only, and it is removed on the next write.
+	annLegacyRotationRequest = "scim.helpdesk.dev/rotation-request"
 
 	generatedSecretSuffix = "-token"
 	indexSecretRefName    = "spec.secretRef.name" //nolint:gosec // a field path, not a credential
@@ -57,9 +70,23 @@ const (
 	// problemRequeue re-checks a token that cannot be accepted; watches
 	// usually notice the fix sooner.
 	problemRequeue = time.Minute
+	// maxEarlierRequests bounds status.earlierRotationRequests.
+	maxEarlierRequests = 10
+	// maxRequestLength is the longest rotation request kept as it is;
+	// longer ones are kept as their SHA-256.
+	maxRequestLength = 63
 )
 
-// Reasons of the Ready and PreviousTokenInUse conditions, and of events.
+// tokenStateAnnotations are the annotations that mirror status on a
+// generated Secret.
+var tokenStateAnnotations = []string{annFingerprint, annIssuedAt, annPreviousFingerprint, annPreviousValidUntil}
+
+// errCacheBehind stops a reconcile that would judge or write from a cached
+// ScimToken or Secret older than the API server's: the two caches lag
+// independently behind the operator's own writes.
+var errCacheBehind = errors.New("the cache is behind the API server")
+
+// Reasons of the conditions, and of events.
 const (
 	ReasonIssued             = "Issued"
 	ReasonAdopted            = "Adopted"
@@ -69,18 +96,25 @@ const (
 	ReasonTokenTooShort      = "TokenTooShort"
 	ReasonSecretConflict     = "SecretConflict"
 	ReasonSecretNotAdoptable = "SecretNotAdoptable"
+	ReasonUnexpectedToken    = "UnexpectedToken"
+	ReasonForgedTokenState   = "ForgedTokenState"
+	ReasonSecretMatches      = "SecretMatchesStatus"
 	ReasonNoPreviousToken    = "NoPreviousToken"
 	ReasonPreviousIdle       = "PreviousTokenNotInUse"
 	ReasonPreviousInUse      = "PreviousTokenInUse"
+	ReasonOverlapRunning     = "OverlapRunning"
+	ReasonNoRotationWaiting  = "NoRotationWaiting"
 
 	EventRotated          = "Rotated"
 	EventRevoked          = "Revoked"
 	EventPreviousRevoked  = "PreviousTokenRevoked"
 	EventSecretReissued   = "SecretReissued"
-	EventSecretReread     = "SecretReread"
 	EventSecretRepaired   = "SecretRepaired"
+	EventWriteCompleted   = "InterruptedWriteCompleted"
 	EventAdoptedChanged   = "AdoptedTokenChanged"
 	EventRotationIgnored  = "RotationNotSupported"
+	EventRotationRepeated = "RotationRequestRepeated"
+	EventRotationDeferred = "RotationDeferred"
 	EventActivated        = "Activated"
 	EventDeactivated      = "Deactivated"
 	EventReconcileFailed  = "ReconcileFailed"
@@ -92,7 +126,11 @@ const (
 // (tokens.Authenticator) runs on every replica from the cache.
 type ScimTokenReconciler struct {
 	client.Client
-	Scheme *runtime.Scheme
+	// APIReader reads around the cache to confirm a mismatch between a
+	// generated Secret and status before acting on it. It defaults to
+	// mgr.GetAPIReader().
+	APIReader client.Reader
+	Scheme    *runtime.Scheme
 	// Recorder defaults to mgr.GetEventRecorder("scimtoken-controller").
 	Recorder events.EventRecorder
 	// Clock defaults to the real clock; tests inject a fake one.
@@ -115,6 +153,9 @@ func (r *ScimTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
 	}
 	if r.Scheme == nil {
 		r.Scheme = mgr.GetScheme()
@@ -162,7 +203,7 @@ func (r *ScimTokenReconciler) scimTokensForSecret(ctx context.Context, obj clien
 	return reqs
 }
 
-// tokenState is what a reconcile observed about the token; computeStatus
+// tokenState is what a reconcile decided about the token; computeStatus
 // turns it into status. It holds fingerprints only, never a token.
 type tokenState struct {
 	secretName          string
@@ -172,9 +213,17 @@ type tokenState struct {
 	previousFingerprint string
 	previousValidUntil  time.Time
 	rotationRequest     string
+	earlierRequests     []string
 
-	// problemReason is set when the token cannot be accepted.
+	// problemReason is set when the token in the Secret is not accepted
+	// (the tokens status names may still be).
 	problemReason, problemMessage string
+	// tamperReason is set when the generated Secret was found edited
+	// outside the operator.
+	tamperReason, tamperMessage string
+	// deferredUntil is set when a due rotation waits for the overlap to end.
+	deferredUntil time.Time
+	deferredWhy   string
 }
 
 // note is an event to record once the write it describes succeeded.
@@ -223,12 +272,12 @@ func (r *ScimTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if tok.Spec.SecretRef != nil {
 		st, err = r.reconcileAdopted(ctx, tok, now)
 	} else {
-		st, err = r.reconcileGenerated(ctx, tok, now)
+		st, err = r.reconcileGenerated(ctx, base, tok, now)
 	}
 	if err != nil {
-		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || errors.Is(err, errCacheBehind) {
 			// The cache lags behind our own write; try again shortly.
-			log.V(1).Info("conflict writing the Secret, retrying", "error", err.Error())
+			log.V(1).Info("the cache is behind, retrying", "error", err.Error())
 			return ctrl.Result{RequeueAfter: time.Second}, nil
 		}
 		return ctrl.Result{}, err
@@ -286,81 +335,155 @@ func (r *ScimTokenReconciler) deleteGeneratedSecret(ctx context.Context, tok *sc
 	return key.Name, nil
 }
 
-// reconcileGenerated issues, repairs and rotates the token in the generated
-// Secret.
-func (r *ScimTokenReconciler) reconcileGenerated(ctx context.Context, tok *scimv1.ScimToken, now time.Time) (*tokenState, error) {
+// reconcileGenerated issues, checks, repairs and rotates the token in the
+// generated Secret. Status decides which tokens are valid; the Secret is
+// checked against it and never the other way round.
+func (r *ScimTokenReconciler) reconcileGenerated(ctx context.Context, base, tok *scimv1.ScimToken, now time.Time) (*tokenState, error) {
 	name := generatedSecretName(tok)
 	secret := &corev1.Secret{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: name}, secret)
 	if apierrors.IsNotFound(err) {
-		return r.issue(ctx, tok, now)
+		if err := r.confirmFresh(ctx, tok, name, nil); err != nil {
+			return nil, err
+		}
+		return r.issue(ctx, base, tok, now)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading Secret %s: %w", name, err)
 	}
-	if !metav1.IsControlledBy(secret, tok) && !labelledForToken(secret, tok) {
-		return &tokenState{
-			secretName:    name,
-			problemReason: ReasonSecretConflict,
-			problemMessage: fmt.Sprintf("Secret %s exists and does not belong to this ScimToken: "+
-				"delete it, or adopt it with spec.secretRef", name),
-		}, nil
+
+	st := stateFromStatus(tok)
+	st.secretName = name
+	// Only a Secret this ScimToken controls is the generated one: labels
+	// can be copied, and a Secret made in advance holds a token its maker
+	// chose. Status keeps its tokens: nothing valid is dropped silently.
+	if !metav1.IsControlledBy(secret, tok) {
+		if err := r.confirmFresh(ctx, tok, name, secret); err != nil {
+			return nil, err
+		}
+		notes := endOverlap(tok, st, now)
+		st.problemReason, st.problemMessage = ReasonSecretConflict, notControlledMessage(name, st)
+		r.emit(ctx, tok, notes)
+		return st, nil
 	}
 
-	desired := secret.DeepCopy()
-	st := stateFromSecret(secret)
 	token := tokens.Normalize(string(secret.Data[SecretKeyToken]))
-	var notes []note
+	judged := judgeToken(token, &tok.Status)
+	// Judge a mismatch, and write a new token, only from what the API
+	// server holds.
+	confirmed := false
+	confirm := func() error {
+		if confirmed {
+			return nil
+		}
+		confirmed = true
+		return r.confirmFresh(ctx, tok, name, secret)
+	}
+	if forged, missing := annotationMismatch(secret.Annotations, tokenAnnotations(st)); judged != tokenCurrent ||
+		len(forged) > 0 || missing || tok.Status.Pending != nil {
+		if err := confirm(); err != nil {
+			return nil, err
+		}
+	}
 
-	// Phase 1: notice hand edits.
-	switch fp := tokens.Fingerprint(token); {
-	case !tokens.Usable(token):
-		if token, err = tokens.Generate(); err != nil {
+	var notes []note
+	var pending *scimv1.PendingToken // a new token to write
+	newToken := ""
+
+	// Phase 1: the token in the Secret, judged against status.
+	switch judged {
+	case tokenPending:
+		st = completePending(st, tok.Status.Pending)
+		notes = append(notes, note{corev1.EventTypeNormal, EventWriteCompleted, "Complete", fmt.Sprintf(
+			"Secret %s holds the token (%s) the operator wrote before its status update failed: it is current now",
+			name, tokens.ShortFingerprint(st.fingerprint))})
+		fallthrough
+	case tokenCurrent:
+		switch forged, missing := annotationMismatch(secret.Annotations, tokenAnnotations(st)); {
+		case len(forged) > 0:
+			st.tamperReason = ReasonForgedTokenState
+			st.tamperMessage = fmt.Sprintf("Secret %s carried token-state annotations that disagree with status (%s): "+
+				"they were ignored and rewritten from status, which alone says which tokens are valid; "+
+				"whoever edited the Secret could read its token: rotate it", name, strings.Join(forged, ", "))
+			notes = append(notes, note{corev1.EventTypeWarning, ReasonForgedTokenState, "Check", st.tamperMessage})
+		case missing:
+			notes = append(notes, note{corev1.EventTypeNormal, EventSecretRepaired, "Repair", fmt.Sprintf(
+				"restored the operator's annotations on Secret %s from status", name)})
+		}
+	case tokenUnusable:
+		if newToken, err = tokens.Generate(); err != nil {
 			return nil, fmt.Errorf("generating a token: %w", err)
 		}
-		st = &tokenState{secretName: name, fingerprint: tokens.Fingerprint(token), issuedAt: now, rotationRequest: st.rotationRequest}
+		pending = &scimv1.PendingToken{Fingerprint: tokens.Fingerprint(newToken), IssuedAt: metav1.NewTime(now)}
 		notes = append(notes, note{corev1.EventTypeWarning, EventSecretReissued, "Reissue", fmt.Sprintf(
-			"Secret %s held no usable token (edited by hand?): issued a new one (%s); the old one is no longer accepted, "+
-				"give the new one to the identity provider", name, tokens.ShortFingerprint(st.fingerprint))})
-	case fp == st.fingerprint:
-	case st.fingerprint == "" && fp == tok.Status.Fingerprint:
-		// Our annotations were removed but the token is the one we issued:
-		// recover the state from status.
-		st = stateFromStatus(tok)
-		notes = append(notes, note{corev1.EventTypeNormal, EventSecretRepaired, "Repair", fmt.Sprintf(
-			"restored the operator's annotations on Secret %s", name)})
-	default:
-		st = &tokenState{secretName: name, fingerprint: fp, issuedAt: now, rotationRequest: st.rotationRequest}
-		notes = append(notes, note{corev1.EventTypeWarning, EventSecretReread, "Reread", fmt.Sprintf(
-			"the token in Secret %s was changed outside the operator: now accepting it (%s); the earlier tokens are no longer accepted",
-			name, tokens.ShortFingerprint(fp))})
+			"Secret %s held no usable token (edited by hand?): issued a new one (%s); the earlier ones are no longer accepted, "+
+				"give the new one to the identity provider", name, tokens.ShortFingerprint(pending.Fingerprint))})
+	case tokenUnexpected:
+		st.tamperReason, st.problemReason = ReasonUnexpectedToken, ReasonUnexpectedToken
+		st.tamperMessage = fmt.Sprintf("Secret %s holds a token the operator did not issue: it is not accepted", name)
+		st.problemMessage = unexpectedMessage(name, st)
 	}
-	st.secretName = name
 
 	// Phase 2: end an overlap that is over.
-	if st.previousFingerprint != "" && !now.Before(st.previousValidUntil) {
-		notes = append(notes, note{corev1.EventTypeNormal, EventPreviousRevoked, "Revoke", fmt.Sprintf(
-			"the previous token (%s) stopped working: its overlap ended", tokens.ShortFingerprint(st.previousFingerprint))})
-		st.previousFingerprint, st.previousValidUntil = "", time.Time{}
+	if pending == nil {
+		notes = append(notes, endOverlap(tok, st, now)...)
 	}
 
-	// Phase 3: rotate when asked or due.
-	if why := rotationDue(tok, st, now); why != "" {
-		if token, err = tokens.Generate(); err != nil {
+	// Phase 3: rotate when asked or due, unless an overlap is running.
+	d := decideRotation(tok, st, now)
+	switch {
+	case pending != nil:
+		// A re-issue satisfies a waiting request too.
+		if !d.repeated {
+			pending.RotationRequest = d.request
+		}
+	case d.why == "":
+	case st.previousFingerprint != "":
+		st.deferredUntil, st.deferredWhy = st.previousValidUntil, d.why
+		d.request = "" // still waiting, not handled
+	default:
+		if newToken, err = tokens.Generate(); err != nil {
 			return nil, fmt.Errorf("generating a token: %w", err)
 		}
-		notes = append(notes, rotate(tok, st, tokens.Fingerprint(token), why, now))
+		pending = rotationPending(tok, st, tokens.Fingerprint(newToken), d.request, now)
+		if st.problemReason == ReasonUnexpectedToken {
+			notes = append(notes, note{corev1.EventTypeWarning, ReasonUnexpectedToken, "Check", st.tamperMessage +
+				"; the rotation replaced it"})
+		}
+		notes = append(notes, rotationNote(st, pending, d.why))
+	}
+	if d.repeated {
+		remember(st, d.request)
+		notes = append(notes, note{corev1.EventTypeNormal, EventRotationRepeated, "Rotate", fmt.Sprintf(
+			"%s=%q was handled before: not rotating again (set a value it never had, such as the current time, to rotate)",
+			scimv1.AnnotationRotate, d.request)})
 	}
 
-	// Phase 4: write the Secret when anything differs (including labels,
-	// owner reference or the endpoint key edited by hand).
-	if err := r.applySecret(tok, desired, st, token); err != nil {
+	// Phase 4: write. A new token is announced in status first.
+	if pending != nil {
+		if err := confirm(); err != nil {
+			return nil, err
+		}
+		if err := r.announcePending(ctx, base, tok, pending); err != nil {
+			return nil, err
+		}
+		st = completePending(st, pending)
+	} else if st.problemReason != "" {
+		// A refused Secret is left as found.
+		r.emit(ctx, tok, notes)
+		return st, nil
+	}
+	if newToken == "" {
+		newToken = token
+	}
+	desired := secret.DeepCopy()
+	if err := r.applySecret(tok, desired, st, newToken); err != nil {
 		return nil, err
 	}
 	if !equality.Semantic.DeepEqual(desired, secret) {
 		if len(notes) == 0 {
 			notes = append(notes, note{corev1.EventTypeNormal, EventSecretRepaired, "Repair", fmt.Sprintf(
-				"restored the endpoint, labels or owner reference of Secret %s", name)})
+				"rewrote the operator's labels, annotations, owner reference or endpoint on Secret %s", name)})
 		}
 		if err := r.Update(ctx, desired); err != nil {
 			return nil, fmt.Errorf("updating Secret %s: %w", name, err)
@@ -371,21 +494,25 @@ func (r *ScimTokenReconciler) reconcileGenerated(ctx context.Context, tok *scimv
 }
 
 // issue creates the generated Secret: the first token, or a new one after
-// the Secret was deleted by hand (then the old token is revoked: deleting a
-// credential is read as wanting it gone).
-func (r *ScimTokenReconciler) issue(ctx context.Context, tok *scimv1.ScimToken, now time.Time) (*tokenState, error) {
+// the Secret was deleted by hand (then the old tokens are revoked: deleting
+// a credential is read as wanting it gone).
+func (r *ScimTokenReconciler) issue(ctx context.Context, base, tok *scimv1.ScimToken, now time.Time) (*tokenState, error) {
 	token, err := tokens.Generate()
 	if err != nil {
 		return nil, fmt.Errorf("generating a token: %w", err)
 	}
 	name := generatedSecretName(tok)
-	st := &tokenState{
-		secretName:  name,
-		fingerprint: tokens.Fingerprint(token),
-		issuedAt:    now,
-		// A request already present when the token is issued is satisfied.
-		rotationRequest: tok.Annotations[scimv1.AnnotationRotate],
+	p := &scimv1.PendingToken{Fingerprint: tokens.Fingerprint(token), IssuedAt: metav1.NewTime(now)}
+	// A request already present when the token is issued is satisfied.
+	if v, ok := tok.Annotations[scimv1.AnnotationRotate]; ok {
+		p.RotationRequest = requestKey(v)
 	}
+	if err := r.announcePending(ctx, base, tok, p); err != nil {
+		return nil, err
+	}
+	prior := stateFromStatus(tok)
+	prior.secretName = name
+	st := completePending(prior, p)
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: tok.Namespace, Name: name},
 		Type:       corev1.SecretTypeOpaque,
@@ -400,45 +527,71 @@ func (r *ScimTokenReconciler) issue(ctx context.Context, tok *scimv1.ScimToken, 
 		"issued a token (%s) in Secret %s", tokens.ShortFingerprint(st.fingerprint), name)}
 	if tok.Status.Fingerprint != "" {
 		n = note{corev1.EventTypeWarning, EventSecretReissued, "Reissue", fmt.Sprintf(
-			"Secret %s was deleted: issued a new token (%s); the old one is no longer accepted, "+
+			"Secret %s was deleted: issued a new token (%s); the earlier ones are no longer accepted, "+
 				"give the new one to the identity provider", name, tokens.ShortFingerprint(st.fingerprint))}
 	}
 	r.emit(ctx, tok, []note{n})
 	return st, nil
 }
 
-// rotationDue says why the token must be rotated now, or "".
-func rotationDue(tok *scimv1.ScimToken, st *tokenState, now time.Time) string {
-	if v, ok := tok.Annotations[scimv1.AnnotationRotate]; ok && v != st.rotationRequest {
-		return "on demand"
+// confirmFresh returns errCacheBehind unless the API server holds exactly
+// the ScimToken and the Secret (nil: none) this reconcile read from the
+// cache. A mismatch between the two is judged only on current copies: the
+// caches of ScimTokens and Secrets lag independently behind the operator's
+// own writes, and a stale pair looks like a tampered Secret.
+func (r *ScimTokenReconciler) confirmFresh(ctx context.Context, tok *scimv1.ScimToken, secretName string, secret *corev1.Secret) error {
+	live := &scimv1.ScimToken{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(tok), live); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Errorf("ScimToken %s is gone: %w", tok.Name, errCacheBehind)
+		}
+		return fmt.Errorf("reading ScimToken %s from the API server: %w", tok.Name, err)
 	}
-	if tok.Spec.Rotation != nil && !now.Before(st.issuedAt.Add(tok.Spec.Rotation.Interval.Duration)) {
-		return "on schedule"
+	if live.ResourceVersion != tok.ResourceVersion {
+		return fmt.Errorf("ScimToken %s: %w", tok.Name, errCacheBehind)
 	}
-	return ""
+	liveSecret := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: secretName}, liveSecret)
+	switch {
+	case apierrors.IsNotFound(err):
+		if secret != nil {
+			return fmt.Errorf("secret %s: %w", secretName, errCacheBehind)
+		}
+	case err != nil:
+		return fmt.Errorf("reading Secret %s from the API server: %w", secretName, err)
+	case secret == nil || liveSecret.ResourceVersion != secret.ResourceVersion:
+		return fmt.Errorf("secret %s: %w", secretName, errCacheBehind)
+	}
+	return nil
 }
 
-// rotate makes newFP current in st and keeps the replaced token for the
-// overlap (none with an overlap of 0).
-func rotate(tok *scimv1.ScimToken, st *tokenState, newFP, why string, now time.Time) note {
-	overlap := defaultOverlap
-	if tok.Spec.Rotation != nil && tok.Spec.Rotation.Overlap != nil {
-		overlap = tok.Spec.Rotation.Overlap.Duration
+// announcePending records in status the token about to be written into the
+// Secret, so that the next reconcile recognises it if the write lands and
+// the status update after it does not. base and tok follow, so the final
+// status patch clears it.
+func (r *ScimTokenReconciler) announcePending(ctx context.Context, base, tok *scimv1.ScimToken, p *scimv1.PendingToken) error {
+	var request any
+	if p.RotationRequest != "" {
+		request = p.RotationRequest
 	}
-	old := st.fingerprint
-	st.previousFingerprint, st.previousValidUntil = "", time.Time{}
-	msg := fmt.Sprintf("rotated the token %s: new token %s; the previous one (%s) was revoked at once",
-		why, tokens.ShortFingerprint(newFP), tokens.ShortFingerprint(old))
-	if overlap > 0 {
-		st.previousFingerprint, st.previousValidUntil = old, now.Add(overlap)
-		msg = fmt.Sprintf("rotated the token %s: new token %s; the previous one (%s) keeps working until %s",
-			why, tokens.ShortFingerprint(newFP), tokens.ShortFingerprint(old), st.previousValidUntil.Format(time.RFC3339))
+	// A merge patch merges into an older pending: name every field, null
+	// for the absent ones.
+	body, err := json.Marshal(map[string]any{"status": map[string]any{"pending": map[string]any{
+		"fingerprint":        p.Fingerprint,
+		"issuedAt":           p.IssuedAt,
+		"previousValidUntil": p.PreviousValidUntil,
+		"rotationRequest":    request,
+	}}})
+	if err != nil {
+		return fmt.Errorf("encoding the pending token: %w", err)
 	}
-	st.fingerprint, st.issuedAt = newFP, now
-	if v, ok := tok.Annotations[scimv1.AnnotationRotate]; ok {
-		st.rotationRequest = v
+	obj := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Namespace: tok.Namespace, Name: tok.Name}}
+	if err := r.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body)); err != nil {
+		return fmt.Errorf("recording the pending token in status: %w", err)
 	}
-	return note{corev1.EventTypeNormal, EventRotated, "Rotate", msg}
+	base.Status.Pending = p.DeepCopy()
+	tok.Status.Pending = p.DeepCopy()
+	return nil
 }
 
 // applySecret writes st and token into secret, with our labels, owner
@@ -452,16 +605,11 @@ func (r *ScimTokenReconciler) applySecret(tok *scimv1.ScimToken, secret *corev1.
 	if secret.Annotations == nil {
 		secret.Annotations = map[string]string{}
 	}
-	a := secret.Annotations
-	a[annFingerprint] = st.fingerprint
-	a[annIssuedAt] = st.issuedAt.UTC().Format(time.RFC3339)
-	setOrDelete(a, annRotationRequest, st.rotationRequest)
-	setOrDelete(a, annPreviousFingerprint, st.previousFingerprint)
-	validUntil := ""
-	if st.previousFingerprint != "" {
-		validUntil = st.previousValidUntil.UTC().Format(time.RFC3339)
+	want := tokenAnnotations(st)
+	for _, k := range tokenStateAnnotations {
+		setOrDelete(secret.Annotations, k, want[k])
 	}
-	setOrDelete(a, annPreviousValidUntil, validUntil)
+	delete(secret.Annotations, annLegacyRotationRequest)
 	if secret.Data == nil {
 		secret.Data = map[string][]byte{}
 	}
@@ -483,7 +631,8 @@ func (r *ScimTokenReconciler) reconcileAdopted(ctx context.Context, tok *scimv1.
 	if key == "" {
 		key = SecretKeyToken
 	}
-	st := &tokenState{secretName: ref.Name, adopted: true, rotationRequest: tok.Status.RotationRequest}
+	st := &tokenState{secretName: ref.Name, adopted: true, rotationRequest: tok.Status.RotationRequest,
+		earlierRequests: slices.Clone(tok.Status.EarlierRotationRequests)}
 	var notes []note
 
 	// A token switched from generated to adopted leaves no generated
@@ -496,8 +645,8 @@ func (r *ScimTokenReconciler) reconcileAdopted(ctx context.Context, tok *scimv1.
 		notes = append(notes, note{corev1.EventTypeNormal, EventRevoked, "Revoke", fmt.Sprintf(
 			"deleted the generated Secret %s: the token now comes from Secret %s", deleted, ref.Name)})
 	}
-	if v, ok := tok.Annotations[scimv1.AnnotationRotate]; ok && v != st.rotationRequest {
-		st.rotationRequest = v
+	if v, ok := tok.Annotations[scimv1.AnnotationRotate]; ok && !requestHandled(st, v) {
+		remember(st, requestKey(v))
 		notes = append(notes, note{corev1.EventTypeWarning, EventRotationIgnored, "Rotate", fmt.Sprintf(
 			"an adopted token is rotated where Secret %s is managed, not by the operator", ref.Name)})
 	}
@@ -556,8 +705,245 @@ func (r *ScimTokenReconciler) reconcileAdopted(ctx context.Context, tok *scimv1.
 	return st, nil
 }
 
+// secretToken is what the token in a generated Secret is, judged against
+// status.
+type secretToken int
+
+const (
+	// tokenCurrent is the token status names as current.
+	tokenCurrent secretToken = iota
+	// tokenPending is the token status.pending announced: the operator's
+	// own write whose status update did not follow.
+	tokenPending
+	// tokenUnusable is empty, too short or not a single word.
+	tokenUnusable
+	// tokenUnexpected is any other value: a hand edit, a restored backup,
+	// a copy of another Secret. It is never accepted.
+	tokenUnexpected
+)
+
+// judgeToken is the check every generated Secret passes: only a token
+// status names is ever taken from it.
+func judgeToken(token string, s *scimv1.ScimTokenStatus) secretToken {
+	if !tokens.Usable(token) {
+		return tokenUnusable
+	}
+	switch fp := tokens.Fingerprint(token); {
+	case s.Fingerprint != "" && fp == s.Fingerprint:
+		return tokenCurrent
+	case s.Pending != nil && fp == s.Pending.Fingerprint:
+		return tokenPending
+	}
+	return tokenUnexpected
+}
+
+// tokenAnnotations are the annotations that mirror st on the Secret.
+func tokenAnnotations(st *tokenState) map[string]string {
+	a := map[string]string{annFingerprint: st.fingerprint, annIssuedAt: formatTime(st.issuedAt)}
+	if st.previousFingerprint != "" {
+		a[annPreviousFingerprint] = st.previousFingerprint
+		a[annPreviousValidUntil] = formatTime(st.previousValidUntil)
+	}
+	return a
+}
+
+// annotationMismatch compares a Secret's token-state annotations with the
+// ones status implies: forged lists those that claim something else
+// (another fingerprint, a later expiry, a previous token status does not
+// have); missing says some are absent, which claims nothing.
+func annotationMismatch(have, want map[string]string) (forged []string, missing bool) {
+	for _, k := range tokenStateAnnotations {
+		h, ok := have[k]
+		switch w := want[k]; {
+		case h == w:
+		case !ok:
+			missing = true
+		default:
+			forged = append(forged, k)
+		}
+	}
+	return forged, missing
+}
+
+// rotationDecision is what rotationDue found.
+type rotationDecision struct {
+	// why is "on demand" or "on schedule"; "" when no rotation is due.
+	why string
+	// request is the rotation request to record as handled.
+	request string
+	// repeated says request was handled before: it does not rotate again.
+	repeated bool
+}
+
+// decideRotation says whether the token is due for a rotation. A request
+// value handled before (A→B→A, a GitOps tool undoing a change) is not a
+// new request.
+func decideRotation(tok *scimv1.ScimToken, st *tokenState, now time.Time) rotationDecision {
+	var d rotationDecision
+	if v, ok := tok.Annotations[scimv1.AnnotationRotate]; ok && !requestHandled(st, v) {
+		d.request = requestKey(v)
+		if slices.Contains(st.earlierRequests, d.request) {
+			d.repeated = true
+		} else {
+			d.why = "on demand"
+		}
+	}
+	if d.why == "" && tok.Spec.Rotation != nil && !now.Before(st.issuedAt.Add(tok.Spec.Rotation.Interval.Duration)) {
+		d.why = "on schedule"
+	}
+	return d
+}
+
+// requestHandled says whether v is the rotation request last handled
+// (earlier versions kept long values as they were).
+func requestHandled(st *tokenState, v string) bool {
+	return st.rotationRequest == requestKey(v) || st.rotationRequest == v
+}
+
+// requestKey is how a rotation request is kept in status: as it is, or
+// hashed when long, so that status stays small whatever the annotation
+// holds. (It is not a token: tokens.Fingerprint is for tokens.)
+func requestKey(v string) string {
+	if len(v) <= maxRequestLength {
+		return v
+	}
+	sum := sha256.Sum256([]byte(v))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// remember records key as the rotation request last handled, keeping the
+// earlier ones (newest first, bounded).
+func remember(st *tokenState, key string) {
+	if key == "" || key == st.rotationRequest {
+		return
+	}
+	earlier := make([]string, 0, maxEarlierRequests+1)
+	if st.rotationRequest != "" {
+		earlier = append(earlier, st.rotationRequest)
+	}
+	for _, e := range st.earlierRequests {
+		if e != key && e != st.rotationRequest {
+			earlier = append(earlier, e)
+		}
+	}
+	if len(earlier) > maxEarlierRequests {
+		earlier = earlier[:maxEarlierRequests]
+	}
+	st.rotationRequest, st.earlierRequests = key, earlier
+}
+
+// overlapOf is how long a replaced token keeps working.
+func overlapOf(tok *scimv1.ScimToken) time.Duration {
+	if tok.Spec.Rotation != nil && tok.Spec.Rotation.Overlap != nil {
+		return tok.Spec.Rotation.Overlap.Duration
+	}
+	return defaultOverlap
+}
+
+// endOverlap caps the previous token's lifetime at its rotation time (the
+// current token's issuedAt) plus the overlap spec gives now, and forgets it
+// once that has passed. Shortening the overlap, to 0s after a leak, ends a
+// running one.
+func endOverlap(tok *scimv1.ScimToken, st *tokenState, now time.Time) []note {
+	if st.previousFingerprint == "" {
+		return nil
+	}
+	short := tokens.ShortFingerprint(st.previousFingerprint)
+	limit := st.issuedAt.Add(overlapOf(tok))
+	capped := st.previousValidUntil.After(limit)
+	if capped {
+		st.previousValidUntil = limit
+	}
+	if now.Before(st.previousValidUntil) {
+		if !capped {
+			return nil
+		}
+		return []note{{corev1.EventTypeNormal, EventPreviousRevoked, "Shorten", fmt.Sprintf(
+			"the previous token (%s) now stops working at %s: the overlap was shortened to %s",
+			short, limit.Format(time.RFC3339), overlapOf(tok))}}
+	}
+	st.previousFingerprint, st.previousValidUntil = "", time.Time{}
+	msg := fmt.Sprintf("the previous token (%s) stopped working: its overlap ended", short)
+	if capped {
+		msg = fmt.Sprintf("the previous token (%s) stopped working: the overlap was shortened to %s", short, overlapOf(tok))
+	}
+	return []note{{corev1.EventTypeNormal, EventPreviousRevoked, "Revoke", msg}}
+}
+
+// rotationPending is the pending token of a rotation: the current token
+// stays valid for the overlap (none with an overlap of 0).
+func rotationPending(tok *scimv1.ScimToken, st *tokenState, fp, request string, now time.Time) *scimv1.PendingToken {
+	p := &scimv1.PendingToken{Fingerprint: fp, IssuedAt: metav1.NewTime(now), RotationRequest: request}
+	if overlap := overlapOf(tok); overlap > 0 && st.fingerprint != "" {
+		until := metav1.NewTime(now.Add(overlap))
+		p.PreviousValidUntil = &until
+	}
+	return p
+}
+
+// completePending is the state once p is current, st the state before.
+// The same function serves a write that completes at once and one the
+// next reconcile finds interrupted, so both end in the same status.
+func completePending(st *tokenState, p *scimv1.PendingToken) *tokenState {
+	next := &tokenState{
+		secretName:      st.secretName,
+		fingerprint:     p.Fingerprint,
+		issuedAt:        p.IssuedAt.UTC(),
+		rotationRequest: st.rotationRequest,
+		earlierRequests: st.earlierRequests,
+	}
+	if p.PreviousValidUntil != nil && st.fingerprint != "" && st.fingerprint != p.Fingerprint {
+		next.previousFingerprint, next.previousValidUntil = st.fingerprint, p.PreviousValidUntil.UTC()
+	}
+	remember(next, p.RotationRequest)
+	return next
+}
+
+// rotationNote describes a rotation from st to p.
+func rotationNote(st *tokenState, p *scimv1.PendingToken, why string) note {
+	newFP, old := tokens.ShortFingerprint(p.Fingerprint), tokens.ShortFingerprint(st.fingerprint)
+	var msg string
+	switch {
+	case st.fingerprint == "":
+		msg = fmt.Sprintf("rotated the token %s: new token %s; no earlier token was valid", why, newFP)
+	case p.PreviousValidUntil == nil:
+		msg = fmt.Sprintf("rotated the token %s: new token %s; the previous one (%s) was revoked at once", why, newFP, old)
+	default:
+		msg = fmt.Sprintf("rotated the token %s: new token %s; the previous one (%s) keeps working until %s",
+			why, newFP, old, p.PreviousValidUntil.UTC().Format(time.RFC3339))
+	}
+	return note{corev1.EventTypeNormal, EventRotated, "Rotate", msg}
+}
+
 // adoptable says whether a Secret opted in to adoption.
 func adoptable(s *corev1.Secret) bool { return s.Labels[scimv1.LabelAdoptable] == "true" }
+
+// stillAccepted says which of status's tokens still work, for messages.
+func stillAccepted(st *tokenState) string {
+	switch {
+	case st.fingerprint == "":
+		return "No token is accepted."
+	case st.previousFingerprint == "":
+		return fmt.Sprintf("The current token (%s) is still accepted.", tokens.ShortFingerprint(st.fingerprint))
+	}
+	return fmt.Sprintf("The current token (%s) is still accepted, and the previous one (%s) until %s.",
+		tokens.ShortFingerprint(st.fingerprint), tokens.ShortFingerprint(st.previousFingerprint),
+		st.previousValidUntil.UTC().Format(time.RFC3339))
+}
+
+func notControlledMessage(name string, st *tokenState) string {
+	return fmt.Sprintf("Secret %s exists but is not controlled by this ScimToken (no controller owner reference with its UID): "+
+		"the operator neither uses nor changes it and does not accept its token. %s "+
+		"Delete it to have a new token issued in it (the earlier ones then stop working), or adopt it with spec.secretRef.",
+		name, stillAccepted(st))
+}
+
+func unexpectedMessage(name string, st *tokenState) string {
+	return fmt.Sprintf("Secret %s holds a token the operator did not issue (a hand edit or a restored backup?): "+
+		"it is not accepted. %s Rotate (annotate with %s) to write a new token into the Secret and keep the current one "+
+		"for the overlap, or delete the Secret to issue a new one and revoke the earlier ones at once.",
+		name, stillAccepted(st), scimv1.AnnotationRotate)
+}
 
 // computeStatus is the one place status is derived, from what this
 // reconcile observed. With nothing observed (an early error) the status
@@ -567,6 +953,7 @@ func (r *ScimTokenReconciler) computeStatus(tok *scimv1.ScimToken, st *tokenStat
 		return
 	}
 	s := &tok.Status
+	replaced := st.fingerprint != "" && st.fingerprint != s.Fingerprint
 	s.Endpoint = r.EndpointBaseURL
 	s.SecretName = st.secretName
 
@@ -591,6 +978,8 @@ func (r *ScimTokenReconciler) computeStatus(tok *scimv1.ScimToken, st *tokenStat
 		s.NextRotationAt = timeOrNil(st.issuedAt.Add(tok.Spec.Rotation.Interval.Duration))
 	}
 	s.RotationRequest = st.rotationRequest
+	s.EarlierRotationRequests = slices.Clone(st.earlierRequests)
+	s.Pending = nil
 
 	ready := metav1.Condition{Type: scimv1.ConditionReady, ObservedGeneration: tok.Generation}
 	switch {
@@ -610,10 +999,50 @@ func (r *ScimTokenReconciler) computeStatus(tok *scimv1.ScimToken, st *tokenStat
 	}
 	meta.SetStatusCondition(&s.Conditions, ready)
 	meta.SetStatusCondition(&s.Conditions, previousInUse(tok, st))
+	meta.SetStatusCondition(&s.Conditions, rotationDeferred(tok, st, now))
+	if st.adopted {
+		meta.RemoveStatusCondition(&s.Conditions, scimv1.ConditionSecretTampered)
+	} else if c, ok := secretTampered(tok, st, replaced, now); ok {
+		meta.SetStatusCondition(&s.Conditions, c)
+	}
 
 	if reconcileErr == nil {
 		s.ObservedGeneration = tok.Generation
 	}
+}
+
+// secretTampered is the SecretTampered condition: True from a finding
+// until a new token is current (whoever edited the Secret could read the
+// token in it). ok is false when the condition stays as it is.
+func secretTampered(tok *scimv1.ScimToken, st *tokenState, replaced bool, now time.Time) (metav1.Condition, bool) {
+	c := metav1.Condition{Type: scimv1.ConditionSecretTampered, ObservedGeneration: tok.Generation,
+		LastTransitionTime: metav1.NewTime(now)}
+	old := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionSecretTampered)
+	switch {
+	case st.tamperReason != "" && !replaced:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, st.tamperReason, st.tamperMessage
+	case replaced || old == nil || old.Status != metav1.ConditionTrue:
+		c.Status, c.Reason = metav1.ConditionFalse, ReasonSecretMatches
+		c.Message = "the generated Secret agrees with status since the current token was issued"
+	default:
+		return c, false
+	}
+	return c, true
+}
+
+// rotationDeferred is the RotationDeferred condition.
+func rotationDeferred(tok *scimv1.ScimToken, st *tokenState, now time.Time) metav1.Condition {
+	c := metav1.Condition{Type: scimv1.ConditionRotationDeferred, ObservedGeneration: tok.Generation,
+		LastTransitionTime: metav1.NewTime(now)}
+	if st.deferredUntil.IsZero() {
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, ReasonNoRotationWaiting, "no rotation is waiting"
+		return c
+	}
+	c.Status, c.Reason = metav1.ConditionTrue, ReasonOverlapRunning
+	c.Message = fmt.Sprintf("a rotation %s waits until the previous token (%s) stops working at %s: rotating now would revoke "+
+		"a token the identity provider may still use; to rotate at once, end the overlap with spec.rotation.overlap: 0s",
+		st.deferredWhy, tokens.ShortFingerprint(st.previousFingerprint), st.deferredUntil.UTC().Format(time.RFC3339))
+	return c
 }
 
 // previousInUse warns when the previous token was used in the final
@@ -644,7 +1073,7 @@ func previousInUse(tok *scimv1.ScimToken, st *tokenState) metav1.Condition {
 
 // recordTransitions records an event when a condition changes in a way a
 // person should hear about: a problem, (de)activation, the previous token
-// still in use.
+// still in use, a rotation that waits.
 func (r *ScimTokenReconciler) recordTransitions(before, after *scimv1.ScimToken) {
 	oldReady := meta.FindStatusCondition(before.Status.Conditions, scimv1.ConditionReady)
 	newReady := meta.FindStatusCondition(after.Status.Conditions, scimv1.ConditionReady)
@@ -658,11 +1087,20 @@ func (r *ScimTokenReconciler) recordTransitions(before, after *scimv1.ScimToken)
 			r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, EventActivated, "Activate", "spec.active is true: the token is accepted again")
 		}
 	}
-	oldUse := meta.FindStatusCondition(before.Status.Conditions, scimv1.ConditionPreviousTokenInUse)
-	newUse := meta.FindStatusCondition(after.Status.Conditions, scimv1.ConditionPreviousTokenInUse)
-	if newUse != nil && newUse.Status == metav1.ConditionTrue && (oldUse == nil || oldUse.Status != metav1.ConditionTrue) {
-		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, EventPreviousInUseMsg, "Check", "%s", newUse.Message)
+	if becameTrue(before, after, scimv1.ConditionPreviousTokenInUse) {
+		c := meta.FindStatusCondition(after.Status.Conditions, scimv1.ConditionPreviousTokenInUse)
+		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, EventPreviousInUseMsg, "Check", "%s", c.Message)
 	}
+	if becameTrue(before, after, scimv1.ConditionRotationDeferred) {
+		c := meta.FindStatusCondition(after.Status.Conditions, scimv1.ConditionRotationDeferred)
+		r.Recorder.Eventf(after, nil, corev1.EventTypeNormal, EventRotationDeferred, "Rotate", "%s", c.Message)
+	}
+}
+
+func becameTrue(before, after *scimv1.ScimToken, conditionType string) bool {
+	oldC := meta.FindStatusCondition(before.Status.Conditions, conditionType)
+	newC := meta.FindStatusCondition(after.Status.Conditions, conditionType)
+	return newC != nil && newC.Status == metav1.ConditionTrue && (oldC == nil || oldC.Status != metav1.ConditionTrue)
 }
 
 // patchStatus sends a merge patch with what changed, if anything. A merge
@@ -692,7 +1130,14 @@ func (r *ScimTokenReconciler) emit(ctx context.Context, tok *scimv1.ScimToken, n
 // requeueAfter wakes the controller for the next rotation or the end of an
 // overlap; watches cover everything else.
 func requeueAfter(tok *scimv1.ScimToken, st *tokenState, now time.Time) time.Duration {
+	// Times are kept to the second: wake just after, not just before.
+	until := func(t time.Time) time.Duration { return max(t.Sub(now), 0) + time.Second }
 	if st.problemReason != "" {
+		// No rotation happens while the Secret is refused; an overlap
+		// still ends on time.
+		if st.previousFingerprint != "" {
+			return min(problemRequeue, until(st.previousValidUntil))
+		}
 		return problemRequeue
 	}
 	var next time.Time
@@ -705,30 +1150,11 @@ func requeueAfter(tok *scimv1.ScimToken, st *tokenState, now time.Time) time.Dur
 	if next.IsZero() {
 		return 0
 	}
-	// Times are kept to the second: wake just after, not just before.
-	return max(next.Sub(now), 0) + time.Second
+	return until(next)
 }
 
-// stateFromSecret reads the annotations of a generated Secret.
-func stateFromSecret(s *corev1.Secret) *tokenState {
-	a := s.Annotations
-	st := &tokenState{
-		secretName:          s.Name,
-		fingerprint:         a[annFingerprint],
-		previousFingerprint: a[annPreviousFingerprint],
-		rotationRequest:     a[annRotationRequest],
-	}
-	st.issuedAt, _ = time.Parse(time.RFC3339, a[annIssuedAt])
-	if st.previousFingerprint != "" {
-		var err error
-		// An unreadable expiry ends the overlap: err towards refusing.
-		if st.previousValidUntil, err = time.Parse(time.RFC3339, a[annPreviousValidUntil]); err != nil {
-			st.previousFingerprint = ""
-		}
-	}
-	return st
-}
-
+// stateFromStatus is the token state status records: the only record the
+// controller trusts.
 func stateFromStatus(tok *scimv1.ScimToken) *tokenState {
 	s := tok.Status
 	st := &tokenState{
@@ -736,12 +1162,13 @@ func stateFromStatus(tok *scimv1.ScimToken) *tokenState {
 		fingerprint:         s.Fingerprint,
 		previousFingerprint: s.PreviousFingerprint,
 		rotationRequest:     s.RotationRequest,
+		earlierRequests:     slices.Clone(s.EarlierRotationRequests),
 	}
 	if s.IssuedAt != nil {
-		st.issuedAt = s.IssuedAt.Time
+		st.issuedAt = s.IssuedAt.UTC()
 	}
 	if s.PreviousValidUntil != nil {
-		st.previousValidUntil = s.PreviousValidUntil.Time
+		st.previousValidUntil = s.PreviousValidUntil.UTC()
 	} else {
 		st.previousFingerprint = ""
 	}
@@ -757,19 +1184,19 @@ func secretRefName(tok *scimv1.ScimToken) string {
 	return tok.Spec.SecretRef.Name
 }
 
-// labelledForToken recognises a generated Secret whose owner reference was
-// removed by hand.
-func labelledForToken(s *corev1.Secret, tok *scimv1.ScimToken) bool {
-	return s.Labels[scimv1.LabelManagedBy] == scimv1.ManagerName && s.Labels[scimv1.LabelToken] == tok.Name &&
-		!controllerutil.HasControllerReference(s)
-}
-
 func setOrDelete(m map[string]string, k, v string) {
 	if v == "" {
 		delete(m, k)
 		return
 	}
 	m[k] = v
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 func timeOrNil(t time.Time) *metav1.Time {

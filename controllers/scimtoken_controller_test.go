@@ -20,9 +20,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -50,7 +52,11 @@ type fixture struct {
 	usagePatches atomic.Int32
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { t.Helper(); return newFixtureWith(t, nil) }
+
+// newFixtureWith is newFixture with the reconciler's client wrapped (nil:
+// as it is), to inject failures.
+func newFixtureWith(t *testing.T, wrap func(client.Client) client.Client) *fixture {
 	t.Helper()
 	e := testenv.Require(t, env)
 	t.Parallel()
@@ -66,7 +72,11 @@ func newFixture(t *testing.T) *fixture {
 		},
 	})
 	_, f.logs = startManager(t, f.ns, func(mgr ctrl.Manager) error {
-		r := &ScimTokenReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Clock: f.clock, EndpointBaseURL: testEndpoint}
+		c := mgr.GetClient()
+		if wrap != nil {
+			c = wrap(c)
+		}
+		r := &ScimTokenReconciler{Client: c, Scheme: mgr.GetScheme(), Clock: f.clock, EndpointBaseURL: testEndpoint}
 		if err := r.SetupWithManager(mgr); err != nil {
 			return err
 		}
@@ -355,6 +365,7 @@ func TestRotateOnDemandWithOverlap(t *testing.T) {
 	f.waitEvent("rot", corev1.EventTypeNormal, EventPreviousRevoked)
 	f.refused(old, tokens.ErrUnknown)
 	f.accepted("rot", current)
+	f.noAlarms("rot")
 }
 
 // 4: overlap 0 revokes the previous token at once (after a leak).
@@ -602,22 +613,23 @@ func TestHandEditedSecret(t *testing.T) {
 	f.accepted("hand", reissued)
 	f.refused(old, tokens.ErrUnknown)
 
-	// Edited to another usable token: re-read and re-fingerprinted.
+	// Edited to another usable token: refused, the issued one stays.
 	chosen := "hand-picked-" + strings.Repeat("e5", 20)
 	s := f.secret("hand-token")
 	s.Data[SecretKeyToken] = []byte(chosen)
 	if err := f.c.Update(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	f.waitEvent("hand", corev1.EventTypeWarning, EventSecretReread)
-	f.waitFor("hand", func(tok *scimv1.ScimToken) error {
-		if tok.Status.Fingerprint != tokens.Fingerprint(chosen) {
-			return fmt.Errorf("not re-read yet")
-		}
-		return nil
-	})
-	f.accepted("hand", chosen)
-	f.refused(reissued, tokens.ErrUnknown)
+	f.waitReady("hand", metav1.ConditionFalse, ReasonUnexpectedToken)
+	f.waitEvent("hand", corev1.EventTypeWarning, ReasonUnexpectedToken)
+	f.refused(chosen, tokens.ErrUnknown)
+	f.accepted("hand", reissued)
+
+	// A rotation writes a new token over it.
+	f.patch("hand", `{"metadata":{"annotations":{"scim.helpdesk.dev/rotate":"after-edit"}}}`)
+	f.waitReady("hand", metav1.ConditionTrue, ReasonIssued)
+	f.accepted("hand", f.token("hand"))
+	f.refused(chosen, tokens.ErrUnknown)
 
 	// Endpoint key broken: restored.
 	s = f.secret("hand-token")
@@ -828,21 +840,22 @@ func TestNoTokenInLogsEventsStatusOrMetrics(t *testing.T) {
 	if err := f.c.Update(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	f.waitEvent("life", corev1.EventTypeWarning, EventSecretReread)
+	f.waitReady("life", metav1.ConditionFalse, ReasonUnexpectedToken)
 	seen = append(seen, edited)
+	authFail("Bearer " + edited)
+
+	// The scheduled rotation writes a new token over the edited one.
+	f.clock.Step(time.Hour + time.Second)
+	f.poke("life")
+	f.waitReady("life", metav1.ConditionTrue, ReasonIssued)
 	remember()
-	authFail("Bearer " + third)
+	authFail("Bearer " + edited)
 
 	f.patch("life", `{"spec":{"active":false}}`)
 	f.waitReady("life", metav1.ConditionFalse, ReasonInactive)
-	authFail("Bearer " + edited)
+	authFail("Bearer " + third)
 	f.patch("life", `{"spec":{"active":true}}`)
 	f.waitReady("life", metav1.ConditionTrue, ReasonIssued)
-
-	f.clock.Step(time.Hour + time.Second)
-	f.poke("life")
-	f.waitEvent("life", corev1.EventTypeNormal, EventRotated)
-	remember()
 
 	if err := f.c.Delete(ctx, f.get("life")); err != nil {
 		t.Fatal(err)
@@ -900,7 +913,77 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
+// noWatch lets interceptor wrap a manager's client, which has no Watch.
+type noWatch struct{ client.Client }
+
+func (noWatch) Watch(context.Context, client.ObjectList, ...client.ListOption) (watch.Interface, error) {
+	return nil, errors.New("watch is not supported")
+}
+
 func adoptableLabels() map[string]string { return map[string]string{scimv1.LabelAdoptable: "true"} }
+
+// countEvents counts the events with reason (and type) about ScimToken name.
+func (f *fixture) countEvents(name, eventType, reason string) int {
+	f.t.Helper()
+	n := 0
+	for _, e := range f.events() {
+		if e.Regarding.Name == name && e.Reason == reason && e.Type == eventType {
+			n++
+			if e.Series != nil {
+				n += int(e.Series.Count) - 1
+			}
+		}
+	}
+	return n
+}
+
+// waitEvents waits until at least n events with reason are recorded.
+func (f *fixture) waitEvents(name, eventType, reason string, n int) {
+	f.t.Helper()
+	eventually(f.t, wait, func() error {
+		if got := f.countEvents(name, eventType, reason); got < n {
+			return fmt.Errorf("%d %s events %s, want %d", got, eventType, reason, n)
+		}
+		return nil
+	})
+}
+
+// noAlarms fails the test when the controller reported a tampered Secret
+// or a failed reconcile for name: its own writes must never look like one,
+// whatever order the caches see them in.
+func (f *fixture) noAlarms(name string) {
+	f.t.Helper()
+	for _, reason := range []string{ReasonForgedTokenState, ReasonUnexpectedToken, EventReconcileFailed, ReasonSecretConflict} {
+		if n := f.countEvents(name, corev1.EventTypeWarning, reason); n != 0 {
+			f.t.Errorf("%d Warning events %s about %s", n, reason, name)
+		}
+	}
+}
+
+// waitCondition waits until condition type of ScimToken name has status and reason.
+func (f *fixture) waitCondition(name, conditionType string, status metav1.ConditionStatus, reason string) *scimv1.ScimToken {
+	f.t.Helper()
+	return f.waitFor(name, func(tok *scimv1.ScimToken) error {
+		c := meta.FindStatusCondition(tok.Status.Conditions, conditionType)
+		if c == nil || c.Status != status || c.Reason != reason {
+			return fmt.Errorf("%s is %+v, want %s/%s", conditionType, c, status, reason)
+		}
+		return nil
+	})
+}
+
+// handled waits until the controller reacted to an edit of ScimToken
+// name's Secret: SecretTampered turned True, or status changed as done
+// tells (what the code before issue 14 did).
+func (f *fixture) handled(name string, done func(*scimv1.ScimToken) bool) *scimv1.ScimToken {
+	f.t.Helper()
+	return f.waitFor(name, func(tok *scimv1.ScimToken) error {
+		if meta.IsStatusConditionTrue(tok.Status.Conditions, scimv1.ConditionSecretTampered) || done(tok) {
+			return nil
+		}
+		return fmt.Errorf("the edit is not handled yet")
+	})
+}
 
 // editSecret reads a Secret, applies edit and writes it back.
 func (f *fixture) editSecret(name string, edit func(*corev1.Secret)) {
@@ -910,6 +993,408 @@ func (f *fixture) editSecret(name string, edit func(*corev1.Secret)) {
 	if err := f.c.Update(context.Background(), s); err != nil {
 		f.t.Fatalf("updating Secret %s: %v", name, err)
 	}
+}
+
+// rotated waits until ScimToken name handled rotation request req and
+// its Secret holds a token other than before; it returns that token.
+func (f *fixture) rotated(name, req, before string) string {
+	f.t.Helper()
+	f.patch(name, fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, scimv1.AnnotationRotate, req))
+	f.waitFor(name, func(tok *scimv1.ScimToken) error {
+		if tok.Status.RotationRequest != req || tok.Status.Fingerprint == tokens.Fingerprint(before) {
+			return fmt.Errorf("not rotated for %q yet", req)
+		}
+		return nil
+	})
+	return f.token(name)
+}
+
+// otherTenant starts the ScimToken controller in a second namespace, on
+// the same fake clock, and returns the namespace.
+func (f *fixture) otherTenant() string {
+	f.t.Helper()
+	ns := env.Namespace(f.t)
+	startManager(f.t, ns, func(mgr ctrl.Manager) error {
+		r := &ScimTokenReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Clock: f.clock, EndpointBaseURL: testEndpoint}
+		return r.SetupWithManager(mgr)
+	})
+	return ns
+}
+
+// authAcross returns an Authenticator over a cache of every given
+// namespace, as a replica serving all tenants has.
+func (f *fixture) authAcross(namespaces ...string) *tokens.Authenticator {
+	f.t.Helper()
+	nss := map[string]cache.Config{}
+	for _, ns := range namespaces {
+		nss[ns] = cache.Config{}
+	}
+	c, err := cache.New(env.Config, cache.Options{Scheme: env.Scheme, DefaultNamespaces: nss})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.t.Cleanup(cancel)
+	if err := tokens.RegisterIndexes(ctx, c); err != nil {
+		f.t.Fatal(err)
+	}
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		f.t.Fatal("the cross-tenant cache did not sync")
+	}
+	return tokens.NewAuthenticator(c, f.clock)
+}
+
+// 14.3: a previous token forged into the Secret's annotations is never
+// accepted, nor is an overlap stretched there: status alone says which
+// tokens are valid. Fails before issue 14: the annotations became status.
+func TestScimTokenForgedAnnotationsNotAccepted(t *testing.T) {
+	f := newFixture(t)
+	f.create("forge", withRotation(time.Hour, 10*time.Minute))
+	f.waitReady("forge", metav1.ConditionTrue, ReasonIssued)
+	first := f.token("forge")
+	second := f.rotated("forge", "r1", first)
+	tok := f.get("forge")
+	until := tok.Status.PreviousValidUntil.Time
+	if !until.Equal(tok.Status.IssuedAt.Add(10 * time.Minute)) {
+		t.Fatalf("previousValidUntil %v, issuedAt %v", until, tok.Status.IssuedAt)
+	}
+
+	// The previous token's overlap stretched by ten years.
+	years := f.clock.Now().Add(10 * 365 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	f.editSecret("forge-token", func(s *corev1.Secret) { s.Annotations[annPreviousValidUntil] = years })
+	tok = f.handled("forge", func(tok *scimv1.ScimToken) bool { return !tok.Status.PreviousValidUntil.Time.Equal(until) })
+	if !tok.Status.PreviousValidUntil.Time.Equal(until) || tok.Status.Fingerprint != tokens.Fingerprint(second) {
+		t.Fatalf("the forged annotation reached status: %+v", tok.Status)
+	}
+	f.waitEvent("forge", corev1.EventTypeWarning, ReasonForgedTokenState)
+	tok = f.waitCondition("forge", scimv1.ConditionSecretTampered, metav1.ConditionTrue, ReasonForgedTokenState)
+	if c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady); c.Status != metav1.ConditionTrue {
+		t.Errorf("Ready %+v: the valid tokens are still valid", c)
+	}
+	eventually(t, wait, func() error {
+		if got := f.secret("forge-token").Annotations[annPreviousValidUntil]; got != until.UTC().Format(time.RFC3339) {
+			return fmt.Errorf("annotation not rewritten from status: %s", got)
+		}
+		return nil
+	})
+	f.clock.Step(10*time.Minute + time.Second)
+	f.poke("forge")
+	f.refused(first, tokens.ErrUnknown)
+
+	// A previous token of the editor's choosing.
+	chosen := "attacker-chosen-" + strings.Repeat("9z", 20)
+	f.editSecret("forge-token", func(s *corev1.Secret) {
+		s.Annotations[annPreviousFingerprint] = tokens.Fingerprint(chosen)
+		s.Annotations[annPreviousValidUntil] = years
+	})
+	f.waitEvents("forge", corev1.EventTypeWarning, ReasonForgedTokenState, 2)
+	eventually(t, wait, func() error {
+		if _, ok := f.secret("forge-token").Annotations[annPreviousFingerprint]; ok {
+			return fmt.Errorf("forged previous-fingerprint not removed")
+		}
+		return nil
+	})
+	tok = f.get("forge")
+	if tok.Status.PreviousFingerprint != "" || tok.Status.PreviousValidUntil != nil {
+		t.Errorf("the forged previous token reached status: %+v", tok.Status)
+	}
+	if _, err := f.auth.Authenticate(context.Background(), "Bearer "+chosen); !errors.Is(err, tokens.ErrUnknown) {
+		t.Errorf("the forged previous token: %v, want ErrUnknown", err)
+	}
+	f.accepted("forge", second)
+
+	// Whoever edited the Secret could read the token: the condition stays
+	// until a new one is current.
+	f.poke("forge")
+	time.Sleep(500 * time.Millisecond)
+	f.waitCondition("forge", scimv1.ConditionSecretTampered, metav1.ConditionTrue, ReasonForgedTokenState)
+	f.rotated("forge", "r2", second)
+	f.waitCondition("forge", scimv1.ConditionSecretTampered, metav1.ConditionFalse, ReasonSecretMatches)
+}
+
+// 14.3: another tenant's fingerprint copied into this tenant's Secret
+// leaves the other tenant authenticating. Fails before issue 14: both
+// ScimTokens claimed it, and every request of the other tenant's identity
+// provider failed as ambiguous.
+func TestScimTokenOtherTenantsFingerprintCopied(t *testing.T) {
+	f := newFixture(t)
+	other := f.otherTenant()
+	auth := f.authAcross(f.ns, other)
+	ctx := context.Background()
+
+	if err := f.c.Create(ctx, &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: "victim"}}); err != nil {
+		t.Fatal(err)
+	}
+	var theirs string
+	eventually(t, wait, func() error {
+		s := &corev1.Secret{}
+		if err := f.c.Get(ctx, types.NamespacedName{Namespace: other, Name: "victim-token"}, s); err != nil {
+			return err
+		}
+		theirs = string(s.Data[SecretKeyToken])
+		p, err := auth.Authenticate(ctx, "Bearer "+theirs)
+		if err != nil || p.Namespace != other {
+			return fmt.Errorf("the other tenant's token: %+v, %v", p, err)
+		}
+		return nil
+	})
+
+	f.create("mine", nil)
+	f.waitReady("mine", metav1.ConditionTrue, ReasonIssued)
+	mine := f.token("mine")
+	f.editSecret("mine-token", func(s *corev1.Secret) {
+		s.Annotations[annPreviousFingerprint] = tokens.Fingerprint(theirs)
+		s.Annotations[annPreviousValidUntil] = f.clock.Now().Add(365 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	})
+	tok := f.handled("mine", func(tok *scimv1.ScimToken) bool { return tok.Status.PreviousFingerprint != "" })
+	if tok.Status.PreviousFingerprint != "" {
+		t.Errorf("the other tenant's fingerprint reached status: %+v", tok.Status)
+	}
+	for _, c := range []struct{ token, ns string }{{theirs, other}, {mine, f.ns}} {
+		eventually(t, wait, func() error {
+			p, err := auth.Authenticate(ctx, "Bearer "+c.token)
+			if err != nil || p.Namespace != c.ns {
+				return fmt.Errorf("principal %+v, %v; want namespace %s", p, err, c.ns)
+			}
+			return nil
+		})
+	}
+	f.waitEvent("mine", corev1.EventTypeWarning, ReasonForgedTokenState)
+	f.waitCondition("mine", scimv1.ConditionSecretTampered, metav1.ConditionTrue, ReasonForgedTokenState)
+}
+
+// 14.3: a Secret made in advance with the generated Secret's name and
+// labels, but no controller reference to this ScimToken, is not taken.
+// Fails before issue 14: the labels sufficed, and the planted token was
+// accepted.
+func TestScimTokenPrecreatedSecretNotTaken(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	planted := "planted-" + strings.Repeat("p1", 20)
+	if err := f.c.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "pre-token",
+			Labels:      map[string]string{scimv1.LabelManagedBy: scimv1.ManagerName, scimv1.LabelToken: "pre"},
+			Annotations: map[string]string{annFingerprint: tokens.Fingerprint(planted)}},
+		Data: map[string][]byte{SecretKeyToken: []byte(planted)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	f.create("pre", nil)
+	tok := f.waitFor("pre", func(tok *scimv1.ScimToken) error {
+		if meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady) == nil {
+			return fmt.Errorf("not reconciled yet")
+		}
+		return nil
+	})
+	if tok.Status.Fingerprint != "" {
+		t.Fatalf("the planted Secret was taken and its token accepted: %+v", tok.Status)
+	}
+	tok = f.waitReady("pre", metav1.ConditionFalse, ReasonSecretConflict)
+	if c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady); !strings.Contains(c.Message, "pre-token") ||
+		!strings.Contains(c.Message, "owner reference") {
+		t.Errorf("message %q", c.Message)
+	}
+	f.waitEvent("pre", corev1.EventTypeWarning, ReasonSecretConflict)
+	if _, err := f.auth.Authenticate(ctx, "Bearer "+planted); !errors.Is(err, tokens.ErrUnknown) {
+		t.Errorf("the planted token: %v, want ErrUnknown", err)
+	}
+	if s := f.secret("pre-token"); len(s.OwnerReferences) != 0 {
+		t.Errorf("the operator took the planted Secret: %+v", s.OwnerReferences)
+	}
+
+	// Deleting it lets the operator issue its own.
+	if err := f.c.Delete(ctx, f.secret("pre-token")); err != nil {
+		t.Fatal(err)
+	}
+	f.waitReady("pre", metav1.ConditionTrue, ReasonIssued)
+	token := f.token("pre")
+	if token == planted {
+		t.Fatal("the planted token was kept")
+	}
+	f.accepted("pre", token)
+	f.refused(planted, tokens.ErrUnknown)
+}
+
+// 14.3: restoring a backup of the Secret from before a rotation (old
+// value, old annotations) does not bring back the revoked token; the
+// current one keeps working; a rotation writes a new token over it. Fails
+// before issue 14: the restored annotations matched the restored value,
+// and the revoked token became current again.
+func TestScimTokenRestoredBackupStaysRevoked(t *testing.T) {
+	f := newFixture(t)
+	f.create("bak", withRotation(time.Hour, 10*time.Minute))
+	f.waitReady("bak", metav1.ConditionTrue, ReasonIssued)
+	first := f.token("bak")
+	backup := f.secret("bak-token")
+	second := f.rotated("bak", "r1", first)
+	f.clock.Step(10*time.Minute + time.Second)
+	f.poke("bak")
+	f.refused(first, tokens.ErrUnknown)
+
+	f.editSecret("bak-token", func(s *corev1.Secret) {
+		s.Data, s.Annotations = backup.Data, backup.Annotations
+	})
+	tok := f.handled("bak", func(tok *scimv1.ScimToken) bool { return tok.Status.Fingerprint != tokens.Fingerprint(second) })
+	if tok.Status.Fingerprint != tokens.Fingerprint(second) {
+		t.Fatalf("the restored token became current again: %+v", tok.Status)
+	}
+	tok = f.waitReady("bak", metav1.ConditionFalse, ReasonUnexpectedToken)
+	f.waitEvent("bak", corev1.EventTypeWarning, ReasonUnexpectedToken)
+	if c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionSecretTampered); c == nil ||
+		c.Status != metav1.ConditionTrue || c.Reason != ReasonUnexpectedToken {
+		t.Errorf("SecretTampered %+v", c)
+	}
+	if tok.Status.Fingerprint != tokens.Fingerprint(second) || tok.Status.PreviousFingerprint != "" {
+		t.Errorf("status after the restore %+v", tok.Status)
+	}
+	if c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady); !strings.Contains(c.Message, tokens.ShortFingerprint(tokens.Fingerprint(second))) {
+		t.Errorf("the message does not say which token still works: %q", c.Message)
+	}
+	if _, err := f.auth.Authenticate(context.Background(), "Bearer "+first); !errors.Is(err, tokens.ErrUnknown) {
+		t.Errorf("the revoked token after the restore: %v, want ErrUnknown", err)
+	}
+	f.accepted("bak", second)
+
+	// A rotation writes a new token over the restored one and keeps the
+	// one the identity provider holds for the overlap.
+	third := f.rotated("bak", "after-restore", second)
+	tok = f.waitReady("bak", metav1.ConditionTrue, ReasonIssued)
+	if third == first || tok.Status.PreviousFingerprint != tokens.Fingerprint(second) {
+		t.Errorf("status after the rotation %+v", tok.Status)
+	}
+	f.accepted("bak", third)
+	if p := f.accepted("bak", second); !p.Previous {
+		t.Errorf("the token before the restore is not the previous one")
+	}
+	f.refused(first, tokens.ErrUnknown)
+	f.waitCondition("bak", scimv1.ConditionSecretTampered, metav1.ConditionFalse, ReasonSecretMatches)
+}
+
+// 14.5: a rotation request changed and changed back (A→B→A, a GitOps tool
+// undoing a change) rotates once; the token from before the rotation keeps
+// working through its overlap. Fails before issue 14: A rotated again and
+// revoked it at once.
+func TestScimTokenRotationRequestChangedBack(t *testing.T) {
+	f := newFixture(t)
+	f.create("gitops", func(tok *scimv1.ScimToken) {
+		withRotation(time.Hour, 10*time.Minute)(tok)
+		tok.Annotations = map[string]string{scimv1.AnnotationRotate: "A"}
+	})
+	tok := f.waitReady("gitops", metav1.ConditionTrue, ReasonIssued)
+	if tok.Status.RotationRequest != "A" {
+		t.Fatalf("rotationRequest %q: a request present at issue is satisfied", tok.Status.RotationRequest)
+	}
+	first := f.token("gitops")
+	second := f.rotated("gitops", "B", first)
+
+	f.patch("gitops", `{"metadata":{"annotations":{"scim.helpdesk.dev/rotate":"A"}}}`)
+	tok = f.waitFor("gitops", func(tok *scimv1.ScimToken) error {
+		if tok.Status.RotationRequest != "A" {
+			return fmt.Errorf("A not handled yet")
+		}
+		return nil
+	})
+	if tok.Status.Fingerprint != tokens.Fingerprint(second) || tok.Status.PreviousFingerprint != tokens.Fingerprint(first) {
+		t.Fatalf("rotated again, revoking the token from before: %+v", tok.Status)
+	}
+	f.waitEvent("gitops", corev1.EventTypeNormal, EventRotationRepeated)
+	if n := f.countEvents("gitops", corev1.EventTypeNormal, EventRotated); n != 1 {
+		t.Errorf("%d rotations, want 1", n)
+	}
+	f.accepted("gitops", second)
+
+	// B again is handled too.
+	f.patch("gitops", `{"metadata":{"annotations":{"scim.helpdesk.dev/rotate":"B"}}}`)
+	f.waitFor("gitops", func(tok *scimv1.ScimToken) error {
+		if tok.Status.RotationRequest != "B" || tok.Status.Fingerprint != tokens.Fingerprint(second) {
+			return fmt.Errorf("status %+v", tok.Status)
+		}
+		return nil
+	})
+
+	f.clock.Step(10*time.Minute - time.Second)
+	f.poke("gitops")
+	if p := f.accepted("gitops", first); !p.Previous {
+		t.Errorf("the token from before is not the previous one")
+	}
+	f.clock.Step(2 * time.Second)
+	if _, err := f.auth.Authenticate(context.Background(), "Bearer "+first); !errors.Is(err, tokens.ErrExpired) {
+		t.Errorf("after the overlap: %v, want ErrExpired", err)
+	}
+	f.noAlarms("gitops")
+}
+
+// 14.5: a second rotation requested while an overlap runs waits for it to
+// end, so that the token the identity provider may still use is not
+// revoked; then it happens. Fails before issue 14: the second rotation
+// revoked the first token at once.
+func TestScimTokenSecondRotationWaitsForOverlap(t *testing.T) {
+	f := newFixture(t)
+	f.create("twice", withRotation(time.Hour, 10*time.Minute))
+	f.waitReady("twice", metav1.ConditionTrue, ReasonIssued)
+	first := f.token("twice")
+	second := f.rotated("twice", "1", first)
+
+	f.patch("twice", `{"metadata":{"annotations":{"scim.helpdesk.dev/rotate":"2"}}}`)
+	tok := f.waitFor("twice", func(tok *scimv1.ScimToken) error {
+		if meta.IsStatusConditionTrue(tok.Status.Conditions, scimv1.ConditionRotationDeferred) || tok.Status.RotationRequest == "2" {
+			return nil
+		}
+		return fmt.Errorf("request 2 not handled yet")
+	})
+	if tok.Status.Fingerprint != tokens.Fingerprint(second) || tok.Status.PreviousFingerprint != tokens.Fingerprint(first) ||
+		tok.Status.RotationRequest != "1" {
+		t.Fatalf("the second rotation did not wait for the overlap: %+v", tok.Status)
+	}
+	f.waitCondition("twice", scimv1.ConditionRotationDeferred, metav1.ConditionTrue, ReasonOverlapRunning)
+	f.waitEvent("twice", corev1.EventTypeNormal, EventRotationDeferred)
+	if p := f.accepted("twice", first); !p.Previous {
+		t.Errorf("the first token is not the previous one")
+	}
+	f.accepted("twice", second)
+
+	// The overlap ends: the waiting rotation happens.
+	f.clock.Step(10*time.Minute + time.Second)
+	f.poke("twice")
+	tok = f.waitFor("twice", func(tok *scimv1.ScimToken) error {
+		if tok.Status.RotationRequest != "2" || tok.Status.Fingerprint == tokens.Fingerprint(second) {
+			return fmt.Errorf("the waiting rotation did not happen: %+v", tok.Status)
+		}
+		return nil
+	})
+	if tok.Status.PreviousFingerprint != tokens.Fingerprint(second) {
+		t.Errorf("status after the waiting rotation %+v", tok.Status)
+	}
+	f.waitCondition("twice", scimv1.ConditionRotationDeferred, metav1.ConditionFalse, ReasonNoRotationWaiting)
+	f.accepted("twice", f.token("twice"))
+	f.accepted("twice", second)
+	f.refused(first, tokens.ErrUnknown)
+	f.noAlarms("twice")
+}
+
+// 14.5: spec.rotation.overlap caps a running overlap: set to 0s after a
+// leak, it revokes the previous token at once and lets a rotation through.
+// Fails before issue 14: the overlap ran on as written at the rotation.
+func TestScimTokenOverlapShortenedEndsRunningOverlap(t *testing.T) {
+	f := newFixture(t)
+	f.create("cap", withRotation(time.Hour, 10*time.Minute))
+	f.waitReady("cap", metav1.ConditionTrue, ReasonIssued)
+	first := f.token("cap")
+	second := f.rotated("cap", "1", first)
+	f.accepted("cap", first)
+
+	f.patch("cap", `{"spec":{"rotation":{"overlap":"0s"}}}`)
+	f.waitFor("cap", func(tok *scimv1.ScimToken) error {
+		if tok.Status.PreviousFingerprint != "" {
+			return fmt.Errorf("the previous token still works")
+		}
+		return nil
+	})
+	f.refused(first, tokens.ErrUnknown)
+	third := f.rotated("cap", "leak", second)
+	f.accepted("cap", third)
+	f.refused(second, tokens.ErrUnknown)
 }
 
 // 13.3: a Secret is adopted only when it opts in with the adoptable label;
@@ -965,4 +1450,49 @@ func TestScimTokenAdoptionNeedsLabel(t *testing.T) {
 		t.Errorf("the fingerprint stayed after the label was removed")
 	}
 	f.refused(value, tokens.ErrUnknown)
+}
+
+// A rotation whose status update fails after the Secret was written is
+// completed by the next reconcile, not rotated again and not taken for a
+// tampered Secret. (This passed before issue 14 too, when the Secret's
+// annotations carried the state; it guards the pending token that
+// replaced them.)
+func TestScimTokenInterruptedRotationCompletes(t *testing.T) {
+	var failNext atomic.Bool
+	f := newFixtureWith(t, func(c client.Client) client.Client {
+		return interceptor.NewClient(noWatch{c}, interceptor.Funcs{
+			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
+				if _, ok := obj.(*scimv1.ScimToken); ok && sub == "status" {
+					if data, err := p.Data(obj); err == nil && strings.Contains(string(data), `"rotationRequest":"cut"`) &&
+						!strings.Contains(string(data), `"pending":{`) && failNext.CompareAndSwap(true, false) {
+						return errors.New("injected: the status update after the Secret write failed")
+					}
+				}
+				return c.SubResource(sub).Patch(ctx, obj, p, opts...)
+			},
+		})
+	})
+	f.create("cut", withRotation(time.Hour, 10*time.Minute))
+	f.waitReady("cut", metav1.ConditionTrue, ReasonIssued)
+	first := f.token("cut")
+
+	failNext.Store(true)
+	second := f.rotated("cut", "cut", first)
+	if failNext.Load() {
+		t.Fatal("no status update failed")
+	}
+	tok := f.waitReady("cut", metav1.ConditionTrue, ReasonIssued)
+	if tok.Status.PreviousFingerprint != tokens.Fingerprint(first) || tok.Status.Pending != nil {
+		t.Errorf("status after the completed rotation %+v", tok.Status)
+	}
+	if n := f.countEvents("cut", corev1.EventTypeNormal, EventRotated); n != 1 {
+		t.Errorf("%d rotations, want 1", n)
+	}
+	f.accepted("cut", second)
+	f.accepted("cut", first)
+	for _, reason := range []string{ReasonForgedTokenState, ReasonUnexpectedToken} {
+		if n := f.countEvents("cut", corev1.EventTypeWarning, reason); n != 0 {
+			t.Errorf("%d Warning events %s", n, reason)
+		}
+	}
 }
