@@ -34,7 +34,7 @@ manifests: ## Write CRDs (config/crd/bases, charts/scim-operator/crds) and RBAC 
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:allowDangerousTypes=false paths="./..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	mkdir -p charts/scim-operator/crds charts/scim-operator/files
 	cp config/crd/bases/*.yaml charts/scim-operator/crds/
-	cp config/rbac/role.yaml charts/scim-operator/files/manager-role.yaml
+	cp config/rbac/role.yaml charts/scim-operator/files/roles.yaml
 
 .PHONY: generate
 generate: ## Write DeepCopy methods (api/v1alpha1/zz_generated.deepcopy.go).

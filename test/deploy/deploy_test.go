@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +39,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -64,7 +64,7 @@ const (
 var root = testenv.RepoRoot()
 
 // TestKustomizeDefault renders config/default and has the API server accept
-// every object, with and without the optional scim-tls component.
+// every object, with and without the optional components.
 func TestKustomizeDefault(t *testing.T) {
 	e := testenv.Require(t, env)
 	kubectl := kubectlPath(t)
@@ -73,7 +73,9 @@ func TestKustomizeDefault(t *testing.T) {
 	rendered := run(t, nil, kubectl, "kustomize", filepath.Join(root, "config", "default"))
 	objs := decode(t, rendered)
 	checkDeployment(t, objs, systemNamespace, "scim-operator")
-	checkSizedFor100k(t, find(t, objs, "Deployment", systemNamespace, "scim-operator-controller-manager"))
+	for _, name := range []string{"scim-operator-scim", "scim-operator-controllers"} {
+		checkSizedFor100k(t, find(t, objs, "Deployment", systemNamespace, name))
+	}
 
 	// The Namespace is created for real (dry-run would leave the namespaced
 	// objects nowhere to go), with its Pod Security label, so that the
@@ -93,7 +95,7 @@ func TestKustomizeDefault(t *testing.T) {
 	// A control: the same Deployment without its security contexts draws a
 	// Pod Security warning, so the absence of warnings above means something.
 	t.Run("pod security is checked", func(t *testing.T) {
-		dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-controller-manager").DeepCopy()
+		dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-scim").DeepCopy()
 		unstructured.RemoveNestedField(dep.Object, "spec", "template", "spec", "securityContext")
 		containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
 		for _, c := range containers {
@@ -115,11 +117,11 @@ func TestKustomizeDefault(t *testing.T) {
 		rendered := kustomizeWith(t, kubectl, "scim-tls")
 		objs := decode(t, rendered)
 		checkDeployment(t, objs, systemNamespace, "scim-operator")
-		dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-controller-manager")
+		dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-scim")
 		args := containerArgs(t, dep)
 		for _, want := range []string{"--scim-tls-cert-file=/etc/scim-operator/tls/tls.crt", "--scim-tls-key-file=/etc/scim-operator/tls/tls.key"} {
 			if !slices.Contains(args, want) {
-				t.Errorf("with scim-tls the manager lacks %s; args: %v", want, args)
+				t.Errorf("with scim-tls the SCIM server lacks %s; args: %v", want, args)
 			}
 		}
 		ing := find(t, objs, "Ingress", systemNamespace, "scim-operator-scim")
@@ -130,23 +132,96 @@ func TestKustomizeDefault(t *testing.T) {
 	})
 
 	// The default needs the database Secret; the sqlite component is the
-	// way to try the operator out without one, and must then run one
-	// replica with no PodDisruptionBudget (checkDeployment checks both)
-	// and no route to a database.
+	// way to try the operator out without one, and must then run one Pod
+	// with both parts (--component=all), no PodDisruptionBudget
+	// (checkDeployment checks these) and no route to a database.
 	t.Run("sqlite component", func(t *testing.T) {
 		rendered := kustomizeWith(t, kubectl, "sqlite")
 		objs := decode(t, rendered)
 		checkDeployment(t, objs, systemNamespace, "scim-operator")
-		dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-controller-manager")
+		dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-scim")
 		if e := envVar(t, dep, "HELPDESK_DATABASE_URL"); e == nil || e.Value != "sqlite:///var/lib/scim-operator/helpdesk.db" {
 			t.Errorf("with the sqlite component HELPDESK_DATABASE_URL is %+v, want the SQLite file on the data volume", e)
 		}
-		np := find(t, objs, "NetworkPolicy", systemNamespace, "scim-operator-controller-manager")
+		// The controllers' flags come along, with the values of
+		// config/manager/controllers.yaml.
+		controllers := containerArgs(t, find(t, decode(t, run(t, nil, kubectl, "kustomize", filepath.Join(root, "config", "default"))), "Deployment", systemNamespace, "scim-operator-controllers"))
+		for _, a := range controllers {
+			if f, _, _ := strings.Cut(a, "="); f != "--component" && !slices.Contains(containerArgs(t, dep), a) {
+				t.Errorf("with the sqlite component the one Pod lacks the controllers' %s", a)
+			}
+		}
+		np := find(t, objs, "NetworkPolicy", systemNamespace, "scim-operator-pods")
 		if r := egressRuleFor(t, np, 5432); r != nil {
 			t.Errorf("with the sqlite component the NetworkPolicy still lets the Pods reach a database: %+v", r)
 		}
 		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
 	})
+
+	// config/default/kustomization.yaml shows, in a comment, the overlay
+	// that binds the token Secrets in the tenant namespaces only; built as
+	// written, it must do that.
+	t.Run("tenant namespaces overlay as documented", func(t *testing.T) {
+		dir := documentedTenantOverlay(t)
+		rendered := run(t, nil, kubectl, "kustomize", dir)
+		objs := decode(t, rendered)
+		checkDeployment(t, objs, systemNamespace, "scim-operator")
+		checkTenantNamespaces(t, objs, []string{"tenant-a", "tenant-b"})
+		for _, ns := range []string{"tenant-a", "tenant-b"} {
+			ensureNamespace(t, e, ns)
+		}
+		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
+	})
+}
+
+// documentedTenantOverlay writes the overlay that the comment in
+// config/default/kustomization.yaml shows into a directory next to (a link
+// to) this repository's config, and returns the directory.
+func documentedTenantOverlay(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "config", "default", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The example's files start at "#   # NAME" and end at the next file or
+	// the first line that is not indented inside the comment.
+	files := map[string]string{}
+	var name string
+	for _, line := range strings.Split(string(b), "\n") {
+		body, inExample := strings.CutPrefix(line, "#   ")
+		if line == "#" && name != "" {
+			files[name] += "\n"
+			continue
+		}
+		if !inExample {
+			name = ""
+			continue
+		}
+		if f, ok := strings.CutPrefix(body, "# "); ok {
+			name, _, _ = strings.Cut(f, ":")
+			continue
+		}
+		if name != "" {
+			files[name] += body + "\n"
+		}
+	}
+	bindings, ok := files["tenant-secrets.yaml"]
+	if !ok || files["kustomization.yaml"] == "" {
+		t.Fatalf("config/default/kustomization.yaml has no example kustomization.yaml and tenant-secrets.yaml: found %v", slices.Collect(maps.Keys(files)))
+	}
+	// "(the same with namespace: tenant-b)"
+	first, _, _ := strings.Cut(bindings, "---")
+	files["tenant-secrets.yaml"] = first + "---\n" + strings.ReplaceAll(first, "namespace: tenant-a", "namespace: tenant-b")
+	dir := t.TempDir()
+	for n, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(root, "config"), filepath.Join(dir, "config")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // kustomizeWith renders config/default with the named components of it.
@@ -229,7 +304,7 @@ func TestSamples(t *testing.T) {
 }
 
 // TestHelmChartCopiesAreCurrent checks that the chart ships the generated
-// CRDs and manager role unchanged. It needs no tools and runs with -short.
+// CRDs and ClusterRoles unchanged. It needs no tools and runs with -short.
 func TestHelmChartCopiesAreCurrent(t *testing.T) {
 	chart := filepath.Join(root, "charts", "scim-operator")
 	want, err := filepath.Glob(filepath.Join(root, "config", "crd", "bases", "*.yaml"))
@@ -250,7 +325,7 @@ func TestHelmChartCopiesAreCurrent(t *testing.T) {
 	for _, p := range want {
 		sameFile(t, p, filepath.Join(chart, "crds", filepath.Base(p)))
 	}
-	sameFile(t, filepath.Join(root, "config", "rbac", "role.yaml"), filepath.Join(chart, "files", "manager-role.yaml"))
+	sameFile(t, filepath.Join(root, "config", "rbac", "role.yaml"), filepath.Join(chart, "files", "roles.yaml"))
 }
 
 // TestHelmChart renders the chart with helm and has the API server accept
@@ -284,18 +359,21 @@ func TestHelmChart(t *testing.T) {
 		rendered := run(t, nil, helm("template", releaseName, chart, "--namespace", systemNamespace, "--include-crds")...)
 		objs := decode(t, rendered)
 		checkDeployment(t, objs, systemNamespace, "scim-operator")
-		dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-controller-manager")
-		checkSizedFor100k(t, dep)
-		if ref := databaseSecretRef(t, dep); ref.Name != "scim-operator-helpdesk-db" || ref.Key != "url" {
-			t.Errorf("by default HELPDESK_DATABASE_URL comes from %+v, want the key url of Secret scim-operator-helpdesk-db", ref)
+		for _, name := range []string{"scim-operator-scim", "scim-operator-controllers"} {
+			dep := find(t, objs, "Deployment", systemNamespace, name)
+			checkSizedFor100k(t, dep)
+			if ref := databaseSecretRef(t, dep); ref.Name != "scim-operator-helpdesk-db" || ref.Key != "url" {
+				t.Errorf("by default %s reads HELPDESK_DATABASE_URL from %+v, want the key url of Secret scim-operator-helpdesk-db", name, ref)
+			}
 		}
 		kustomized := decode(t, run(t, nil, kubectl, "kustomize", filepath.Join(root, "config", "default")))
 		compareRenderings(t, kustomized, objs)
 		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
 
 		// The notes helm prints after an install tell where the Tenant URL
-		// and the Secret Token are, and how to create the database Secret
-		// the Pods wait for.
+		// and the Secret Token are, how to create the database Secret the
+		// Pods wait for, and that the controllers reach every Secret until
+		// tenantNamespaces is set.
 		notes := string(run(t, nil, helm("install", releaseName, chart, "--namespace", systemNamespace, "--dry-run=client")...))
 		for _, want := range []string{
 			"https://helpdesk.example.com/scim/v2",
@@ -303,6 +381,8 @@ func TestHelmChart(t *testing.T) {
 			"kubectl -n helpdesk get secret entra-token -o jsonpath='{.data.token}' | base64 -d",
 			"kubectl -n scim-operator-system create secret generic scim-operator-helpdesk-db",
 			"--set database.sqlite.enabled=true --set replicaCount=1",
+			"tenantNamespaces is empty",
+			"--set 'tenantNamespaces={helpdesk}'",
 		} {
 			if !strings.Contains(notes, want) {
 				t.Errorf("helm's notes lack %q", want)
@@ -332,26 +412,35 @@ func TestHelmChart(t *testing.T) {
 			"networkPolicy.egress.database.cidrs={10.20.0.0/16,fd12:3456::/48}",
 			"networkPolicy.egress.apiServer.cidrs={192.0.2.10/32}",
 			"resources.limits.memory=4Gi",
+			"controllers.replicaCount=3",
 		)
 		objs := decode(t, rendered)
 		checkDeployment(t, objs, ns, "helpdesk-scim-operator")
-		dep := find(t, objs, "Deployment", ns, "helpdesk-scim-operator-controller-manager")
-		args := containerArgs(t, dep)
-		for _, want := range []string{"--public-url=https://sso.example.org/scim/v2", "--deletion-policy=delete", "--scim-tls-cert-file=/etc/scim-operator/tls/tls.crt"} {
-			if !slices.Contains(args, want) {
-				t.Errorf("manager args lack %s: %v", want, args)
+		for name, wants := range map[string][]string{
+			"helpdesk-scim-operator-scim":        {"--public-url=https://sso.example.org/scim/v2", "--scim-tls-cert-file=/etc/scim-operator/tls/tls.crt"},
+			"helpdesk-scim-operator-controllers": {"--public-url=https://sso.example.org/scim/v2", "--deletion-policy=delete"},
+		} {
+			dep := find(t, objs, "Deployment", ns, name)
+			args := containerArgs(t, dep)
+			for _, want := range wants {
+				if !slices.Contains(args, want) {
+					t.Errorf("%s: args lack %s: %v", name, want, args)
+				}
+			}
+			ref := databaseSecretRef(t, dep)
+			if ref.Name != "helpdesk-db" || ref.Key != "dsn" || (ref.Optional != nil && *ref.Optional) {
+				t.Errorf("%s: HELPDESK_DATABASE_URL comes from %+v, want the required key dsn of Secret helpdesk-db", name, ref)
+			}
+			// 85 % of 4Gi, in whole MiB.
+			if e := envVar(t, dep, "GOMEMLIMIT"); e == nil || e.Value != "3481MiB" {
+				t.Errorf("%s: with a 4Gi limit GOMEMLIMIT is %+v, want 3481MiB", name, e)
 			}
 		}
-		ref := databaseSecretRef(t, dep)
-		if ref.Name != "helpdesk-db" || ref.Key != "dsn" || (ref.Optional != nil && *ref.Optional) {
-			t.Errorf("HELPDESK_DATABASE_URL comes from %+v, want the required key dsn of Secret helpdesk-db", ref)
-		}
-		// 85 % of 4Gi, in whole MiB.
-		if e := envVar(t, dep, "GOMEMLIMIT"); e == nil || e.Value != "3481MiB" {
-			t.Errorf("with a 4Gi limit GOMEMLIMIT is %+v, want 3481MiB", e)
+		if n := *typed[deployment](t, find(t, objs, "Deployment", ns, "helpdesk-scim-operator-controllers")).Spec.Replicas; n != 3 {
+			t.Errorf("controllers.replicaCount=3 gave %d replicas", n)
 		}
 		// Each egress rule goes to exactly the configured CIDRs.
-		np := find(t, objs, "NetworkPolicy", ns, "helpdesk-scim-operator-controller-manager")
+		np := find(t, objs, "NetworkPolicy", ns, "helpdesk-scim-operator-pods")
 		for port, want := range map[int32][]string{5432: {"10.20.0.0/16", "fd12:3456::/48"}, 3306: {"10.20.0.0/16", "fd12:3456::/48"}, 443: {"192.0.2.10/32"}, 6443: {"192.0.2.10/32"}} {
 			if r := egressRuleFor(t, np, port); r == nil || !slices.Equal(r.To, want) {
 				t.Errorf("egress on port %d goes to %+v, want %v", port, r, want)
@@ -367,8 +456,39 @@ func TestHelmChart(t *testing.T) {
 		objs := decode(t, rendered)
 		checkDeployment(t, objs, ns, "scim-operator")
 		find(t, objs, "Secret", ns, "scim-operator-helpdesk-db")
-		find(t, objs, "PodDisruptionBudget", ns, "scim-operator-controller-manager")
+		find(t, objs, "PodDisruptionBudget", ns, "scim-operator-scim")
+		find(t, objs, "PodDisruptionBudget", ns, "scim-operator-controllers")
 		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
+	})
+
+	// The tenants' token Secrets: RoleBindings in the listed namespaces and
+	// --token-namespaces for the controllers, no ClusterRoleBinding on
+	// Secrets (checkTenantNamespaces), with a database and with SQLite.
+	t.Run("tenant namespaces", func(t *testing.T) {
+		ns := "helpdesk-tenants"
+		tenants := []string{"tenant-a", "tenant-b"}
+		for _, n := range append([]string{ns}, tenants...) {
+			ensureNamespace(t, e, n)
+		}
+		for _, set := range [][]string{
+			{"database.existingSecret=helpdesk-db"},
+			{"database.sqlite.enabled=true", "replicaCount=1"},
+		} {
+			rendered := template(t, "scim-operator", ns, append(set, "tenantNamespaces={"+strings.Join(tenants, ",")+"}")...)
+			objs := decode(t, rendered)
+			checkDeployment(t, objs, ns, "scim-operator")
+			checkTenantNamespaces(t, objs, tenants)
+			for _, n := range tenants {
+				find(t, objs, "RoleBinding", n, "scim-operator-token-secrets-rolebinding")
+			}
+			dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
+		}
+		notes := string(run(t, nil, helm("install", "scim-operator", chart, "--namespace", ns, "--dry-run=client", "--set", "tenantNamespaces={tenant-a,tenant-b}", "--set", "database.existingSecret=db")...))
+		for _, want := range []string{"kubectl apply -n tenant-a -f scimtoken.yaml", "token Secrets in tenant-a, tenant-b only"} {
+			if !strings.Contains(notes, want) {
+				t.Errorf("helm's notes lack %q", want)
+			}
+		}
 	})
 
 	t.Run("one replica", func(t *testing.T) {
@@ -407,7 +527,7 @@ func TestHelmChart(t *testing.T) {
 			{[]string{"goMemLimitPercent=0"}, ""},
 			{[]string{"resources.limits.memory=null"}, ""},
 		} {
-			dep := find(t, decode(t, template(t, releaseName, systemNamespace, c.set...)), "Deployment", systemNamespace, "scim-operator-controller-manager")
+			dep := find(t, decode(t, template(t, releaseName, systemNamespace, c.set...)), "Deployment", systemNamespace, "scim-operator-scim")
 			got := ""
 			if e := envVar(t, dep, "GOMEMLIMIT"); e != nil {
 				got = e.Value
@@ -428,6 +548,10 @@ func TestHelmChart(t *testing.T) {
 		}{
 			{[]string{"deletionPolicy=purge"}, "deletionPolicy must be retain or delete"},
 			{[]string{"leaderElection=false"}, "leaderElection must be true"},
+			{[]string{"controllers.replicaCount=0"}, "controllers.replicaCount must be 1 or more"},
+			{[]string{"serviceAccount.name=x"}, "serviceAccount.name was replaced"},
+			{[]string{"tenantNamespaces={Tenant_A}"}, `"Tenant_A" is not a namespace name`},
+			{[]string{"tenantNamespaces={a,a}"}, "tenantNamespaces lists a namespace twice"},
 			{[]string{"ingress.enabled=false"}, "set publicURL"},
 			{[]string{"scim.tls.enabled=true"}, "scim.tls.secretName is required"},
 			{[]string{"database.url=postgres://x", "database.existingSecret=y"}, "not both"},
@@ -966,272 +1090,6 @@ func checkSizedFor100k(t *testing.T, dep *unstructured.Unstructured) {
 	}
 	if goMemLimit, _, _, ok := goMemLimitRatio(t, dep); ok && goMemLimit < rss {
 		t.Errorf("%s: GOMEMLIMIT %d MiB is below the %d MiB RSS measured at 100,000 users (docs/benchmarks-100k.md)", key(dep), goMemLimit>>20, rss>>20)
-	}
-}
-
-func selects(t *testing.T, what string, sel *metav1.LabelSelector, podLabels map[string]string) {
-	t.Helper()
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil {
-		t.Errorf("%s: bad selector: %v", what, err)
-		return
-	}
-	if s.Empty() || !s.Matches(labels.Set(podLabels)) {
-		t.Errorf("%s selects %v, which does not match the manager Pods' labels %v", what, s, podLabels)
-	}
-}
-
-// checkDeployment checks what the API server cannot: that the objects are
-// wired to each other, and that the manager runs the way the operator is
-// meant to be run. prefix is the name every object starts with.
-func checkDeployment(t *testing.T, objs []*unstructured.Unstructured, ns, prefix string) {
-	t.Helper()
-	t.Logf("rendered: %s", strings.Join(keys(objs), ", "))
-	depU := find(t, objs, "Deployment", ns, prefix+"-controller-manager")
-	dep := typed[deployment](t, depU)
-	pod := dep.Spec.Template
-	podLabels := pod.Labels
-	selects(t, "the Deployment", dep.Spec.Selector, podLabels)
-	if dep.Spec.Replicas == nil || *dep.Spec.Replicas < 1 {
-		t.Errorf("replicas = %v", dep.Spec.Replicas)
-	}
-	if sa := pod.Spec.ServiceAccountName; sa == "" {
-		t.Errorf("the Pods run as the default ServiceAccount")
-	} else {
-		find(t, objs, "ServiceAccount", ns, sa)
-	}
-
-	c := manager(t, depU)
-	args := map[string]string{}
-	for _, a := range c.Args {
-		k, v, _ := strings.Cut(a, "=")
-		args[k] = v
-	}
-	if _, ok := args["--leader-elect"]; !ok && *dep.Spec.Replicas > 1 {
-		t.Errorf("%d replicas without --leader-elect", *dep.Spec.Replicas)
-	}
-	for _, flag := range []string{"--metrics-bind-address", "--health-probe-bind-address", "--scim-bind-address", "--public-url", "--deletion-policy", "--resync-period"} {
-		if args[flag] == "" {
-			t.Errorf("the manager is started without %s: %v", flag, c.Args)
-		}
-	}
-	if c.Image == "" || strings.Contains(c.Image, "gcr.io") || strings.Contains(c.Image, "docker.io") {
-		t.Errorf("image %q: want a plain image name", c.Image)
-	}
-	ports := map[string]int32{}
-	for _, p := range c.Ports {
-		ports[p.Name] = p.ContainerPort
-	}
-	for name, flag := range map[string]string{"scim": "--scim-bind-address", "metrics": "--metrics-bind-address", "health": "--health-probe-bind-address"} {
-		if ports[name] == 0 || args[flag] != fmt.Sprintf(":%d", ports[name]) {
-			t.Errorf("container port %q (%d) does not match %s=%s", name, ports[name], flag, args[flag])
-		}
-	}
-	for probe, path := range map[*corev1.Probe]string{c.LivenessProbe: "/healthz", c.ReadinessProbe: "/readyz"} {
-		if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != path || probe.HTTPGet.Port.String() != "health" {
-			t.Errorf("want an HTTP probe of %s on the health port, got %+v", path, probe)
-		}
-	}
-	if c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
-		t.Errorf("the manager has no memory request or limit: %+v", c.Resources)
-	}
-	sc, psc := c.SecurityContext, pod.Spec.SecurityContext
-	if sc == nil || psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot ||
-		sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
-		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
-		sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") ||
-		psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
-		t.Errorf("the manager is not locked down (non-root, read-only root, no capabilities, RuntimeDefault seccomp): pod %+v, container %+v", psc, sc)
-	}
-	mounts := map[string]bool{}
-	for _, m := range c.VolumeMounts {
-		mounts[m.MountPath] = true
-	}
-	if !mounts["/tmp"] {
-		t.Errorf("read-only root filesystem without a writable /tmp")
-	}
-	// The database comes from HELPDESK_DATABASE_URL, which is only the
-	// default of --helpdesk-database: the flag must not be given.
-	if db, ok := args["--helpdesk-database"]; ok {
-		t.Errorf("the manager is given --helpdesk-database=%s, which would win over HELPDESK_DATABASE_URL", db)
-	}
-	// Either a required Secret (an optional one, missing or misnamed, left
-	// the operator on its built-in SQLite default), or a SQLite file named
-	// outright, on a volume, with one replica (two would each write their
-	// own file).
-	switch dbURL := envVar(t, depU, "HELPDESK_DATABASE_URL"); {
-	case dbURL == nil:
-		t.Errorf("the manager has no HELPDESK_DATABASE_URL: it would run on its built-in SQLite default")
-	case dbURL.ValueFrom != nil && dbURL.ValueFrom.SecretKeyRef != nil:
-		if ref := dbURL.ValueFrom.SecretKeyRef; ref.Optional != nil && *ref.Optional {
-			t.Errorf("HELPDESK_DATABASE_URL comes from an optional Secret key (%s/%s): without the Secret the operator would quietly run on SQLite", ref.Name, ref.Key)
-		}
-	case strings.HasPrefix(dbURL.Value, "sqlite://"):
-		if *dep.Spec.Replicas != 1 {
-			t.Errorf("%d replicas on SQLite (%s): each would write its own file", *dep.Spec.Replicas, dbURL.Value)
-		}
-		file := strings.TrimPrefix(dbURL.Value, "sqlite://")
-		if !strings.HasPrefix(file, "/") || !mounts[filepath.Dir(file)] {
-			t.Errorf("the SQLite file %s is not on a volume (mounts: %v)", file, mounts)
-		}
-	default:
-		t.Errorf("HELPDESK_DATABASE_URL is neither from a Secret nor a SQLite file: %+v", dbURL)
-	}
-	// GOMEMLIMIT leaves 10 to 20 % of the limit to memory the Go runtime
-	// does not count (values.yaml has the formula).
-	if _, _, ratio, ok := goMemLimitRatio(t, depU); ok && (ratio < 0.80 || ratio > 0.90) {
-		t.Errorf("GOMEMLIMIT is %.1f %% of the memory limit, want 80 to 90 %%", 100*ratio)
-	}
-	if *dep.Spec.Replicas > 1 && len(pod.Spec.TopologySpreadConstraints) == 0 && (pod.Spec.Affinity == nil || pod.Spec.Affinity.PodAntiAffinity == nil) {
-		t.Errorf("%d replicas and nothing spreads them over nodes", *dep.Spec.Replicas)
-	}
-	for _, tsc := range pod.Spec.TopologySpreadConstraints {
-		selects(t, "a topology spread constraint", tsc.LabelSelector, podLabels)
-	}
-
-	// Bindings name roles and ServiceAccounts that exist.
-	for _, kind := range []string{"ClusterRoleBinding", "RoleBinding"} {
-		for _, b := range ofKind(objs, kind) {
-			ref := b.Object["roleRef"].(map[string]any)
-			roleNs := ""
-			if ref["kind"] == "Role" {
-				roleNs = b.GetNamespace()
-			}
-			find(t, objs, ref["kind"].(string), roleNs, ref["name"].(string))
-			for _, s := range b.Object["subjects"].([]any) {
-				s := s.(map[string]any)
-				if s["kind"] == "ServiceAccount" {
-					find(t, objs, "ServiceAccount", s["namespace"].(string), s["name"].(string))
-					if s["name"] != pod.Spec.ServiceAccountName {
-						t.Errorf("%s binds %v, not the manager's ServiceAccount", key(b), s["name"])
-					}
-				}
-			}
-		}
-	}
-	if len(ofKind(objs, "ClusterRoleBinding")) == 0 {
-		t.Errorf("nothing binds the manager's ClusterRole")
-	}
-	var leaseRule bool
-	for _, r := range ofKind(objs, "Role") {
-		leaseRule = leaseRule || strings.Contains(string(mustYAML(t, r)), "leases")
-	}
-	if !leaseRule {
-		t.Errorf("no Role lets the manager hold a leader-election Lease")
-	}
-
-	// Services select the Pods and target named container ports.
-	svcPorts := map[string][]corev1.ServicePort{}
-	for _, s := range ofKind(objs, "Service") {
-		svc := typed[corev1.Service](t, s)
-		selects(t, key(s), &metav1.LabelSelector{MatchLabels: svc.Spec.Selector}, podLabels)
-		for _, p := range svc.Spec.Ports {
-			if ports[p.TargetPort.String()] == 0 {
-				t.Errorf("%s targets port %s, which the manager does not have", key(s), p.TargetPort.String())
-			}
-		}
-		svcPorts[svc.Name] = svc.Spec.Ports
-	}
-	if len(svcPorts) < 2 {
-		t.Errorf("want a SCIM and a metrics Service, got %v", svcPorts)
-	}
-
-	// The Ingress reaches a Service port that targets SCIM, at the public URL.
-	for _, i := range ofKind(objs, "Ingress") {
-		ing := typed[struct {
-			Spec struct {
-				IngressClassName *string `json:"ingressClassName"`
-				TLS              []struct {
-					Hosts      []string `json:"hosts"`
-					SecretName string   `json:"secretName"`
-				} `json:"tls"`
-				Rules []struct {
-					Host string `json:"host"`
-					HTTP struct {
-						Paths []struct {
-							Path     string `json:"path"`
-							PathType string `json:"pathType"`
-							Backend  struct {
-								Service struct {
-									Name string `json:"name"`
-									Port struct {
-										Name   string `json:"name"`
-										Number int32  `json:"number"`
-									} `json:"port"`
-								} `json:"service"`
-							} `json:"backend"`
-						} `json:"paths"`
-					} `json:"http"`
-				} `json:"rules"`
-			} `json:"spec"`
-		}](t, i)
-		if len(ing.Spec.TLS) == 0 || len(ing.Spec.Rules) != 1 || len(ing.Spec.Rules[0].HTTP.Paths) != 1 {
-			t.Errorf("%s: want TLS and one rule with one path", key(i))
-			continue
-		}
-		rule := ing.Spec.Rules[0]
-		path := rule.HTTP.Paths[0]
-		if !slices.Contains(ing.Spec.TLS[0].Hosts, rule.Host) {
-			t.Errorf("%s: TLS hosts %v do not cover %s", key(i), ing.Spec.TLS[0].Hosts, rule.Host)
-		}
-		if want := "https://" + rule.Host + path.Path; args["--public-url"] != want {
-			t.Errorf("--public-url=%s, but the Ingress publishes %s", args["--public-url"], want)
-		}
-		backend := path.Backend.Service
-		var ok bool
-		for _, p := range svcPorts[backend.Name] {
-			ok = ok || (p.Name == backend.Port.Name && p.TargetPort.String() == "scim")
-		}
-		if !ok {
-			t.Errorf("%s: backend %s port %q is not a Service port targeting SCIM", key(i), backend.Name, backend.Port.Name)
-		}
-	}
-
-	for _, p := range ofKind(objs, "PodDisruptionBudget") {
-		pdb := typed[struct {
-			Spec struct {
-				MinAvailable any                   `json:"minAvailable"`
-				Selector     *metav1.LabelSelector `json:"selector"`
-			} `json:"spec"`
-		}](t, p)
-		selects(t, key(p), pdb.Spec.Selector, podLabels)
-		// A budget as large as the replica count lets no node drain.
-		if n, ok := pdb.Spec.MinAvailable.(float64); ok && int32(n) >= *dep.Spec.Replicas {
-			t.Errorf("%s: minAvailable %v with %d replicas blocks every node drain", key(p), n, *dep.Spec.Replicas)
-		}
-	}
-	for _, n := range ofKind(objs, "NetworkPolicy") {
-		np := typed[struct {
-			Spec struct {
-				PodSelector metav1.LabelSelector `json:"podSelector"`
-				Ingress     []struct {
-					Ports []struct {
-						Port any `json:"port"`
-					} `json:"ports"`
-				} `json:"ingress"`
-			} `json:"spec"`
-		}](t, n)
-		selects(t, key(n), &np.Spec.PodSelector, podLabels)
-		for _, r := range np.Spec.Ingress {
-			for _, p := range r.Ports {
-				if name, ok := p.Port.(string); ok && ports[name] == 0 {
-					t.Errorf("%s allows port %q, which the manager does not have", key(n), name)
-				}
-			}
-		}
-		// Out, only DNS may go to any address; everything else goes to
-		// named CIDRs.
-		for _, r := range egressRules(t, n) {
-			if len(r.To) == 0 && !slices.Equal(r.Ports, []int32{53, 53}) {
-				t.Errorf("%s lets the Pods connect to any address on ports %v", key(n), r.Ports)
-			}
-		}
-	}
-	if *dep.Spec.Replicas < 2 && len(ofKind(objs, "PodDisruptionBudget")) > 0 {
-		t.Errorf("%d replica and a PodDisruptionBudget: it would block every node drain", *dep.Spec.Replicas)
-	}
-	if *dep.Spec.Replicas > 1 && len(ofKind(objs, "PodDisruptionBudget")) == 0 {
-		t.Errorf("%d replicas without a PodDisruptionBudget", *dep.Spec.Replicas)
 	}
 }
 

@@ -1,7 +1,8 @@
 {{/*
 Names. The fullname is the release name, or "<release>-scim-operator" when the
 release name does not already say scim-operator; objects are named after it
-the way config/default names them ("<fullname>-controller-manager", ...).
+the way config/default names them ("<fullname>-scim", "<fullname>-controllers",
+...).
 */}}
 {{- define "scim-operator.name" -}}
 {{- .Chart.Name | trunc 63 | trimSuffix "-" }}
@@ -28,18 +29,65 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
-{{/* Labels that select the manager Pods; never change them on upgrade. */}}
-{{- define "scim-operator.selectorLabels" -}}
+{{/*
+Labels every Pod of the release carries, the SCIM server's and the
+controllers': the metrics Service and the common NetworkPolicy select them.
+*/}}
+{{- define "scim-operator.instanceLabels" -}}
 app.kubernetes.io/name: {{ include "scim-operator.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: manager
 {{- end }}
 
-{{- define "scim-operator.serviceAccountName" -}}
+{{/*
+Labels that select the Pods of one Deployment: (list $ "scim") or
+(list $ "controllers"). Never change them on upgrade. The SCIM Service, the
+Ingress behind it and the SCIM port's NetworkPolicy select "scim", which with
+database.sqlite.enabled is the one Pod running everything.
+*/}}
+{{- define "scim-operator.selectorLabels" -}}
+{{- include "scim-operator.instanceLabels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "scim-operator.scimServiceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
-{{- default (printf "%s-controller-manager" (include "scim-operator.fullname" .)) .Values.serviceAccount.name }}
+{{- default (printf "%s-scim" (include "scim-operator.fullname" .)) .Values.serviceAccount.scimName }}
 {{- else }}
-{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- required "serviceAccount.scimName is required when serviceAccount.create is false" .Values.serviceAccount.scimName }}
+{{- end }}
+{{- end }}
+
+{{- define "scim-operator.controllersServiceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (printf "%s-controllers" (include "scim-operator.fullname" .)) .Values.serviceAccount.controllersName }}
+{{- else }}
+{{- required "serviceAccount.controllersName is required when serviceAccount.create is false" .Values.serviceAccount.controllersName }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Deployments, as YAML under "parts" (read with fromYaml): name (the
+Deployment is <fullname>-<name>, its Pods labelled component <name>), run
+(--component), replicas and serviceAccount. SQLite is a file in one Pod that
+both parts open, so then one Pod runs both, as the controllers' ServiceAccount.
+*/}}
+{{- define "scim-operator.parts" -}}
+{{- $controllersSA := include "scim-operator.controllersServiceAccountName" . }}
+parts:
+{{- if include "scim-operator.sqlite" . }}
+- name: scim
+  run: all
+  replicas: {{ int .Values.replicaCount }}
+  serviceAccount: {{ $controllersSA }}
+{{- else }}
+- name: scim
+  run: scim
+  replicas: {{ int .Values.replicaCount }}
+  serviceAccount: {{ include "scim-operator.scimServiceAccountName" . }}
+- name: controllers
+  run: controllers
+  replicas: {{ int .Values.controllers.replicaCount }}
+  serviceAccount: {{ $controllersSA }}
 {{- end }}
 {{- end }}
 
@@ -118,10 +166,33 @@ quantities). Empty without a memory limit or with goMemLimitPercent 0.
 {{- if not (has .Values.deletionPolicy (list "retain" "delete")) }}
 {{- fail (printf "deletionPolicy must be retain or delete, not %q" .Values.deletionPolicy) }}
 {{- end }}
-{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection) }}
-{{- fail "leaderElection must be true when replicaCount is above 1: two replicas would both run the controllers" }}
+{{- if hasKey .Values.serviceAccount "name" }}
+{{- fail "serviceAccount.name was replaced by serviceAccount.scimName and serviceAccount.controllersName: the SCIM server and the controllers run as separate ServiceAccounts" }}
+{{- end }}
+{{- if lt (int .Values.replicaCount) 1 }}
+{{- fail "replicaCount must be 1 or more: the SCIM server's Pods serve the endpoint" }}
 {{- end }}
 {{- $db := .Values.database }}
+{{- if not $db.sqlite.enabled }}
+{{- if lt (int .Values.controllers.replicaCount) 1 }}
+{{- fail "controllers.replicaCount must be 1 or more: without the controllers no token is issued and nothing reaches the helpdesk database" }}
+{{- end }}
+{{- if and (gt (int .Values.controllers.replicaCount) 1) (not .Values.leaderElection) }}
+{{- fail "leaderElection must be true when controllers.replicaCount is above 1: two replicas would both run the controllers" }}
+{{- end }}
+{{- end }}
+{{- if not (kindIs "slice" (.Values.tenantNamespaces | default list)) }}
+{{- fail "tenantNamespaces must be a list of namespaces, such as [helpdesk]" }}
+{{- end }}
+{{- $tenants := .Values.tenantNamespaces | default list }}
+{{- range $tenants }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" (toString .)) }}
+{{- fail (printf "tenantNamespaces: %q is not a namespace name (lower-case letters, digits and '-', at most 63)" (toString .)) }}
+{{- end }}
+{{- end }}
+{{- if ne (len $tenants) (len (uniq $tenants)) }}
+{{- fail (printf "tenantNamespaces lists a namespace twice: %v" $tenants) }}
+{{- end }}
 {{- if and $db.sqlite.enabled (gt (int .Values.replicaCount) 1) }}
 {{- fail (printf "database.sqlite.enabled with replicaCount %d: SQLite is a file inside one Pod, so every replica would write its own and a new leader would start from an empty one. Either set replicaCount: 1 (trying out), or use PostgreSQL or MySQL for more replicas: set database.existingSecret (a Secret holding the URL) or database.url, and leave database.sqlite.enabled false" (int .Values.replicaCount)) }}
 {{- end }}
