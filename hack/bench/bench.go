@@ -39,6 +39,7 @@ type bench struct {
 	apiHost string
 	hc      *http.Client // operator metrics
 	demo    *scimClient
+	large   *scimClient // the cycle's tenant, for section 5
 	db      *sql.DB
 }
 

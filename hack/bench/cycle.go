@@ -133,17 +133,22 @@ func groupSizes(n, groups int) []int {
 // newTenant creates a ScimToken in the cycle's namespace and returns a
 // client once the SCIM server accepts its token.
 func (b *bench) newTenant(ctx context.Context) (*scimClient, error) {
+	return b.newTenantIn(ctx, cycleNS, cycleToken, "make bench: Entra-like initial cycle")
+}
+
+// newTenantIn is newTenant for any namespace and token name.
+func (b *bench) newTenantIn(ctx context.Context, ns, token, description string) (*scimClient, error) {
 	tk := &scimv1.ScimToken{
-		ObjectMeta: metav1.ObjectMeta{Name: cycleToken, Namespace: cycleNS},
-		Spec:       scimv1.ScimTokenSpec{Description: "make bench: Entra-like initial cycle"},
+		ObjectMeta: metav1.ObjectMeta{Name: token, Namespace: ns},
+		Spec:       scimv1.ScimTokenSpec{Description: description},
 	}
 	if err := b.kube.Create(ctx, tk); err != nil {
-		return nil, fmt.Errorf("creating ScimToken %s/%s: %w", cycleNS, cycleToken, err)
+		return nil, fmt.Errorf("creating ScimToken %s/%s: %w", ns, token, err)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		var s corev1.Secret
-		err := b.kube.Get(ctx, client.ObjectKey{Namespace: cycleNS, Name: cycleToken + "-token"}, &s)
+		err := b.kube.Get(ctx, client.ObjectKey{Namespace: ns, Name: token + "-token"}, &s)
 		if err == nil && len(s.Data["token"]) > 0 {
 			c := &scimClient{base: b.st.endpoint, token: string(s.Data["token"]), hc: b.hc}
 			if c.accepted(ctx) {
@@ -152,7 +157,7 @@ func (b *bench) newTenant(ctx context.Context) (*scimClient, error) {
 		}
 		sleep(ctx, 200*time.Millisecond)
 	}
-	return nil, fmt.Errorf("the token of ScimToken %s/%s was not accepted within 2 minutes", cycleNS, cycleToken)
+	return nil, fmt.Errorf("the token of ScimToken %s/%s was not accepted within 2 minutes", ns, token)
 }
 
 type dbCounts struct{ users, members, managers int }
@@ -185,6 +190,7 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 	if err != nil {
 		return err
 	}
+	b.large = sc
 	progress("memory before the cycle (quiet %s)", o.Quiet)
 	res.Memory.Base = b.memory(ctx)
 	lagBefore, err := b.opMetrics(ctx)

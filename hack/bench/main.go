@@ -1,7 +1,8 @@
 // Command bench measures scim-operator on this machine against the limit
 // of its own control plane: raw API server creates (the baseline), SCIM
 // operations at several concurrencies, an Entra-like initial provisioning
-// cycle with the lag to the helpdesk database, and the operator's memory.
+// cycle with the lag to the helpdesk database, the operator's memory, and
+// worst-case queries against that tenant while another one provisions.
 // It starts `scim-operator dev` as a child process and prints a table; the
 // results go to JSON and to Markdown (docs/benchmarks.md).
 //
@@ -36,6 +37,8 @@ type options struct {
 	FilterGets     int           `json:"filterGets"`
 	Quiet          time.Duration `json:"quiet"`
 	SyncTimeout    time.Duration `json:"syncTimeout"`
+	VictimUsers    int           `json:"hostileVictimUsersPerPhase"`
+	HostileAtOnce  int           `json:"hostileConcurrency"`
 	JSONPath       string        `json:"-"`
 	MarkdownPath   string        `json:"-"`
 	KeepState      bool          `json:"-"`
@@ -44,6 +47,7 @@ type options struct {
 	Args           []string      `json:"args"`
 	levelsFlag     string
 	skipMicrobench bool
+	skipHostile    bool
 }
 
 var started = time.Now()
@@ -71,6 +75,9 @@ func main() {
 	fs.StringVar(&o.HeapProfile, "heap-profile", "", "Write the operator's heap profile after the cycle to this file (read it with go tool pprof -top FILE).")
 	fs.StringVar(&o.ControlPlane, "control-plane-dir", "", "Folder with kube-apiserver and etcd (default: what hack/controlplane/build.sh prints).")
 	fs.BoolVar(&o.skipMicrobench, "skip-microbench", false, "Skip sections 1 and 2 (baseline and SCIM operations).")
+	fs.IntVar(&o.VictimUsers, "hostile-victim-users", 1000, "Section 5: users another tenant provisions in each kind of phase (alone, then beside the hostile queries).")
+	fs.IntVar(&o.HostileAtOnce, "hostile-concurrency", 8, "Section 5: worst-case queries running at once against the cycle's tenant.")
+	fs.BoolVar(&o.skipHostile, "skip-hostile", false, "Skip section 5 (hostile queries beside another tenant's provisioning).")
 	fromJSON := fs.String("from-json", "", "Measure nothing: render --markdown again from a results file of an earlier run.")
 	_ = fs.Parse(os.Args[1:])
 	o.Args = os.Args[1:]
@@ -82,8 +89,8 @@ func main() {
 		}
 		o.Levels = append(o.Levels, n)
 	}
-	if o.Ops < 100 || o.Users < 100 || o.Concurrency < 1 || o.Groups < 2 {
-		fmt.Fprintln(os.Stderr, "bench: --ops and --users must be at least 100, --groups at least 2")
+	if o.Ops < 100 || o.Users < 100 || o.Concurrency < 1 || o.Groups < 2 || o.VictimUsers < 2*hostileRounds || o.HostileAtOnce < 1 {
+		fmt.Fprintln(os.Stderr, "bench: --ops and --users must be at least 100, --groups at least 2, --hostile-victim-users at least 4, --hostile-concurrency at least 1")
 		os.Exit(2)
 	}
 	if *fromJSON != "" {
@@ -150,6 +157,11 @@ func run(ctx context.Context, o *options) (retErr error) {
 	}
 	if err := b.cycle(ctx, res); err != nil {
 		return err
+	}
+	if !o.skipHostile {
+		if err := b.hostile(ctx, res); err != nil {
+			return err
+		}
 	}
 	res.FinishedAt = time.Now().UTC()
 	res.Machine.LoadAtEnd = loadAvg()

@@ -30,6 +30,7 @@ type Results struct {
 	Objects        map[string]map[string]int64 `json:"objects"`
 	StorageObjects map[string]float64          `json:"apiserverStorageObjects,omitempty"`
 	FilterGet      OpResult                    `json:"filterGetAtEnd"`
+	Hostile        *HostileResult              `json:"hostile,omitempty"`
 	Targets        []Target                    `json:"targets"`
 	Causes         []string                    `json:"causes,omitempty"`
 	// HeapTop is `go tool pprof -top` of the heap profile (--heap-profile).
@@ -420,6 +421,9 @@ func printTable(out io.Writer, r *Results) {
 	}
 	fg := r.FilterGet
 	fmt.Fprintf(out, "filter GET at %d users (n=%d, c=1): p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, errors %d\n", c.Users, fg.Count, fg.P50ms, fg.P95ms, fg.P99ms, fg.Errors)
+	if r.Hostile != nil {
+		printHostile(out, r.Hostile)
+	}
 	fmt.Fprintf(out, "\n== Targets (issue 8)\n")
 	for _, t := range r.Targets {
 		fmt.Fprintf(out, "- %s: %s -> %s\n", t.Target, t.Measured, t.Status)
@@ -469,8 +473,12 @@ func writeMarkdown(path string, r *Results) error {
 		cmdline = "go run ./hack/bench " + strings.Join(o.Args, " ") + "`"
 	}
 	p("| command | `%s |\n", cmdline)
-	p("| flags | users %d, concurrency %d, levels %v, %d SCIM requests per operation and level, %d baseline objects per level, %d group PATCHes per level, %d groups, %d filter GETs, quiet %s |\n\n",
-		o.Users, o.Concurrency, o.Levels, o.Ops, o.BaselineN, o.GroupPatches, o.Groups, o.FilterGets, o.Quiet)
+	hostile := ""
+	if r.Hostile != nil {
+		hostile = fmt.Sprintf(", %d hostile queries at once beside %d victim users per phase", o.HostileAtOnce, o.VictimUsers)
+	}
+	p("| flags | users %d, concurrency %d, levels %v, %d SCIM requests per operation and level, %d baseline objects per level, %d group PATCHes per level, %d groups, %d filter GETs, quiet %s%s |\n\n",
+		o.Users, o.Concurrency, o.Levels, o.Ops, o.BaselineN, o.GroupPatches, o.Groups, o.FilterGets, o.Quiet, hostile)
 
 	p("## Targets (issue 8)\n\n| target | measured | result |\n|---|---|---|\n")
 	for _, t := range r.Targets {
@@ -567,6 +575,10 @@ func writeMarkdown(path string, r *Results) error {
 	p("\nFilter GET (`GET /Users?filter=userName eq \"…\"`, existing users) with %d users in the tenant, %d requests at concurrency 1: ", c.Users, fg.Count)
 	p("p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, errors %d.\n", fg.P50ms, fg.P95ms, fg.P99ms, fg.Errors)
 
+	if r.Hostile != nil {
+		markdownHostile(p, r.Hostile)
+	}
+
 	if r.HeapTop != "" {
 		p("\n## Heap profile after the cycle\n\n")
 		p("The operator's live heap after a forced collection (`--heap-profile`; `go tool pprof -top -sample_index=inuse_space`), the largest entries:\n\n```text\n%s\n```\n", r.HeapTop)
@@ -587,6 +599,9 @@ func writeMarkdown(path string, r *Results) error {
 	p("\n## Not measured in this run\n\n")
 	if c.Users < 100000 {
 		p("- Memory, object count and filter GET latency at 100,000 users: `make bench-100k` measures them (about 35 minutes on this machine) and writes docs/benchmarks-100k.md; the latest such run is there.\n")
+	}
+	if r.Hostile == nil {
+		p("- Hostile queries beside another tenant (section 5): not run (`--skip-hostile`, or a run from before the section existed).\n")
 	}
 	p("- CPU profiles: not taken by this program (the operator serves /debug/pprof/profile while it runs); the explanations above come from the API request counts measured here.\n")
 	p("- PostgreSQL and MySQL as the helpdesk database: the dev stack uses SQLite.\n")
