@@ -17,15 +17,18 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/tokens"
@@ -138,6 +141,31 @@ type ScimTokenReconciler struct {
 	// EndpointBaseURL is the public SCIM base URL, the same for every
 	// tenant (the token identifies the tenant).
 	EndpointBaseURL string
+	// Namespaces are the tenant namespaces whose Secrets this controller
+	// may manage (--token-namespaces); a ScimToken elsewhere is not Ready
+	// with reason NamespaceNotServed and its Secrets are never touched.
+	// Empty: every namespace.
+	Namespaces []string
+	// AdoptableSecrets reads the Secrets labelled adoptable, through a
+	// cache of its own (the manager's cache holds only the Secrets this
+	// controller generated). SetupWithManager makes it.
+	AdoptableSecrets client.Reader
+}
+
+// ReasonNamespaceNotServed: the ScimToken's namespace is not one of the
+// controller's tenant namespaces.
+const ReasonNamespaceNotServed = "NamespaceNotServed"
+
+// GeneratedSecretSelector selects the Secrets this controller generates;
+// the manager's Secret cache should be limited to it (operator.New does),
+// so that the leader holds no other Secret of the cluster in memory.
+func GeneratedSecretSelector() labels.Selector {
+	return labels.SelectorFromSet(labels.Set{scimv1.LabelManagedBy: scimv1.ManagerName})
+}
+
+// serves reports whether namespace is one of the tenant namespaces.
+func (r *ScimTokenReconciler) serves(namespace string) bool {
+	return len(r.Namespaces) == 0 || slices.Contains(r.Namespaces, namespace)
 }
 
 // +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=scimtokens,verbs=get;list;watch;patch,roleName=controller-role
@@ -172,11 +200,38 @@ func (r *ScimTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return fmt.Errorf("indexing ScimTokens by %s: %w", indexSecretRefName, err)
 	}
-	err := ctrl.NewControllerManagedBy(mgr).
+	// Adopted Secrets are watched through a cache of their own that holds
+	// only Secrets labelled adoptable: one selector cannot say "generated
+	// or adoptable", and no other Secret of a namespace is ever held.
+	adoptOpts := cache.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(),
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {
+			Label: labels.SelectorFromSet(labels.Set{scimv1.LabelAdoptable: "true"})}}}
+	if len(r.Namespaces) > 0 {
+		adoptOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range r.Namespaces {
+			adoptOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	adoptCache, err := cache.New(mgr.GetConfig(), adoptOpts)
+	if err != nil {
+		return fmt.Errorf("creating the cache of adoptable Secrets: %w", err)
+	}
+	if err := mgr.Add(adoptCache); err != nil {
+		return err
+	}
+	if r.AdoptableSecrets == nil {
+		r.AdoptableSecrets = adoptCache
+	}
+	err = ctrl.NewControllerManagedBy(mgr).
 		Named("scimtoken").
 		For(&scimv1.ScimToken{}).
 		Owns(&corev1.Secret{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.scimTokensForSecret)).
+		WatchesRawSource(source.Kind(adoptCache, &corev1.Secret{},
+			handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, s *corev1.Secret) []reconcile.Request {
+				return r.scimTokensForSecret(ctx, s)
+			}))).
 		Complete(r)
 	if err != nil {
 		return fmt.Errorf("creating the ScimToken controller: %w", err)
@@ -239,6 +294,9 @@ func (r *ScimTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 
+	if !r.serves(tok.Namespace) {
+		return ctrl.Result{}, r.notServed(ctx, tok)
+	}
 	if !tok.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, tok)
 	}
@@ -283,6 +341,30 @@ func (r *ScimTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: requeueAfter(tok, st, now)}, nil
+}
+
+// notServed handles a ScimToken outside the tenant namespaces: no token is
+// accepted (status names none) and its Secrets are never touched, since
+// this controller may not (the token-secrets role is not bound there).
+func (r *ScimTokenReconciler) notServed(ctx context.Context, tok *scimv1.ScimToken) error {
+	if !tok.DeletionTimestamp.IsZero() {
+		if !controllerutil.ContainsFinalizer(tok, scimv1.FinalizerToken) {
+			return nil
+		}
+		patch := client.MergeFrom(tok.DeepCopy())
+		controllerutil.RemoveFinalizer(tok, scimv1.FinalizerToken)
+		return r.Patch(ctx, tok, patch)
+	}
+	base := tok.DeepCopy()
+	s := &tok.Status
+	s.Fingerprint, s.PreviousFingerprint, s.IssuedAt, s.PreviousValidUntil, s.NextRotationAt = "", "", nil, nil, nil
+	s.Pending, s.Endpoint = nil, r.EndpointBaseURL
+	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: scimv1.ConditionReady, Status: metav1.ConditionFalse,
+		Reason: ReasonNamespaceNotServed, ObservedGeneration: tok.Generation,
+		Message: fmt.Sprintf("the operator manages token Secrets only in the namespaces %s (--token-namespaces, the chart's tenantNamespaces): "+
+			"no token is accepted here; add %s to that list", strings.Join(r.Namespaces, ", "), tok.Namespace)})
+	s.ObservedGeneration = tok.Generation
+	return r.patchStatus(ctx, base, tok)
 }
 
 // reconcileDelete revokes the tokens: the Authenticator already refuses a
@@ -342,6 +424,18 @@ func (r *ScimTokenReconciler) reconcileGenerated(ctx context.Context, base, tok 
 	name := generatedSecretName(tok)
 	secret := &corev1.Secret{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: name}, secret)
+	if apierrors.IsNotFound(err) {
+		// The cache holds only Secrets labelled as generated: one of this
+		// name made by someone else (or stripped of the label) is invisible
+		// to it. The live read finds it, and the checks below judge it.
+		live := &corev1.Secret{}
+		switch lerr := r.APIReader.Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: name}, live); {
+		case lerr == nil:
+			secret, err = live, nil
+		case !apierrors.IsNotFound(lerr):
+			return nil, fmt.Errorf("reading Secret %s from the API server: %w", name, lerr)
+		}
+	}
 	if apierrors.IsNotFound(err) {
 		if err := r.confirmFresh(ctx, tok, name, nil); err != nil {
 			return nil, err
@@ -653,13 +747,24 @@ func (r *ScimTokenReconciler) reconcileAdopted(ctx context.Context, tok *scimv1.
 	defer func() { r.emit(ctx, tok, notes) }()
 
 	secret := &corev1.Secret{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: ref.Name}, secret); err != nil {
+	if err := r.adoptableReader().Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: ref.Name}, secret); err != nil {
 		if !apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("reading Secret %s: %w", ref.Name, err)
 		}
-		st.problemReason = ReasonSecretMissing
-		st.problemMessage = fmt.Sprintf("Secret %s does not exist: no token is accepted until it does", ref.Name)
-		return st, nil
+		// Not labelled adoptable, or missing: only metadata is needed to
+		// tell which, and the value is never read.
+		md := &metav1.PartialObjectMetadata{}
+		md.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		switch lerr := r.APIReader.Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: ref.Name}, md); {
+		case lerr == nil:
+			secret.ObjectMeta = md.ObjectMeta // labels only; adoptable() refuses it below
+		case apierrors.IsNotFound(lerr):
+			st.problemReason = ReasonSecretMissing
+			st.problemMessage = fmt.Sprintf("Secret %s does not exist: no token is accepted until it does", ref.Name)
+			return st, nil
+		default:
+			return nil, fmt.Errorf("reading Secret %s from the API server: %w", ref.Name, lerr)
+		}
 	}
 	// Nothing about the value is looked at before the Secret opts in: its
 	// fingerprint in status would be a hash oracle for any Secret in the
@@ -917,6 +1022,15 @@ func rotationNote(st *tokenState, p *scimv1.PendingToken, why string) note {
 
 // adoptable says whether a Secret opted in to adoption.
 func adoptable(s *corev1.Secret) bool { return s.Labels[scimv1.LabelAdoptable] == "true" }
+
+// adoptableReader reads adoptable Secrets: their own cache, else (a
+// reconciler built without SetupWithManager) the client.
+func (r *ScimTokenReconciler) adoptableReader() client.Reader {
+	if r.AdoptableSecrets != nil {
+		return r.AdoptableSecrets
+	}
+	return r.Client
+}
 
 // stillAccepted says which of status's tokens still work, for messages.
 func stillAccepted(st *tokenState) string {

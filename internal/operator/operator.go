@@ -225,13 +225,19 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
+	// The only Secrets cached are those the token controller generated
+	// (adopted ones have a cache of their own, see controllers), in the
+	// tenant namespaces when they are listed: no other credential of the
+	// cluster is held in memory, and memory does not follow unrelated
+	// Helm releases.
+	secrets := cache.ByObject{Label: controllers.GeneratedSecretSelector()}
 	if len(o.TokenNamespaces) > 0 {
-		secrets := cache.ByObject{Namespaces: map[string]cache.Config{}}
+		secrets.Namespaces = map[string]cache.Config{}
 		for _, ns := range o.TokenNamespaces {
 			secrets.Namespaces[ns] = cache.Config{}
 		}
-		cacheOpts.ByObject = map[client.Object]cache.ByObject{&corev1.Secret{}: secrets}
 	}
+	cacheOpts.ByObject = map[client.Object]cache.ByObject{&corev1.Secret{}: secrets}
 	mopts := ctrl.Options{
 		Scheme:                        o.Scheme,
 		Logger:                        o.Log,
@@ -269,7 +275,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	}
 	if o.Component.runsControllers() {
 		if err := (&controllers.ScimTokenReconciler{
-			Client: writer, Scheme: mgr.GetScheme(), EndpointBaseURL: o.PublicURL,
+			Client: writer, Scheme: mgr.GetScheme(), EndpointBaseURL: o.PublicURL, Namespaces: o.TokenNamespaces,
 		}).SetupWithManager(mgr); err != nil {
 			return nil, err
 		}

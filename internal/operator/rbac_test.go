@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -21,6 +22,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/controllers"
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
 	"github.com/scim-operator/scim-operator/internal/installkey"
 	"github.com/scim-operator/scim-operator/internal/operator"
@@ -193,6 +196,27 @@ func TestLeastPrivilege(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A ScimToken outside the tenant namespaces gets no token and says why;
+	// the controllers touch no Secret there.
+	if err := env.Client.Create(ctx, &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: "elsewhere"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() error {
+		var tok scimv1.ScimToken
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: other, Name: "elsewhere"}, &tok); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady)
+		if c == nil || c.Reason != controllers.ReasonNamespaceNotServed || tok.Status.Fingerprint != "" {
+			return fmt.Errorf("a ScimToken outside the tenant namespaces: Ready %+v, fingerprint %q", c, tok.Status.Fingerprint)
+		}
+		return nil
+	})
+	var secrets corev1.SecretList
+	if err := env.Client.List(ctx, &secrets, client.InNamespace(other)); err != nil || len(secrets.Items) != 0 {
+		t.Errorf("Secrets in a namespace the controllers do not serve: %d, %v", len(secrets.Items), err)
+	}
 
 	// What the roles must not allow.
 	forbidden := func(what string, cfg *rest.Config, do func(c client.Client) error) {
