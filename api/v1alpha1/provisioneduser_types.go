@@ -80,14 +80,17 @@ type ProvisionedUserSpec struct {
 
 	// Active is false for a user the identity provider disabled or
 	// soft-deleted. Inactive users stay readable over SCIM so that the
-	// identity provider finds them again when they are re-enabled.
-	// +kubebuilder:default=true
+	// identity provider finds them again when they are re-enabled. Unset
+	// (never sent, or removed with a PATCH) counts as active for the
+	// helpdesk, and is returned over SCIM as absent, as it was stored.
 	// +optional
 	Active *bool `json:"active,omitempty"`
 
-	// Emails of the user. Every value must look like an email address.
+	// Emails of the user, as the identity provider sent them. RFC 7643
+	// §4.1.2 says values SHOULD be RFC 5321 addresses, not MUST: a value
+	// that is not one is stored as sent, and the SCIM server reports it
+	// with a Warning event (reason EmailNotAnAddress) on the user.
 	// +kubebuilder:validation:MaxItems=64
-	// +kubebuilder:validation:XValidation:rule="self.all(e, !has(e.value) || e.value.matches('^[^@ ]+@[^@ ]+$'))",message="every emails[].value must look like an email address (name@domain)"
 	// +listType=atomic
 	// +optional
 	Emails []MultiValuedAttribute `json:"emails,omitempty"`
@@ -127,6 +130,13 @@ type ProvisionedUserSpec struct {
 	// +listType=atomic
 	// +optional
 	Entitlements []MultiValuedAttribute `json:"entitlements,omitempty"`
+
+	// X509Certificates are the user's certificates, each a base64-encoded
+	// DER value as sent (RFC 7643 §4.1.2, type binary).
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	X509Certificates []X509Certificate `json:"x509Certificates,omitempty"`
 
 	// Enterprise holds the enterprise extension
 	// (urn:ietf:params:scim:schemas:extension:enterprise:2.0:User).
@@ -191,6 +201,34 @@ type MultiValuedAttribute struct {
 	// Primary marks the preferred element; at most one element is primary.
 	// +optional
 	Primary bool `json:"primary,omitempty"`
+	// NotPrimary records a "primary": false the identity provider sent, so
+	// that it is returned as sent rather than as absent (a SCIM client
+	// reads back what it stored). Never set together with primary.
+	// +optional
+	NotPrimary bool `json:"notPrimary,omitempty"`
+}
+
+// X509Certificate is one element of x509Certificates: a MultiValuedAttribute
+// whose value, a base64-encoded DER certificate, may be longer.
+type X509Certificate struct {
+	// Value is the base64-encoded DER certificate.
+	// +kubebuilder:validation:MaxLength=16384
+	// +optional
+	Value string `json:"value,omitempty"`
+	// Display is a human-readable form of the value.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Display string `json:"display,omitempty"`
+	// Type is a label for the certificate.
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Type string `json:"type,omitempty"`
+	// Primary marks the preferred certificate.
+	// +optional
+	Primary bool `json:"primary,omitempty"`
+	// NotPrimary records a "primary": false the identity provider sent.
+	// +optional
+	NotPrimary bool `json:"notPrimary,omitempty"`
 }
 
 // Address is a physical mailing address (RFC 7643 §4.1.2).
@@ -226,6 +264,9 @@ type Address struct {
 	// Primary marks the preferred address.
 	// +optional
 	Primary bool `json:"primary,omitempty"`
+	// NotPrimary records a "primary": false the identity provider sent.
+	// +optional
+	NotPrimary bool `json:"notPrimary,omitempty"`
 }
 
 // EnterpriseUser is the enterprise extension of a user (RFC 7643 §4.3).
@@ -303,7 +344,7 @@ type ProvisionedUser struct {
 	Status ProvisionedUserStatus `json:"status,omitempty"`
 }
 
-// IsActive reports spec.active, which defaults to true.
+// IsActive reports spec.active; unset counts as active.
 func (u *ProvisionedUser) IsActive() bool { return u.Spec.Active == nil || *u.Spec.Active }
 
 // +kubebuilder:object:root=true
