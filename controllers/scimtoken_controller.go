@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -146,6 +147,9 @@ type ScimTokenReconciler struct {
 	// with reason NamespaceNotServed and its Secrets are never touched.
 	// Empty: every namespace.
 	Namespaces []string
+	// Fingerprints keys the fingerprints written to status (required: the
+	// installation key's fingerprint subkey, the same on every replica).
+	Fingerprints tokens.Fingerprinter
 	// AdoptableSecrets reads the Secrets labelled adoptable, through a
 	// cache of its own (the manager's cache holds only the Secrets this
 	// controller generated). SetupWithManager makes it.
@@ -176,6 +180,9 @@ func (r *ScimTokenReconciler) serves(namespace string) bool {
 
 // SetupWithManager registers the controller and its Secret index.
 func (r *ScimTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if !r.Fingerprints.Keyed() {
+		return errors.New("the ScimToken controller needs a keyed Fingerprinter (the installation key's fingerprint subkey)")
+	}
 	if r.Recorder == nil {
 		r.Recorder = mgr.GetEventRecorder(controllerName)
 	}
@@ -462,7 +469,22 @@ func (r *ScimTokenReconciler) reconcileGenerated(ctx context.Context, base, tok 
 	}
 
 	token := tokens.Normalize(string(secret.Data[SecretKeyToken]))
-	judged := judgeToken(token, &tok.Status)
+	judged := judgeToken(r.Fingerprints, token, &tok.Status)
+	// Status written before fingerprints were keyed names the current token
+	// by its unkeyed hash: from now on it is named by the keyed one, and the
+	// Secret's mirror of the old form counts as missing (repaired), not as
+	// forged.
+	annotations := secret.Annotations
+	if legacy := tokens.LegacyFingerprint(token); judged == tokenCurrent {
+		if tok.Status.Fingerprint == legacy {
+			st.fingerprint = r.Fingerprints.Of(token)
+			tok.Status.Fingerprint = st.fingerprint // the same token: its usage times stay
+		}
+		if annotations[annFingerprint] == legacy {
+			annotations = maps.Clone(annotations)
+			delete(annotations, annFingerprint)
+		}
+	}
 	// Judge a mismatch, and write a new token, only from what the API
 	// server holds.
 	confirmed := false
@@ -473,7 +495,7 @@ func (r *ScimTokenReconciler) reconcileGenerated(ctx context.Context, base, tok 
 		confirmed = true
 		return r.confirmFresh(ctx, tok, name, secret)
 	}
-	if forged, missing := annotationMismatch(secret.Annotations, tokenAnnotations(st)); judged != tokenCurrent ||
+	if forged, missing := annotationMismatch(annotations, tokenAnnotations(st)); judged != tokenCurrent ||
 		len(forged) > 0 || missing || tok.Status.Pending != nil {
 		if err := confirm(); err != nil {
 			return nil, err
@@ -493,7 +515,7 @@ func (r *ScimTokenReconciler) reconcileGenerated(ctx context.Context, base, tok 
 			name, tokens.ShortFingerprint(st.fingerprint))})
 		fallthrough
 	case tokenCurrent:
-		switch forged, missing := annotationMismatch(secret.Annotations, tokenAnnotations(st)); {
+		switch forged, missing := annotationMismatch(annotations, tokenAnnotations(st)); {
 		case len(forged) > 0:
 			st.tamperReason = ReasonForgedTokenState
 			st.tamperMessage = fmt.Sprintf("Secret %s carried token-state annotations that disagree with status (%s): "+
@@ -508,7 +530,7 @@ func (r *ScimTokenReconciler) reconcileGenerated(ctx context.Context, base, tok 
 		if newToken, err = tokens.Generate(); err != nil {
 			return nil, fmt.Errorf("generating a token: %w", err)
 		}
-		pending = &scimv1.PendingToken{Fingerprint: tokens.Fingerprint(newToken), IssuedAt: metav1.NewTime(now)}
+		pending = &scimv1.PendingToken{Fingerprint: r.Fingerprints.Of(newToken), IssuedAt: metav1.NewTime(now)}
 		notes = append(notes, note{corev1.EventTypeWarning, EventSecretReissued, "Reissue", fmt.Sprintf(
 			"Secret %s held no usable token (edited by hand?): issued a new one (%s); the earlier ones are no longer accepted, "+
 				"give the new one to the identity provider", name, tokens.ShortFingerprint(pending.Fingerprint))})
@@ -539,7 +561,7 @@ func (r *ScimTokenReconciler) reconcileGenerated(ctx context.Context, base, tok 
 		if newToken, err = tokens.Generate(); err != nil {
 			return nil, fmt.Errorf("generating a token: %w", err)
 		}
-		pending = rotationPending(tok, st, tokens.Fingerprint(newToken), d.request, now)
+		pending = rotationPending(tok, st, r.Fingerprints.Of(newToken), d.request, now)
 		if st.problemReason == ReasonUnexpectedToken {
 			notes = append(notes, note{corev1.EventTypeWarning, ReasonUnexpectedToken, "Check", st.tamperMessage +
 				"; the rotation replaced it"})
@@ -596,7 +618,7 @@ func (r *ScimTokenReconciler) issue(ctx context.Context, base, tok *scimv1.ScimT
 		return nil, fmt.Errorf("generating a token: %w", err)
 	}
 	name := generatedSecretName(tok)
-	p := &scimv1.PendingToken{Fingerprint: tokens.Fingerprint(token), IssuedAt: metav1.NewTime(now)}
+	p := &scimv1.PendingToken{Fingerprint: r.Fingerprints.Of(token), IssuedAt: metav1.NewTime(now)}
 	// A request already present when the token is issued is satisfied.
 	if v, ok := tok.Annotations[scimv1.AnnotationRotate]; ok {
 		p.RotationRequest = requestKey(v)
@@ -791,9 +813,10 @@ func (r *ScimTokenReconciler) reconcileAdopted(ctx context.Context, tok *scimv1.
 		return st, nil
 	}
 
-	st.fingerprint = tokens.Fingerprint(token)
+	st.fingerprint = r.Fingerprints.Of(token)
 	switch {
-	case st.fingerprint == tok.Status.Fingerprint && tok.Status.IssuedAt != nil:
+	case r.Fingerprints.Matches(token, tok.Status.Fingerprint) && tok.Status.IssuedAt != nil:
+		// The same token (its status perhaps still in the unkeyed form).
 		st.issuedAt = tok.Status.IssuedAt.Time
 	case tok.Status.Fingerprint == "":
 		st.issuedAt = now
@@ -829,14 +852,14 @@ const (
 
 // judgeToken is the check every generated Secret passes: only a token
 // status names is ever taken from it.
-func judgeToken(token string, s *scimv1.ScimTokenStatus) secretToken {
+func judgeToken(f tokens.Fingerprinter, token string, s *scimv1.ScimTokenStatus) secretToken {
 	if !tokens.Usable(token) {
 		return tokenUnusable
 	}
-	switch fp := tokens.Fingerprint(token); {
-	case s.Fingerprint != "" && fp == s.Fingerprint:
+	switch {
+	case f.Matches(token, s.Fingerprint):
 		return tokenCurrent
-	case s.Pending != nil && fp == s.Pending.Fingerprint:
+	case s.Pending != nil && f.Matches(token, s.Pending.Fingerprint):
 		return tokenPending
 	}
 	return tokenUnexpected

@@ -76,14 +76,14 @@ func newFixtureWith(t *testing.T, wrap func(client.Client) client.Client) *fixtu
 		if wrap != nil {
 			c = wrap(c)
 		}
-		r := &ScimTokenReconciler{Client: c, Scheme: mgr.GetScheme(), Clock: f.clock, EndpointBaseURL: testEndpoint}
+		r := &ScimTokenReconciler{Client: c, Scheme: mgr.GetScheme(), Clock: f.clock, EndpointBaseURL: testEndpoint, Fingerprints: testFingerprints}
 		if err := r.SetupWithManager(mgr); err != nil {
 			return err
 		}
 		if err := tokens.RegisterIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 			return err
 		}
-		f.auth = tokens.NewAuthenticator(mgr.GetCache(), f.clock)
+		f.auth = tokens.NewAuthenticator(mgr.GetCache(), f.clock, testFingerprints)
 		f.usage = tokens.NewUsageRecorder(counting, mgr.GetCache(), tokens.UsageOptions{
 			Clock: f.clock, FlushInterval: 50 * time.Millisecond, Logger: mgr.GetLogger().WithName("usage"),
 		})
@@ -160,7 +160,7 @@ func (f *fixture) token(name string) string {
 			return err
 		}
 		token = string(s.Data[SecretKeyToken])
-		if fp := f.get(name).Status.Fingerprint; fp != tokens.Fingerprint(token) {
+		if fp := f.get(name).Status.Fingerprint; fp != testFingerprints.Of(token) {
 			return fmt.Errorf("status fingerprint %s does not match the Secret's token yet", fp)
 		}
 		return nil
@@ -179,7 +179,7 @@ func (f *fixture) accepted(name, token string) tokens.Principal {
 		if err != nil {
 			return err
 		}
-		if p.Namespace != f.ns || p.TokenName != name || p.Fingerprint != tokens.Fingerprint(token) {
+		if p.Namespace != f.ns || p.TokenName != name || p.Fingerprint != testFingerprints.Of(token) {
 			return fmt.Errorf("principal %+v", p)
 		}
 		return nil
@@ -274,8 +274,8 @@ func TestIssueAndAuthenticate(t *testing.T) {
 		t.Errorf("Secret controller reference %+v", ref)
 	}
 	st := tok.Status
-	if st.Endpoint != testEndpoint || st.SecretName != "entra-token" || st.Fingerprint != tokens.Fingerprint(token) ||
-		!strings.HasPrefix(st.Fingerprint, "sha256:") || st.IssuedAt == nil || st.NextRotationAt != nil ||
+	if st.Endpoint != testEndpoint || st.SecretName != "entra-token" || st.Fingerprint != testFingerprints.Of(token) ||
+		!strings.HasPrefix(st.Fingerprint, "hmac-sha256:") || st.IssuedAt == nil || st.NextRotationAt != nil ||
 		st.PreviousFingerprint != "" || st.PreviousValidUntil != nil {
 		t.Errorf("status %+v", st)
 	}
@@ -320,7 +320,7 @@ func TestRotateOnDemandWithOverlap(t *testing.T) {
 
 	f.patch("rot", `{"metadata":{"annotations":{"scim.helpdesk.dev/rotate":"1"}}}`)
 	tok := f.waitFor("rot", func(tok *scimv1.ScimToken) error {
-		if tok.Status.RotationRequest != "1" || tok.Status.Fingerprint == tokens.Fingerprint(old) {
+		if tok.Status.RotationRequest != "1" || tok.Status.Fingerprint == testFingerprints.Of(old) {
 			return fmt.Errorf("not rotated yet")
 		}
 		return nil
@@ -330,7 +330,7 @@ func TestRotateOnDemandWithOverlap(t *testing.T) {
 		t.Fatal("the Secret still holds the old token")
 	}
 	st := tok.Status
-	if st.PreviousFingerprint != tokens.Fingerprint(old) || st.PreviousValidUntil == nil ||
+	if st.PreviousFingerprint != testFingerprints.Of(old) || st.PreviousValidUntil == nil ||
 		!st.PreviousValidUntil.Time.Equal(st.IssuedAt.Add(10*time.Minute)) ||
 		!st.NextRotationAt.Time.Equal(st.IssuedAt.Add(time.Hour)) {
 		t.Errorf("status after rotation %+v", st)
@@ -345,7 +345,7 @@ func TestRotateOnDemandWithOverlap(t *testing.T) {
 	// Setting the same value again is not a new request.
 	f.poke("rot")
 	time.Sleep(time.Second)
-	if got := f.get("rot").Status.Fingerprint; got != tokens.Fingerprint(current) {
+	if got := f.get("rot").Status.Fingerprint; got != testFingerprints.Of(current) {
 		t.Errorf("rotated again without a new request")
 	}
 
@@ -404,19 +404,19 @@ func TestScheduledRotation(t *testing.T) {
 	f.clock.Step(59 * time.Second)
 	f.poke("sched")
 	time.Sleep(time.Second)
-	if f.get("sched").Status.Fingerprint != tokens.Fingerprint(old) {
+	if f.get("sched").Status.Fingerprint != testFingerprints.Of(old) {
 		t.Fatal("rotated before nextRotationAt")
 	}
 
 	f.clock.Step(2 * time.Second)
 	f.poke("sched")
 	tok = f.waitFor("sched", func(tok *scimv1.ScimToken) error {
-		if tok.Status.Fingerprint == tokens.Fingerprint(old) {
+		if tok.Status.Fingerprint == testFingerprints.Of(old) {
 			return fmt.Errorf("not rotated yet")
 		}
 		return nil
 	})
-	if tok.Status.PreviousFingerprint != tokens.Fingerprint(old) ||
+	if tok.Status.PreviousFingerprint != testFingerprints.Of(old) ||
 		!tok.Status.NextRotationAt.Time.Equal(tok.Status.IssuedAt.Add(time.Minute)) ||
 		!tok.Status.IssuedAt.Time.Equal(f.clock.Now().UTC().Truncate(time.Second)) {
 		t.Errorf("status after scheduled rotation %+v", tok.Status)
@@ -464,7 +464,7 @@ func TestAdoption(t *testing.T) {
 		tok.Spec.SecretRef = &scimv1.TokenSecretReference{Name: "from-vault", Key: "scim"}
 	})
 	tok := f.waitReady("adopt", metav1.ConditionTrue, ReasonAdopted)
-	if tok.Status.Fingerprint != tokens.Fingerprint(first) || tok.Status.SecretName != "from-vault" ||
+	if tok.Status.Fingerprint != testFingerprints.Of(first) || tok.Status.SecretName != "from-vault" ||
 		tok.Status.NextRotationAt != nil || tok.Status.Endpoint != testEndpoint {
 		t.Errorf("status %+v", tok.Status)
 	}
@@ -482,7 +482,7 @@ func TestAdoption(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.waitFor("adopt", func(tok *scimv1.ScimToken) error {
-		if tok.Status.Fingerprint != tokens.Fingerprint(second) {
+		if tok.Status.Fingerprint != testFingerprints.Of(second) {
 			return fmt.Errorf("still the first token")
 		}
 		return nil
@@ -724,7 +724,7 @@ func TestPreviousTokenInUseWarning(t *testing.T) {
 
 	f.patch("late", `{"metadata":{"annotations":{"scim.helpdesk.dev/rotate":"now"}}}`)
 	f.waitFor("late", func(tok *scimv1.ScimToken) error {
-		if tok.Status.PreviousFingerprint != tokens.Fingerprint(old) {
+		if tok.Status.PreviousFingerprint != testFingerprints.Of(old) {
 			return fmt.Errorf("not rotated yet")
 		}
 		return nil
@@ -1001,7 +1001,7 @@ func (f *fixture) rotated(name, req, before string) string {
 	f.t.Helper()
 	f.patch(name, fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, scimv1.AnnotationRotate, req))
 	f.waitFor(name, func(tok *scimv1.ScimToken) error {
-		if tok.Status.RotationRequest != req || tok.Status.Fingerprint == tokens.Fingerprint(before) {
+		if tok.Status.RotationRequest != req || tok.Status.Fingerprint == testFingerprints.Of(before) {
 			return fmt.Errorf("not rotated for %q yet", req)
 		}
 		return nil
@@ -1015,7 +1015,7 @@ func (f *fixture) otherTenant() string {
 	f.t.Helper()
 	ns := env.Namespace(f.t)
 	startManager(f.t, ns, func(mgr ctrl.Manager) error {
-		r := &ScimTokenReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Clock: f.clock, EndpointBaseURL: testEndpoint}
+		r := &ScimTokenReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Clock: f.clock, EndpointBaseURL: testEndpoint, Fingerprints: testFingerprints}
 		return r.SetupWithManager(mgr)
 	})
 	return ns
@@ -1042,7 +1042,7 @@ func (f *fixture) authAcross(namespaces ...string) *tokens.Authenticator {
 	if !c.WaitForCacheSync(ctx) {
 		f.t.Fatal("the cross-tenant cache did not sync")
 	}
-	return tokens.NewAuthenticator(c, f.clock)
+	return tokens.NewAuthenticator(c, f.clock, testFingerprints)
 }
 
 // 14.3: a previous token forged into the Secret's annotations is never
@@ -1064,7 +1064,7 @@ func TestScimTokenForgedAnnotationsNotAccepted(t *testing.T) {
 	years := f.clock.Now().Add(10 * 365 * 24 * time.Hour).UTC().Format(time.RFC3339)
 	f.editSecret("forge-token", func(s *corev1.Secret) { s.Annotations[annPreviousValidUntil] = years })
 	tok = f.handled("forge", func(tok *scimv1.ScimToken) bool { return !tok.Status.PreviousValidUntil.Time.Equal(until) })
-	if !tok.Status.PreviousValidUntil.Time.Equal(until) || tok.Status.Fingerprint != tokens.Fingerprint(second) {
+	if !tok.Status.PreviousValidUntil.Time.Equal(until) || tok.Status.Fingerprint != testFingerprints.Of(second) {
 		t.Fatalf("the forged annotation reached status: %+v", tok.Status)
 	}
 	f.waitEvent("forge", corev1.EventTypeWarning, ReasonForgedTokenState)
@@ -1085,7 +1085,7 @@ func TestScimTokenForgedAnnotationsNotAccepted(t *testing.T) {
 	// A previous token of the editor's choosing.
 	chosen := "attacker-chosen-" + strings.Repeat("9z", 20)
 	f.editSecret("forge-token", func(s *corev1.Secret) {
-		s.Annotations[annPreviousFingerprint] = tokens.Fingerprint(chosen)
+		s.Annotations[annPreviousFingerprint] = testFingerprints.Of(chosen)
 		s.Annotations[annPreviousValidUntil] = years
 	})
 	f.waitEvents("forge", corev1.EventTypeWarning, ReasonForgedTokenState, 2)
@@ -1144,7 +1144,7 @@ func TestScimTokenOtherTenantsFingerprintCopied(t *testing.T) {
 	f.waitReady("mine", metav1.ConditionTrue, ReasonIssued)
 	mine := f.token("mine")
 	f.editSecret("mine-token", func(s *corev1.Secret) {
-		s.Annotations[annPreviousFingerprint] = tokens.Fingerprint(theirs)
+		s.Annotations[annPreviousFingerprint] = testFingerprints.Of(theirs)
 		s.Annotations[annPreviousValidUntil] = f.clock.Now().Add(365 * 24 * time.Hour).UTC().Format(time.RFC3339)
 	})
 	tok := f.handled("mine", func(tok *scimv1.ScimToken) bool { return tok.Status.PreviousFingerprint != "" })
@@ -1175,7 +1175,7 @@ func TestScimTokenPrecreatedSecretNotTaken(t *testing.T) {
 	if err := f.c.Create(ctx, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "pre-token",
 			Labels:      map[string]string{scimv1.LabelManagedBy: scimv1.ManagerName, scimv1.LabelToken: "pre"},
-			Annotations: map[string]string{annFingerprint: tokens.Fingerprint(planted)}},
+			Annotations: map[string]string{annFingerprint: testFingerprints.Of(planted)}},
 		Data: map[string][]byte{SecretKeyToken: []byte(planted)},
 	}); err != nil {
 		t.Fatal(err)
@@ -1235,8 +1235,8 @@ func TestScimTokenRestoredBackupStaysRevoked(t *testing.T) {
 	f.editSecret("bak-token", func(s *corev1.Secret) {
 		s.Data, s.Annotations = backup.Data, backup.Annotations
 	})
-	tok := f.handled("bak", func(tok *scimv1.ScimToken) bool { return tok.Status.Fingerprint != tokens.Fingerprint(second) })
-	if tok.Status.Fingerprint != tokens.Fingerprint(second) {
+	tok := f.handled("bak", func(tok *scimv1.ScimToken) bool { return tok.Status.Fingerprint != testFingerprints.Of(second) })
+	if tok.Status.Fingerprint != testFingerprints.Of(second) {
 		t.Fatalf("the restored token became current again: %+v", tok.Status)
 	}
 	tok = f.waitReady("bak", metav1.ConditionFalse, ReasonUnexpectedToken)
@@ -1245,10 +1245,10 @@ func TestScimTokenRestoredBackupStaysRevoked(t *testing.T) {
 		c.Status != metav1.ConditionTrue || c.Reason != ReasonUnexpectedToken {
 		t.Errorf("SecretTampered %+v", c)
 	}
-	if tok.Status.Fingerprint != tokens.Fingerprint(second) || tok.Status.PreviousFingerprint != "" {
+	if tok.Status.Fingerprint != testFingerprints.Of(second) || tok.Status.PreviousFingerprint != "" {
 		t.Errorf("status after the restore %+v", tok.Status)
 	}
-	if c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady); !strings.Contains(c.Message, tokens.ShortFingerprint(tokens.Fingerprint(second))) {
+	if c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady); !strings.Contains(c.Message, tokens.ShortFingerprint(testFingerprints.Of(second))) {
 		t.Errorf("the message does not say which token still works: %q", c.Message)
 	}
 	if _, err := f.auth.Authenticate(context.Background(), "Bearer "+first); !errors.Is(err, tokens.ErrUnknown) {
@@ -1260,7 +1260,7 @@ func TestScimTokenRestoredBackupStaysRevoked(t *testing.T) {
 	// one the identity provider holds for the overlap.
 	third := f.rotated("bak", "after-restore", second)
 	tok = f.waitReady("bak", metav1.ConditionTrue, ReasonIssued)
-	if third == first || tok.Status.PreviousFingerprint != tokens.Fingerprint(second) {
+	if third == first || tok.Status.PreviousFingerprint != testFingerprints.Of(second) {
 		t.Errorf("status after the rotation %+v", tok.Status)
 	}
 	f.accepted("bak", third)
@@ -1295,7 +1295,7 @@ func TestScimTokenRotationRequestChangedBack(t *testing.T) {
 		}
 		return nil
 	})
-	if tok.Status.Fingerprint != tokens.Fingerprint(second) || tok.Status.PreviousFingerprint != tokens.Fingerprint(first) {
+	if tok.Status.Fingerprint != testFingerprints.Of(second) || tok.Status.PreviousFingerprint != testFingerprints.Of(first) {
 		t.Fatalf("rotated again, revoking the token from before: %+v", tok.Status)
 	}
 	f.waitEvent("gitops", corev1.EventTypeNormal, EventRotationRepeated)
@@ -1307,7 +1307,7 @@ func TestScimTokenRotationRequestChangedBack(t *testing.T) {
 	// B again is handled too.
 	f.patch("gitops", `{"metadata":{"annotations":{"scim.helpdesk.dev/rotate":"B"}}}`)
 	f.waitFor("gitops", func(tok *scimv1.ScimToken) error {
-		if tok.Status.RotationRequest != "B" || tok.Status.Fingerprint != tokens.Fingerprint(second) {
+		if tok.Status.RotationRequest != "B" || tok.Status.Fingerprint != testFingerprints.Of(second) {
 			return fmt.Errorf("status %+v", tok.Status)
 		}
 		return nil
@@ -1343,7 +1343,7 @@ func TestScimTokenSecondRotationWaitsForOverlap(t *testing.T) {
 		}
 		return fmt.Errorf("request 2 not handled yet")
 	})
-	if tok.Status.Fingerprint != tokens.Fingerprint(second) || tok.Status.PreviousFingerprint != tokens.Fingerprint(first) ||
+	if tok.Status.Fingerprint != testFingerprints.Of(second) || tok.Status.PreviousFingerprint != testFingerprints.Of(first) ||
 		tok.Status.RotationRequest != "1" {
 		t.Fatalf("the second rotation did not wait for the overlap: %+v", tok.Status)
 	}
@@ -1358,12 +1358,12 @@ func TestScimTokenSecondRotationWaitsForOverlap(t *testing.T) {
 	f.clock.Step(10*time.Minute + time.Second)
 	f.poke("twice")
 	tok = f.waitFor("twice", func(tok *scimv1.ScimToken) error {
-		if tok.Status.RotationRequest != "2" || tok.Status.Fingerprint == tokens.Fingerprint(second) {
+		if tok.Status.RotationRequest != "2" || tok.Status.Fingerprint == testFingerprints.Of(second) {
 			return fmt.Errorf("the waiting rotation did not happen: %+v", tok.Status)
 		}
 		return nil
 	})
-	if tok.Status.PreviousFingerprint != tokens.Fingerprint(second) {
+	if tok.Status.PreviousFingerprint != testFingerprints.Of(second) {
 		t.Errorf("status after the waiting rotation %+v", tok.Status)
 	}
 	f.waitCondition("twice", scimv1.ConditionRotationDeferred, metav1.ConditionFalse, ReasonNoRotationWaiting)
@@ -1433,9 +1433,11 @@ func TestScimTokenAdoptionNeedsLabel(t *testing.T) {
 	for _, e := range f.events() {
 		corpus.WriteString(e.Note)
 	}
-	hash := strings.TrimPrefix(tokens.Fingerprint(value), "sha256:")
-	if strings.Contains(corpus.String(), hash[:12]) {
-		t.Errorf("the SHA-256 of a Secret that did not opt in was published")
+	for _, fp := range []string{tokens.LegacyFingerprint(value), testFingerprints.Of(value)} {
+		hash := fp[strings.IndexByte(fp, ':')+1:]
+		if strings.Contains(corpus.String(), hash[:12]) {
+			t.Errorf("a fingerprint (%s) of a Secret that did not opt in was published", fp[:strings.IndexByte(fp, ':')])
+		}
 	}
 
 	// Opting in: adopted.
@@ -1482,7 +1484,7 @@ func TestScimTokenInterruptedRotationCompletes(t *testing.T) {
 		t.Fatal("no status update failed")
 	}
 	tok := f.waitReady("cut", metav1.ConditionTrue, ReasonIssued)
-	if tok.Status.PreviousFingerprint != tokens.Fingerprint(first) || tok.Status.Pending != nil {
+	if tok.Status.PreviousFingerprint != testFingerprints.Of(first) || tok.Status.Pending != nil {
 		t.Errorf("status after the completed rotation %+v", tok.Status)
 	}
 	if n := f.countEvents("cut", corev1.EventTypeNormal, EventRotated); n != 1 {
@@ -1495,4 +1497,39 @@ func TestScimTokenInterruptedRotationCompletes(t *testing.T) {
 			t.Errorf("%d Warning events %s", n, reason)
 		}
 	}
+}
+
+// TestScimTokenLegacyFingerprintUpgraded: a ScimToken whose status (and
+// Secret annotation) still names its token by the unkeyed SHA-256, as every
+// token issued before fingerprints were keyed does, keeps its token
+// accepted, gets the keyed fingerprint on the next reconcile, and raises no
+// alarm: the old form is the same token, not a forgery.
+func TestScimTokenLegacyFingerprintUpgraded(t *testing.T) {
+	f := newFixture(t)
+	f.create("old", nil)
+	token := f.token("old")
+	legacy := tokens.LegacyFingerprint(token)
+
+	tok := f.get("old")
+	base := tok.DeepCopy()
+	tok.Status.Fingerprint = legacy
+	if err := f.c.Status().Patch(context.Background(), tok, client.MergeFrom(base)); err != nil {
+		t.Fatal(err)
+	}
+	f.editSecret("old-token", func(s *corev1.Secret) { s.Annotations[annFingerprint] = legacy })
+	f.waitFor("old", func(tok *scimv1.ScimToken) error {
+		if tok.Status.Fingerprint != testFingerprints.Of(token) {
+			return fmt.Errorf("status fingerprint %s, want the keyed one", tok.Status.Fingerprint)
+		}
+		return nil
+	})
+	f.waitReady("old", metav1.ConditionTrue, ReasonIssued)
+	f.accepted("old", token)
+	eventually(t, wait, func() error {
+		if got := f.secret("old-token").Annotations[annFingerprint]; got != testFingerprints.Of(token) {
+			return fmt.Errorf("the Secret's fingerprint annotation is %s", got)
+		}
+		return nil
+	})
+	f.noAlarms("old")
 }

@@ -24,9 +24,9 @@ var (
 
 func TestScimTokenJudgeToken(t *testing.T) {
 	status := scimv1.ScimTokenStatus{
-		Fingerprint:         tokens.Fingerprint(tCurrent),
-		PreviousFingerprint: tokens.Fingerprint(tPrevious),
-		Pending:             &scimv1.PendingToken{Fingerprint: tokens.Fingerprint(tPending)},
+		Fingerprint:         testFingerprints.Of(tCurrent),
+		PreviousFingerprint: testFingerprints.Of(tPrevious),
+		Pending:             &scimv1.PendingToken{Fingerprint: testFingerprints.Of(tPending)},
 	}
 	for _, c := range []struct {
 		name   string
@@ -43,15 +43,15 @@ func TestScimTokenJudgeToken(t *testing.T) {
 		{"too short", "short", status, tokenUnusable},
 		{"two words", tCurrent + " x", status, tokenUnusable},
 	} {
-		if got := judgeToken(c.token, &c.status); got != c.want {
+		if got := judgeToken(testFingerprints, c.token, &c.status); got != c.want {
 			t.Errorf("%s: %d, want %d", c.name, got, c.want)
 		}
 	}
 }
 
 func TestScimTokenAnnotationMismatch(t *testing.T) {
-	st := &tokenState{fingerprint: tokens.Fingerprint(tCurrent), issuedAt: t0,
-		previousFingerprint: tokens.Fingerprint(tPrevious), previousValidUntil: t0.Add(time.Hour)}
+	st := &tokenState{fingerprint: testFingerprints.Of(tCurrent), issuedAt: t0,
+		previousFingerprint: testFingerprints.Of(tPrevious), previousValidUntil: t0.Add(time.Hour)}
 	want := tokenAnnotations(st)
 	with := func(k, v string) map[string]string {
 		m := map[string]string{}
@@ -76,8 +76,8 @@ func TestScimTokenAnnotationMismatch(t *testing.T) {
 		{"all absent", nil, want, nil, true},
 		{"previous absent", with(annPreviousFingerprint, ""), want, nil, true},
 		{"overlap stretched", with(annPreviousValidUntil, "2036-01-01T00:00:00Z"), want, []string{annPreviousValidUntil}, false},
-		{"another previous token", with(annPreviousFingerprint, tokens.Fingerprint(tOther)), want, []string{annPreviousFingerprint}, false},
-		{"another current token", with(annFingerprint, tokens.Fingerprint(tOther)), want, []string{annFingerprint}, false},
+		{"another previous token", with(annPreviousFingerprint, testFingerprints.Of(tOther)), want, []string{annPreviousFingerprint}, false},
+		{"another current token", with(annFingerprint, testFingerprints.Of(tOther)), want, []string{annFingerprint}, false},
 		{"a previous token status does not have", want, tokenAnnotations(&tokenState{fingerprint: st.fingerprint, issuedAt: t0}),
 			[]string{annPreviousFingerprint, annPreviousValidUntil}, false},
 	} {
@@ -155,7 +155,7 @@ func TestScimTokenEndOverlap(t *testing.T) {
 		return &scimv1.ScimToken{Spec: scimv1.ScimTokenSpec{Rotation: &scimv1.TokenRotation{
 			Interval: metav1.Duration{Duration: 10 * time.Hour}, Overlap: &metav1.Duration{Duration: overlap}}}}
 	}
-	prev := tokens.Fingerprint(tPrevious)
+	prev := testFingerprints.Of(tPrevious)
 	for _, c := range []struct {
 		name      string
 		tok       *scimv1.ScimToken
@@ -170,7 +170,7 @@ func TestScimTokenEndOverlap(t *testing.T) {
 		{"longer than any overlap", tokWith(time.Hour), t0.Add(24 * 365 * time.Hour), t0.Add(time.Minute), t0.Add(time.Hour)},
 		{"no spec.rotation: the default overlap", &scimv1.ScimToken{}, t0.Add(48 * time.Hour), t0.Add(time.Minute), t0.Add(defaultOverlap)},
 	} {
-		st := &tokenState{fingerprint: tokens.Fingerprint(tCurrent), issuedAt: t0, previousFingerprint: prev, previousValidUntil: c.until}
+		st := &tokenState{fingerprint: testFingerprints.Of(tCurrent), issuedAt: t0, previousFingerprint: prev, previousValidUntil: c.until}
 		endOverlap(c.tok, st, c.now)
 		gone := c.wantUntil.IsZero()
 		if gone != (st.previousFingerprint == "") || !st.previousValidUntil.Equal(c.wantUntil) {
@@ -180,10 +180,10 @@ func TestScimTokenEndOverlap(t *testing.T) {
 }
 
 func TestScimTokenCompletePending(t *testing.T) {
-	cur, next := tokens.Fingerprint(tCurrent), tokens.Fingerprint(tPending)
+	cur, next := testFingerprints.Of(tCurrent), testFingerprints.Of(tPending)
 	until := metav1.NewTime(t0.Add(time.Hour))
 	st := &tokenState{secretName: "s", fingerprint: cur, issuedAt: t0.Add(-time.Hour), rotationRequest: "A",
-		previousFingerprint: tokens.Fingerprint(tPrevious), previousValidUntil: t0.Add(time.Minute)}
+		previousFingerprint: testFingerprints.Of(tPrevious), previousValidUntil: t0.Add(time.Minute)}
 
 	got := completePending(st, &scimv1.PendingToken{Fingerprint: next, IssuedAt: metav1.NewTime(t0), PreviousValidUntil: &until, RotationRequest: "B"})
 	if got.fingerprint != next || !got.issuedAt.Equal(t0) || got.previousFingerprint != cur || !got.previousValidUntil.Equal(until.Time) ||

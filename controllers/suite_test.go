@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/scim-operator/scim-operator/internal/tokens"
 	"sync"
 	"testing"
 	"time"
@@ -113,3 +114,13 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
 	testenv.Eventually(t, timeout, f)
 }
+
+// testFingerprints keys the fingerprints of the tests' ScimToken controllers
+// and authenticators, as the installation key does for the operator.
+var testFingerprints = func() tokens.Fingerprinter {
+	f, err := tokens.NewFingerprinter([]byte("scim-operator controllers test fingerprint key"))
+	if err != nil {
+		panic(err)
+	}
+	return f
+}()

@@ -18,7 +18,9 @@ type ScimTokenSpec struct {
 
 	// Active says whether the token is accepted. Setting it to false makes
 	// every operator replica refuse the token within seconds, without
-	// deleting it; setting it back to true accepts it again.
+	// deleting it (a replica whose view of the tokens falls more than 30 s
+	// behind the API server refuses every token until it catches up);
+	// setting it back to true accepts it again.
 	// +kubebuilder:default=true
 	// +optional
 	Active *bool `json:"active,omitempty"`
@@ -83,7 +85,8 @@ type TokenSecretReference struct {
 }
 
 // ScimTokenStatus is what the operator observed. It never holds a token,
-// only fingerprints (SHA-256 of the token, which cannot be reversed).
+// only fingerprints (keyed hashes of the token, which cannot be reversed,
+// nor checked against a guess without the installation key).
 type ScimTokenStatus struct {
 	// Conditions: Ready (the token is accepted), PreviousTokenInUse (the
 	// identity provider still sends a token that is about to expire),
@@ -114,9 +117,14 @@ type ScimTokenStatus struct {
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
 
-	// Fingerprint identifies the current token: "sha256:" and the hex SHA-256
-	// of the token. Safe to show; compare its first characters with
-	// `kubectl get secret NAME -o jsonpath='{.data.token}' | base64 -d | sha256sum`.
+	// Fingerprint identifies the current token: "hmac-sha256:" and the hex
+	// HMAC-SHA-256 of the token under the installation key (Secret
+	// scim-operator-installation-key in the operator's namespace). Safe to
+	// show: without the key nobody can test a guessed token against it. A
+	// generated Secret carries the same value in its
+	// scim.helpdesk.dev/fingerprint annotation. Status written before
+	// fingerprints were keyed holds "sha256:" and the plain SHA-256 until
+	// the next reconcile.
 	// +optional
 	Fingerprint string `json:"fingerprint,omitempty"`
 

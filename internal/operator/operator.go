@@ -273,9 +273,14 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if err := tokens.RegisterIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
+	fingerprints, err := tokens.NewFingerprinter(op.Key.Derive(installkey.PurposeFingerprint))
+	if err != nil {
+		return nil, err
+	}
 	if o.Component.runsControllers() {
 		if err := (&controllers.ScimTokenReconciler{
 			Client: writer, Scheme: mgr.GetScheme(), EndpointBaseURL: o.PublicURL, Namespaces: o.TokenNamespaces,
+			Fingerprints: fingerprints,
 		}).SetupWithManager(mgr); err != nil {
 			return nil, err
 		}
@@ -307,7 +312,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	synced := func(ctx context.Context) bool {
 		return mgr.GetCache().WaitForCacheSync(ctx) && toolscache.WaitForCacheSync(ctx.Done(), handlersSynced...)
 	}
-	op.Auth = tokens.NewAuthenticator(mgr.GetCache(), clock.RealClock{})
+	op.Auth = tokens.NewAuthenticator(mgr.GetCache(), clock.RealClock{}, fingerprints)
 	// Tokens are accepted only while this replica can confirm its token
 	// cache is current (revocation travels through the watch).
 	op.Freshness = &tokens.Freshness{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Namespaces: o.Namespaces,

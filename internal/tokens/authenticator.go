@@ -73,17 +73,18 @@ func indexFingerprints(obj client.Object) []string {
 // cache: no API call per request, and every replica answers the same way
 // within the watch latency.
 type Authenticator struct {
-	reader client.Reader
-	clock  clock.PassiveClock
+	reader       client.Reader
+	clock        clock.PassiveClock
+	fingerprints Fingerprinter
 }
 
 // NewAuthenticator returns an Authenticator reading from reader, normally
 // mgr.GetCache() after RegisterIndexes.
-func NewAuthenticator(reader client.Reader, clk clock.PassiveClock) *Authenticator {
+func NewAuthenticator(reader client.Reader, clk clock.PassiveClock, fingerprints Fingerprinter) *Authenticator {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	return &Authenticator{reader: reader, clock: clk}
+	return &Authenticator{reader: reader, clock: clk, fingerprints: fingerprints}
 }
 
 // ParseBearer extracts the token from an Authorization header value.
@@ -111,11 +112,21 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization string) 
 	if err != nil {
 		return Principal{}, err
 	}
-	fp := Fingerprint(token)
-
+	// The keyed fingerprint first; status written before fingerprints
+	// were keyed holds the unkeyed one until the controller rewrites it
+	// (a previous token until its overlap ends).
 	var list scimv1.ScimTokenList
-	if err := a.reader.List(ctx, &list, client.MatchingFields{IndexFingerprint: fp}); err != nil {
-		return Principal{}, fmt.Errorf("looking up the token fingerprint in the cache: %w", err)
+	var fp string
+	for _, candidate := range []string{a.fingerprints.Of(token), LegacyFingerprint(token)} {
+		if candidate == "" {
+			continue
+		}
+		if err := a.reader.List(ctx, &list, client.MatchingFields{IndexFingerprint: candidate}); err != nil {
+			return Principal{}, fmt.Errorf("looking up the token fingerprint in the cache: %w", err)
+		}
+		if fp = candidate; len(list.Items) > 0 {
+			break
+		}
 	}
 	if len(list.Items) == 0 {
 		return Principal{}, ErrUnknown

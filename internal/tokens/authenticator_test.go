@@ -25,12 +25,13 @@ func TestAuthenticateRules(t *testing.T) {
 	if err := scimv1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
+	fps := testFingerprints(t)
 	tok := func(ns, name, current, previous string, validUntil time.Time, active bool) client.Object {
 		t := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 		t.Spec.Active = ptr.To(active)
-		t.Status.Fingerprint = Fingerprint(current)
+		t.Status.Fingerprint = fps.Of(current)
 		if previous != "" {
-			t.Status.PreviousFingerprint = Fingerprint(previous)
+			t.Status.PreviousFingerprint = fps.Of(previous)
 			t.Status.PreviousValidUntil = &metav1.Time{Time: validUntil}
 		}
 		return t
@@ -44,11 +45,11 @@ func TestAuthenticateRules(t *testing.T) {
 			tok("tenant-d", "x", "shared", "", time.Time{}, true),
 			tok("tenant-e", "y", "shared", "", time.Time{}, true),
 		).Build()
-	a := NewAuthenticator(c, clk)
+	a := NewAuthenticator(c, clk, fps)
 	ctx := context.Background()
 
 	p, err := a.Authenticate(ctx, "Bearer current-a")
-	if err != nil || p != (Principal{Namespace: "tenant-a", TokenName: "entra", Fingerprint: Fingerprint("current-a")}) {
+	if err != nil || p != (Principal{Namespace: "tenant-a", TokenName: "entra", Fingerprint: fps.Of("current-a")}) {
 		t.Errorf("current: %+v, %v", p, err)
 	}
 	p, err = a.Authenticate(ctx, "Bearer previous-a")
@@ -70,5 +71,33 @@ func TestAuthenticateRules(t *testing.T) {
 	}
 	if _, err := a.Authenticate(ctx, "Bearer current-b"); err != nil {
 		t.Errorf("the current token of a ScimToken whose previous expired: %v", err)
+	}
+}
+
+func testFingerprints(t *testing.T) Fingerprinter {
+	t.Helper()
+	f, err := NewFingerprinter([]byte("scim-operator test fingerprint key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestAuthenticateLegacyFingerprints: status written before fingerprints
+// were keyed (the unkeyed SHA-256) still authenticates its token, through
+// a second lookup; a token whose status is keyed is found by the keyed one.
+func TestAuthenticateLegacyFingerprints(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := scimv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	fps := testFingerprints(t)
+	old := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Namespace: "tenant-a", Name: "old"}}
+	old.Status.Fingerprint = LegacyFingerprint("from-before-the-upgrade")
+	c := fake.NewClientBuilder().WithScheme(scheme).
+		WithIndex(&scimv1.ScimToken{}, IndexFingerprint, indexFingerprints).WithObjects(old).Build()
+	p, err := NewAuthenticator(c, nil, fps).Authenticate(context.Background(), "Bearer from-before-the-upgrade")
+	if err != nil || p.TokenName != "old" || p.Fingerprint != old.Status.Fingerprint {
+		t.Fatalf("a legacy status: %+v, %v", p, err)
 	}
 }

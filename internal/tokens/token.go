@@ -5,8 +5,10 @@
 package tokens
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -26,7 +28,8 @@ const (
 	// entropyBytes is 256 bits from crypto/rand.
 	entropyBytes = 32
 
-	fingerprintPrefix = "sha256:"
+	fingerprintPrefix = "hmac-sha256:"
+	legacyPrefix      = "sha256:"
 )
 
 // Generate returns a new token: Prefix and 32 random bytes, base64url
@@ -39,22 +42,66 @@ func Generate() (string, error) {
 	return Prefix + base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// Fingerprint is "sha256:" and the hex SHA-256 of the token. A plain hash
-// (no salt, no KDF) is enough: tokens carry 256 bits of entropy, so there
-// is nothing to brute-force, and a deterministic hash can be indexed.
-func Fingerprint(token string) string {
+// Fingerprinter computes the fingerprints that stand for tokens everywhere
+// but their Secret: status, the authentication index, logs and events
+// (shortened). A fingerprint is "hmac-sha256:" and the hex HMAC-SHA-256 of
+// the token under the installation key's fingerprint subkey: every replica
+// computes the same one, and nobody without the key can test a guess
+// against it. An unkeyed hash in a status the viewer role reads would let
+// them test guesses of an adopted (human-chosen) token offline.
+type Fingerprinter struct{ key []byte }
+
+// NewFingerprinter returns a Fingerprinter keyed with key (at least 32
+// bytes: installkey.Key.Derive(installkey.PurposeFingerprint)).
+func NewFingerprinter(key []byte) (Fingerprinter, error) {
+	if len(key) < 32 {
+		return Fingerprinter{}, fmt.Errorf("a fingerprint key needs at least 32 bytes, this one has %d", len(key))
+	}
+	return Fingerprinter{key: append([]byte(nil), key...)}, nil
+}
+
+// Keyed reports whether f has a key (the zero Fingerprinter has none and
+// must not be used).
+func (f Fingerprinter) Keyed() bool { return len(f.key) > 0 }
+
+// Of returns token's fingerprint; "" (which matches nothing) without a
+// key, so that a wiring mistake fails closed.
+func (f Fingerprinter) Of(token string) string {
+	if !f.Keyed() {
+		return ""
+	}
+	mac := hmac.New(sha256.New, f.key)
+	mac.Write([]byte(token))
+	return fingerprintPrefix + hex.EncodeToString(mac.Sum(nil))
+}
+
+// Matches reports whether fp is token's fingerprint, keyed or, for status
+// written before fingerprints were keyed, unkeyed. Constant time.
+func (f Fingerprinter) Matches(token, fp string) bool {
+	if strings.HasPrefix(fp, legacyPrefix) {
+		return subtle.ConstantTimeCompare([]byte(LegacyFingerprint(token)), []byte(fp)) == 1
+	}
+	return fp != "" && subtle.ConstantTimeCompare([]byte(f.Of(token)), []byte(fp)) == 1
+}
+
+// LegacyFingerprint is the unkeyed form ("sha256:" and the hex SHA-256)
+// that status held before fingerprints were keyed. It is still accepted
+// where status holds it (a previous token whose overlap runs), and the
+// controller replaces a current one with the keyed form on its next
+// reconcile; nothing new is written in it.
+func LegacyFingerprint(token string) string {
 	sum := sha256.Sum256([]byte(token))
-	return fingerprintPrefix + hex.EncodeToString(sum[:])
+	return legacyPrefix + hex.EncodeToString(sum[:])
 }
 
 // ShortFingerprint shortens a fingerprint for events and logs
-// ("sha256:0123456789ab"), like a short git hash.
+// ("hmac-sha256:0123456789ab"), like a short git hash.
 func ShortFingerprint(fp string) string {
-	const n = len(fingerprintPrefix) + 12
-	if len(fp) <= n {
-		return fp
+	i := strings.IndexByte(fp, ':')
+	if n := i + 1 + 12; i >= 0 && len(fp) > n {
+		return fp[:n]
 	}
-	return fp[:n]
+	return fp
 }
 
 // Normalize trims the surrounding whitespace that editors and `echo` leave

@@ -32,12 +32,34 @@ func TestGenerate(t *testing.T) {
 }
 
 func TestFingerprint(t *testing.T) {
-	// SHA-256("abc") from FIPS 180-2.
-	const want = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-	if got := Fingerprint("abc"); got != want {
-		t.Errorf("Fingerprint(abc) = %s", got)
+	// SHA-256("abc") from FIPS 180-2: the unkeyed form of older status.
+	const legacy = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+	if got := LegacyFingerprint("abc"); got != legacy {
+		t.Errorf("LegacyFingerprint(abc) = %s", got)
 	}
-	if got := ShortFingerprint(want); got != "sha256:ba7816bf8f01" {
+	key := []byte("scim-operator test fingerprint key")
+	a, _ := NewFingerprinter(key)
+	b, _ := NewFingerprinter(append([]byte("another"), key...))
+	fp := a.Of("abc")
+	if !strings.HasPrefix(fp, "hmac-sha256:") || len(fp) != len("hmac-sha256:")+64 {
+		t.Errorf("Of(abc) = %s", fp)
+	}
+	if fp == b.Of("abc") || strings.HasSuffix(fp, legacy[len("sha256:"):]) {
+		t.Error("the fingerprint does not depend on the key")
+	}
+	if !a.Matches("abc", fp) || !a.Matches("abc", legacy) || a.Matches("abd", fp) || a.Matches("abc", b.Of("abc")) || a.Matches("abc", "") {
+		t.Error("Matches")
+	}
+	if _, err := NewFingerprinter(make([]byte, 31)); err == nil {
+		t.Error("a 31-byte key was accepted")
+	}
+	if (Fingerprinter{}).Of("abc") != "" {
+		t.Error("a Fingerprinter without a key must match nothing")
+	}
+	if got := ShortFingerprint(legacy); got != "sha256:ba7816bf8f01" {
+		t.Errorf("ShortFingerprint = %s", got)
+	}
+	if got := ShortFingerprint(fp); got != fp[:len("hmac-sha256:")+12] {
 		t.Errorf("ShortFingerprint = %s", got)
 	}
 	if ShortFingerprint("") != "" {

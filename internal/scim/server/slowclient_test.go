@@ -66,7 +66,7 @@ func TestAuditLog(t *testing.T) {
 	if line == "" {
 		t.Fatalf("no audit line for the write:\n%s", r.log.String())
 	}
-	for _, want := range []string{`"tenant"="` + ns + `"`, `"token"="sha256:`, `"operation"="create"`, `"resourceId"="` + id + `"`, `"resourceType"="User"`} {
+	for _, want := range []string{`"tenant"="` + ns + `"`, `"token"="hmac-sha256:`, `"operation"="create"`, `"resourceId"="` + id + `"`, `"resourceType"="User"`} {
 		if !strings.Contains(line, want) {
 			t.Errorf("audit line lacks %s: %s", want, line)
 		}
