@@ -121,6 +121,9 @@ func (a *applier) apply(op Operation) error {
 		}
 		return a.applyNoPath(kind, op.Value)
 	}
+	if urn, undeclared, ok := a.schemaPath(kind, op.Path, op.Value); ok {
+		return a.applySchemaPath(kind, urn, op.Value, undeclared)
+	}
 	t, err := a.resolve(op.Path)
 	if err != nil {
 		return err
@@ -229,6 +232,57 @@ func (a *applier) applySchemaObject(kind, urn string, v any, undeclared bool) er
 		}
 	}
 	return nil
+}
+
+// schemaPath reports whether path names a whole schema rather than an
+// attribute: the core schema, a declared extension, or (on a resource type
+// that accepts them) an undeclared extension. An undeclared extension URN
+// and an attribute of one look alike ("urn:...:extension:Acme:2.0:User"
+// could be attribute "User" of "urn:...:Acme:2.0"); an object or null
+// value, or for remove a stored extension of that name, decides.
+func (a *applier) schemaPath(kind, path string, v any) (urn string, undeclared, ok bool) {
+	if urn, ok := a.schemaURN(path); ok {
+		return urn, false, true
+	}
+	if !a.rt.AnyExtension || !schema.IsExtensionURN(path) {
+		return "", false, false
+	}
+	if urn, _, _, err := schema.SplitPath(path); err == nil {
+		if _, declared := a.schemaURN(urn); declared {
+			return "", false, false // an attribute of a declared schema
+		}
+	}
+	if kind == OpRemove {
+		k, found := schema.FindKey(a.doc, path)
+		_, isObj := a.doc[k].(map[string]any)
+		return path, true, found && isObj
+	}
+	return path, true, a.isUndeclaredExtension(path, v)
+}
+
+// applySchemaPath applies an operation whose path is a schema URN, as
+// several clients send for extensions: add and replace with an object
+// merge its attributes into the extension (RFC 7644 §3.5.2.1, §3.5.2.3:
+// attributes not named stay), replace or add with null and remove clear
+// the extension (RFC 7643 §2.5). The core schema cannot be removed.
+func (a *applier) applySchemaPath(kind, urn string, v any, undeclared bool) error {
+	core := strings.EqualFold(urn, a.rt.Schema.ID)
+	if kind == OpRemove || v == nil {
+		if core {
+			return scimerr.InvalidPath("%s is the core schema of %s and cannot be removed or cleared; name its attributes instead", a.rt.Schema.ID, a.rt.Name)
+		}
+		if key, ok := schema.FindKey(a.doc, urn); ok {
+			delete(a.doc, key)
+		}
+		return nil
+	}
+	if _, isObj := v.(map[string]any); !isObj {
+		return scimerr.InvalidValue("the value of path %s must be an object of its attributes, got %s", truncate(urn), kindOf(v))
+	}
+	if core {
+		return a.applyNoPath(kind, v)
+	}
+	return a.applySchemaObject(kind, urn, v, undeclared)
 }
 
 // schemaURN finds the core or a declared extension schema named key.

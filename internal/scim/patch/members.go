@@ -36,16 +36,18 @@ type MemberOp struct {
 const membersAttr = "members"
 
 // memberIDs reads the ids out of a members value: an array of objects, or a
-// single object, each with a non-empty string "value". "$ref", "display"
-// and "type" are ignored: the id alone identifies a member, and Entra sends
-// "$ref": null. Anything else is 400 invalidValue rather than a guess,
-// because guessing wrong here adds or removes the wrong people.
+// single object, each with a non-empty string "value"; a bare string (alone
+// or in the array) is read as an id, as for other multi-valued complex
+// attributes (docs/conformance.md). "$ref", "display" and "type" are
+// ignored: the id alone identifies a member, and Entra sends "$ref": null.
+// Anything else is 400 invalidValue rather than a guess, because guessing
+// wrong here adds or removes the wrong people.
 func memberIDs(v any) ([]string, error) {
 	var items []any
 	switch v := v.(type) {
 	case []any:
 		items = v
-	case map[string]any:
+	case map[string]any, string:
 		items = []any{v}
 	default:
 		return nil, scimerr.InvalidValue("members value must be an array of objects with a \"value\" id")
@@ -53,12 +55,18 @@ func memberIDs(v any) ([]string, error) {
 	ids := make([]string, 0, len(items))
 	seen := make(map[string]bool, len(items))
 	for i, item := range items {
-		obj, ok := item.(map[string]any)
-		if !ok {
-			return nil, scimerr.InvalidValue("members[%d] must be an object with a \"value\" id", i)
+		id, isString := item.(string)
+		if !isString {
+			obj, ok := item.(map[string]any)
+			if !ok {
+				return nil, scimerr.InvalidValue("members[%d] must be an object with a \"value\" id, or an id", i)
+			}
+			id, ok = lookupFold(obj, "value").(string)
+			if !ok {
+				id = ""
+			}
 		}
-		id, ok := lookupFold(obj, "value").(string)
-		if !ok || id == "" {
+		if id == "" {
 			return nil, scimerr.InvalidValue("members[%d] must have a non-empty string \"value\"", i)
 		}
 		if !seen[id] {

@@ -109,7 +109,9 @@ func UserDoc(s *scimv1.ProvisionedUserSpec) map[string]any {
 			doc["name"] = name
 		}
 	}
-	doc["active"] = s.Active == nil || *s.Active
+	if s.Active != nil {
+		doc["active"] = *s.Active
+	}
 	for _, f := range multiValued {
 		if list := *f.get(s); len(list) > 0 {
 			out := make([]any, 0, len(list))
@@ -118,6 +120,13 @@ func UserDoc(s *scimv1.ProvisionedUserSpec) map[string]any {
 			}
 			doc[f.key] = out
 		}
+	}
+	if len(s.X509Certificates) > 0 {
+		out := make([]any, 0, len(s.X509Certificates))
+		for _, c := range s.X509Certificates {
+			out = append(out, multiValuedDoc(scimv1.MultiValuedAttribute(c)))
+		}
+		doc["x509Certificates"] = out
 	}
 	if len(s.Addresses) > 0 {
 		out := make([]any, 0, len(s.Addresses))
@@ -128,8 +137,8 @@ func UserDoc(s *scimv1.ProvisionedUserSpec) map[string]any {
 					a[f.key] = v
 				}
 			}
-			if s.Addresses[i].Primary {
-				a["primary"] = true
+			if p, ok := primaryDoc(s.Addresses[i].Primary, s.Addresses[i].NotPrimary); ok {
+				a["primary"] = p
 			}
 			out = append(out, a)
 		}
@@ -179,10 +188,38 @@ func multiValuedDoc(mv scimv1.MultiValuedAttribute) map[string]any {
 	if mv.Type != "" {
 		m["type"] = mv.Type
 	}
-	if mv.Primary {
-		m["primary"] = true
+	if p, ok := primaryDoc(mv.Primary, mv.NotPrimary); ok {
+		m["primary"] = p
 	}
 	return m
+}
+
+// primaryDoc renders the stored primary flags: true, an explicit false, or
+// absent.
+func primaryDoc(primary, notPrimary bool) (bool, bool) {
+	switch {
+	case primary:
+		return true, true
+	case notPrimary:
+		return false, true
+	}
+	return false, false
+}
+
+// primarySpec reads "primary" of a canonical element into the two stored
+// flags.
+func primarySpec(m map[string]any) (primary, notPrimary bool) {
+	b, ok := m["primary"].(bool)
+	return ok && b, ok && !b
+}
+
+func multiValuedSpec(m map[string]any) scimv1.MultiValuedAttribute {
+	mv := scimv1.MultiValuedAttribute{}
+	mv.Value, _ = m["value"].(string)
+	mv.Display, _ = m["display"].(string)
+	mv.Type, _ = m["type"].(string)
+	mv.Primary, mv.NotPrimary = primarySpec(m)
+	return mv
 }
 
 // MaxUserNameKey is the longest canonical userName (namekey.Key) the
@@ -220,11 +257,11 @@ func UserSpec(doc map[string]any) (scimv1.ProvisionedUserSpec, error) {
 			s.Name = n
 		}
 	}
-	active := true
+	// active is stored only when sent: removed, it reads back absent (and
+	// counts as active for the helpdesk).
 	if v, ok := doc["active"].(bool); ok {
-		active = v
+		s.Active = ptr.To(v)
 	}
-	s.Active = ptr.To(active)
 	for _, f := range multiValued {
 		list, _ := doc[f.key].([]any)
 		for _, el := range list {
@@ -232,13 +269,19 @@ func UserSpec(doc map[string]any) (scimv1.ProvisionedUserSpec, error) {
 			if !ok {
 				continue
 			}
-			mv := scimv1.MultiValuedAttribute{}
-			mv.Value, _ = m["value"].(string)
-			mv.Display, _ = m["display"].(string)
-			mv.Type, _ = m["type"].(string)
-			mv.Primary, _ = m["primary"].(bool)
-			if mv != (scimv1.MultiValuedAttribute{}) {
+			if mv := multiValuedSpec(m); mv != (scimv1.MultiValuedAttribute{}) {
 				*f.get(&s) = append(*f.get(&s), mv)
+			}
+		}
+	}
+	if list, ok := doc["x509Certificates"].([]any); ok {
+		for _, el := range list {
+			m, ok := el.(map[string]any)
+			if !ok {
+				continue
+			}
+			if mv := multiValuedSpec(m); mv != (scimv1.MultiValuedAttribute{}) {
+				s.X509Certificates = append(s.X509Certificates, scimv1.X509Certificate(mv))
 			}
 		}
 	}
@@ -252,7 +295,7 @@ func UserSpec(doc map[string]any) (scimv1.ProvisionedUserSpec, error) {
 			for _, f := range addressParts {
 				*f.get(&a), _ = m[f.key].(string)
 			}
-			a.Primary, _ = m["primary"].(bool)
+			a.Primary, a.NotPrimary = primarySpec(m)
 			if a != (scimv1.Address{}) {
 				s.Addresses = append(s.Addresses, a)
 			}

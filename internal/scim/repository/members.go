@@ -71,34 +71,12 @@ func foldMemberOps(ops []patch.MemberOp) netMembers {
 	return n
 }
 
-// ValidateMembers checks that every id to be added is a user of the tenant.
-// A group id (nested group) or an id of another tenant is refused: the
-// helpdesk has no nested teams, and tenants never see each other.
-func (r *Repository) ValidateMembers(ctx context.Context, namespace string, ops []patch.MemberOp) error {
-	for id, add := range foldMemberOps(ops).want {
-		if !add {
-			continue
-		}
-		if _, err := r.LookupUser(ctx, namespace, id); err != nil {
-			e, ok := scimerr.As(err)
-			if !ok || e.Status != 404 {
-				return err
-			}
-			if _, gerr := r.LookupGroup(ctx, namespace, id); gerr == nil {
-				return scimerr.InvalidValue("member %q is a group: nested groups are not supported", id)
-			}
-			return scimerr.InvalidValue("member %q is not a user of this tenant", id)
-		}
-	}
-	return nil
-}
-
 // memberStats counts what a membership change wrote.
 type memberStats struct{ added, removed int }
 
 // ApplyMembers carries out a request's member operations on group g and
-// returns the group as it is afterwards. Call ValidateMembers first: then
-// no client mistake can fail half-way.
+// returns the group as it is afterwards. Pass ops through KnownMembers
+// first: then no client mistake can fail half-way.
 //
 // When members changed, the group object itself is touched too (its
 // last-modified annotation, by a merge patch that cannot conflict): that

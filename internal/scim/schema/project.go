@@ -78,7 +78,7 @@ func attrKey(urn, name string) string {
 func (rt *ResourceType) selection(names []string) selection {
 	sel := selection{schemas: map[string]bool{}, attrs: map[string]map[string]bool{}}
 	for _, n := range names {
-		n = strings.TrimSpace(n)
+		n = stripValueFilter(strings.TrimSpace(n))
 		if s := rt.schemaByURN(n); s != nil {
 			sel.schemas[strings.ToLower(s.ID)] = true
 			continue
@@ -197,4 +197,21 @@ func (pr projection) dropSubs(a *Attribute, v any, subs map[string]bool) any {
 		return out
 	}
 	return v
+}
+
+// stripValueFilter reads a value filter in an attribute name
+// (`emails[type eq "work"]`, as Microsoft's validator sends in attributes=)
+// as the attribute it filters (`emails`): RFC 7644 §3.4.2.5 names
+// attributes, not elements, so the whole attribute is returned rather than
+// the name ignored.
+func stripValueFilter(n string) string {
+	open := strings.IndexByte(n, '[')
+	if open <= 0 {
+		return n
+	}
+	end := strings.LastIndexByte(n, ']')
+	if end < open {
+		return n
+	}
+	return n[:open] + n[end+1:]
 }

@@ -51,7 +51,7 @@ func TestClientErrors(t *testing.T) {
 	ns := env.Namespace(t)
 	r := startReplica(t, ns)
 	tok := issueToken(t, ns, "entra", r)
-	uid := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"keep@contoso.test","displayName":"Keep"}`), 201).str("id")
+	uid := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"keep@contoso.test","displayName":"Keep","active":true}`), 201).str("id")
 	gid := expect(t, r.do(t, tok, "POST", "/Groups", `{"displayName":"Keep"}`), 201).str("id")
 	const missing = "2819c223-7f76-453a-919d-413861904646"
 	big := `{"userName":"big@contoso.test","displayName":"` + strings.Repeat("x", 1<<20+10) + `"}`

@@ -319,9 +319,10 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, rq *request
 		return scimerr.InvalidValue("%v", err)
 	}
 	var ops []patch.MemberOp
+	var skipped []string
 	if ids, ok := memberIDs(doc); ok && len(ids) > 0 {
-		ops = []patch.MemberOp{{Kind: patch.MemberAdd, IDs: ids}}
-		if err := s.repo.ValidateMembers(r.Context(), rq.tenant(), ops); err != nil {
+		ops, skipped, err = s.repo.KnownMembers(r.Context(), rq.tenant(), []patch.MemberOp{{Kind: patch.MemberAdd, IDs: ids}})
+		if err != nil {
 			return err
 		}
 	}
@@ -338,6 +339,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, rq *request
 		s.repo.AbandonGroup(ctx, rq.writer(), created)
 		return err
 	}
+	s.warnSkipped(r.Context(), g, skipped)
 	s.audit(rq, "create", "Group", g.Name)
 	return s.respondGroup(w, r, rq, g, http.StatusCreated)
 }
@@ -359,9 +361,13 @@ func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, rq *reques
 		return scimerr.InvalidValue("%v", err)
 	}
 	var ops []patch.MemberOp
+	var skipped []string
 	if ids, ok := memberIDs(doc); ok {
 		ops = []patch.MemberOp{{Kind: patch.MemberReplace, IDs: ids}}
-		if err := s.repo.ValidateMembers(r.Context(), rq.tenant(), ops); err != nil {
+		if len(ids) == 0 {
+			ops = []patch.MemberOp{{Kind: patch.MemberClear}}
+		}
+		if ops, skipped, err = s.repo.KnownMembers(r.Context(), rq.tenant(), ops); err != nil {
 			return err
 		}
 	}
@@ -384,8 +390,17 @@ func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, rq *reques
 	if g, err = s.repo.ApplyMembers(r.Context(), rq.writer(), g, ops); err != nil {
 		return err
 	}
+	s.warnSkipped(r.Context(), g, skipped)
 	s.audit(rq, "replace", "Group", id)
 	return s.respondGroup(w, r, rq, g, http.StatusOK)
+}
+
+// warnSkipped leaves a Warning event on g naming the member ids a request
+// skipped because they are not users of the tenant (docs/conformance.md).
+func (s *Server) warnSkipped(ctx context.Context, g *scimv1.ProvisionedGroup, skipped []string) {
+	if len(skipped) > 0 {
+		s.repo.Warn(ctx, g, "ProvisionedGroup", repository.EventMemberSkipped, repository.SkippedNote(skipped))
+	}
 }
 
 // guardsMembers reports whether the group must be written because the
@@ -418,6 +433,7 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request, rq *request)
 	}
 	id := r.PathValue("id")
 	var memberOps []patch.MemberOp
+	var skipped []string
 	skipMembers := false
 	g, err := s.repo.UpdateGroup(r.Context(), rq.writer(), id, ifMatch(r), func(g *scimv1.ProvisionedGroup) (bool, error) {
 		doc := repository.GroupDoc(&g.Spec)
@@ -425,11 +441,13 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request, rq *request)
 		if err != nil {
 			return false, err
 		}
-		// Validate before any write: a bad member fails the whole request.
-		if err := s.repo.ValidateMembers(r.Context(), rq.tenant(), res.Members); err != nil {
+		// Checked before any write: ids that are not users of the tenant
+		// are left out (and reported), the others are applied.
+		known, unknown, err := s.repo.KnownMembers(r.Context(), rq.tenant(), res.Members)
+		if err != nil {
 			return false, err
 		}
-		memberOps, skipMembers = res.Members, false
+		memberOps, skipped, skipMembers = known, unknown, false
 		if !res.Changed {
 			return s.guardsMembers(r, g, memberOps, &skipMembers)
 		}
@@ -452,6 +470,7 @@ func (s *Server) patchGroup(w http.ResponseWriter, r *http.Request, rq *request)
 	if _, err := s.repo.ApplyMembers(r.Context(), rq.writer(), g, memberOps); err != nil {
 		return err
 	}
+	s.warnSkipped(r.Context(), g, skipped)
 	s.audit(rq, "patch", "Group", id)
 	return noContent(w, rq)
 }

@@ -249,9 +249,8 @@ func TestGroupLifecycle(t *testing.T) {
 
 	// Client mistakes on members answer 400 and write nothing.
 	for _, bad := range []struct{ body, scimType string }{
-		{patchOp(`{"op":"add","path":"members","value":` + memberValues(u[3], "no-such-user") + `}`), "invalidValue"},
-		{patchOp(`{"op":"add","path":"members","value":` + memberValues(other) + `}`), "invalidValue"},
-		{patchOp(`{"op":"add","path":"members","value":"` + u[3] + `"}`), "invalidValue"},
+		// (Ids that are no user of the tenant are skipped, not refused:
+		// TestMemberLeniency.)
 		{patchOp(`{"op":"add","path":"members","value":[{"display":"x"}]}`), "invalidValue"},
 		{patchOp(`{"op":"remove","path":"members[display eq \"x\"]"}`), "invalidFilter"},
 	} {

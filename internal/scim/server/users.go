@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 // userDoc renders a ProvisionedUser as a full SCIM resource.
 func (s *Server) userDoc(ctx context.Context, rq *request, rt *schema.ResourceType, u *scimv1.ProvisionedUser, withGroups bool) (map[string]any, error) {
 	doc := repository.UserDoc(&u.Spec)
+	s.addManagerRef(ctx, rq, u.Namespace, doc)
 	doc["id"] = u.Name
 	doc["schemas"] = rt.SchemasOf(doc)
 	doc["meta"] = meta("User", rq.baseURL+"/Users/"+u.Name, &u.ObjectMeta)
@@ -33,6 +36,23 @@ func (s *Server) userDoc(ctx context.Context, rq *request, rt *schema.ResourceTy
 		}
 	}
 	return doc, nil
+}
+
+// addManagerRef computes the read-only sub-attributes of the enterprise
+// manager (RFC 7643 §4.3): $ref from the id and the request's base URL, and
+// displayName from the manager's user when it is in the cache (Entra may
+// link a manager before creating it).
+func (s *Server) addManagerRef(ctx context.Context, rq *request, tenant string, doc map[string]any) {
+	ext, _ := doc[repository.EnterpriseURN].(map[string]any)
+	m, _ := ext["manager"].(map[string]any)
+	id, _ := m["value"].(string)
+	if id == "" {
+		return
+	}
+	m["$ref"] = rq.baseURL + "/Users/" + id
+	if d := s.repo.DisplayNames(ctx, tenant, []string{id})[id]; d != "" {
+		m["displayName"] = d
+	}
 }
 
 // groupsAttr computes a user's read-only groups attribute from the
@@ -318,6 +338,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, rq *request)
 	if err != nil {
 		return err
 	}
+	s.warnEmails(r.Context(), u, nil)
 	s.audit(rq, "create", "User", u.Name)
 	return s.respondUser(w, r, rq, rt, u, http.StatusCreated)
 }
@@ -344,7 +365,9 @@ func (s *Server) replaceUser(w http.ResponseWriter, r *http.Request, rq *request
 		return scimerr.InvalidValue("%v", err)
 	}
 	id := r.PathValue("id")
+	var before []string
 	u, err := s.repo.UpdateUser(r.Context(), rq.writer(), id, ifMatch(r), func(u *scimv1.ProvisionedUser) (bool, error) {
+		before = repository.NotAddresses(&u.Spec)
 		next := spec.DeepCopy()
 		if !hasActive {
 			next.Active = u.Spec.Active
@@ -365,6 +388,7 @@ func (s *Server) replaceUser(w http.ResponseWriter, r *http.Request, rq *request
 	if err != nil {
 		return err
 	}
+	s.warnEmails(r.Context(), u, before)
 	s.audit(rq, "replace", "User", id)
 	return s.respondUser(w, r, rq, rt, u, http.StatusOK)
 }
@@ -393,7 +417,9 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, rq *request) 
 		}
 	}
 	id := r.PathValue("id")
+	var before []string
 	u, err := s.repo.UpdateUser(r.Context(), rq.writer(), id, ifMatch(r), func(u *scimv1.ProvisionedUser) (bool, error) {
+		before = repository.NotAddresses(&u.Spec)
 		doc := repository.UserDoc(&u.Spec)
 		res, err := patch.Apply(rt, doc, req.Operations, patch.Options{})
 		if err != nil || !res.Changed {
@@ -412,6 +438,7 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, rq *request) 
 	if err != nil {
 		return err
 	}
+	s.warnEmails(r.Context(), u, before)
 	s.audit(rq, "patch", "User", id)
 	// RFC 7644 §3.5.2: 200 with the resource, or 204. The resource is sent
 	// when the client asks for attributes; otherwise 204 saves rendering
@@ -422,6 +449,30 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request, rq *request) 
 	}
 	w.Header().Set("ETag", etag(repository.Version(&u.ObjectMeta)))
 	return noContent(w, rq)
+}
+
+// warnEmails leaves a Warning event on u for emails[].value that are not
+// RFC 5321 addresses and were not stored before this request (before):
+// they are stored as sent (RFC 7643 §4.1.2 says SHOULD), and an operator
+// may want to know. Values are not logged; the event names the positions.
+func (s *Server) warnEmails(ctx context.Context, u *scimv1.ProvisionedUser, before []string) {
+	var fresh []string
+	for _, v := range repository.NotAddresses(&u.Spec) {
+		if !slices.Contains(before, v) {
+			fresh = append(fresh, v)
+		}
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	var at []string
+	for i, e := range u.Spec.Emails {
+		if slices.Contains(fresh, e.Value) {
+			at = append(at, fmt.Sprintf("emails[%d]", i))
+		}
+	}
+	s.repo.Warn(ctx, u, "ProvisionedUser", repository.EventEmailNotAnAddress,
+		fmt.Sprintf("%s: not an RFC 5321 address (name@domain); stored as sent", strings.Join(at, ", ")))
 }
 
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, rq *request) error {
