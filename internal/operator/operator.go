@@ -111,8 +111,8 @@ type Options struct {
 
 	// InstallationKeySecret is the Secret holding the installation key
 	// (package installkey), created on the first start. Default:
-	// installkey.DefaultSecretName in the leader election namespace, else
-	// the pod's namespace, else "default".
+	// installkey.DefaultSecretName in the pod's namespace, else the leader
+	// election namespace, else "default".
 	InstallationKeySecret client.ObjectKey
 
 	// TokenFreshnessInterval and TokenFreshnessBound tune tokens.Freshness
@@ -157,7 +157,9 @@ func loadInstallationKey(ctx context.Context, cfg *rest.Config, o Options) (inst
 		at.Name = installkey.DefaultSecretName
 	}
 	if at.Namespace == "" {
-		at.Namespace = cmp.Or(o.LeaderElectionNamespace, podNamespace(), "default")
+		// The pod's namespace, where both Deployments run (only the
+		// controllers take --leader-election-namespace).
+		at.Namespace = cmp.Or(podNamespace(), o.LeaderElectionNamespace, "default")
 	}
 	c, err := client.New(cfg, client.Options{Scheme: o.Scheme})
 	if err != nil {

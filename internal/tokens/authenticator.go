@@ -112,6 +112,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization string) 
 	if err != nil {
 		return Principal{}, err
 	}
+	if !a.fingerprints.Keyed() {
+		return Principal{}, ErrUnknown // a wiring mistake fails closed, for both forms
+	}
 	// The keyed fingerprint first; status written before fingerprints
 	// were keyed holds the unkeyed one until the controller rewrites it
 	// (a previous token until its overlap ends).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,14 +101,11 @@ func (f *Freshness) Start(ctx context.Context) error {
 	}
 }
 
-// Check makes one comparison.
+// Check makes one comparison. The cache is listed before the API server,
+// so that what the cache lacks is what changed since, never the reverse.
 func (f *Freshness) Check(ctx context.Context) error {
 	f.defaults()
 	now := f.Clock.Now()
-	live, err := f.liveVersions(ctx)
-	if err != nil {
-		return err
-	}
 	var cached scimv1.ScimTokenList
 	if err := f.Cache.List(ctx, &cached, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing ScimTokens in the cache: %w", err)
@@ -116,38 +114,53 @@ func (f *Freshness) Check(ctx context.Context) error {
 	for i := range cached.Items {
 		have[client.ObjectKeyFromObject(&cached.Items[i]).String()] = rvOf(cached.Items[i].ResourceVersion)
 	}
+	live, err := f.liveVersions(ctx)
+	if err != nil {
+		return err
+	}
+	behindNow := behind(have, live)
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.behind == nil {
 		f.behind = map[string]lagRecord{}
 	}
-	// Records the cache has caught up with are dropped; a record keeps
-	// its first since, so a token that changes all the time (usage
-	// stamps) is judged by whether the cache follows, not by luck.
+	// A record ends when its token is not behind any more, or when the
+	// cache has reached the version that was missing (a token stamped at
+	// every comparison is judged by whether the cache follows it, not by
+	// whether a comparison happens to fall between two stamps).
 	for key, rec := range f.behind {
-		got, ok := have[key]
-		if rec.rv == 0 && !ok || rec.rv != 0 && ok && got >= rec.rv {
+		_, still := behindNow[key]
+		got, cachedNow := have[key]
+		if !still || rec.rv != 0 && cachedNow && got >= rec.rv || rec.rv == 0 && !cachedNow {
 			delete(f.behind, key)
 		}
 	}
-	for key, rv := range live {
-		if got, ok := have[key]; ok && got >= rv {
-			continue
-		}
+	for key, rv := range behindNow {
 		if _, ok := f.behind[key]; !ok {
 			f.behind[key] = lagRecord{rv: rv, since: now}
 		}
 	}
-	for key := range have {
-		if _, ok := live[key]; !ok {
-			if _, ok := f.behind[key]; !ok {
-				f.behind[key] = lagRecord{rv: 0, since: now} // deleted live, still cached
-			}
-		}
-	}
 	f.confirmed = now
 	return nil
+}
+
+// behind returns the tokens the cache is behind on: live at a version the
+// cache has not reached (or not at all), and cached but deleted live
+// (version 0).
+func behind(have, live map[string]uint64) map[string]uint64 {
+	out := map[string]uint64{}
+	for key, rv := range live {
+		if got, ok := have[key]; !ok || got < rv {
+			out[key] = rv
+		}
+	}
+	for key := range have {
+		if _, ok := live[key]; !ok {
+			out[key] = 0
+		}
+	}
+	return out
 }
 
 // liveVersions lists the ScimTokens' resourceVersions from the API server
@@ -178,22 +191,44 @@ func rvOf(rv string) uint64 {
 	return n
 }
 
-// Stale returns ErrStale (wrapped with the reason) when tokens must not be
-// accepted, nil otherwise.
+// Stale returns ErrStale (wrapped with the reason) when no token may be
+// accepted: no comparison with the API server succeeded within the bound.
+// It is what readiness reports.
 func (f *Freshness) Stale() error {
 	f.defaults()
 	now := f.Clock.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.staleLocked(now)
+}
+
+func (f *Freshness) staleLocked(now time.Time) error {
 	if f.confirmed.IsZero() {
 		return nil // not started: the cache has not synced either, and readiness waits for it
 	}
 	if d := now.Sub(f.confirmed); d > f.Bound {
 		return fmt.Errorf("%w: no comparison with the API server succeeded for %s", ErrStale, d.Round(time.Second))
 	}
-	for _, rec := range f.behind {
-		if d := now.Sub(rec.since); d > f.Bound {
-			return fmt.Errorf("%w: a ScimToken change has not reached this replica's cache for %s", ErrStale, d.Round(time.Second))
+	return nil
+}
+
+// StaleIn is Stale, and also ErrStale when a ScimToken change of namespace
+// has not reached the cache within the bound: the tokens of that tenant
+// are refused, every other tenant's are not.
+func (f *Freshness) StaleIn(namespace string) error {
+	f.defaults()
+	now := f.Clock.Now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.staleLocked(now); err != nil {
+		return err
+	}
+	prefix := namespace + "/"
+	for key, rec := range f.behind {
+		if strings.HasPrefix(key, prefix) {
+			if d := now.Sub(rec.since); d > f.Bound {
+				return fmt.Errorf("%w: a ScimToken change in %s has not reached this replica's cache for %s", ErrStale, namespace, d.Round(time.Second))
+			}
 		}
 	}
 	return nil
@@ -206,10 +241,19 @@ type FreshAuthenticator struct {
 	Freshness *Freshness
 }
 
-// Authenticate is Authenticator.Authenticate behind the freshness check.
+// Authenticate is Authenticator.Authenticate behind the freshness check of
+// the token's tenant (a revoked token is still in a stale cache, so it is
+// found, and then refused here).
 func (a FreshAuthenticator) Authenticate(ctx context.Context, authorization string) (Principal, error) {
 	if err := a.Freshness.Stale(); err != nil {
 		return Principal{}, err
 	}
-	return a.Authenticator.Authenticate(ctx, authorization)
+	p, err := a.Authenticator.Authenticate(ctx, authorization)
+	if err != nil {
+		return p, err
+	}
+	if err := a.Freshness.StaleIn(p.Namespace); err != nil {
+		return Principal{}, err
+	}
+	return p, nil
 }

@@ -45,8 +45,10 @@ type Repository struct {
 	// Client writes to the API server.
 	Client client.Client
 	// IDKey keys first ids (FirstUserID): the installation key's first-id
-	// subkey, the same on every replica. Without it every user is created
-	// under a random id and a NameClaim (slower, equally safe).
+	// subkey, the same on every replica (operator.New always sets it).
+	// Without it every user is created under a random id and a NameClaim:
+	// only for tests, since next to replicas that have a key it would
+	// neither see their first-id holders nor retire their first ids.
 	IDKey []byte
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
