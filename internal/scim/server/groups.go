@@ -85,25 +85,7 @@ func (s *Server) answerGroups(w http.ResponseWriter, r *http.Request, rq *reques
 		return err
 	}
 	defer release()
-	// Member lists read for the filter count against the ceiling too: a
-	// comparison other than members.value eq reads every member of every
-	// candidate, and an indexed candidate may have 100,000 of them.
-	memberBudget := s.scans.ceiling
-	probe := func(g *scimv1.ProvisionedGroup) (map[string]any, error) {
-		var members []string
-		if mf.mentioned {
-			var err error
-			if members, err = s.membersForFilter(ctx, g, mf); err != nil {
-				return nil, err
-			}
-			if mf.whole {
-				if memberBudget -= len(members); memberBudget < 0 {
-					return nil, s.scans.tooManyMembers(s.scans.ceiling - memberBudget)
-				}
-			}
-		}
-		return s.groupDoc(ctx, rq, g, members), nil
-	}
+	probe := s.groupProbe(ctx, rq, mf)
 	total, page, err := selectPage(q, candidates, probe)
 	if err != nil {
 		return err
@@ -127,6 +109,29 @@ func (s *Server) answerGroups(w http.ResponseWriter, r *http.Request, rq *reques
 		}
 	}
 	return writeJSON(w, rq, http.StatusOK, list)
+}
+
+// groupProbe renders a group for filter and sort, with the members the
+// filter compares. Member lists read for the filter count against the
+// ceiling too: a comparison other than members.value eq reads every member
+// of every candidate, and an indexed candidate may have 100,000 of them.
+func (s *Server) groupProbe(ctx context.Context, rq *request, mf memberFilter) func(*scimv1.ProvisionedGroup) (map[string]any, error) {
+	memberBudget := s.scans.ceiling
+	return func(g *scimv1.ProvisionedGroup) (map[string]any, error) {
+		var members []string
+		if mf.mentioned {
+			var err error
+			if members, err = s.membersForFilter(ctx, g, mf); err != nil {
+				return nil, err
+			}
+			if mf.whole {
+				if memberBudget -= len(members); memberBudget < 0 {
+					return nil, s.scans.tooManyMembers(s.scans.ceiling - memberBudget)
+				}
+			}
+		}
+		return s.groupDoc(ctx, rq, g, members), nil
+	}
 }
 
 // memberFilter is what a group filter needs of the members.
@@ -249,7 +254,7 @@ func (s *Server) groupCandidates(ctx context.Context, w http.ResponseWriter, ten
 	}
 	release := noRelease
 	if mf.whole {
-		if release, err = s.scanSlot(ctx, w, tenant); err != nil {
+		if release, err = s.takeSlot(ctx, w, tenant, q); err != nil {
 			return nil, nil, err
 		}
 	}

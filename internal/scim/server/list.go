@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -28,6 +29,9 @@ type query struct {
 	descending bool
 	attributes []string
 	excluded   []string
+	// slot takes the scan slot a whole-tenant read holds; nil is
+	// Server.scanSlot. A root search shares one slot between its types.
+	slot func(ctx context.Context, w http.ResponseWriter, tenant string) (func(), error)
 }
 
 func (s *Server) parseQuery(rt *schema.ResourceType, v url.Values) (*query, error) {
@@ -37,6 +41,22 @@ func (s *Server) parseQuery(rt *schema.ResourceType, v url.Values) (*query, erro
 
 // parseSearch reads a POST /.search body.
 func (s *Server) parseSearch(rt *schema.ResourceType, r *http.Request) (*query, error) {
+	sr, err := s.readSearch(r)
+	if err != nil {
+		return nil, err
+	}
+	return s.buildQuery(rt, sr.filter, sr.startIndex, sr.count, sr.sortBy, sr.sortOrder, sr.attributes, sr.excluded)
+}
+
+// searchRequest is a SearchRequest body (RFC 7644 §3.4.3), not yet bound
+// to a resource type.
+type searchRequest struct {
+	filter, startIndex, count, sortBy, sortOrder string
+	attributes, excluded                         []string
+}
+
+// readSearch reads and checks a SearchRequest body.
+func (s *Server) readSearch(r *http.Request) (*searchRequest, error) {
 	body, err := s.readBody(r)
 	if err != nil {
 		return nil, err
@@ -70,7 +90,8 @@ func (s *Server) parseSearch(rt *schema.ResourceType, r *http.Request) (*query, 
 	if err != nil {
 		return nil, err
 	}
-	return s.buildQuery(rt, req.Filter, req.StartIndex.String(), req.Count.String(), req.SortBy, req.SortOrder, attrs, excl)
+	return &searchRequest{filter: req.Filter, startIndex: req.StartIndex.String(), count: req.Count.String(),
+		sortBy: req.SortBy, sortOrder: req.SortOrder, attributes: attrs, excluded: excl}, nil
 }
 
 // stringList accepts a JSON array of strings or one comma-separated string.
@@ -169,11 +190,34 @@ func selectPage[T any](q *query, candidates []T, probe func(T) (map[string]any, 
 		from, to := q.window(len(candidates))
 		return len(candidates), candidates[from:to], nil
 	}
+	hits, err := matchAll(q, candidates, probe)
+	if err != nil {
+		return 0, nil, err
+	}
+	if q.sortBy != nil {
+		sortHits(hits, q.descending)
+	}
+	from, to := q.window(len(hits))
+	page := make([]T, 0, to-from)
+	for _, h := range hits[from:to] {
+		page = append(page, h.obj)
+	}
+	return len(hits), page, nil
+}
+
+// matchAll returns the candidates that match q's filter, in their order,
+// with their sort keys when q sorts. Without filter and sortBy nothing is
+// rendered.
+func matchAll[T any](q *query, candidates []T, probe func(T) (map[string]any, error)) ([]hit[T], error) {
 	hits := make([]hit[T], 0, min(len(candidates), 1024))
 	for _, c := range candidates {
+		if q.filter == nil && q.sortBy == nil {
+			hits = append(hits, hit[T]{obj: c})
+			continue
+		}
 		doc, err := probe(c)
 		if err != nil {
-			return 0, nil, err
+			return nil, err
 		}
 		if q.filter != nil && !filter.Match(q.filter, doc) {
 			continue
@@ -184,21 +228,19 @@ func selectPage[T any](q *query, candidates []T, probe func(T) (map[string]any, 
 		}
 		hits = append(hits, h)
 	}
-	if q.sortBy != nil {
-		slices.SortStableFunc(hits, func(a, b hit[T]) int {
-			c := compareSortKeys(a.key, b.key)
-			if q.descending {
-				c = -c
-			}
-			return c
-		})
-	}
-	from, to := q.window(len(hits))
-	page := make([]T, 0, to-from)
-	for _, h := range hits[from:to] {
-		page = append(page, h.obj)
-	}
-	return len(hits), page, nil
+	return hits, nil
+}
+
+// sortHits sorts stably by key (RFC 7644 §3.4.2.3): resources without a
+// value come last when ascending, first when descending.
+func sortHits[T any](hits []hit[T], descending bool) {
+	slices.SortStableFunc(hits, func(a, b hit[T]) int {
+		c := compareSortKeys(a.key, b.key)
+		if descending {
+			c = -c
+		}
+		return c
+	})
 }
 
 // window is the slice of total matches the page holds.

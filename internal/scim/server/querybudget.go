@@ -163,6 +163,15 @@ func (s *Server) startScan(ctx context.Context, w http.ResponseWriter, tenant st
 			return nil, s.scans.tooMany(k, size)
 		}
 	}
+	return s.takeSlot(ctx, w, tenant, q)
+}
+
+// takeSlot takes the scan slot for q: its own, or the one its root search
+// shares.
+func (s *Server) takeSlot(ctx context.Context, w http.ResponseWriter, tenant string, q *query) (func(), error) {
+	if q.slot != nil {
+		return q.slot(ctx, w, tenant)
+	}
 	return s.scanSlot(ctx, w, tenant)
 }
 

@@ -197,6 +197,8 @@ func (s *Server) Handler() http.Handler {
 	route("PATCH "+b+"/Groups/{id}", s.patchGroup)
 	route("DELETE "+b+"/Groups/{id}", s.deleteGroup)
 
+	route("POST "+b+"/.search", s.searchRoot)
+
 	route("GET "+b+"/ServiceProviderConfig", s.serviceProviderConfig)
 	route("GET "+b+"/ResourceTypes", s.resourceTypes)
 	route("GET "+b+"/ResourceTypes/{id}", s.resourceType)
