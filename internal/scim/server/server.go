@@ -143,6 +143,7 @@ type Server struct {
 	limiter *tokens.FailureLimiter
 	clients *clientaddr.Resolver
 	metrics *tokens.Metrics
+	answers *Metrics
 	repo    *repository.Repository
 	users   SchemaSource
 	groups  *schema.ResourceType
@@ -155,6 +156,9 @@ type Options struct {
 	Usage   UsageRecorder          // optional
 	Limiter *tokens.FailureLimiter // optional: per-address failed-auth limit
 	Metrics *tokens.Metrics        // optional
+	// Answers counts responses (metrics.go); default: collectors on
+	// controller-runtime's metrics registry.
+	Answers *Metrics
 	Repo    *repository.Repository
 	Users   SchemaSource // optional: the RFC User schema when nil
 	Log     logr.Logger
@@ -166,7 +170,10 @@ func New(cfg Config, o Options) *Server {
 	s := &Server{cfg: cfg, rates: newTokenRates(cfg.RateLimit, cfg.RateBurst), scans: newScanBudget(cfg),
 		auth: o.Auth, usage: o.Usage, limiter: o.Limiter,
 		clients: clientaddr.New(cfg.TrustedProxies), metrics: o.Metrics,
-		repo: o.Repo, users: o.Users, groups: schema.GroupResourceType(), log: o.Log}
+		repo: o.Repo, users: o.Users, groups: schema.GroupResourceType(), log: o.Log, answers: o.Answers}
+	if s.answers == nil {
+		s.answers = defaultMetrics()
+	}
 	if s.users == nil {
 		rt := schema.UserResourceType()
 		s.users = func(context.Context, string) *schema.ResourceType { return rt }
@@ -179,7 +186,10 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	b := s.cfg.BasePath
 	route := func(pattern string, h func(http.ResponseWriter, *http.Request, *request) error) {
-		mux.Handle(pattern, s.wrap(h))
+		mux.Handle(pattern, s.wrap(func(w http.ResponseWriter, r *http.Request, rq *request) error {
+			notePrincipal(w, rq.principal)
+			return h(w, r, rq)
+		}))
 	}
 	route("GET "+b+"/Users", s.listUsers)
 	route("POST "+b+"/Users/.search", s.searchUsers)
@@ -215,9 +225,12 @@ func (s *Server) Handler() http.Handler {
 		return scimerr.NotFound("no SCIM endpoint at %s %s; this server serves %s/Users and %s/Groups", r.Method, r.URL.Path, b, b)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ow := &observedWriter{ResponseWriter: w}
 		r.URL.Path = s.canonicalPath(r.URL.Path)
 		r.URL.RawPath = ""
-		mux.ServeHTTP(w, r)
+		mux.ServeHTTP(ow, r)
+		s.answers.observe(ow, time.Since(start))
 	})
 }
 
@@ -269,6 +282,7 @@ func (s *Server) errorResponse(w http.ResponseWriter, rq *request, err error) {
 	if e.Status == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
 	}
+	noteError(w, rq.principal, e.ScimType)
 	w.Header().Set("Content-Type", ContentType)
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(e.Body())
