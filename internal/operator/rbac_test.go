@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -18,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -197,6 +199,42 @@ func TestLeastPrivilege(t *testing.T) {
 		return nil
 	})
 
+	// The SCIM server may stamp token usage in status, and nothing else
+	// there: config/rbac/scim_status_policy.yaml, bound to this test's SCIM
+	// user. Without it the SCIM process could write a fingerprint and mint
+	// a token (review finding).
+	statusPolicy(t, scimUser)
+	scimClient, err := client.New(scimCfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Dry runs: admission judges them, nothing is stored (a write let
+	// through before the policy is active must not stick).
+	patchStatus := func(body string, opts ...client.SubResourcePatchOption) error {
+		tok := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "t"}}
+		return scimClient.Status().Patch(ctx, tok, client.RawPatch(types.MergePatchType, []byte(body)), opts...)
+	}
+	dryRun := client.DryRunAll
+	waitFor(t, func() error {
+		if err := patchStatus(`{"status":{"fingerprint":"hmac-sha256:minted"}}`, dryRun); !apierrors.IsForbidden(err) {
+			return fmt.Errorf("the SCIM user writing status.fingerprint: want Forbidden, got %v", err)
+		}
+		return nil
+	})
+	for _, body := range []string{`{"status":{"previousFingerprint":"sha256:minted","previousValidUntil":"2099-01-01T00:00:00Z"}}`,
+		`{"status":{"pending":{"fingerprint":"hmac-sha256:minted","issuedAt":"2026-01-01T00:00:00Z"}}}`,
+		`{"status":{"conditions":[]}}`} {
+		if err := patchStatus(body, dryRun); !apierrors.IsForbidden(err) {
+			t.Errorf("the SCIM user writing %s: want Forbidden, got %v", body, err)
+		}
+	}
+	if err := patchStatus(`{"status":{"lastUsedAt":"2026-11-30T12:00:00Z"}}`); err != nil {
+		t.Errorf("the SCIM user stamping usage: %v", err)
+	}
+	if code, _ := call(t, base, token, "GET", "/ServiceProviderConfig", ""); code != 200 {
+		t.Errorf("the token stopped working after the refused status writes: %d", code)
+	}
+
 	// A ScimToken outside the tenant namespaces gets no token and says why;
 	// the controllers touch no Secret there.
 	if err := env.Client.Create(ctx, &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: "elsewhere"}}); err != nil {
@@ -247,4 +285,64 @@ func TestLeastPrivilege(t *testing.T) {
 	forbidden("the controllers create a Secret outside the tenant namespaces", ctrlCfg, func(c client.Client) error {
 		return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: "minted"}})
 	})
+}
+
+// statusPolicy installs config/rbac/scim_status_policy.yaml for user (the
+// policy matches the SCIM ServiceAccount's name; here it is a test user),
+// and checks it names every ScimToken status field but the usage stamps.
+func statusPolicy(t *testing.T, user string) {
+	t.Helper()
+	ctx := context.Background()
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "scim_status_policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[scimv1.ScimTokenStatus]()) {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "" || name == "lastUsedAt" || name == "previousLastUsedAt" {
+			continue
+		}
+		if !strings.Contains(string(raw), "object.status."+name+" ==") {
+			t.Errorf("scim_status_policy.yaml does not protect status.%s from the SCIM server", name)
+		}
+	}
+	var policy, binding *unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatal(err)
+		}
+		switch u.GetKind() {
+		case "ValidatingAdmissionPolicy":
+			policy = u
+		case "ValidatingAdmissionPolicyBinding":
+			binding = u
+		}
+	}
+	if policy == nil || binding == nil {
+		t.Fatal("scim_status_policy.yaml lacks the policy or its binding")
+	}
+	name := "scim-status-writes-" + strings.ToLower(user)
+	policy.SetName(name)
+	conditions, _, _ := unstructured.NestedSlice(policy.Object, "spec", "matchConditions")
+	for i := range conditions {
+		conditions[i].(map[string]any)["expression"] = fmt.Sprintf("request.userInfo.username == %q", user)
+	}
+	if err := unstructured.SetNestedSlice(policy.Object, conditions, "spec", "matchConditions"); err != nil {
+		t.Fatal(err)
+	}
+	binding.SetName(name)
+	if err := unstructured.SetNestedField(binding.Object, name, "spec", "policyName"); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []*unstructured.Unstructured{policy, binding} {
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = env.Client.Delete(ctx, o) })
+	}
 }
