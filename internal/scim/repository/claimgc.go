@@ -6,6 +6,7 @@ import (
 
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
@@ -111,35 +112,64 @@ func collectable(c *scimv1.NameClaim, now time.Time, grace time.Duration) bool {
 	return now.Sub(since) >= grace
 }
 
+// collectorOwner marks a claim the collector has taken to collect it. It
+// is no object name (a colon), so it never names a real owner.
+const collectorOwner = "collector:"
+
 // collect deletes (or, retired, releases) one claim if its owner does not
 // hold it: first by the cache, which answers for nearly every claim
-// without an API call, then confirmed by a live read.
+// without an API call, then confirmed by a live read. It is fenced like a
+// takeover (claims.go): the claim is first taken (a write carrying the
+// resourceVersion read), then the owner is read again, and the claim given
+// back if the owner holds the value by then. A writer still using the
+// claim reads it again after its write and undoes the write when the claim
+// is no longer its own; of the two, at least one sees the other.
 func (c *ClaimCollector) collect(ctx context.Context, u uniqueness, cl *scimv1.NameClaim) (bool, error) {
-	if cl.Spec.Owner != "" {
+	prev := cl.Spec
+	if prev.Owner != "" {
 		cached, err := c.cachedHolds(ctx, u, cl)
 		if err != nil || cached {
 			return false, err
 		}
-		state, err := u.holds(ctx, cl.Namespace, cl.Spec.Owner, cl.Name)
+		state, err := u.holds(ctx, cl.Namespace, prev.Owner, cl.Name)
 		if err != nil || state == ownerHolding {
+			return false, err
+		}
+		now := metav1.NewTime(c.Repo.now())
+		cl.Spec.Owner, cl.Spec.ClaimedAt = collectorOwner, &now
+		if err := c.Repo.Client.Update(ctx, cl); err != nil {
+			return false, ignoreRace(err)
+		}
+		if state, err := u.holds(ctx, cl.Namespace, prev.Owner, cl.Name); err != nil || state == ownerHolding {
+			// The owner's write landed meanwhile: the claim goes back.
+			cl.Spec = prev
+			if uerr := c.Repo.Client.Update(ctx, cl); uerr != nil && err == nil {
+				err = ignoreRace(uerr)
+			}
 			return false, err
 		}
 	}
 	var err error
 	if cl.Spec.Retired {
 		cl.Spec.Owner, cl.Spec.ClaimedAt = "", nil
-		err = c.Repo.Client.Update(ctx, cl) // carries the resourceVersion read
+		err = c.Repo.Client.Update(ctx, cl) // carries the resourceVersion of our own write
 	} else {
 		err = c.Repo.Client.Delete(ctx, cl, client.Preconditions{UID: &cl.UID, ResourceVersion: &cl.ResourceVersion})
 	}
-	switch {
-	case err == nil:
-		c.Log.V(1).Info("collected a name claim no live object holds", "namespace", cl.Namespace, "claim", cl.Name, "retired", cl.Spec.Retired)
-		return true, nil
-	case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
-		return false, nil // changed meanwhile: someone is using it
+	if err != nil {
+		return false, ignoreRace(err)
 	}
-	return false, apiError(err, "name claim")
+	c.Log.V(1).Info("collected a name claim no live object holds", "namespace", cl.Namespace, "retired", cl.Spec.Retired)
+	return true, nil
+}
+
+// ignoreRace: a claim changed or removed meanwhile is someone's, and left
+// alone.
+func ignoreRace(err error) error {
+	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+		return nil
+	}
+	return apiError(err, "name claim")
 }
 
 // cachedHolds reports whether the cache says the claim's owner holds it.

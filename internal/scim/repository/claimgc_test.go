@@ -180,3 +180,57 @@ func TestClaimCollectorRacesASlowCreate(t *testing.T) {
 		})
 	}
 }
+
+// lateOwner is a live reader that answers the first read of one user
+// NotFound and creates it right after: the owner's write lands between the
+// collector's read of the owner and its take of the claim.
+type lateOwner struct {
+	client.Client
+	user *scimv1.ProvisionedUser
+	done bool
+}
+
+func (l *lateOwner) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*scimv1.ProvisionedUser); ok && !l.done && key.Name == l.user.Name {
+		l.done = true
+		if err := l.Client.Create(ctx, l.user.DeepCopy()); err != nil {
+			return err
+		}
+		return apierrors.NewNotFound(scimv1.GroupVersion.WithResource("provisionedusers").GroupResource(), key.Name)
+	}
+	return l.Client.Get(ctx, key, obj, opts...)
+}
+
+// TestClaimCollectorIsFenced: an owner whose write lands after the
+// collector judged its claim unused, but before the collector acted, keeps
+// its claim: the collector takes the claim, reads the owner again and gives
+// the claim back (review finding: it deleted the claim, leaving the user
+// holding its name with no claim, so a second user could take it).
+func TestClaimCollectorIsFenced(t *testing.T) {
+	e := testenv.Require(t, env)
+	ns := e.Namespace(t)
+	ctx := context.Background()
+	value := "late@contoso.test"
+	owner := &scimv1.ProvisionedUser{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "late-owner"},
+		Spec: scimv1.ProvisionedUserSpec{UserName: value}}
+	c := &scimv1.NameClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repository.ClaimName(scimv1.ClaimUserName, value)},
+		Spec: scimv1.NameClaimSpec{Kind: scimv1.ClaimUserName, Value: value, Owner: owner.Name,
+			ClaimedAt: &metav1.Time{Time: time.Now().Add(-time.Hour)}},
+	}
+	if err := e.Client.Create(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	repo := &repository.Repository{Cache: e.Client, Live: &lateOwner{Client: e.Client, user: owner}, Client: e.Client, IDKey: testenv.IDKey()}
+	n, err := (&repository.ClaimCollector{Repo: repo, Namespace: ns, Log: logr.Discard()}).Collect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var after scimv1.NameClaim
+	if err := e.Client.Get(ctx, client.ObjectKeyFromObject(c), &after); err != nil {
+		t.Fatalf("the claim of an owner that holds its value was collected (%d collected): %v", n, err)
+	}
+	if after.Spec.Owner != owner.Name {
+		t.Errorf("the claim went to %q, not back to its owner", after.Spec.Owner)
+	}
+}

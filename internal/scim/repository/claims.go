@@ -225,6 +225,17 @@ func (r *Repository) claim(ctx context.Context, namespace string, u uniqueness, 
 			continue // released in between: try again
 		}
 		if cur.Spec.Owner == owner {
+			// Our own claim, left from an earlier request: renewed, so that
+			// the collector (which judges by claimedAt) does not take it
+			// from under this write.
+			now := metav1.NewTime(r.now())
+			cur.Spec.ClaimedAt = &now
+			if err := r.Client.Update(ctx, cur); err != nil {
+				if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+					continue
+				}
+				return apiError(err, "name claim")
+			}
 			return r.checkFirstHolder(ctx, namespace, u, value, owner)
 		}
 		switch held, err := r.heldBy(ctx, u, cur, owner); {
