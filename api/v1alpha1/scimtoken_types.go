@@ -9,6 +9,8 @@ import (
 // is the tenant: users and groups provisioned with it live in that namespace.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.rotation) || !has(self.secretRef)",message="rotation and secretRef cannot be combined: an adopted Secret is rotated by whoever manages it (Vault, External Secrets)"
+// +kubebuilder:validation:XValidation:rule="!has(self.entraIssued) || !has(self.secretRef)",message="entraIssued and secretRef cannot be combined: with entraIssued, Entra's Secret Token field stays blank and Entra signs a token of its own for every request; no Secret is read. Keep one of them"
+// +kubebuilder:validation:XValidation:rule="!has(self.entraIssued) || !has(self.rotation)",message="entraIssued and rotation cannot be combined: Entra-issued tokens are short-lived and Entra replaces them itself; there is no token of the operator's to rotate"
 type ScimTokenSpec struct {
 	// Description is free text for people, shown by `kubectl get scimtokens`,
 	// for example "Entra ID production tenant".
@@ -40,6 +42,45 @@ type ScimTokenSpec struct {
 	// not Ready (reason SecretNotAdoptable).
 	// +optional
 	SecretRef *TokenSecretReference `json:"secretRef,omitempty"`
+
+	// EntraIssued accepts, instead of a shared token, the tokens Microsoft
+	// Entra ID issues itself when the Secret Token field of the
+	// provisioning configuration is left blank: a JWT signed by Entra for
+	// every request, checked against the directory's published signing
+	// keys (signature RS256, issuer https://sts.windows.net/<tenantID>/,
+	// audience 8adf8e6e-67b2-4cf2-a259-e3dc5476c621, expiry). No Secret is
+	// generated or read, and status holds no fingerprint. One directory
+	// belongs to one namespace: ScimTokens of the same directory in two
+	// namespaces make every such token refused.
+	// +optional
+	EntraIssued *EntraIssuedTokens `json:"entraIssued,omitempty"`
+}
+
+// EntraIssuedTokens names the Entra ID directory whose tokens are accepted.
+type EntraIssuedTokens struct {
+	// TenantID is the directory (tenant) id, a GUID: Entra admin center,
+	// Overview, "Tenant ID".
+	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+	// +required
+	TenantID string `json:"tenantID"`
+
+	// ApplicationObjectID, when set, accepts only tokens whose oid or appid
+	// claim is this GUID: the enterprise application that provisions (its
+	// object id, or its application id), so that another application of
+	// the same directory cannot provision into this namespace.
+	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
+	// +optional
+	ApplicationObjectID string `json:"applicationObjectID,omitempty"`
+
+	// KeysURL overrides where the signing keys are fetched: an OpenID
+	// Connect metadata document (its jwks_uri is followed) or a JSON Web
+	// Key Set. Default:
+	// https://login.microsoftonline.com/<tenantID>/.well-known/openid-configuration.
+	// For tests, and clusters that reach Entra through a proxy or mirror.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
+	// +optional
+	KeysURL string `json:"keysURL,omitempty"`
 }
 
 // TokenRotation says how often a generated token is replaced and how long the
@@ -88,8 +129,10 @@ type TokenSecretReference struct {
 // only fingerprints (keyed hashes of the token, which cannot be reversed,
 // nor checked against a guess without the installation key).
 type ScimTokenStatus struct {
-	// Conditions: Ready (the token is accepted), PreviousTokenInUse (the
-	// identity provider still sends a token that is about to expire),
+	// Conditions: Ready (the token is accepted; with spec.entraIssued,
+	// reason EntraIssuedTokens, or False with reason KeysUnavailable while
+	// no signing key of the directory could be fetched), PreviousTokenInUse
+	// (the identity provider still sends a token that is about to expire),
 	// SecretTampered and RotationDeferred.
 	// +listType=map
 	// +listMapKey=type
@@ -176,6 +219,13 @@ type ScimTokenStatus struct {
 	// put into the Secret.
 	// +optional
 	Pending *PendingToken `json:"pending,omitempty"`
+
+	// EntraTenantID is the directory whose Entra-issued tokens are
+	// accepted (spec.entraIssued.tenantID, lower case), once the operator
+	// has taken spec.entraIssued up; no replica accepts them before, nor
+	// when it differs from spec.
+	// +optional
+	EntraTenantID string `json:"entraTenantID,omitempty"`
 }
 
 // PendingToken is a token being written into the generated Secret, and what
