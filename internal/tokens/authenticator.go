@@ -51,6 +51,9 @@ func RegisterIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	if err := indexer.IndexField(ctx, &scimv1.ScimToken{}, IndexFingerprint, indexFingerprints); err != nil {
 		return fmt.Errorf("indexing ScimTokens by %s: %w", IndexFingerprint, err)
 	}
+	if err := indexer.IndexField(ctx, &scimv1.ScimToken{}, IndexEntraTenant, indexEntraTenant); err != nil {
+		return fmt.Errorf("indexing ScimTokens by %s: %w", IndexEntraTenant, err)
+	}
 	return nil
 }
 
@@ -76,6 +79,10 @@ type Authenticator struct {
 	reader       client.Reader
 	clock        clock.PassiveClock
 	fingerprints Fingerprinter
+	// Entra, when set, checks the JWTs Entra ID issues itself for
+	// ScimTokens with spec.entraIssued (see authenticateEntra); nil
+	// refuses them.
+	Entra *EntraKeys
 }
 
 // NewAuthenticator returns an Authenticator reading from reader, normally
@@ -132,6 +139,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, authorization string) 
 		}
 	}
 	if len(list.Items) == 0 {
+		if a.Entra != nil && LooksLikeJWT(token) {
+			return a.authenticateEntra(ctx, token)
+		}
 		return Principal{}, ErrUnknown
 	}
 	// Two tenants adopting the same token value would make the tenant
