@@ -154,6 +154,11 @@ type ScimTokenReconciler struct {
 	// cache of its own (the manager's cache holds only the Secrets this
 	// controller generated). SetupWithManager makes it.
 	AdoptableSecrets client.Reader
+	// EntraKeys reports the signing keys of the directories named by
+	// spec.entraIssued (condition KeysUnavailable); normally the
+	// *tokens.EntraKeys the Authenticator checks tokens with. Defaults to
+	// one of its own.
+	EntraKeys EntraKeyChecker
 }
 
 // ReasonNamespaceNotServed: the ScimToken's namespace is not one of the
@@ -194,6 +199,9 @@ func (r *ScimTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.Scheme == nil {
 		r.Scheme = mgr.GetScheme()
+	}
+	if r.EntraKeys == nil {
+		r.EntraKeys = tokens.NewEntraKeys(tokens.EntraOptions{Log: mgr.GetLogger().WithName("entra-keys")})
 	}
 	// Adopted Secrets carry no owner reference or label of ours: find the
 	// ScimTokens that reference a changed Secret through this index.
@@ -280,6 +288,9 @@ type tokenState struct {
 	// problemReason is set when the token in the Secret is not accepted
 	// (the tokens status names may still be).
 	problemReason, problemMessage string
+	// entraTenantID is set in the mode spec.entraIssued, and entraMessage
+	// says what Ready does.
+	entraTenantID, entraMessage string
 	// tamperReason is set when the generated Secret was found edited
 	// outside the operator.
 	tamperReason, tamperMessage string
@@ -334,7 +345,9 @@ func (r *ScimTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}()
 
 	var err error
-	if tok.Spec.SecretRef != nil {
+	if tok.Spec.EntraIssued != nil {
+		st, err = r.reconcileEntra(ctx, tok)
+	} else if tok.Spec.SecretRef != nil {
 		st, err = r.reconcileAdopted(ctx, tok, now)
 	} else {
 		st, err = r.reconcileGenerated(ctx, base, tok, now)
@@ -365,7 +378,7 @@ func (r *ScimTokenReconciler) notServed(ctx context.Context, tok *scimv1.ScimTok
 	base := tok.DeepCopy()
 	s := &tok.Status
 	s.Fingerprint, s.PreviousFingerprint, s.IssuedAt, s.PreviousValidUntil, s.NextRotationAt = "", "", nil, nil, nil
-	s.Pending, s.Endpoint = nil, r.EndpointBaseURL
+	s.Pending, s.Endpoint, s.EntraTenantID = nil, r.EndpointBaseURL, ""
 	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: scimv1.ConditionReady, Status: metav1.ConditionFalse,
 		Reason: ReasonNamespaceNotServed, ObservedGeneration: tok.Generation,
 		Message: fmt.Sprintf("the operator manages token Secrets only in the namespaces %s (--token-namespaces, the chart's tenantNamespaces): "+
@@ -1117,6 +1130,7 @@ func (r *ScimTokenReconciler) computeStatus(tok *scimv1.ScimToken, st *tokenStat
 	s.RotationRequest = st.rotationRequest
 	s.EarlierRotationRequests = slices.Clone(st.earlierRequests)
 	s.Pending = nil
+	s.EntraTenantID = st.entraTenantID
 
 	ready := metav1.Condition{Type: scimv1.ConditionReady, ObservedGeneration: tok.Generation}
 	switch {
@@ -1125,6 +1139,8 @@ func (r *ScimTokenReconciler) computeStatus(tok *scimv1.ScimToken, st *tokenStat
 	case !tok.IsActive():
 		ready.Status, ready.Reason = metav1.ConditionFalse, ReasonInactive
 		ready.Message = "spec.active is false: the token is refused; set it to true to accept it again"
+	case st.entraTenantID != "":
+		ready.Status, ready.Reason, ready.Message = metav1.ConditionTrue, ReasonEntraIssued, st.entraMessage
 	case st.adopted:
 		ready.Status, ready.Reason = metav1.ConditionTrue, ReasonAdopted
 		ready.Message = fmt.Sprintf("the token from Secret %s (%s) is accepted at %s",
@@ -1137,7 +1153,7 @@ func (r *ScimTokenReconciler) computeStatus(tok *scimv1.ScimToken, st *tokenStat
 	meta.SetStatusCondition(&s.Conditions, ready)
 	meta.SetStatusCondition(&s.Conditions, previousInUse(tok, st))
 	meta.SetStatusCondition(&s.Conditions, rotationDeferred(tok, st, now))
-	if st.adopted {
+	if st.adopted || st.entraTenantID != "" {
 		meta.RemoveStatusCondition(&s.Conditions, scimv1.ConditionSecretTampered)
 	} else if c, ok := secretTampered(tok, st, replaced, now); ok {
 		meta.SetStatusCondition(&s.Conditions, c)
@@ -1276,6 +1292,9 @@ func requeueAfter(tok *scimv1.ScimToken, st *tokenState, now time.Time) time.Dur
 			return min(problemRequeue, until(st.previousValidUntil))
 		}
 		return problemRequeue
+	}
+	if st.entraTenantID != "" {
+		return entraRecheck
 	}
 	var next time.Time
 	if tok.Spec.Rotation != nil && !st.adopted {

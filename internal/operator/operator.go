@@ -279,10 +279,14 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The signing keys of Entra directories (ScimTokens with
+	// spec.entraIssued): the Authenticator checks tokens with them, the
+	// controller reports them in conditions.
+	entraKeys := tokens.NewEntraKeys(tokens.EntraOptions{Log: o.Log.WithName("entra-keys")})
 	if o.Component.runsControllers() {
 		if err := (&controllers.ScimTokenReconciler{
 			Client: writer, Scheme: mgr.GetScheme(), EndpointBaseURL: o.PublicURL, Namespaces: o.TokenNamespaces,
-			Fingerprints: fingerprints,
+			Fingerprints: fingerprints, EntraKeys: entraKeys,
 		}).SetupWithManager(mgr); err != nil {
 			return nil, err
 		}
@@ -315,6 +319,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		return mgr.GetCache().WaitForCacheSync(ctx) && toolscache.WaitForCacheSync(ctx.Done(), handlersSynced...)
 	}
 	op.Auth = tokens.NewAuthenticator(mgr.GetCache(), clock.RealClock{}, fingerprints)
+	op.Auth.Entra = entraKeys
 	// Tokens are accepted only while this replica can confirm its token
 	// cache is current (revocation travels through the watch).
 	op.Freshness = &tokens.Freshness{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Namespaces: o.Namespaces,

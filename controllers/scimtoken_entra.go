@@ -1,0 +1,68 @@
+package controllers
+
+import (
+	corev1 "k8s.io/api/core/v1"
+
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/tokens"
+)
+
+// Reasons of the Ready condition of a ScimToken with spec.entraIssued.
+const (
+	// ReasonEntraIssued: Entra-issued tokens of the directory are accepted.
+	ReasonEntraIssued = "EntraIssuedTokens"
+	// ReasonKeysUnavailable: no signing key of the directory could be
+	// fetched, so none of its tokens can be checked.
+	ReasonKeysUnavailable = "KeysUnavailable"
+)
+
+// entraRecheck is how often the key status of a ScimToken with
+// spec.entraIssued is looked at again (a fetch happens only when the keys
+// are due for a refresh).
+const entraRecheck = 10 * time.Minute
+
+// EntraKeyChecker reports (fetching when due) the signing keys of an Entra
+// directory: *tokens.EntraKeys.
+type EntraKeyChecker interface {
+	Check(ctx context.Context, spec *scimv1.EntraIssuedTokens) tokens.KeyStatus
+}
+
+// reconcileEntra takes spec.entraIssued up: no token of the operator's
+// exists in this mode, so a Secret generated before the ScimToken switched
+// to it is deleted (its token is no longer accepted), and status names the
+// directory instead of fingerprints.
+func (r *ScimTokenReconciler) reconcileEntra(ctx context.Context, tok *scimv1.ScimToken) (*tokenState, error) {
+	spec := tok.Spec.EntraIssued
+	deleted, err := r.deleteGeneratedSecret(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	if deleted != "" {
+		r.emit(ctx, tok, []note{{corev1.EventTypeNormal, EventRevoked, "Revoke", fmt.Sprintf(
+			"spec.entraIssued is set: deleted Secret %s, whose token is no longer accepted", deleted)}})
+	}
+	st := &tokenState{entraTenantID: strings.ToLower(spec.TenantID)}
+	keys := r.EntraKeys.Check(ctx, spec)
+	accepted := fmt.Sprintf("tokens that Entra ID issues for directory %s (Secret Token left blank) are accepted at %s",
+		st.entraTenantID, r.EndpointBaseURL)
+	if spec.ApplicationObjectID != "" {
+		accepted += " from application " + strings.ToLower(spec.ApplicationObjectID)
+	}
+	switch {
+	case keys.Keys == 0:
+		st.problemReason = ReasonKeysUnavailable
+		st.problemMessage = fmt.Sprintf("no signing key of the directory could be fetched from %s, so its tokens are refused: %s",
+			keys.URL, keys.LastError)
+	case keys.LastError != "":
+		st.entraMessage = fmt.Sprintf("%s; the last refresh of the signing keys failed at %s (%s), the %d keys fetched at %s stay in use",
+			accepted, keys.FailedAt.UTC().Format(time.RFC3339), keys.LastError, keys.Keys, keys.FetchedAt.UTC().Format(time.RFC3339))
+	default:
+		st.entraMessage = fmt.Sprintf("%s; %d signing keys from %s", accepted, keys.Keys, keys.URL)
+	}
+	return st, nil
+}

@@ -1,0 +1,187 @@
+package operator_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/operator"
+	"github.com/scim-operator/scim-operator/internal/testenv"
+	"github.com/scim-operator/scim-operator/internal/tokens/entratest"
+)
+
+const entraTenant = "4f1c2a7e-8b3d-4e6f-9a0b-1c2d3e4f5a6b"
+
+// TestEntraIssuedTokensThroughHTTP (issue 19): a ScimToken with
+// spec.entraIssued needs no Secret; a SCIM request carrying a JWT that
+// "Entra" (a key endpoint of the test) signed lands in that ScimToken's
+// namespace, next to a tenant that keeps its bearer token; expired and
+// deactivated tokens get 401, a directory claimed by two namespaces too,
+// and a key endpoint that cannot be reached shows as KeysUnavailable.
+func TestEntraIssuedTokensThroughHTTP(t *testing.T) {
+	e := testenv.Require(t, env)
+	nsA, nsB := e.Namespace(t), e.Namespace(t)
+	ctx := context.Background()
+	key := entratest.NewKey(t, "k1")
+	keys := entratest.NewKeyServer(t, key.Public())
+
+	base := startOperator(t, e.Config, operator.Options{Namespaces: []string{nsA, nsB}})
+	bearer := issueToken(t, nsB, base)
+
+	// Mutually exclusive with an adopted Secret, said in words.
+	both := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "both", Namespace: nsA}}
+	both.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: entraTenant}
+	both.Spec.SecretRef = &scimv1.TokenSecretReference{Name: "elsewhere"}
+	if err := e.Client.Create(ctx, both); err == nil || !strings.Contains(err.Error(), "entraIssued and secretRef cannot be combined") {
+		t.Fatalf("entraIssued with secretRef: %v", err)
+	}
+	both.Spec.SecretRef, both.Spec.Rotation = nil, &scimv1.TokenRotation{Interval: metav1.Duration{Duration: time.Hour}}
+	if err := e.Client.Create(ctx, both); err == nil || !strings.Contains(err.Error(), "entraIssued and rotation cannot be combined") {
+		t.Fatalf("entraIssued with rotation: %v", err)
+	}
+
+	tok := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "entra", Namespace: nsA}}
+	tok.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: strings.ToUpper(entraTenant), KeysURL: keys.MetadataURL()}
+	if err := e.Client.Create(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() error {
+		if err := e.Client.Get(ctx, client.ObjectKeyFromObject(tok), tok); err != nil {
+			return err
+		}
+		ready := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady)
+		if ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != "EntraIssuedTokens" || tok.Status.EntraTenantID != entraTenant {
+			return fmt.Errorf("not taken up yet: %+v", tok.Status)
+		}
+		return nil
+	})
+	if s := tok.Status; s.Fingerprint != "" || s.SecretName != "" || s.IssuedAt != nil || s.PreviousFingerprint != "" {
+		t.Fatalf("status names a token in the Entra mode: %+v", s)
+	}
+	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: nsA, Name: "entra-token"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("a Secret was generated in the Entra mode: %v", err)
+	}
+
+	jwt := key.Token(t, entratest.ValidClaims(entraTenant, "", time.Now()))
+	code, body := call(t, base, jwt, "POST", "/Users", `{"userName":"jwt@example.test"}`)
+	if code != 201 {
+		t.Fatalf("POST /Users with an Entra-issued token: %d %s", code, body)
+	}
+	var created struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(body), &created); err != nil {
+		t.Fatal(err)
+	}
+	var u scimv1.ProvisionedUser
+	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: nsA, Name: created.ID}, &u); err != nil {
+		t.Fatalf("the user is not in the Entra tenant's namespace %s: %v", nsA, err)
+	}
+	if code, body := call(t, base, bearer, "GET", "/Users", ""); code != 200 || strings.Contains(body, "jwt@example.test") {
+		t.Fatalf("the bearer-token tenant: %d %s", code, body)
+	}
+	if code, body := call(t, base, jwt, "GET", "/Users", ""); code != 200 || !strings.Contains(body, "jwt@example.test") {
+		t.Fatalf("the Entra tenant lists its user: %d %s", code, body)
+	}
+
+	expired := entratest.ValidClaims(entraTenant, "", time.Now())
+	expired.Expiry = expired.NotBefore
+	if code, _ := call(t, base, key.Token(t, expired), "GET", "/Users", ""); code != 401 {
+		t.Fatalf("an expired token: %d", code)
+	}
+	other := entratest.NewKey(t, "k1")
+	if code, _ := call(t, base, other.Token(t, entratest.ValidClaims(entraTenant, "", time.Now())), "GET", "/Users", ""); code != 401 {
+		t.Fatalf("a token signed with a key that is not the directory's: %d", code)
+	}
+
+	// The same directory claimed from another namespace: refused, not guessed.
+	twin := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "twin", Namespace: nsB}}
+	twin.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: entraTenant, KeysURL: keys.MetadataURL()}
+	if err := e.Client.Create(ctx, twin); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() error {
+		if code, _ := call(t, base, jwt, "GET", "/Users", ""); code != 401 {
+			return fmt.Errorf("a directory claimed by two namespaces: %d", code)
+		}
+		return nil
+	})
+	if err := e.Client.Delete(ctx, twin); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() error {
+		if code, _ := call(t, base, jwt, "GET", "/Users", ""); code != 200 {
+			return fmt.Errorf("after the twin's deletion: %d", code)
+		}
+		return nil
+	})
+
+	// A ScimToken that had a generated token switches to Entra-issued
+	// tokens: its Secret is deleted, its token refused, status names none.
+	var switched scimv1.ScimToken
+	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: nsB, Name: "t"}, &switched); err != nil {
+		t.Fatal(err)
+	}
+	switched.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: "6b6b6b6b-1b1b-4c2c-8d3d-4e4e4e4e4e4e", KeysURL: keys.JWKSURL()}
+	if err := e.Client.Update(ctx, &switched); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() error {
+		if err := e.Client.Get(ctx, client.ObjectKeyFromObject(&switched), &switched); err != nil {
+			return err
+		}
+		if s := switched.Status; s.Fingerprint != "" || s.SecretName != "" || s.EntraTenantID == "" {
+			return fmt.Errorf("status after the switch: %+v", s)
+		}
+		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: nsB, Name: "t-token"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("the generated Secret after the switch: %v", err)
+		}
+		if code, _ := call(t, base, bearer, "GET", "/Users", ""); code != 401 {
+			return fmt.Errorf("the generated token after the switch: %d", code)
+		}
+		return nil
+	})
+
+	// Deactivated: refused within the watch latency.
+	if err := e.Client.Get(ctx, client.ObjectKeyFromObject(tok), tok); err != nil {
+		t.Fatal(err)
+	}
+	inactive := false
+	tok.Spec.Active = &inactive
+	if err := e.Client.Update(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() error {
+		if code, _ := call(t, base, jwt, "GET", "/Users", ""); code != 401 {
+			return fmt.Errorf("a deactivated ScimToken's directory: %d", code)
+		}
+		return nil
+	})
+
+	// A directory whose keys cannot be fetched.
+	dead := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "dead", Namespace: nsB}}
+	dead.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: "5a5a5a5a-1b1b-4c2c-8d3d-4e4e4e4e4e4e", KeysURL: "http://127.0.0.1:1/keys"}
+	if err := e.Client.Create(ctx, dead); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() error {
+		if err := e.Client.Get(ctx, client.ObjectKeyFromObject(dead), dead); err != nil {
+			return err
+		}
+		ready := meta.FindStatusCondition(dead.Status.Conditions, scimv1.ConditionReady)
+		if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != "KeysUnavailable" {
+			return fmt.Errorf("keys unavailable not reported: %+v", dead.Status.Conditions)
+		}
+		return nil
+	})
+}
