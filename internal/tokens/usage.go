@@ -157,7 +157,21 @@ func (r *UsageRecorder) Flush(ctx context.Context) {
 	}
 }
 
+// write stamps one use. The patch carries the resourceVersion the field
+// was decided from, so that a rotation written in between (which moves the
+// current token to previous) makes it conflict and decide again, instead of
+// stamping the previous token's use on the new one.
 func (r *UsageRecorder) write(ctx context.Context, k usageKey, usedAt time.Time) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = r.writeOnce(ctx, k, usedAt); !apierrors.IsConflict(err) {
+			return err
+		}
+	}
+	return err
+}
+
+func (r *UsageRecorder) writeOnce(ctx context.Context, k usageKey, usedAt time.Time) error {
 	var t scimv1.ScimToken
 	if err := r.reader.Get(ctx, types.NamespacedName{Namespace: k.namespace, Name: k.name}, &t); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -181,15 +195,19 @@ func (r *UsageRecorder) write(ctx context.Context, k usageKey, usedAt time.Time)
 	if last != nil && usedAt.Sub(last.Time) < r.opts.MinInterval {
 		return nil
 	}
-	body, err := json.Marshal(map[string]any{"status": map[string]any{
-		field: metav1.NewTime(usedAt.UTC().Truncate(time.Second)),
-	}})
+	body, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"resourceVersion": t.ResourceVersion},
+		"status":   map[string]any{field: metav1.NewTime(usedAt.UTC().Truncate(time.Second))},
+	})
 	if err != nil {
 		return fmt.Errorf("encoding the status patch: %w", err)
 	}
 	if err := r.client.Status().Patch(ctx, &t, client.RawPatch(types.MergePatchType, body)); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
+		}
+		if apierrors.IsConflict(err) {
+			return err // decided from an older status: decide again
 		}
 		return fmt.Errorf("patching %s of ScimToken %s/%s: %w", field, k.namespace, k.name, err)
 	}
