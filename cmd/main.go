@@ -53,6 +53,7 @@ type managerFlags struct {
 	scansPerTenant, scansTotal  int
 	component                   string
 	tokenNamespaces             []string
+	entraKeysURLPrefixes        []string
 	zap                         zap.Options
 }
 
@@ -68,6 +69,16 @@ func (f *managerFlags) register(fs *flag.FlagSet) {
 			for _, ns := range strings.Split(s, ",") {
 				if ns = strings.TrimSpace(ns); ns != "" {
 					f.tokenNamespaces = append(f.tokenNamespaces, ns)
+				}
+			}
+			return nil
+		})
+	fs.Func("entra-keys-url-prefixes", "Comma-separated URL `prefixes` a ScimToken's spec.entraIssued.keysURL may point to (a proxy or mirror of Entra's keys), besides https://login.microsoftonline.com/; "+
+		"anything else is never fetched (keysURL is written by namespace editors).",
+		func(s string) error {
+			for _, p := range strings.Split(s, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					f.entraKeysURLPrefixes = append(f.entraKeysURLPrefixes, p)
 				}
 			}
 			return nil
@@ -157,7 +168,7 @@ func runManager(ctx context.Context, log logr.Logger, f *managerFlags) error {
 	defer store.Close()
 	log.Info("helpdesk database ready", "url", helpdesk.Redact(f.database), "dialect", store.Dialect())
 	op, err := operator.New(cfg, operator.Options{
-		Scheme: kscheme.New(), Log: log, Component: component, TokenNamespaces: f.tokenNamespaces,
+		Scheme: kscheme.New(), Log: log, Component: component, TokenNamespaces: f.tokenNamespaces, EntraKeysURLPrefixes: f.entraKeysURLPrefixes,
 		MetricsAddr: f.metricsAddr, ProbeAddr: f.probeAddr, PprofAddr: f.pprofAddr,
 		LeaderElection: f.leaderElect, LeaderElectionNamespace: f.leaderElectionNamespace,
 		SCIMAddr: f.scimAddr, SCIMCertFile: f.scimCert, SCIMKeyFile: f.scimKey,

@@ -35,7 +35,7 @@ func TestEntraIssuedTokensThroughHTTP(t *testing.T) {
 	key := entratest.NewKey(t, "k1")
 	keys := entratest.NewKeyServer(t, key.Public())
 
-	base := startOperator(t, e.Config, operator.Options{Namespaces: []string{nsA, nsB}})
+	base := startOperator(t, e.Config, operator.Options{EntraKeysURLPrefixes: []string{"http://127.0.0.1:"}, Namespaces: []string{nsA, nsB}})
 	bearer := issueToken(t, nsB, base)
 
 	// Mutually exclusive with an adopted Secret, said in words.

@@ -109,6 +109,11 @@ type Options struct {
 	// namespace, which needs token-secrets bound cluster-wide.
 	TokenNamespaces []string
 
+	// EntraKeysURLPrefixes are where a ScimToken's spec.entraIssued.keysURL
+	// may point besides Entra itself (a proxy or mirror); see
+	// tokens.EntraOptions.AllowedURLPrefixes.
+	EntraKeysURLPrefixes []string
+
 	// InstallationKeySecret is the Secret holding the installation key
 	// (package installkey), created on the first start. Default:
 	// installkey.DefaultSecretName in the pod's namespace, else the leader
@@ -282,7 +287,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	// The signing keys of Entra directories (ScimTokens with
 	// spec.entraIssued): the Authenticator checks tokens with them, the
 	// controller reports them in conditions.
-	entraKeys := tokens.NewEntraKeys(tokens.EntraOptions{Log: o.Log.WithName("entra-keys")})
+	entraKeys := tokens.NewEntraKeys(tokens.EntraOptions{Log: o.Log.WithName("entra-keys"), AllowedURLPrefixes: o.EntraKeysURLPrefixes})
 	if o.Component.runsControllers() {
 		if err := (&controllers.ScimTokenReconciler{
 			Client: writer, Scheme: mgr.GetScheme(), EndpointBaseURL: o.PublicURL, Namespaces: o.TokenNamespaces,

@@ -77,6 +77,30 @@ type EntraOptions struct {
 	// Clock is the time tokens are checked at and key sets age by.
 	Clock clock.PassiveClock
 	Log   logr.Logger
+	// AllowedURLPrefixes are where keys may be fetched from besides Entra's
+	// own endpoint (https://login.microsoftonline.com/): a ScimToken's
+	// keysURL, a jwks_uri its metadata names, and every redirect must start
+	// with one. spec.keysURL is written by whoever may edit ScimTokens in a
+	// namespace; without this list they could make the operator's Pods send
+	// requests to any address the Pods reach (cloud metadata, in-cluster
+	// services) and read the answers' errors in status.
+	AllowedURLPrefixes []string
+}
+
+// entraKeysPrefix is where Entra publishes its keys.
+const entraKeysPrefix = "https://login.microsoftonline.com/"
+
+// allowed reports whether keys may be fetched from u.
+func (o *EntraOptions) allowed(u string) bool {
+	if strings.HasPrefix(u, entraKeysPrefix) {
+		return true
+	}
+	for _, p := range o.AllowedURLPrefixes {
+		if p != "" && strings.HasPrefix(u, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // EntraKeys holds the signing keys of the Entra directories that ScimTokens
@@ -99,6 +123,19 @@ func NewEntraKeys(opts EntraOptions) *EntraKeys {
 		transport := http.DefaultTransport.(*http.Transport).Clone()
 		opts.Client = &http.Client{Timeout: 10 * time.Second, Transport: transport}
 	}
+	// Redirects are followed only to where keys may be fetched from.
+	client := *opts.Client
+	allowed := opts.allowed
+	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 5 {
+			return errors.New("too many redirects")
+		}
+		if !allowed(req.URL.String()) {
+			return fmt.Errorf("a redirect to %s, where the operator does not fetch keys from", req.URL.Redacted())
+		}
+		return nil
+	}
+	opts.Client = &client
 	if opts.RefreshInterval <= 0 {
 		opts.RefreshInterval = time.Hour
 	}
@@ -311,6 +348,9 @@ func (k *EntraKeys) fetch(ctx context.Context, u string) (map[string]*rsa.Public
 }
 
 func (k *EntraKeys) getJSON(ctx context.Context, u string, into any) error {
+	if !k.opts.allowed(u) {
+		return fmt.Errorf("keys are fetched only from %s and the operator's --entra-keys-url-prefixes; %s is neither", entraKeysPrefix, u)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return fmt.Errorf("fetching %s: %w", u, err)

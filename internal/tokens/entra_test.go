@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -84,7 +86,8 @@ func newEntraFixture(t *testing.T, objs ...client.Object) *entraFixture {
 		f.logs.WriteString(prefix + " " + args + "\n")
 	}, funcr.Options{Verbosity: 10})
 	f.keys = NewEntraKeys(EntraOptions{Clock: f.clk, Log: log,
-		RefreshInterval: time.Hour, MinRefreshInterval: time.Minute, Leeway: time.Minute})
+		RefreshInterval: time.Hour, MinRefreshInterval: time.Minute, Leeway: time.Minute,
+		AllowedURLPrefixes: []string{"http://127.0.0.1:"}})
 	c := fake.NewClientBuilder().WithScheme(scheme).
 		WithIndex(&scimv1.ScimToken{}, IndexFingerprint, indexFingerprints).
 		WithIndex(&scimv1.ScimToken{}, IndexEntraTenant, indexEntraTenant).
@@ -321,5 +324,33 @@ func TestEntraKeepsBearerTokens(t *testing.T) {
 	st := f.keys.Check(context.Background(), &scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: "http://127.0.0.1:1/keys"})
 	if st.Keys != 0 || st.LastError == "" {
 		t.Fatalf("key status: %+v", st)
+	}
+}
+
+// TestEntraKeysOnlyFromAllowedURLs: spec.keysURL is written by whoever may
+// edit ScimTokens in a namespace. Keys are fetched only from Entra and the
+// operator's allowed prefixes: any other URL gets no request at all (no
+// probing of cloud metadata or in-cluster services from the operator's
+// Pods), and a redirect out of the allowed prefixes is not followed.
+func TestEntraKeysOnlyFromAllowedURLs(t *testing.T) {
+	hits := 0
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits++
+		_, _ = w.Write([]byte(`{"keys":[]}`))
+	}))
+	defer elsewhere.Close()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, strings.Replace(elsewhere.URL, "127.0.0.1", "localhost", 1)+"/keys", http.StatusFound)
+	}))
+	defer redirect.Close()
+	keys := NewEntraKeys(EntraOptions{AllowedURLPrefixes: []string{redirect.URL + "/"}})
+	for _, u := range []string{strings.Replace(elsewhere.URL, "127.0.0.1", "localhost", 1) + "/keys", "http://169.254.169.254/metadata/identity", redirect.URL + "/keys"} {
+		st := keys.Check(context.Background(), &scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: u})
+		if st.Keys != 0 || st.LastError == "" {
+			t.Errorf("keys from %s: %+v", u, st)
+		}
+	}
+	if hits != 0 {
+		t.Errorf("the operator sent %d requests to a URL it must not fetch keys from", hits)
 	}
 }
