@@ -76,7 +76,9 @@ type EntraIssuedTokens struct {
 	// Connect metadata document (its jwks_uri is followed) or a JSON Web
 	// Key Set. Default:
 	// https://login.microsoftonline.com/<tenantID>/.well-known/openid-configuration.
-	// For tests, and clusters that reach Entra through a proxy or mirror.
+	// For tests, and clusters that reach Entra through a proxy or mirror:
+	// it must start with one of the operator's --entra-keys-url-prefixes,
+	// otherwise nothing is fetched.
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
 	// +optional
