@@ -25,6 +25,7 @@ import (
 	"github.com/scim-operator/scim-operator/internal/kscheme"
 	"github.com/scim-operator/scim-operator/internal/operator"
 	"github.com/scim-operator/scim-operator/internal/scim/server"
+	"github.com/scim-operator/scim-operator/internal/settings"
 )
 
 func main() {
@@ -57,11 +58,13 @@ type managerFlags struct {
 	zap                         zap.Options
 }
 
+// register defines the flags; their defaults come from settings.Default.
 func (f *managerFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
-	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz.")
-	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "0", "Address serving Go profiles at /debug/pprof (for memory and CPU analysis); \"0\" disables it.")
-	fs.StringVar(&f.component, "component", "all", "What this process runs: all, scim (the SCIM server, on every replica; needs no access to Secrets but the installation key) "+
+	d := settings.Default()
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", d.MetricsAddr, "Address of the Prometheus metrics endpoint; \"0\" disables it.")
+	fs.StringVar(&f.probeAddr, "health-probe-bind-address", d.ProbeAddr, "Address of /healthz and /readyz.")
+	fs.StringVar(&f.pprofAddr, "pprof-bind-address", d.PprofAddr, "Address serving Go profiles at /debug/pprof (for memory and CPU analysis); \"0\" disables it.")
+	fs.StringVar(&f.component, "component", d.Component, "What this process runs: all, scim (the SCIM server, on every replica; needs no access to Secrets but the installation key) "+
 		"or controllers (tokens, their Secrets and the helpdesk sync, on the elected leader).")
 	fs.Func("token-namespaces", "Comma-separated tenant `namespaces` whose token Secrets the controllers manage (where ClusterRole token-secrets is bound); "+
 		"empty (the default): every namespace, which needs token-secrets bound cluster-wide. A ScimToken elsewhere reports NamespaceNotServed.",
@@ -85,27 +88,27 @@ func (f *managerFlags) register(fs *flag.FlagSet) {
 		})
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader among replicas; controllers run on the leader, SCIM on every replica.")
 	fs.StringVar(&f.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
-	fs.StringVar(&f.scimAddr, "scim-bind-address", ":8443", "Address the SCIM server listens on.")
+	fs.StringVar(&f.scimAddr, "scim-bind-address", d.SCIMAddr, "Address the SCIM server listens on.")
 	fs.StringVar(&f.scimCert, "scim-tls-cert-file", "", "TLS certificate for the SCIM server; plain HTTP when empty (TLS terminated by the ingress).")
 	fs.StringVar(&f.scimKey, "scim-tls-key-file", "", "TLS key for the SCIM server.")
 	fs.StringVar(&f.publicURL, "public-url", "", "SCIM base URL identity providers use, e.g. https://helpdesk.example.com/scim/v2 (shown in ScimToken status).")
-	fs.StringVar(&f.database, "helpdesk-database", envOr("HELPDESK_DATABASE_URL", "sqlite://helpdesk.db"),
+	fs.StringVar(&f.database, "helpdesk-database", envOr("HELPDESK_DATABASE_URL", d.HelpdeskDatabase),
 		"Helpdesk database URL: sqlite://PATH, postgres://USER@HOST:PORT/DB, or mysql://USER:PASS@HOST:PORT/DB (env HELPDESK_DATABASE_URL).")
-	fs.StringVar(&f.deletionPolicy, "deletion-policy", "retain", "What a deleted user or group does to its helpdesk row: retain (mark deleted) or delete.")
-	fs.DurationVar(&f.resync, "resync-period", 10*time.Minute, "How often synced rows are checked and repaired.")
-	fs.Int64Var(&f.maxBody, "scim-max-body-bytes", 1<<20, "Largest SCIM request body accepted (413 above).")
-	fs.Float64Var(&f.rateLimit, "scim-rate-limit", 200, "Requests per second one token may sustain (429 with Retry-After above); 0 disables. Entra needs 25 per tenant.")
-	fs.IntVar(&f.rateBurst, "scim-rate-burst", 400, "Requests one token may make at once before --scim-rate-limit applies.")
+	fs.StringVar(&f.deletionPolicy, "deletion-policy", d.DeletionPolicy, "What a deleted user or group does to its helpdesk row: retain (mark deleted) or delete.")
+	fs.DurationVar(&f.resync, "resync-period", d.ResyncPeriod, "How often synced rows are checked and repaired.")
+	fs.Int64Var(&f.maxBody, "scim-max-body-bytes", d.MaxBodyBytes, "Largest SCIM request body accepted (413 above).")
+	fs.Float64Var(&f.rateLimit, "scim-rate-limit", d.RateLimit, "Requests per second one token may sustain (429 with Retry-After above); 0 disables. Entra needs 25 per tenant.")
+	fs.IntVar(&f.rateBurst, "scim-rate-burst", d.RateBurst, "Requests one token may make at once before --scim-rate-limit applies.")
 	fs.Func("trusted-proxies", "Comma-separated `CIDRs` of the proxies in front of the SCIM server (the ingress controller's Pods, e.g. the pod CIDR 10.244.0.0/16). "+
 		"From them X-Forwarded-For and Forwarded name the client for the failed-authentication limit and the logs; empty (the default) trusts nobody and uses the peer address.",
 		func(s string) (err error) {
 			f.trustedProxies, err = clientaddr.ParsePrefixes(s)
 			return err
 		})
-	fs.IntVar(&f.scanCeiling, "scim-scan-ceiling", 10000, "Most users or groups (or group member entries) a SCIM filter without an indexed equality, or a sortBy, may examine; "+
+	fs.IntVar(&f.scanCeiling, "scim-scan-ceiling", d.ScanCeiling, "Most users or groups (or group member entries) a SCIM filter without an indexed equality, or a sortBy, may examine; "+
 		"above it the query answers 400 tooMany naming the indexed filters (userName eq, externalId eq, ...). Negative disables the ceiling.")
-	fs.IntVar(&f.scansPerTenant, "scim-scans-per-tenant", 2, "SCIM list requests that read a whole tenant (no indexed filter) one tenant may run at once; more wait briefly, then get 429 with Retry-After.")
-	fs.IntVar(&f.scansTotal, "scim-scans-total", 4, "SCIM list requests that read a whole tenant all tenants together may run at once on a replica; more wait briefly, then get 503 with Retry-After.")
+	fs.IntVar(&f.scansPerTenant, "scim-scans-per-tenant", d.ScansPerTenant, "SCIM list requests that read a whole tenant (no indexed filter) one tenant may run at once; more wait briefly, then get 429 with Retry-After.")
+	fs.IntVar(&f.scansTotal, "scim-scans-total", d.ScansTotal, "SCIM list requests that read a whole tenant all tenants together may run at once on a replica; more wait briefly, then get 503 with Retry-After.")
 	f.zap.BindFlags(fs)
 }
 

@@ -32,6 +32,7 @@ import (
 	"github.com/scim-operator/scim-operator/internal/installkey"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
 	"github.com/scim-operator/scim-operator/internal/scim/server"
+	"github.com/scim-operator/scim-operator/internal/settings"
 	"github.com/scim-operator/scim-operator/internal/tokens"
 )
 
@@ -121,7 +122,7 @@ type Options struct {
 	InstallationKeySecret client.ObjectKey
 
 	// TokenFreshnessInterval and TokenFreshnessBound tune tokens.Freshness
-	// (defaults 5 s and 30 s): how often the token cache is compared with
+	// (defaults 5 s and 30 s, settings.Default): how often the token cache is compared with
 	// the API server, and how long it may stay behind while tokens are
 	// accepted.
 	TokenFreshnessInterval time.Duration
@@ -136,9 +137,11 @@ type Options struct {
 	Helpdesk helpdesk.Store
 	// DeletionPolicy applies to deleted users and groups (retain default).
 	DeletionPolicy helpdesk.DeletionPolicy
-	// ResyncPeriod is how often synced rows are checked for drift.
+	// ResyncPeriod is how often synced rows are checked for drift
+	// (default: settings.Default, 10 minutes).
 	ResyncPeriod time.Duration
-	// SyncWorkers bounds parallel database writes per kind (default 4).
+	// SyncWorkers bounds parallel database writes per kind (default 4,
+	// settings.Default).
 	SyncWorkers int
 }
 
@@ -394,10 +397,10 @@ func setupHelpdesk(mgr ctrl.Manager, op *Operator, o Options) error {
 		return err
 	}
 	if o.ResyncPeriod <= 0 {
-		o.ResyncPeriod = 10 * time.Minute
+		o.ResyncPeriod = settings.Default().ResyncPeriod
 	}
 	if o.SyncWorkers <= 0 {
-		o.SyncWorkers = 4
+		o.SyncWorkers = settings.Default().SyncWorkers
 	}
 	if err := (&controllers.ProvisionedUserReconciler{
 		Client: writer, APIReader: mgr.GetAPIReader(), Store: o.Helpdesk, Repo: op.Repo, Metrics: m,

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/settings"
 )
 
 // ErrStale: this replica cannot confirm that its view of the ScimTokens is
@@ -37,8 +38,8 @@ type Freshness struct {
 	// Namespaces limits the comparison to the cache's namespaces; empty:
 	// all.
 	Namespaces []string
-	Interval   time.Duration // default 5 s
-	Bound      time.Duration // default 30 s
+	Interval   time.Duration // default 5 s (settings.Default)
+	Bound      time.Duration // default 30 s (settings.Default)
 	Clock      clock.PassiveClock
 	Log        logr.Logger
 
@@ -56,10 +57,10 @@ type lagRecord struct {
 
 func (f *Freshness) defaults() {
 	if f.Interval <= 0 {
-		f.Interval = 5 * time.Second
+		f.Interval = settings.Default().TokenFreshnessInterval
 	}
 	if f.Bound <= 0 {
-		f.Bound = 30 * time.Second
+		f.Bound = settings.Default().TokenFreshnessBound
 	}
 	if f.Clock == nil {
 		f.Clock = clock.RealClock{}

@@ -31,13 +31,15 @@ import (
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
 	"github.com/scim-operator/scim-operator/internal/scim/schema"
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+	"github.com/scim-operator/scim-operator/internal/settings"
 	"github.com/scim-operator/scim-operator/internal/tokens"
 )
 
 // ContentType is the media type of every SCIM response (RFC 7644 §3.1).
 const ContentType = "application/scim+json"
 
-// Config holds the server's tunables.
+// Config holds the server's tunables. A zero field takes its default from
+// settings.Default.
 type Config struct {
 	// BasePath is where the SCIM API is mounted, "/scim/v2" by default.
 	BasePath string
@@ -55,9 +57,11 @@ type Config struct {
 	// RetryAfter is sent with 503 answers. Default 10s.
 	RetryAfter time.Duration
 	// RateLimit is the sustained requests per second one token may make;
-	// RateBurst how many it may make at once. 0 disables the limit. It is
-	// a last-resort brake: Entra needs 25 requests/s per tenant and a 429
-	// counts towards quarantine, so set it well above that.
+	// RateBurst how many it may make at once. 0 disables the limit: the
+	// zero Config (tests) has none; the manager's flags default to
+	// settings.Default's 200/s and 400. It is a last-resort brake: Entra
+	// needs 25 requests/s per tenant and a 429 counts towards quarantine,
+	// so set it well above that.
 	RateLimit float64
 	RateBurst int
 	// ReadHeaderTimeout and ReadTimeout cut off slow clients (defaults 10s
@@ -83,39 +87,40 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
+	d := settings.Default()
 	if c.BasePath == "" {
-		c.BasePath = "/scim/v2"
+		c.BasePath = d.SCIMBasePath
 	}
 	c.BasePath = "/" + strings.Trim(c.BasePath, "/")
 	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = 1 << 20
+		c.MaxBodyBytes = d.MaxBodyBytes
 	}
 	if c.MaxOperations <= 0 {
-		c.MaxOperations = 1000
+		c.MaxOperations = d.MaxOperations
 	}
 	if c.DefaultPageSize <= 0 {
-		c.DefaultPageSize = 100
+		c.DefaultPageSize = d.DefaultPageSize
 	}
 	if c.MaxPageSize <= 0 {
-		c.MaxPageSize = 1000
+		c.MaxPageSize = d.MaxPageSize
 	}
 	if c.RetryAfter <= 0 {
-		c.RetryAfter = 10 * time.Second
+		c.RetryAfter = d.RetryAfter
 	}
 	switch {
 	case c.ScanCeiling == 0:
-		c.ScanCeiling = 10000
+		c.ScanCeiling = d.ScanCeiling
 	case c.ScanCeiling < 0:
 		c.ScanCeiling = math.MaxInt
 	}
 	if c.ScansPerTenant <= 0 {
-		c.ScansPerTenant = 2
+		c.ScansPerTenant = d.ScansPerTenant
 	}
 	if c.ScansTotal <= 0 {
-		c.ScansTotal = 4
+		c.ScansTotal = d.ScansTotal
 	}
 	if c.ScanWait <= 0 {
-		c.ScanWait = time.Second
+		c.ScanWait = d.ScanWait
 	}
 }
 
