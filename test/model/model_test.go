@@ -42,7 +42,7 @@ import (
 	"testing"
 	"time"
 
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/scim-operator/scim-operator/internal/testenv"
 )
@@ -50,7 +50,7 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
-	ctrllog.SetLogger(logger()) // env.Client logs through it
+	logf.SetLogger(logger()) // env.Client logs through it
 	testenv.Main(m, &env)
 }
 
