@@ -55,6 +55,7 @@ type managerFlags struct {
 	component                   string
 	tokenNamespaces             []string
 	entraKeysURLPrefixes        []string
+	allowEntraIssued            bool
 	zap                         zap.Options
 }
 
@@ -76,6 +77,8 @@ func (f *managerFlags) register(fs *flag.FlagSet) {
 			}
 			return nil
 		})
+	fs.BoolVar(&f.allowEntraIssued, "allow-entra-issued-tokens", false, "Accept the tokens Entra ID issues itself for ScimTokens with spec.entraIssued "+
+		"(experimental; each namespace also needs the annotation scim.helpdesk.dev/entra-tenant-ids listing the directory, set by a cluster administrator).")
 	fs.Func("entra-keys-url-prefixes", "Comma-separated URL `prefixes` a ScimToken's spec.entraIssued.keysURL may point to (a proxy or mirror of Entra's keys), besides https://login.microsoftonline.com/; "+
 		"anything else is never fetched (keysURL is written by namespace editors).",
 		func(s string) error {
@@ -172,7 +175,8 @@ func runManager(ctx context.Context, log logr.Logger, f *managerFlags) error {
 	log.Info("helpdesk database ready", "url", helpdesk.Redact(f.database), "dialect", store.Dialect())
 	op, err := operator.New(cfg, operator.Options{
 		Scheme: kscheme.New(), Log: log, Component: component, TokenNamespaces: f.tokenNamespaces, EntraKeysURLPrefixes: f.entraKeysURLPrefixes,
-		MetricsAddr: f.metricsAddr, ProbeAddr: f.probeAddr, PprofAddr: f.pprofAddr,
+		AllowEntraIssuedTokens: f.allowEntraIssued,
+		MetricsAddr:            f.metricsAddr, ProbeAddr: f.probeAddr, PprofAddr: f.pprofAddr,
 		LeaderElection: f.leaderElect, LeaderElectionNamespace: f.leaderElectionNamespace,
 		SCIMAddr: f.scimAddr, SCIMCertFile: f.scimCert, SCIMKeyFile: f.scimKey,
 		SCIM: server.Config{MaxBodyBytes: f.maxBody, RateLimit: f.rateLimit, RateBurst: f.rateBurst,

@@ -147,6 +147,9 @@ type ScimTokenReconciler struct {
 	// with reason NamespaceNotServed and its Secrets are never touched.
 	// Empty: every namespace.
 	Namespaces []string
+	// EntraAllowed enables spec.entraIssued (--allow-entra-issued-tokens);
+	// without it such a ScimToken accepts nothing.
+	EntraAllowed bool
 	// Fingerprints keys the fingerprints written to status (required: the
 	// installation key's fingerprint subkey, the same on every replica).
 	Fingerprints tokens.Fingerprinter
@@ -182,6 +185,7 @@ func (r *ScimTokenReconciler) serves(namespace string) bool {
 // +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=scimtokens/finalizers,verbs=update,roleName=controller-role
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete,roleName=token-secrets
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch,roleName=controller-role
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get,roleName=controller-role
 
 // SetupWithManager registers the controller and its Secret index.
 func (r *ScimTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/tokens"
 )
@@ -19,7 +21,37 @@ const (
 	// ReasonKeysUnavailable: no signing key of the directory could be
 	// fetched, so none of its tokens can be checked.
 	ReasonKeysUnavailable = "KeysUnavailable"
+	// ReasonEntraDisabled: the operator was started without
+	// --allow-entra-issued-tokens.
+	ReasonEntraDisabled = "EntraIssuedTokensDisabled"
+	// ReasonDirectoryNotAllowed: the namespace's annotation
+	// scim.helpdesk.dev/entra-tenant-ids does not list the directory.
+	ReasonDirectoryNotAllowed = "DirectoryNotAllowed"
 )
+
+// entraGate says why spec.entraIssued may not be taken up, "" when it may:
+// the operator must allow the mode, and a cluster administrator must have
+// allowed the directory for the namespace (a namespace editor may not
+// claim a directory id, which anyone can look up).
+func (r *ScimTokenReconciler) entraGate(ctx context.Context, tok *scimv1.ScimToken) (reason, message string, err error) {
+	if !r.EntraAllowed {
+		return ReasonEntraDisabled, "the operator was started without --allow-entra-issued-tokens (chart: entraIssuedTokens.enabled): " +
+			"no Entra-issued token is accepted", nil
+	}
+	var ns corev1.Namespace
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: tok.Namespace}, &ns); err != nil {
+		return "", "", fmt.Errorf("reading namespace %s: %w", tok.Namespace, err)
+	}
+	want := strings.ToLower(tok.Spec.EntraIssued.TenantID)
+	for _, id := range strings.Split(ns.Annotations[scimv1.AnnotationEntraTenantIDs], ",") {
+		if strings.ToLower(strings.TrimSpace(id)) == want {
+			return "", "", nil
+		}
+	}
+	return ReasonDirectoryNotAllowed, fmt.Sprintf("namespace %s may not accept tokens of Entra directory %s: "+
+		"a cluster administrator allows it with kubectl annotate namespace %s %s=%s (comma-separated for several)",
+		tok.Namespace, want, tok.Namespace, scimv1.AnnotationEntraTenantIDs, want), nil
+}
 
 // entraRecheck is how often the key status of a ScimToken with
 // spec.entraIssued is looked at again (a fetch happens only when the keys
@@ -45,6 +77,13 @@ func (r *ScimTokenReconciler) reconcileEntra(ctx context.Context, tok *scimv1.Sc
 	if deleted != "" {
 		r.emit(ctx, tok, []note{{corev1.EventTypeNormal, EventRevoked, "Revoke", fmt.Sprintf(
 			"spec.entraIssued is set: deleted Secret %s, whose token is no longer accepted", deleted)}})
+	}
+	reason, message, err := r.entraGate(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	if reason != "" {
+		return &tokenState{problemReason: reason, problemMessage: message}, nil
 	}
 	st := &tokenState{entraTenantID: strings.ToLower(spec.TenantID)}
 	keys := r.EntraKeys.Check(ctx, spec)

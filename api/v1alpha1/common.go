@@ -22,6 +22,14 @@ const (
 	// in status and make that value a valid bearer token.
 	LabelAdoptable = "scim.helpdesk.dev/adoptable"
 
+	// AnnotationEntraTenantIDs, on a Namespace, lists (comma-separated)
+	// the Entra directory ids whose self-issued tokens ScimTokens of that
+	// namespace may accept (spec.entraIssued). It is set by cluster
+	// administrators: directory ids are public, and a namespace editor
+	// claiming another tenant's directory would receive its provisioning
+	// traffic or make it ambiguous.
+	AnnotationEntraTenantIDs = "scim.helpdesk.dev/entra-tenant-ids"
+
 	// AnnotationRotate requests a rotation when set to a value the ScimToken
 	// never handled (a value set back to an earlier one does not rotate
 	// again; a rotation waits for a running overlap to end):

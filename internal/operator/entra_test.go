@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,25 @@ func TestEntraIssuedTokensThroughHTTP(t *testing.T) {
 	key := entratest.NewKey(t, "k1")
 	keys := entratest.NewKeyServer(t, key.Public())
 
-	base := startOperator(t, e.Config, operator.Options{EntraKeysURLPrefixes: []string{"http://127.0.0.1:"}, Namespaces: []string{nsA, nsB}})
+	// A cluster administrator allows the directories per namespace.
+	allow := func(ns string, ids ...string) {
+		t.Helper()
+		var n corev1.Namespace
+		if err := e.Client.Get(ctx, client.ObjectKey{Name: ns}, &n); err != nil {
+			t.Fatal(err)
+		}
+		if n.Annotations == nil {
+			n.Annotations = map[string]string{}
+		}
+		n.Annotations[scimv1.AnnotationEntraTenantIDs] = strings.Join(ids, ",")
+		if err := e.Client.Update(ctx, &n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allow(nsA, strings.ToUpper(entraTenant))
+	allow(nsB, entraTenant, "6b6b6b6b-1b1b-4c2c-8d3d-4e4e4e4e4e4e", "5a5a5a5a-1b1b-4c2c-8d3d-4e4e4e4e4e4e")
+	base := startOperator(t, e.Config, operator.Options{AllowEntraIssuedTokens: true,
+		EntraKeysURLPrefixes: []string{origin(t, keys.MetadataURL()), "http://127.0.0.1:1/"}, Namespaces: []string{nsA, nsB}})
 	bearer := issueToken(t, nsB, base)
 
 	// Mutually exclusive with an adopted Secret, said in words.
@@ -184,4 +203,81 @@ func TestEntraIssuedTokensThroughHTTP(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestEntraDirectoryNeedsAnAllowance: directory ids are public, so a
+// namespace editor must not be able to claim another tenant's directory
+// (review finding: a ScimToken in any namespace naming it made every token
+// of the real tenant ambiguous, a 401, or received its traffic). A
+// namespace takes a directory up only when a cluster administrator listed
+// it in the namespace's annotation, and only when the operator allows the
+// mode at all.
+func TestEntraDirectoryNeedsAnAllowance(t *testing.T) {
+	e := testenv.Require(t, env)
+	nsA, squatter, off := e.Namespace(t), e.Namespace(t), e.Namespace(t)
+	ctx := context.Background()
+	key := entratest.NewKey(t, "k1")
+	keys := entratest.NewKeyServer(t, key.Public())
+	var n corev1.Namespace
+	if err := e.Client.Get(ctx, client.ObjectKey{Name: nsA}, &n); err != nil {
+		t.Fatal(err)
+	}
+	n.Annotations = map[string]string{scimv1.AnnotationEntraTenantIDs: entraTenant}
+	if err := e.Client.Update(ctx, &n); err != nil {
+		t.Fatal(err)
+	}
+	base := startOperator(t, e.Config, operator.Options{AllowEntraIssuedTokens: true,
+		EntraKeysURLPrefixes: []string{origin(t, keys.MetadataURL())}, Namespaces: []string{nsA, squatter}})
+	disabled := startOperator(t, e.Config, operator.Options{EntraKeysURLPrefixes: []string{origin(t, keys.MetadataURL())}, Namespaces: []string{off}})
+
+	create := func(ns string) {
+		t.Helper()
+		tok := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "entra", Namespace: ns}}
+		tok.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: entraTenant, KeysURL: keys.MetadataURL()}
+		if err := e.Client.Create(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readyReason := func(ns, want string) {
+		t.Helper()
+		waitFor(t, func() error {
+			var tok scimv1.ScimToken
+			if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "entra"}, &tok); err != nil {
+				return err
+			}
+			c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady)
+			if c == nil || c.Reason != want {
+				return fmt.Errorf("Ready in %s is %+v, want reason %s", ns, c, want)
+			}
+			if want != "EntraIssuedTokens" && tok.Status.EntraTenantID != "" {
+				return fmt.Errorf("status of a refused ScimToken names the directory: %+v", tok.Status)
+			}
+			return nil
+		})
+	}
+	create(nsA)
+	readyReason(nsA, "EntraIssuedTokens")
+	create(squatter)
+	readyReason(squatter, "DirectoryNotAllowed")
+	create(off)
+	readyReason(off, "EntraIssuedTokensDisabled")
+
+	jwt := key.Token(t, entratest.ValidClaims(entraTenant, "", time.Now()))
+	code, body := call(t, base, jwt, "POST", "/Users", `{"userName":"real@example.test"}`)
+	if code != 201 {
+		t.Fatalf("the allowed tenant's token with a squatter present: %d %s", code, body)
+	}
+	if code, _ := call(t, disabled, jwt, "GET", "/Users", ""); code != 401 {
+		t.Errorf("an operator without --allow-entra-issued-tokens answered %d to an Entra token", code)
+	}
+}
+
+// origin is the scheme://host/ of u, the prefix an operator would allow.
+func origin(t *testing.T, u string) string {
+	t.Helper()
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pu.Scheme + "://" + pu.Host + "/"
 }

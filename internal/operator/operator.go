@@ -110,6 +110,11 @@ type Options struct {
 	// namespace, which needs token-secrets bound cluster-wide.
 	TokenNamespaces []string
 
+	// AllowEntraIssuedTokens enables ScimTokens with spec.entraIssued
+	// (tokens Entra issues itself): off by default, and then a namespace
+	// takes a directory up only when its annotation
+	// scim.helpdesk.dev/entra-tenant-ids lists it.
+	AllowEntraIssuedTokens bool
 	// EntraKeysURLPrefixes are where a ScimToken's spec.entraIssued.keysURL
 	// may point besides Entra itself (a proxy or mirror); see
 	// tokens.EntraOptions.AllowedURLPrefixes.
@@ -294,7 +299,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if o.Component.runsControllers() {
 		if err := (&controllers.ScimTokenReconciler{
 			Client: writer, Scheme: mgr.GetScheme(), EndpointBaseURL: o.PublicURL, Namespaces: o.TokenNamespaces,
-			Fingerprints: fingerprints, EntraKeys: entraKeys,
+			Fingerprints: fingerprints, EntraKeys: entraKeys, EntraAllowed: o.AllowEntraIssuedTokens,
 		}).SetupWithManager(mgr); err != nil {
 			return nil, err
 		}
@@ -327,7 +332,9 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		return mgr.GetCache().WaitForCacheSync(ctx) && toolscache.WaitForCacheSync(ctx.Done(), handlersSynced...)
 	}
 	op.Auth = tokens.NewAuthenticator(mgr.GetCache(), clock.RealClock{}, fingerprints)
-	op.Auth.Entra = entraKeys
+	if o.AllowEntraIssuedTokens {
+		op.Auth.Entra = entraKeys
+	}
 	// Tokens are accepted only while this replica can confirm its token
 	// cache is current (revocation travels through the watch).
 	op.Freshness = &tokens.Freshness{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Namespaces: o.Namespaces,

@@ -90,17 +90,47 @@ type EntraOptions struct {
 // entraKeysPrefix is where Entra publishes its keys.
 const entraKeysPrefix = "https://login.microsoftonline.com/"
 
-// allowed reports whether keys may be fetched from u.
+// allowed reports whether keys may be fetched from u. URLs are compared
+// parsed, not as strings: no user info ("https://allowed@elsewhere/"), no
+// "." or ".." segment, and a prefix always ends at a "/" so that a host
+// prefix does not admit a longer host name.
 func (o *EntraOptions) allowed(u string) bool {
-	if strings.HasPrefix(u, entraKeysPrefix) {
-		return true
+	canonical, ok := canonicalURL(u)
+	if !ok {
+		return false
 	}
-	for _, p := range o.AllowedURLPrefixes {
-		if p != "" && strings.HasPrefix(u, p) {
+	for _, p := range append([]string{entraKeysPrefix}, o.AllowedURLPrefixes...) {
+		cp, ok := canonicalURL(p)
+		if !ok || p == "" {
+			continue
+		}
+		if !strings.HasSuffix(cp, "/") {
+			cp += "/"
+		}
+		if strings.HasPrefix(canonical, cp) {
 			return true
 		}
 	}
 	return false
+}
+
+// canonicalURL is u as scheme://host/escaped-path, refusing what could
+// make a prefix comparison lie.
+func canonicalURL(u string) (string, bool) {
+	pu, err := url.Parse(u)
+	if err != nil || pu.User != nil || pu.Host == "" || (pu.Scheme != "https" && pu.Scheme != "http") {
+		return "", false
+	}
+	for _, seg := range strings.Split(pu.Path, "/") {
+		if seg == "." || seg == ".." {
+			return "", false
+		}
+	}
+	path := pu.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	return strings.ToLower(pu.Scheme) + "://" + strings.ToLower(pu.Host) + path, true
 }
 
 // EntraKeys holds the signing keys of the Entra directories that ScimTokens

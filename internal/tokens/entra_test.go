@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -85,9 +86,21 @@ func newEntraFixture(t *testing.T, objs ...client.Object) *entraFixture {
 		defer logMu.Unlock()
 		f.logs.WriteString(prefix + " " + args + "\n")
 	}, funcr.Options{Verbosity: 10})
+	// The local key endpoints the ScimTokens name are allowed, as an
+	// operator lists its mirror.
+	var allowed []string
+	for _, o := range objs {
+		if tok, ok := o.(*scimv1.ScimToken); ok && tok.Spec.EntraIssued != nil && tok.Spec.EntraIssued.KeysURL != "" {
+			u, err := url.Parse(tok.Spec.EntraIssued.KeysURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			allowed = append(allowed, u.Scheme+"://"+u.Host+"/")
+		}
+	}
 	f.keys = NewEntraKeys(EntraOptions{Clock: f.clk, Log: log,
 		RefreshInterval: time.Hour, MinRefreshInterval: time.Minute, Leeway: time.Minute,
-		AllowedURLPrefixes: []string{"http://127.0.0.1:"}})
+		AllowedURLPrefixes: allowed})
 	c := fake.NewClientBuilder().WithScheme(scheme).
 		WithIndex(&scimv1.ScimToken{}, IndexFingerprint, indexFingerprints).
 		WithIndex(&scimv1.ScimToken{}, IndexEntraTenant, indexEntraTenant).
@@ -352,5 +365,28 @@ func TestEntraKeysOnlyFromAllowedURLs(t *testing.T) {
 	}
 	if hits != 0 {
 		t.Errorf("the operator sent %d requests to a URL it must not fetch keys from", hits)
+	}
+}
+
+// TestEntraAllowedURLs: the allow-list compares parsed URLs (review
+// finding: a string prefix admitted user info and longer host names).
+func TestEntraAllowedURLs(t *testing.T) {
+	o := EntraOptions{AllowedURLPrefixes: []string{"http://entra-keys.proxy.internal", "https://mirror.example/keys/"}}
+	for u, want := range map[string]bool{
+		"https://login.microsoftonline.com/tenant/.well-known/openid-configuration": true,
+		"https://LOGIN.microsoftonline.com/tenant/keys":                             true,
+		"http://entra-keys.proxy.internal/tenant/keys":                              true,
+		"https://mirror.example/keys/tenant":                                        true,
+		"http://entra-keys.proxy.internal@127.0.0.1:8080/keys":                      false,
+		"http://entra-keys.proxy.internal.evil.example/keys":                        false,
+		"https://mirror.example/keys/../admin":                                      false,
+		"https://mirror.example/keysX/tenant":                                       false,
+		"https://login.microsoftonline.com.evil.example/keys":                       false,
+		"http://169.254.169.254/metadata":                                           false,
+		"file:///etc/passwd":                                                        false,
+	} {
+		if got := o.allowed(u); got != want {
+			t.Errorf("allowed(%q) = %v, want %v", u, got, want)
+		}
 	}
 }
