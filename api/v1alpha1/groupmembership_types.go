@@ -9,6 +9,11 @@ import (
 // stays cheap whatever the size of the group.
 const MaxMembersPerShard = 2000
 
+// MaxMemberDisplayBytes bounds a member's client-sent display (its
+// "display" sub-attribute, docs/conformance.md). With it a full shard of
+// ids and displays stays under 1 MiB, managed fields included.
+const MaxMemberDisplayBytes = 256
+
 // GroupMembershipSpec holds part of one group's member list.
 type GroupMembershipSpec struct {
 	// Group is the name (SCIM id) of the ProvisionedGroup these members
@@ -26,7 +31,21 @@ type GroupMembershipSpec struct {
 	// +listType=atomic
 	// +optional
 	Members []string `json:"members,omitempty"`
+
+	// Displays holds, for the members of this shard that have one, the
+	// "display" a SCIM client last sent for them (member id -> display).
+	// A member without an entry is shown with its user's displayName. An
+	// entry goes with its member.
+	// +kubebuilder:validation:MaxProperties=2000
+	// +optional
+	Displays map[string]MemberDisplay `json:"displays,omitempty"`
 }
+
+// MemberDisplay is a member's client-sent display, at most
+// MaxMemberDisplayBytes bytes (the server refuses longer ones).
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=256
+type MemberDisplay string
 
 // GroupMembership is one shard of a ProvisionedGroup's member list, named
 // <group>-<n>. The SCIM server writes shards; read a group's members with
