@@ -193,7 +193,7 @@ type lateOwner struct {
 func (l *lateOwner) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 	if _, ok := obj.(*scimv1.ProvisionedUser); ok && !l.done && key.Name == l.user.Name {
 		l.done = true
-		if err := l.Client.Create(ctx, l.user.DeepCopy()); err != nil {
+		if err := l.Create(ctx, l.user.DeepCopy()); err != nil {
 			return err
 		}
 		return apierrors.NewNotFound(scimv1.GroupVersion.WithResource("provisionedusers").GroupResource(), key.Name)
