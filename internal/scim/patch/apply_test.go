@@ -322,7 +322,7 @@ var memberCases = []applyCase{
 		members: []MemberOp{{Kind: MemberRemove, IDs: []string{"u-42"}}}, unchanged: true, want: `{}`},
 	{name: "7 Entra Add with several members", group: true, doc: groupDoc, external: true,
 		body:    `[{"op":"Add","path":"members","value":[{"value":"u1"},{"value":"u2","display":"x"},{"value":"u1"}]}]`,
-		members: []MemberOp{{Kind: MemberAdd, IDs: []string{"u1", "u2"}}}, unchanged: true, want: `{}`},
+		members: []MemberOp{{Kind: MemberAdd, IDs: []string{"u1", "u2"}, Displays: map[string]string{"u2": "x"}}}, unchanged: true, want: `{}`},
 	{name: "7 validator adds then removes one member, in order", group: true, doc: groupDoc, external: true,
 		body:      `[{"op":"add","path":"members","value":[{"value":"u-9"}]},{"op":"remove","path":"members[value eq \"u-9\"]"}]`,
 		members:   []MemberOp{{Kind: MemberAdd, IDs: []string{"u-9"}}, {Kind: MemberRemove, IDs: []string{"u-9"}}},
@@ -340,7 +340,7 @@ var memberCases = []applyCase{
 		members: []MemberOp{{Kind: MemberClear}}, unchanged: true, want: `{}`},
 	{name: "7 Okta no-path replace with members and rename", group: true, doc: groupDoc, external: true,
 		body:    `[{"op":"replace","value":{"id":"g-1","displayName":"Sales 2","members":[{"value":"u-5","display":"Eve"}]}}]`,
-		members: []MemberOp{{Kind: MemberReplace, IDs: []string{"u-5"}}}, want: `{"displayName":"Sales 2"}`},
+		members: []MemberOp{{Kind: MemberReplace, IDs: []string{"u-5"}, Displays: map[string]string{"u-5": "Eve"}}}, want: `{"displayName":"Sales 2"}`},
 	{name: "7 no-path add with members", group: true, doc: groupDoc, external: true,
 		body:    `[{"op":"add","value":{"members":[{"value":"u-6"}]}}]`,
 		members: []MemberOp{{Kind: MemberAdd, IDs: []string{"u-6"}}}, unchanged: true, want: `{}`},
@@ -371,7 +371,8 @@ var memberCases = []applyCase{
         }
     ]
 }`,
-		members: []MemberOp{{Kind: MemberAdd, IDs: []string{"u-4"}}}, unchanged: true, want: `{}`},
+		// "displayName", which members do not have, is read as display.
+		members: []MemberOp{{Kind: MemberAdd, IDs: []string{"u-4"}, Displays: map[string]string{"u-4": "new User"}}}, unchanged: true, want: `{}`},
 	{name: "7 Postman remove user4 from group1", group: true, doc: groupDoc, external: true,
 		body: `{
     "schemas": [
@@ -441,7 +442,7 @@ var memberCases = []applyCase{
 		want: `{"members":[{"value":"u-1"},{"value":"u-7"}]}`},
 	{name: "7 in-document add skips current members", group: true, doc: groupWithMembers,
 		body: `[{"op":"Add","path":"members","value":[{"value":"u-1"},{"value":"u-2","display":"x"}]}]`,
-		want: `{"members":[{"value":"u-1"},{"value":"u-42"},{"value":"u-7"},{"value":"u-2"}]}`},
+		want: `{"members":[{"value":"u-1"},{"value":"u-42"},{"value":"u-7"},{"display":"x","value":"u-2"}]}`},
 	{name: "7 in-document remove of a non-member is no change", group: true, doc: groupWithMembers,
 		body:      `[{"op":"Remove","path":"members","value":[{"value":"u-99"}]}]`,
 		unchanged: true, want: `{}`},

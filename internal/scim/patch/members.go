@@ -29,6 +29,9 @@ const (
 type MemberOp struct {
 	Kind MemberOpKind
 	IDs  []string
+	// Displays holds, for add and replace, the "display" the request sent
+	// for some of IDs (id -> display); nil when it sent none.
+	Displays map[string]string
 }
 
 // membersAttr is the group attribute kept outside the document when
@@ -38,11 +41,14 @@ const membersAttr = "members"
 // memberIDs reads the ids out of a members value: an array of objects, or a
 // single object, each with a non-empty string "value"; a bare string (alone
 // or in the array) is read as an id, as for other multi-valued complex
-// attributes (docs/conformance.md). "$ref", "display" and "type" are
-// ignored: the id alone identifies a member, and Entra sends "$ref": null.
-// Anything else is 400 invalidValue rather than a guess, because guessing
-// wrong here adds or removes the wrong people.
-func memberIDs(v any) ([]string, error) {
+// attributes (docs/conformance.md). A string "display" is kept (its
+// "displayName", which members do not have, is read as display when there
+// is no "display"): a client reads back the display it sent for a member
+// (docs/conformance.md). For an id sent twice, the later display wins.
+// "$ref" and "type" are ignored: the id alone identifies a member, and
+// Entra sends "$ref": null. Anything else is 400 invalidValue rather than a
+// guess, because guessing wrong here adds or removes the wrong people.
+func memberIDs(v any) ([]string, map[string]string, error) {
 	var items []any
 	switch v := v.(type) {
 	case []any:
@@ -50,31 +56,52 @@ func memberIDs(v any) ([]string, error) {
 	case map[string]any, string:
 		items = []any{v}
 	default:
-		return nil, scimerr.InvalidValue("members value must be an array of objects with a \"value\" id")
+		return nil, nil, scimerr.InvalidValue("members value must be an array of objects with a \"value\" id")
 	}
 	ids := make([]string, 0, len(items))
 	seen := make(map[string]bool, len(items))
+	var displays map[string]string
 	for i, item := range items {
 		id, isString := item.(string)
+		display := ""
 		if !isString {
 			obj, ok := item.(map[string]any)
 			if !ok {
-				return nil, scimerr.InvalidValue("members[%d] must be an object with a \"value\" id, or an id", i)
+				return nil, nil, scimerr.InvalidValue("members[%d] must be an object with a \"value\" id, or an id", i)
 			}
 			id, ok = lookupFold(obj, "value").(string)
 			if !ok {
 				id = ""
 			}
+			display = MemberDisplay(obj)
 		}
 		if id == "" {
-			return nil, scimerr.InvalidValue("members[%d] must have a non-empty string \"value\"", i)
+			return nil, nil, scimerr.InvalidValue("members[%d] must have a non-empty string \"value\"", i)
 		}
 		if !seen[id] {
 			seen[id] = true
 			ids = append(ids, id)
 		}
+		if display != "" {
+			if displays == nil {
+				displays = map[string]string{}
+			}
+			displays[id] = display
+		}
 	}
-	return ids, nil
+	return ids, displays, nil
+}
+
+// MemberDisplay returns the display a member object carries: its string
+// "display", else its string "displayName" (a name members do not have,
+// which Microsoft's test collection sends for display), else "". Its
+// length is checked where it is stored (repository.KnownMembers).
+func MemberDisplay(member map[string]any) string {
+	d, _ := lookupFold(member, "display").(string)
+	if d == "" {
+		d, _ = lookupFold(member, "displayName").(string)
+	}
+	return d
 }
 
 // lookupFold returns m[name], matching the key case-insensitively when there
@@ -126,7 +153,7 @@ func (a *applier) memberOp(kind string, t target, v any, hasValue bool) error {
 	case kind == OpAdd && (isEmptyValue(v) || isEmptyList(v)):
 		return nil // adding nobody
 	}
-	ids, err := memberIDs(v)
+	ids, displays, err := memberIDs(v)
 	if err != nil {
 		return err
 	}
@@ -135,20 +162,26 @@ func (a *applier) memberOp(kind string, t target, v any, hasValue bool) error {
 	}
 	switch kind {
 	case OpAdd:
-		a.addMemberOp(MemberAdd, ids)
+		a.addMemberOp(MemberAdd, ids, displays)
 	case OpReplace:
-		a.addMemberOp(MemberReplace, ids)
+		a.addMemberOp(MemberReplace, ids, displays)
 	default:
 		a.addMemberOp(MemberRemove, ids)
 	}
 	return nil
 }
 
-func (a *applier) addMemberOp(kind MemberOpKind, ids []string) {
+// addMemberOp records a member operation; displays, for add and replace,
+// are the ones the request sent.
+func (a *applier) addMemberOp(kind MemberOpKind, ids []string, displays ...map[string]string) {
 	if len(ids) == 0 && kind != MemberClear {
 		return
 	}
-	a.members = append(a.members, MemberOp{Kind: kind, IDs: ids})
+	op := MemberOp{Kind: kind, IDs: ids}
+	if len(displays) > 0 {
+		op.Displays = displays[0]
+	}
+	a.members = append(a.members, op)
 }
 
 func isEmptyList(v any) bool {

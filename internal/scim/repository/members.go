@@ -40,35 +40,73 @@ func shardIndex(group, name string) (int, bool) {
 }
 
 // netMembers folds a request's member operations, in order, into the final
-// outcome: which ids must be members, which must not, and whether everyone
-// else must go (replace or clear).
+// outcome: which ids must be members, which must not, whether everyone
+// else must go (replace or clear), and the displays the request decides.
 type netMembers struct {
 	want       map[string]bool // id -> member afterwards?
 	replaceAll bool
+	// display holds the display of the members whose display the request
+	// decides: those it adds with a display, and every member of a
+	// replace ("" = none). Members it adds without one keep theirs.
+	display map[string]string
 }
 
 func foldMemberOps(ops []patch.MemberOp) netMembers {
-	n := netMembers{want: map[string]bool{}}
+	n := netMembers{want: map[string]bool{}, display: map[string]string{}}
 	for _, op := range ops {
 		switch op.Kind {
 		case patch.MemberAdd:
 			for _, id := range op.IDs {
 				n.want[id] = true
+				if d, ok := op.Displays[id]; ok {
+					n.display[id] = d
+				}
 			}
 		case patch.MemberRemove:
 			for _, id := range op.IDs {
 				n.want[id] = false
+				delete(n.display, id)
 			}
 		case patch.MemberClear:
-			n.replaceAll, n.want = true, map[string]bool{}
+			n.replaceAll, n.want, n.display = true, map[string]bool{}, map[string]string{}
 		case patch.MemberReplace:
-			n.replaceAll, n.want = true, map[string]bool{}
+			n.replaceAll, n.want, n.display = true, map[string]bool{}, map[string]string{}
 			for _, id := range op.IDs {
 				n.want[id] = true
+				n.display[id] = op.Displays[id]
 			}
 		}
 	}
 	return n
+}
+
+// setDisplay records d as member id's display in shard s ("" removes it)
+// and reports whether that changed the shard.
+func setDisplay(s *scimv1.GroupMembership, id, d string) bool {
+	old, had := s.Spec.Displays[id]
+	switch {
+	case d == "" && !had, d != "" && had && string(old) == d:
+		return false
+	case d == "":
+		delete(s.Spec.Displays, id)
+		if len(s.Spec.Displays) == 0 {
+			s.Spec.Displays = nil
+		}
+	default:
+		if s.Spec.Displays == nil {
+			s.Spec.Displays = map[string]scimv1.MemberDisplay{}
+		}
+		s.Spec.Displays[id] = scimv1.MemberDisplay(d)
+	}
+	return true
+}
+
+// appendMembers appends ids to shard s with the displays net decides.
+func appendMembers(s *scimv1.GroupMembership, ids []string, net netMembers) {
+	s.Spec.Members = append(s.Spec.Members, ids...)
+	for _, id := range ids {
+		setDisplay(s, id, net.display[id])
+	}
 }
 
 // memberStats counts what a membership change wrote.
@@ -95,9 +133,9 @@ func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.Pr
 		var err error
 		before := len(written)
 		if net.replaceAll {
-			err = r.replaceMembers(ctx, g, net.want, &written, &stats)
+			err = r.replaceMembers(ctx, g, net, &written, &stats)
 		} else {
-			err = r.changeMembers(ctx, g, net.want, &written, &stats)
+			err = r.changeMembers(ctx, g, net, &written, &stats)
 		}
 		for _, obj := range written[before:] {
 			r.awaitCache(ctx, obj, false)
@@ -173,9 +211,9 @@ func (r *Repository) MembersWouldChange(ctx context.Context, g *scimv1.Provision
 	var stats memberStats
 	var err error
 	if net.replaceAll {
-		err = dry.replaceMembers(ctx, g, net.want, &written, &stats)
+		err = dry.replaceMembers(ctx, g, net, &written, &stats)
 	} else {
-		err = dry.changeMembers(ctx, g, net.want, &written, &stats)
+		err = dry.changeMembers(ctx, g, net, &written, &stats)
 	}
 	if errors.Is(err, errWouldWrite) {
 		return true, nil
@@ -212,9 +250,11 @@ func (r *Repository) touchGroup(ctx context.Context, g *scimv1.ProvisionedGroup)
 	return cur, nil
 }
 
-// changeMembers adds and removes the given ids, touching only the shards
-// that hold them plus the group's newest shard(s).
-func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGroup, want map[string]bool, written *[]client.Object, stats *memberStats) error {
+// changeMembers adds and removes the given ids and sets the displays net
+// decides, touching only the shards that hold them plus the group's newest
+// shard(s).
+func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGroup, net netMembers, written *[]client.Object, stats *memberStats) error {
+	want := net.want
 	candidates := map[string]bool{}
 	for id := range want {
 		var list scimv1.GroupMembershipList
@@ -267,12 +307,17 @@ func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGro
 		}
 	}
 	removeFrom := map[string]map[string]bool{}
+	redisplayed := map[string]bool{} // shards whose displays changed
 	var add []string
 	for id, member := range want {
 		shard, present := where[id]
 		switch {
 		case member && !present:
 			add = append(add, id)
+		case member && present:
+			if d, decided := net.display[id]; decided && setDisplay(shards[shard], id, d) {
+				redisplayed[shard] = true
+			}
 		case !member && present:
 			if removeFrom[shard] == nil {
 				removeFrom[shard] = map[string]bool{}
@@ -281,9 +326,17 @@ func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGro
 		}
 	}
 	slices.Sort(add) // deterministic shard contents, easier to reason about
+	for name := range redisplayed {
+		if _, both := removeFrom[name]; !both {
+			removeFrom[name] = map[string]bool{}
+		}
+	}
 	for name, ids := range removeFrom {
 		s := shards[name]
 		s.Spec.Members = slices.DeleteFunc(s.Spec.Members, func(m string) bool { return ids[m] })
+		for id := range ids {
+			setDisplay(s, id, "") // a display goes with its member
+		}
 		r.touch(s)
 		if err := r.Client.Update(ctx, s); err != nil {
 			return err
@@ -305,7 +358,7 @@ func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGro
 		room := scimv1.MaxMembersPerShard - len(tail.Spec.Members)
 		if room > 0 {
 			take := min(room, len(add))
-			tail.Spec.Members = append(tail.Spec.Members, add[:take]...)
+			appendMembers(tail, add[:take], net)
 			r.touch(tail)
 			if err := r.Client.Update(ctx, tail); err != nil {
 				return err
@@ -317,11 +370,12 @@ func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGro
 		n, _ := shardIndex(g.Name, tail.Name)
 		next = n + 1
 	}
-	return r.createShards(ctx, g, next, add, written, stats)
+	return r.createShards(ctx, g, next, add, net, written, stats)
 }
 
-// createShards writes ids into new shards numbered from next on.
-func (r *Repository) createShards(ctx context.Context, g *scimv1.ProvisionedGroup, next int, ids []string, written *[]client.Object, stats *memberStats) error {
+// createShards writes ids, with the displays net decides, into new shards
+// numbered from next on.
+func (r *Repository) createShards(ctx context.Context, g *scimv1.ProvisionedGroup, next int, ids []string, net netMembers, written *[]client.Object, stats *memberStats) error {
 	for len(ids) > 0 {
 		take := min(scimv1.MaxMembersPerShard, len(ids))
 		s := &scimv1.GroupMembership{
@@ -333,8 +387,9 @@ func (r *Repository) createShards(ctx context.Context, g *scimv1.ProvisionedGrou
 					Name: g.Name, UID: g.UID, BlockOwnerDeletion: ptr.To(false),
 				}},
 			},
-			Spec: scimv1.GroupMembershipSpec{Group: g.Name, Members: ids[:take]},
+			Spec: scimv1.GroupMembershipSpec{Group: g.Name},
 		}
+		appendMembers(s, ids[:take], net)
 		r.touch(s)
 		if err := r.Client.Create(ctx, s); err != nil {
 			return err // AlreadyExists: another replica appended first; the caller retries
@@ -346,9 +401,11 @@ func (r *Repository) createShards(ctx context.Context, g *scimv1.ProvisionedGrou
 	return nil
 }
 
-// replaceMembers makes the member list exactly want (ids mapped to true):
-// it reads every shard, since the request names the whole list anyway.
-func (r *Repository) replaceMembers(ctx context.Context, g *scimv1.ProvisionedGroup, want map[string]bool, written *[]client.Object, stats *memberStats) error {
+// replaceMembers makes the member list exactly net.want (ids mapped to
+// true), with the displays net decides: it reads every shard, since the
+// request names the whole list anyway.
+func (r *Repository) replaceMembers(ctx context.Context, g *scimv1.ProvisionedGroup, net netMembers, written *[]client.Object, stats *memberStats) error {
+	want := net.want
 	var list scimv1.GroupMembershipList
 	if err := r.Live.List(ctx, &list, client.InNamespace(g.Namespace), client.MatchingLabels{scimv1.LabelGroup: g.Name}); err != nil {
 		return err
@@ -359,10 +416,27 @@ func (r *Repository) replaceMembers(ctx context.Context, g *scimv1.ProvisionedGr
 	for i := range list.Items {
 		s := &list.Items[i]
 		kept := slices.DeleteFunc(slices.Clone(s.Spec.Members), func(m string) bool { return !want[m] || present[m] })
+		changed := false
+		if len(s.Spec.Displays) > 0 {
+			// A display goes with its member (and one without a member
+			// here, which no write leaves, goes too).
+			inKept := make(map[string]bool, len(kept))
+			for _, m := range kept {
+				inKept[m] = true
+			}
+			for m := range s.Spec.Displays {
+				if !inKept[m] {
+					changed = setDisplay(s, m, "") || changed
+				}
+			}
+		}
 		for _, m := range kept {
 			present[m] = true
+			if d, decided := net.display[m]; decided && setDisplay(s, m, d) {
+				changed = true
+			}
 		}
-		if len(kept) != len(s.Spec.Members) {
+		if len(kept) != len(s.Spec.Members) || changed {
 			stats.removed += len(s.Spec.Members) - len(kept)
 			s.Spec.Members = kept
 			r.touch(s)
@@ -385,7 +459,7 @@ func (r *Repository) replaceMembers(ctx context.Context, g *scimv1.ProvisionedGr
 	if tail != nil && len(add) > 0 {
 		if room := scimv1.MaxMembersPerShard - len(tail.Spec.Members); room > 0 {
 			take := min(room, len(add))
-			tail.Spec.Members = append(tail.Spec.Members, add[:take]...)
+			appendMembers(tail, add[:take], net)
 			r.touch(tail)
 			if err := r.Client.Update(ctx, tail); err != nil {
 				return err
@@ -395,7 +469,7 @@ func (r *Repository) replaceMembers(ctx context.Context, g *scimv1.ProvisionedGr
 			add = add[take:]
 		}
 	}
-	return r.createShards(ctx, g, next, add, written, stats)
+	return r.createShards(ctx, g, next, add, net, written, stats)
 }
 
 func (r *Repository) cachedLastShard(ctx context.Context, g *scimv1.ProvisionedGroup) (int, error) {
@@ -428,10 +502,17 @@ func (r *Repository) liveShard(ctx context.Context, namespace, name string) (*sc
 // members (it excludes them on every group read), so a moment of cache lag
 // here costs nothing; a large group is never loaded for Entra.
 func (r *Repository) Members(ctx context.Context, namespace, group string) ([]string, error) {
+	ids, _, err := r.MembersWithDisplays(ctx, namespace, group)
+	return ids, err
+}
+
+// MembersWithDisplays is Members with the displays clients sent for members
+// (id -> display, only for members that have one; nil when none has).
+func (r *Repository) MembersWithDisplays(ctx context.Context, namespace, group string) ([]string, map[string]string, error) {
 	var list scimv1.GroupMembershipList
 	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace),
 		client.MatchingFields{IndexShardGroup: group}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, apiError(err, "group membership")
+		return nil, nil, apiError(err, "group membership")
 	}
 	slices.SortFunc(list.Items, func(a, b scimv1.GroupMembership) int {
 		x, _ := shardIndex(group, a.Name)
@@ -439,10 +520,23 @@ func (r *Repository) Members(ctx context.Context, namespace, group string) ([]st
 		return x - y
 	})
 	var out []string
+	var displays map[string]string
 	for i := range list.Items {
 		out = append(out, list.Items[i].Spec.Members...)
+		displays = addDisplays(displays, &list.Items[i])
 	}
-	return out, nil
+	return out, displays, nil
+}
+
+// addDisplays adds the displays of shard s to displays.
+func addDisplays(displays map[string]string, s *scimv1.GroupMembership) map[string]string {
+	for id, d := range s.Spec.Displays {
+		if displays == nil {
+			displays = map[string]string{}
+		}
+		displays[id] = string(d)
+	}
+	return displays
 }
 
 // LiveMembers returns a group's member ids from the API server, for a GET
@@ -453,16 +547,25 @@ func (r *Repository) Members(ctx context.Context, namespace, group string) ([]st
 // by name until the first missing one costs one GET per 2,000 members and
 // never lists the namespace.
 func (r *Repository) LiveMembers(ctx context.Context, namespace, group string) ([]string, error) {
+	ids, _, err := r.LiveMembersWithDisplays(ctx, namespace, group)
+	return ids, err
+}
+
+// LiveMembersWithDisplays is LiveMembers with the displays clients sent
+// (see MembersWithDisplays).
+func (r *Repository) LiveMembersWithDisplays(ctx context.Context, namespace, group string) ([]string, map[string]string, error) {
 	var out []string
+	var displays map[string]string
 	for n := 0; ; n++ {
 		s, err := r.liveShard(ctx, namespace, ShardName(group, n))
 		if err != nil {
-			return nil, apiError(err, "group membership")
+			return nil, nil, apiError(err, "group membership")
 		}
 		if s == nil {
-			return out, nil
+			return out, displays, nil
 		}
 		out = append(out, s.Spec.Members...)
+		displays = addDisplays(displays, s)
 	}
 }
 

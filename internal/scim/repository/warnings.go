@@ -109,9 +109,22 @@ func (r *Repository) KnownMembers(ctx context.Context, namespace string, ops []p
 				ids = append(ids, id)
 			}
 		}
+		var displays map[string]string
+		for _, id := range ids {
+			if d, ok := op.Displays[id]; ok && d != "" {
+				if len(d) > scimv1.MaxMemberDisplayBytes {
+					return nil, nil, scimerr.InvalidValue("the display of member %q is %d bytes long; at most %d are stored",
+						truncateID(id), len(d), scimv1.MaxMemberDisplayBytes)
+				}
+				if displays == nil {
+					displays = map[string]string{}
+				}
+				displays[id] = d
+			}
+		}
 		switch {
 		case len(ids) > 0:
-			known = append(known, patch.MemberOp{Kind: op.Kind, IDs: ids})
+			known = append(known, patch.MemberOp{Kind: op.Kind, IDs: ids, Displays: displays})
 		case op.Kind == patch.MemberReplace:
 			// Every id was unknown: the membership becomes empty, as the
 			// client asked for a list none of whose ids are members.
@@ -121,14 +134,19 @@ func (r *Repository) KnownMembers(ctx context.Context, namespace string, ops []p
 	return known, skipped, nil
 }
 
+// truncateID shortens an id for a message.
+func truncateID(id string) string {
+	if len(id) > 80 {
+		return id[:80] + "..."
+	}
+	return id
+}
+
 // SkippedNote is the note of an EventMemberSkipped event.
 func SkippedNote(ids []string) string {
 	quoted := make([]string, len(ids))
 	for i, id := range ids {
-		if len(id) > 80 {
-			id = id[:80] + "..."
-		}
-		quoted[i] = fmt.Sprintf("%q", id)
+		quoted[i] = fmt.Sprintf("%q", truncateID(id))
 	}
 	return fmt.Sprintf("skipped %d member id(s) that are not users of this tenant, applied the rest of the request: %s",
 		len(ids), strings.Join(quoted, ", "))

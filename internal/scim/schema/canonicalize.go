@@ -345,6 +345,13 @@ func coerceSingle(a *Attribute, name string, v any) (any, error) {
 	out := map[string]any{}
 	for _, k := range sortedKeys(m) {
 		sub := a.Sub(k)
+		if sub == nil {
+			// A sub-attribute sent under its alias counts when it is not
+			// sent under its name too.
+			if sub = a.subByAlias(k); sub != nil && hasKeyFold(m, sub.Name) {
+				continue
+			}
+		}
 		if sub == nil || !writable(sub) {
 			continue
 		}
@@ -558,4 +565,20 @@ func describe(v any) string {
 		return strconv.FormatFloat(x, 'g', -1, 64)
 	}
 	return jsonKind(v)
+}
+
+// subByAlias finds the sub-attribute whose alias is name, ignoring case.
+func (a *Attribute) subByAlias(name string) *Attribute {
+	for _, s := range a.SubAttributes {
+		if s.alias != "" && strings.EqualFold(s.alias, name) {
+			return s
+		}
+	}
+	return nil
+}
+
+// hasKeyFold reports whether m has the key name, ignoring case.
+func hasKeyFold(m map[string]any, name string) bool {
+	_, ok := FindKey(m, name)
+	return ok
 }

@@ -170,7 +170,10 @@ func groupSchema() *Schema {
 		newAttr("members", Complex, "Users and groups that belong to the group.", multi, subs(
 			newAttr("value", String, "Identifier of the member resource.", caseExact, immutable),
 			newAttr("$ref", Reference, "URI of the member resource.", refTypes("User", "Group"), immutable),
-			newAttr("display", String, "Display name of the member.", readOnly),
+			// Immutable like the other sub-attributes of members (RFC 7643
+			// §4.2): set when the member is included (POST, PUT, PATCH add),
+			// kept per member (docs/conformance.md).
+			newAttr("display", String, "Display name of the member.", immutable, func(a *Attribute) { a.alias = "displayName" }),
 			newAttr("type", String, "Kind of the member resource.", canonical("User", "Group"), immutable),
 		)),
 	)

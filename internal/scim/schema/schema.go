@@ -76,6 +76,10 @@ type Attribute struct {
 	// several shapes (the enterprise manager) and that is stored as
 	// {"value": id}.
 	singleRef bool
+	// alias is a name some clients send for this sub-attribute, read as
+	// it when the sub-attribute itself is absent (members.displayName for
+	// members.display). It is not declared in /Schemas.
+	alias string
 }
 
 // Sub finds a sub-attribute by name, ignoring case (RFC 7643 §2.1).

@@ -221,13 +221,18 @@ func TestCanonicalizeErrors(t *testing.T) {
 func TestCanonicalizeGroup(t *testing.T) {
 	body := `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group","http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
 	  "id":"client","externalId":"8aa1a0c0","displayName":"Sales","meta":{"resourceType":"Group"},
-	  "members":[{"value":"u1","$ref":null,"display":"Alice"},{"value":"u2","type":"User"}],
+	  "members":[{"value":"u1","$ref":null,"display":"Alice"},{"value":"u2","type":"User"},
+	    {"value":"u3","displayName":"Bob"},{"value":"u4","DisplayName":"not this","display":"Dan"}],
 	  "urn:ietf:params:scim:schemas:extension:Foo:2.0:Group":{"x":"y"}}`
 	got, err := GroupResourceType().Canonicalize(decode(t, body, false), ModeCreate)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"displayName":"Sales","externalId":"8aa1a0c0","members":[{"value":"u1"},{"type":"User","value":"u2"}]}`
+	// A member's display is kept (immutable, like its value), and its
+	// "displayName" is read as display unless display is sent too
+	// (docs/conformance.md).
+	want := `{"displayName":"Sales","externalId":"8aa1a0c0","members":[{"display":"Alice","value":"u1"},{"type":"User","value":"u2"},` +
+		`{"display":"Bob","value":"u3"},{"display":"Dan","value":"u4"}]}`
 	if g := asJSON(t, got); g != want {
 		t.Errorf("got  %s\nwant %s", g, want)
 	}

@@ -18,25 +18,38 @@ import (
 
 // groupDoc renders a group. Members are loaded only when asked for: Entra
 // excludes them on every read, and a group may have 100,000 of them.
-func (s *Server) groupDoc(ctx context.Context, rq *request, g *scimv1.ProvisionedGroup, members []string) map[string]any {
+// displays are the client-sent displays of members that have one.
+func (s *Server) groupDoc(ctx context.Context, rq *request, g *scimv1.ProvisionedGroup, members []string, displays map[string]string) map[string]any {
 	doc := repository.GroupDoc(&g.Spec)
 	doc["id"] = g.Name
 	doc["schemas"] = []string{repository.GroupURN}
 	doc["meta"] = meta("Group", rq.baseURL+"/Groups/"+g.Name, &g.ObjectMeta)
 	if len(members) > 0 {
-		doc["members"] = s.memberList(ctx, rq, g.Namespace, members)
+		doc["members"] = s.memberList(ctx, rq, g.Namespace, members, displays)
 	}
 	return doc
 }
 
-// memberList renders members with their display names, read from the
-// cache (only done when a client asks for members).
-func (s *Server) memberList(ctx context.Context, rq *request, tenant string, members []string) []any {
-	names := s.repo.DisplayNames(ctx, tenant, members)
+// memberList renders members with their displays: the one a client last
+// sent for the member, else the user's displayName (else userName), read
+// from the cache (only done when a client asks for members).
+func (s *Server) memberList(ctx context.Context, rq *request, tenant string, members []string, displays map[string]string) []any {
+	lookup := members
+	if len(displays) > 0 {
+		lookup = make([]string, 0, len(members))
+		for _, m := range members {
+			if displays[m] == "" {
+				lookup = append(lookup, m)
+			}
+		}
+	}
+	names := s.repo.DisplayNames(ctx, tenant, lookup)
 	list := make([]any, len(members))
 	for i, m := range members {
 		el := map[string]any{"value": m, "$ref": rq.baseURL + "/Users/" + m, "type": "User"}
-		if d := names[m]; d != "" {
+		if d := displays[m]; d != "" {
+			el["display"] = d
+		} else if d := names[m]; d != "" {
 			el["display"] = d
 		}
 		list[i] = el
@@ -92,19 +105,19 @@ func (s *Server) answerGroups(w http.ResponseWriter, r *http.Request, rq *reques
 	}
 	resources := make([]any, 0, len(page))
 	for _, g := range page {
-		resources = append(resources, s.groups.Project(s.groupDoc(ctx, rq, g, nil), q.attributes, q.excluded))
+		resources = append(resources, s.groups.Project(s.groupDoc(ctx, rq, g, nil, nil), q.attributes, q.excluded))
 	}
 	list := q.listResponse(total, resources)
 	if wantsMembers(q.attributes, q.excluded) {
 		for _, res := range list["Resources"].([]any) {
 			doc := res.(map[string]any)
 			id, _ := doc["id"].(string)
-			members, err := s.repo.Members(ctx, tenant, id)
+			members, displays, err := s.repo.MembersWithDisplays(ctx, tenant, id)
 			if err != nil {
 				return err
 			}
 			if len(members) > 0 {
-				doc["members"] = s.memberList(ctx, rq, tenant, members)
+				doc["members"] = s.memberList(ctx, rq, tenant, members, displays)
 			}
 		}
 	}
@@ -119,9 +132,10 @@ func (s *Server) groupProbe(ctx context.Context, rq *request, mf memberFilter) f
 	memberBudget := s.scans.ceiling
 	return func(g *scimv1.ProvisionedGroup) (map[string]any, error) {
 		var members []string
+		var displays map[string]string
 		if mf.mentioned {
 			var err error
-			if members, err = s.membersForFilter(ctx, g, mf); err != nil {
+			if members, displays, err = s.membersForFilter(ctx, g, mf); err != nil {
 				return nil, err
 			}
 			if mf.whole {
@@ -130,7 +144,7 @@ func (s *Server) groupProbe(ctx context.Context, rq *request, mf memberFilter) f
 				}
 			}
 		}
-		return s.groupDoc(ctx, rq, g, members), nil
+		return s.groupDoc(ctx, rq, g, members, displays), nil
 	}
 }
 
@@ -163,19 +177,20 @@ func newMemberFilter(f filter.Expr) memberFilter {
 	return mf
 }
 
-// membersForFilter returns the members a filter on a group needs to see.
-// For equality on a member id ("members eq" / "members.value eq", what
-// Entra sends) that is only the ids the filter names, looked up through
-// the index; any other member comparison needs the whole list.
-func (s *Server) membersForFilter(ctx context.Context, g *scimv1.ProvisionedGroup, mf memberFilter) ([]string, error) {
+// membersForFilter returns the members a filter on a group needs to see,
+// with their client-sent displays. For equality on a member id ("members
+// eq" / "members.value eq", what Entra sends) that is only the ids the
+// filter names, looked up through the index; any other member comparison
+// needs the whole list.
+func (s *Server) membersForFilter(ctx context.Context, g *scimv1.ProvisionedGroup, mf memberFilter) ([]string, map[string]string, error) {
 	if mf.whole {
-		return s.repo.Members(ctx, g.Namespace, g.Name)
+		return s.repo.MembersWithDisplays(ctx, g.Namespace, g.Name)
 	}
 	var out []string
 	for _, id := range mf.ids {
 		groups, err := s.repo.GroupsOf(ctx, g.Namespace, id)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, name := range groups {
 			if name == g.Name {
@@ -184,7 +199,7 @@ func (s *Server) membersForFilter(ctx context.Context, g *scimv1.ProvisionedGrou
 			}
 		}
 	}
-	return out, nil
+	return out, nil, nil // the filter compares ids only
 }
 
 // groupIndexes are the attributes findHint may narrow groups by.
@@ -277,11 +292,12 @@ func (s *Server) respondGroup(w http.ResponseWriter, r *http.Request, rq *reques
 	q := r.URL.Query()
 	attrs, excl := splitList(q["attributes"]), splitList(q["excludedAttributes"])
 	var members []string
+	var displays map[string]string
 	if wantsMembers(attrs, excl) {
 		// Live, so that a GET right after a member PATCH on another replica
 		// sees it; lists (answerGroups) read the cache.
 		var err error
-		if members, err = s.repo.LiveMembers(r.Context(), g.Namespace, g.Name); err != nil {
+		if members, displays, err = s.repo.LiveMembersWithDisplays(r.Context(), g.Namespace, g.Name); err != nil {
 			return err
 		}
 	}
@@ -289,25 +305,34 @@ func (s *Server) respondGroup(w http.ResponseWriter, r *http.Request, rq *reques
 	if status == http.StatusCreated {
 		w.Header().Set("Location", rq.baseURL+"/Groups/"+g.Name)
 	}
-	return writeJSON(w, rq, status, s.groups.Project(s.groupDoc(r.Context(), rq, g, members), attrs, excl))
+	return writeJSON(w, rq, status, s.groups.Project(s.groupDoc(r.Context(), rq, g, members, displays), attrs, excl))
 }
 
-// memberIDs reads the ids of a canonical document's members attribute.
-func memberIDs(doc map[string]any) ([]string, bool) {
+// memberIDs reads the ids of a canonical document's members attribute,
+// and the displays sent for them (nil when none was; for an id listed
+// twice, the later display).
+func memberIDs(doc map[string]any) ([]string, map[string]string, bool) {
 	raw, ok := doc["members"]
 	if !ok {
-		return nil, false
+		return nil, nil, false
 	}
 	list, _ := raw.([]any)
 	ids := make([]string, 0, len(list))
+	var displays map[string]string
 	for _, el := range list {
 		if m, ok := el.(map[string]any); ok {
 			if v, ok := m["value"].(string); ok && v != "" {
 				ids = append(ids, v)
+				if d, _ := m["display"].(string); d != "" {
+					if displays == nil {
+						displays = map[string]string{}
+					}
+					displays[v] = d
+				}
 			}
 		}
 	}
-	return ids, true
+	return ids, displays, true
 }
 
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, rq *request) error {
@@ -325,8 +350,8 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request, rq *request
 	}
 	var ops []patch.MemberOp
 	var skipped []string
-	if ids, ok := memberIDs(doc); ok && len(ids) > 0 {
-		ops, skipped, err = s.repo.KnownMembers(r.Context(), rq.tenant(), []patch.MemberOp{{Kind: patch.MemberAdd, IDs: ids}})
+	if ids, displays, ok := memberIDs(doc); ok && len(ids) > 0 {
+		ops, skipped, err = s.repo.KnownMembers(r.Context(), rq.tenant(), []patch.MemberOp{{Kind: patch.MemberAdd, IDs: ids, Displays: displays}})
 		if err != nil {
 			return err
 		}
@@ -367,8 +392,8 @@ func (s *Server) replaceGroup(w http.ResponseWriter, r *http.Request, rq *reques
 	}
 	var ops []patch.MemberOp
 	var skipped []string
-	if ids, ok := memberIDs(doc); ok {
-		ops = []patch.MemberOp{{Kind: patch.MemberReplace, IDs: ids}}
+	if ids, displays, ok := memberIDs(doc); ok {
+		ops = []patch.MemberOp{{Kind: patch.MemberReplace, IDs: ids, Displays: displays}}
 		if len(ids) == 0 {
 			ops = []patch.MemberOp{{Kind: patch.MemberClear}}
 		}

@@ -184,14 +184,14 @@ func (s *Server) rootDoc(ctx context.Context, rq *request, urt *schema.ResourceT
 		}
 	} else {
 		g := it.group
-		doc, resourceType, urn = s.groups.Project(s.groupDoc(ctx, rq, g, nil), attributes, excluded), "Group", s.groups.Schema.ID
+		doc, resourceType, urn = s.groups.Project(s.groupDoc(ctx, rq, g, nil, nil), attributes, excluded), "Group", s.groups.Schema.ID
 		if wantsMembers(attributes, excluded) {
-			members, err := s.repo.Members(ctx, g.Namespace, g.Name)
+			members, displays, err := s.repo.MembersWithDisplays(ctx, g.Namespace, g.Name)
 			if err != nil {
 				return nil, err
 			}
 			if len(members) > 0 {
-				doc["members"] = s.memberList(ctx, rq, g.Namespace, members)
+				doc["members"] = s.memberList(ctx, rq, g.Namespace, members, displays)
 			}
 		}
 	}
