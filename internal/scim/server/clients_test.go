@@ -262,6 +262,14 @@ func TestClientsValidator(t *testing.T) {
 			method: "PATCH", path: "/Groups/{gid}", status: 204,
 			body: patchOp(`{"op":"replace","path":"members","value":[{"value":"{uid}"}]}`, `{"op":"remove","path":"members[value eq \"{uid}\"]"}`),
 			read: "/Groups/{gid}", absent: []string{"members"}},
+		{name: "a member's displayName is returned as its display", user: `{"userName":"user{n}@example.test","displayName":"lennay"}`, group: true,
+			method: "PATCH", path: "/Groups/{gid}", status: 204,
+			body: patchOp(`{"name":"addMember","op":"add","path":"members","value":[{"displayName":"new User","value":"{uid}"}]}`),
+			read: "/Groups/{gid}",
+			check: func(t *testing.T, got response, ids shapeIDs) {
+				jsonEq(t, "members", got.body["members"], `[{"value":"`+ids.uid+`","display":"new User","type":"User",
+					"$ref":"https://scim.example.test/scim/v2/Users/`+ids.uid+`"}]`)
+			}},
 		{name: "a member bare string that is no user is skipped", user: plainUser, group: true,
 			method: "PATCH", path: "/Groups/{gid}", status: 204,
 			body: patchOp(`{"op":"add","path":"members","value":"string id 1"}`),
@@ -284,9 +292,10 @@ func TestClientsRFC(t *testing.T) {
 				"$ref":"https://example.com/v2/Users/{uid}","value":"{uid}"}]}`),
 			read: "/Groups/{gid}",
 			check: func(t *testing.T, got response, ids shapeIDs) {
-				if m := memberIDsOf(got.body); len(m) != 1 || m[0] != ids.uid {
-					t.Errorf("members: %v", m)
-				}
+				// $ref is computed from the id and the server's URL; the
+				// display is kept as sent.
+				jsonEq(t, "members", got.body["members"], `[{"value":"`+ids.uid+`","display":"Babs Jensen","type":"User",
+					"$ref":"https://scim.example.test/scim/v2/Users/`+ids.uid+`"}]`)
 			}},
 		{name: "§3.5.2.2 remove members without filter clears the group", user: plainUser, group: true,
 			method: "PATCH", path: "/Groups/{gid}", status: 204,
