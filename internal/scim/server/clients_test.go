@@ -282,6 +282,43 @@ func TestClientsValidator(t *testing.T) {
 	})
 }
 
+// TestClientsOneLogin: the request shapes OneLogin documents. Its
+// developer guide "Step 2. Implement RESTful SCIM APIs for Your App"
+// (https://developers.onelogin.com/scim/implement-scim-api, "Example API
+// Flow") says the initial connection is a Get User with a userName filter
+// for a name it knows does not exist, answered by an empty list. The user
+// body is the connector's "SCIM JSON Template" with OneLogin's values
+// filled in; the templates below are the published ones for the "SCIM
+// Provisioner with SAML (SCIM v2 Enterprise)" connector
+// (https://doc.keepnetlabs.com/next-generation-product/platform/company/company-settings/scim-settings/onelogin-scim-integration)
+// and the "(Core Schema)" connector
+// (https://scim.dev/guide/applications/onelogin). The bodies of OneLogin's
+// group requests are not in what was found, so no group row is here.
+func TestClientsOneLogin(t *testing.T) {
+	runShapes(t, "onelogin", []clientShape{
+		{name: "initial connection: a userName filter for a name that does not exist is 200 empty",
+			method: "GET", path: "/Users?filter=userName+eq+%22onelogin-connection-check-{n}%22", status: 200,
+			want: `{"totalResults":0}`},
+		{name: "POST from the SCIM v2 Enterprise template: id null, meta, active as a string, manager with managerId",
+			method: "POST", path: "/Users", status: 201,
+			body: `{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"Sales",
+				"manager":{"managerId":"","displayName":" "}},
+				"active":"true","emails":[{"value":"ann{n}@example.test","type":"work","primary":true}],
+				"meta":{"resourceType":"User"},"name":{"familyName":"Lee","givenName":"Ann","formatted":"Ann Lee"},
+				"userName":"ann{n}@example.test","id":null,"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"]}`,
+			want: `{"active":true,"userName":"ann{n}@example.test","name/formatted":"Ann Lee",
+				"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User/department":"Sales"}`,
+			// managerId is no sub-attribute of manager (RFC 7643 §4.3) and
+			// displayName is read-only: no manager is recorded.
+			absent: []string{"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User/manager"}},
+		{name: "POST from the Core Schema template with the SCIM 1.0 schema URN",
+			method: "POST", path: "/Users", status: 201,
+			body: `{"schemas":["urn:scim:schemas:core:1.0"],"userName":"bo{n}@example.test",
+				"name":{"givenName":"Bo","familyName":"Ek","formatted":"Bo Ek"}}`,
+			want: `{"userName":"bo{n}@example.test","name/givenName":"Bo","name/formatted":"Bo Ek"}`},
+	})
+}
+
 // TestClientsRFC: the examples of RFC 7644 (§3.4.2, §3.5.2) as generic
 // clients send them.
 func TestClientsRFC(t *testing.T) {
