@@ -69,26 +69,12 @@ func (f *managerFlags) register(fs *flag.FlagSet) {
 		"or controllers (tokens, their Secrets and the helpdesk sync, on the elected leader).")
 	fs.Func("token-namespaces", "Comma-separated tenant `namespaces` whose token Secrets the controllers manage (where ClusterRole token-secrets is bound); "+
 		"empty (the default): every namespace, which needs token-secrets bound cluster-wide. A ScimToken elsewhere reports NamespaceNotServed.",
-		func(s string) error {
-			for _, ns := range strings.Split(s, ",") {
-				if ns = strings.TrimSpace(ns); ns != "" {
-					f.tokenNamespaces = append(f.tokenNamespaces, ns)
-				}
-			}
-			return nil
-		})
+		appendList(&f.tokenNamespaces))
 	fs.BoolVar(&f.allowEntraIssued, "allow-entra-issued-tokens", false, "Accept the tokens Entra ID issues itself for ScimTokens with spec.entraIssued "+
 		"(experimental; each namespace also needs the annotation scim.helpdesk.dev/entra-tenant-ids listing the directory, set by a cluster administrator).")
 	fs.Func("entra-keys-url-prefixes", "Comma-separated URL `prefixes` a ScimToken's spec.entraIssued.keysURL may point to (a proxy or mirror of Entra's keys), besides https://login.microsoftonline.com/; "+
 		"anything else is never fetched (keysURL is written by namespace editors).",
-		func(s string) error {
-			for _, p := range strings.Split(s, ",") {
-				if p = strings.TrimSpace(p); p != "" {
-					f.entraKeysURLPrefixes = append(f.entraKeysURLPrefixes, p)
-				}
-			}
-			return nil
-		})
+		appendList(&f.entraKeysURLPrefixes))
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader among replicas; controllers run on the leader, SCIM on every replica.")
 	fs.StringVar(&f.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
 	fs.StringVar(&f.scimAddr, "scim-bind-address", d.SCIMAddr, "Address the SCIM server listens on.")
@@ -118,6 +104,19 @@ func (f *managerFlags) register(fs *flag.FlagSet) {
 // envOr returns the variable when it is set, even when it is empty: an empty
 // HELPDESK_DATABASE_URL (an empty key in the database Secret) must stop the
 // manager, not quietly open the SQLite default.
+// appendList parses a comma-separated flag value into dst (empty items
+// dropped; the flag may be given several times).
+func appendList(dst *[]string) func(string) error {
+	return func(s string) error {
+		for _, item := range strings.Split(s, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				*dst = append(*dst, item)
+			}
+		}
+		return nil
+	}
+}
+
 func envOr(key, def string) string {
 	if v, ok := os.LookupEnv(key); ok {
 		return v

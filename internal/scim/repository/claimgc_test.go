@@ -2,7 +2,6 @@ package repository_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -134,49 +133,22 @@ func TestClaimCollectorRacesASlowCreate(t *testing.T) {
 
 			stalled := newStalled(e.Client)
 			slow := &repository.Repository{Cache: e.Client, Live: e.Client, Client: stalled, IDKey: tc.idKey}
-			slowErr := make(chan error, 1)
-			go func() {
-				_, err := slow.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: value})
-				slowErr <- err
-			}()
-			select {
-			case <-stalled.reached:
-			case err := <-slowErr:
-				t.Fatalf("the slow create ended before its write: %v", err)
-			case <-time.After(30 * time.Second):
-				t.Fatal("the slow create never reached its write")
-			}
-			ahead := &repository.Repository{Cache: e.Client, Live: e.Client, Client: e.Client, IDKey: tc.idKey,
-				Now: func() time.Time { return time.Now().Add(time.Hour) }}
-			if n, err := (&repository.ClaimCollector{Repo: ahead, Namespace: ns, Log: logr.Discard()}).Collect(ctx); err != nil || n != 1 {
-				t.Fatalf("the collector took %d claims (err %v), want the stalled create's one", n, err)
-			}
-			_, fastErr := plain.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: "Collected@contoso.test"})
-			close(stalled.release)
-			var err2 error
-			select {
-			case err2 = <-slowErr:
-			case <-time.After(30 * time.Second):
-				t.Fatal("the slow create did not finish")
-			}
-			ok := 0
-			for _, err := range []error{fastErr, err2} {
-				switch {
-				case err == nil:
-					ok++
-				case !isConflict(err):
-					t.Errorf("want success or 409 uniqueness, got %v", err)
-				}
-			}
-			if ok != 1 {
-				t.Errorf("%d of the two creates succeeded (fast: %v, slow: %v); want exactly one", ok, fastErr, err2)
-			}
-			testenv.Eventually(t, 10*time.Second, func() error {
-				if n := liveUsersNamed(t, e, ns, value); n != ok {
-					return errors.New("live users holding the userName differ from the successes")
-				}
-				return nil
-			})
+			exactlyOneWins(t, e, ns, value, stalled,
+				func() error {
+					_, err := slow.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: value})
+					return err
+				},
+				func() error {
+					// The leader, its clock far ahead, collects the stalled
+					// create's claim; then another replica creates the name.
+					ahead := &repository.Repository{Cache: e.Client, Live: e.Client, Client: e.Client, IDKey: tc.idKey,
+						Now: func() time.Time { return time.Now().Add(time.Hour) }}
+					if n, err := (&repository.ClaimCollector{Repo: ahead, Namespace: ns, Log: logr.Discard()}).Collect(ctx); err != nil || n != 1 {
+						t.Errorf("the collector took %d claims (err %v), want the stalled create's one", n, err)
+					}
+					_, err := plain.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: "Collected@contoso.test"})
+					return err
+				})
 		})
 	}
 }

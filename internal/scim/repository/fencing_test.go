@@ -53,6 +53,49 @@ func (s *stalledWrites) Update(ctx context.Context, obj client.Object, opts ...c
 	return s.Client.Update(ctx, obj, opts...)
 }
 
+// exactlyOneWins runs slow until its write is held by stalled, then fast,
+// then lets slow's write go, and checks that exactly one of the two
+// succeeded (the other a 409 uniqueness) and that as many live users hold
+// value as succeeded.
+func exactlyOneWins(t *testing.T, e *testenv.Env, ns, value string, stalled *stalledWrites, slow, fast func() error) {
+	t.Helper()
+	slowErr := make(chan error, 1)
+	go func() { slowErr <- slow() }()
+	select {
+	case <-stalled.reached:
+	case err := <-slowErr:
+		t.Fatalf("the slow request ended before its write: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the slow request never reached its write")
+	}
+	fastErr := fast()
+	close(stalled.release)
+	var err2 error
+	select {
+	case err2 = <-slowErr:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the slow request did not finish")
+	}
+	ok := 0
+	for _, err := range []error{fastErr, err2} {
+		switch {
+		case err == nil:
+			ok++
+		case !isConflict(err):
+			t.Errorf("want success or 409 uniqueness, got %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d of the two requests succeeded (fast: %v, slow: %v); want exactly one", ok, fastErr, err2)
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := liveUsersNamed(t, e, ns, value); n != ok {
+			return errors.New("live users holding the userName differ from the successes")
+		}
+		return nil
+	})
+}
+
 func isConflict(err error) bool {
 	e, ok := scimerr.As(err)
 	return ok && e.Status == 409 && e.ScimType == "uniqueness"
@@ -133,43 +176,13 @@ func TestClaimFencing(t *testing.T) {
 			slowRepo := &repository.Repository{Cache: e.Client, Live: e.Client, Client: stalled, IDKey: testenv.IDKey()}
 			fastRepo := &repository.Repository{Cache: e.Client, Live: e.Client, Client: e.Client, IDKey: testenv.IDKey(), Now: skewed}
 
-			slowErr := make(chan error, 1)
-			go func() { slowErr <- tc.slow(t, slowRepo, slowP, value) }()
-			select {
-			case <-stalled.reached:
-			case err := <-slowErr:
-				t.Fatalf("the slow request ended before its write: %v", err)
-			case <-time.After(30 * time.Second):
-				t.Fatal("the slow request never reached its write")
-			}
-			// The other replica's clock says the claim is past its grace.
-			_, fastErr := fastRepo.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: "FENCED@contoso.test"})
-			close(stalled.release)
-			var err2 error
-			select {
-			case err2 = <-slowErr:
-			case <-time.After(30 * time.Second):
-				t.Fatal("the slow request did not finish")
-			}
-
-			ok := 0
-			for _, err := range []error{fastErr, err2} {
-				switch {
-				case err == nil:
-					ok++
-				case !isConflict(err):
-					t.Errorf("want success or 409 uniqueness, got %v", err)
-				}
-			}
-			if ok != 1 {
-				t.Errorf("%d of the two requests succeeded (fast: %v, slow: %v); want exactly one", ok, fastErr, err2)
-			}
-			testenv.Eventually(t, 10*time.Second, func() error {
-				if n := liveUsersNamed(t, e, ns, value); n != ok {
-					return errors.New("live users holding the userName differ from the successes")
-				}
-				return nil
-			})
+			exactlyOneWins(t, e, ns, value, stalled,
+				func() error { return tc.slow(t, slowRepo, slowP, value) },
+				func() error {
+					// The other replica's clock says the claim is past its grace.
+					_, err := fastRepo.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: "FENCED@contoso.test"})
+					return err
+				})
 		})
 	}
 }
