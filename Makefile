@@ -1,7 +1,8 @@
 # scim-operator Makefile. `make help` lists the targets.
 # Everything runs through the Go toolchain: tools are pinned in hack/tools
-# (controller-gen) or by version below, and the control plane for tests is
-# built from Go modules by hack/controlplane/build.sh.
+# (controller-gen, setup-envtest) or by version below, and the control plane
+# for tests comes from hack/controlplane/build.sh: $KUBEBUILDER_ASSETS,
+# prebuilt envtest binaries through setup-envtest, or built from Go modules.
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -11,7 +12,8 @@ GO ?= go
 CONTROLLER_GEN ?= $(GO) tool -modfile=$(CURDIR)/hack/tools/go.mod controller-gen
 GOLANGCI_LINT_VERSION ?= v2.15.0
 GOLANGCI_LINT ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
-# The folder with kube-apiserver and etcd, built once per machine and shared by clones.
+# The folder with kube-apiserver, etcd and kubectl: $KUBEBUILDER_ASSETS when set, else
+# prebuilt (setup-envtest) or compiled once per machine and shared by clones.
 ENVTEST_ASSETS = $(shell hack/controlplane/build.sh 2>/dev/null | tail -n 1)
 TEST_FLAGS ?= -count=1 -timeout 30m
 # The fault tests stop parts of the system on purpose; they run on their own.
@@ -65,7 +67,7 @@ verify: generate manifests ## Fail when generated files or go.mod/go.sum are sta
 ##@ Test
 
 .PHONY: envtest-bins
-envtest-bins: ## Build kube-apiserver and etcd from Go modules (once per machine; ~5 min the first time).
+envtest-bins: ## Find kube-apiserver, etcd and kubectl: prebuilt when reachable, else built from Go modules (once per machine).
 	@hack/controlplane/build.sh >/dev/null
 
 .PHONY: test
