@@ -19,6 +19,10 @@ TEST_FLAGS ?= -count=1 -timeout 30m
 # The fault tests stop parts of the system on purpose; they run on their own.
 TEST_PACKAGES = $(shell $(GO) list ./... | grep -v /test/faults)
 DIR ?= .dev
+# More flags for `make run`, e.g. DEV_FLAGS=--scim-bind-address=127.0.0.1:28443
+DEV_FLAGS ?=
+# What the first compile of bin/scim-operator took, empty Go caches, on 2 cores shared with other builds.
+OPERATOR_FIRST_COMPILE = 3.5 to 5.5 min on 2 shared cores, measured 2026-11-30
 
 .PHONY: all
 all: build
@@ -109,12 +113,19 @@ test-short: ## Run the tests that need no control plane (the database suite stil
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary into bin/scim-operator.
-	$(GO) build -o bin/scim-operator ./cmd
+build: ## Build the manager binary into bin/scim-operator (compiles only what changed).
+	@echo "==> compiling bin/scim-operator (go build ./cmd; only what changed)"
+	@$(GO) build -o bin/scim-operator ./cmd & pid=$$!; ticks=0; \
+	while kill -0 $$pid 2>/dev/null; do \
+		sleep 0.2; ticks=$$((ticks + 1)); \
+		if [ $$((ticks % 75)) -eq 0 ] && kill -0 $$pid 2>/dev/null; then \
+			echo "    still compiling ($$((ticks / 5))s; the first compile took $(OPERATOR_FIRST_COMPILE))"; fi; \
+	done; wait $$pid
 
 .PHONY: run
-run: envtest-bins ## Run the whole stack locally (control plane, operator, SQLite) with state in $(DIR).
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) run ./cmd dev --state-dir $(DIR)
+run: build ## Run the whole stack locally (control plane, operator, SQLite) with state in $(DIR); Ctrl-C stops it.
+	@assets=$$(hack/controlplane/build.sh | tail -n 1); \
+	exec bin/scim-operator dev --state-dir $(DIR) --control-plane-dir "$$assets" $(DEV_FLAGS)
 
 .PHONY: docker-build
 docker-build: ## Build the container image $(IMG) (needs a Docker engine).

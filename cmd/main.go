@@ -191,6 +191,11 @@ func runManager(ctx context.Context, log logr.Logger, f *managerFlags) error {
 }
 
 func devMain(args []string) int {
+	if len(args) > 0 && args[0] == devstack.ChildArg {
+		// The control plane's launcher; it returns only when it failed.
+		fmt.Fprintln(os.Stderr, "scim-operator dev:", devstack.RunChild(args[1:]))
+		return 1
+	}
 	fs := flag.NewFlagSet("scim-operator dev", flag.ContinueOnError)
 	var o devstack.Options
 	fs.StringVar(&o.StateDir, "state-dir", ".dev", "Folder for the control plane's data, the SQLite database, kubeconfig, endpoint and token.")
@@ -205,6 +210,9 @@ func devMain(args []string) int {
 	}
 	log := zap.New(zap.UseFlagOptions(&zo))
 	ctrl.SetLogger(log)
+	// Ctrl-C stops this process alone, cleanly: make and go run then exit 0.
+	restoreTerminal := devstack.TakeTerminal()
+	defer restoreTerminal()
 	if err := devstack.Run(devSignalContext(), log, os.Stdout, o); err != nil {
 		if errors.Is(err, context.Canceled) {
 			return 0
@@ -215,13 +223,14 @@ func devMain(args []string) int {
 	return 0
 }
 
-// devSignalContext is cancelled by the first SIGINT or SIGTERM. Unlike
-// controller-runtime's handler, a second signal does not exit at once: that
-// would leave etcd and kube-apiserver running without their parent.
+// devSignalContext is cancelled by the first SIGINT, SIGTERM or SIGHUP (the
+// terminal closed). Unlike controller-runtime's handler, a second signal
+// does not exit at once: the control plane is stopped in order (it would
+// die with this process anyway, by its parent-death signal).
 func devSignalContext() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	// With stdout gone (a closed terminal, a dead pipe) the shutdown
 	// messages must not kill the process before it stops its children.
 	signal.Ignore(syscall.SIGPIPE)

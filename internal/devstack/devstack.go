@@ -67,6 +67,20 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 	if err := checkState(state); err != nil {
 		return err
 	}
+	step := func(format string, args ...any) { fmt.Fprintf(out, "==> "+format+"\n", args...) }
+	// One dev process per state folder; what an earlier one that died left
+	// running (etcd holding the data folder) is stopped first.
+	lock, err := lockState(state)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	if left := findLeftovers(state); len(left) > 0 {
+		if err := stopLeftovers(left, 10*time.Second); err != nil {
+			return err
+		}
+		step("stopped %s, left running by an earlier scim-operator dev on %s that did not stop cleanly", joinLeftovers(left), state)
+	}
 	if err := checkPort(o.SCIMAddr); err != nil {
 		return err
 	}
@@ -77,14 +91,18 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 	if err != nil {
 		return err
 	}
-	step := func(format string, args ...any) { fmt.Fprintf(out, "==> "+format+"\n", args...) }
 
 	step("starting etcd and kube-apiserver (data in %s)", filepath.Join(state, "etcd"))
+	etcdPath, apiserverPath, err := launchers(state, o.AssetsDir)
+	if err != nil {
+		return err
+	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: o.AssetsDir,
 		CRDInstallOptions:     envtest.CRDInstallOptions{CRDs: crds},
 	}
-	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(state, "etcd")}
+	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(state, "etcd"), Path: etcdPath}
+	env.ControlPlane.APIServer = &envtest.APIServer{Path: apiserverPath}
 	cfg, err := env.Start()
 	if err != nil {
 		return fmt.Errorf("starting the control plane from %s: %w", o.AssetsDir, err)
@@ -166,6 +184,18 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 		done <- err // for the deferred stop
 		return fmt.Errorf("the operator stopped: %w", err)
 	}
+}
+
+// joinLeftovers is "etcd (pid 1)", "etcd (pid 1) and kube-apiserver (pid 2)", ...
+func joinLeftovers(list []leftover) string {
+	names := make([]string, len(list))
+	for i, l := range list {
+		names[i] = l.String()
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 // kubectlFor is "kubectl" when one is on PATH, else the one hack/ built.

@@ -7,12 +7,14 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -87,6 +89,127 @@ func TestDevStack(t *testing.T) {
 	if status != 200 || !strings.Contains(string(body), "dev.user@example.test") {
 		t.Fatalf("after restart GET /Users/%s: %d %s", id, status, body)
 	}
+}
+
+// TestDevStackSurvivesCrash kills `scim-operator dev` with SIGKILL: etcd
+// and kube-apiserver must die with it. Then, as after a crash of a version
+// without that, an etcd is left holding the state folder; the next start
+// must stop it, say so, be ready within a minute, and still have the user
+// acknowledged before the crash.
+func TestDevStackSurvivesCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a control plane; run without -short")
+	}
+	bin := buildDev(t)
+	state := filepath.Join(t.TempDir(), "state")
+	addr := freeAddr(t)
+
+	first := startDevWithin(t, bin, state, addr, 3*time.Minute)
+	token := strings.TrimSpace(readFile(t, filepath.Join(state, "token")))
+	endpoint := strings.TrimSpace(readFile(t, filepath.Join(state, "endpoint")))
+	status, body := scim(t, "POST", endpoint+"/Users", token, `{"userName":"before.crash@example.test","active":true}`)
+	if status != 201 {
+		t.Fatalf("POST /Users: %d %s", status, body)
+	}
+	var created map[string]any
+	_ = json.Unmarshal(body, &created)
+	id, _ := created["id"].(string)
+
+	children := controlPlanePids(t, first.cmd.Process.Pid)
+	first.crash(t)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		for name, pid := range children {
+			if alive(pid) {
+				return fmt.Errorf("%s (pid %d) outlived the dev process killed with SIGKILL", name, pid)
+			}
+		}
+		return nil
+	})
+
+	orphan := startOrphanEtcd(t, state)
+	second := startDevWithin(t, bin, state, addr, time.Minute)
+	if want := fmt.Sprintf("==> stopped etcd (pid %d)", orphan); !strings.Contains(second.banner, want) {
+		t.Errorf("the start does not say it stopped the leftover etcd (want %q):\n%s", want, second.banner)
+	}
+	status, body = scim(t, "GET", endpoint+"/Users/"+id, token, "")
+	if status != 200 || !strings.Contains(string(body), "before.crash@example.test") {
+		t.Fatalf("after the crash GET /Users/%s: %d %s", id, status, body)
+	}
+	second.stop()
+}
+
+// controlPlanePids finds etcd and kube-apiserver among the children of the
+// dev process, checking both run.
+func controlPlanePids(t *testing.T, dev int) map[string]int {
+	t.Helper()
+	pids := map[string]int{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		fields := strings.Fields(s[closing+1:])
+		if open < 0 || len(fields) < 2 || fields[1] != strconv.Itoa(dev) {
+			continue
+		}
+		if name := s[open+1 : closing]; name == "etcd" || name == "kube-apiserver" {
+			pids[name], _ = strconv.Atoi(e.Name())
+		}
+	}
+	if len(pids) != 2 {
+		t.Fatalf("want etcd and kube-apiserver among the children of dev (pid %d), found %v", dev, pids)
+	}
+	return pids
+}
+
+// alive reports whether pid runs (a zombie waiting for its reaper does not).
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(stat)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(fields) > 0 && fields[0] != "Z" && fields[0] != "X"
+}
+
+// startOrphanEtcd starts an etcd on <state>/etcd in a process group of its
+// own, the way a dev process of an earlier version left one behind, and
+// waits until it serves (and so holds the data folder). It returns its pid.
+func startOrphanEtcd(t *testing.T, state string) int {
+	t.Helper()
+	assets, err := testenv.Assets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, peer := "http://"+freeAddr(t), "http://"+freeAddr(t)
+	cmd := exec.Command(filepath.Join(assets, "etcd"), "--data-dir="+filepath.Join(state, "etcd"),
+		"--listen-client-urls="+client, "--advertise-client-urls="+client, "--listen-peer-urls="+peer)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	testenv.Eventually(t, 30*time.Second, func() error {
+		res, err := http.Get(client + "/health")
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			return fmt.Errorf("etcd /health: %s", res.Status)
+		}
+		return nil
+	})
+	return cmd.Process.Pid
 }
 
 // TestDevStackDeactivationWithLongPhone goes through `make run`'s stack:
@@ -171,6 +294,34 @@ func buildDev(t *testing.T) string {
 // process outlives a test that fails half-way) and what dev printed.
 func runDev(t *testing.T, bin, state, addr string) (stop func(), banner string) {
 	t.Helper()
+	d := startDevWithin(t, bin, state, addr, 3*time.Minute)
+	return d.stop, d.banner
+}
+
+// devProcess is a running `scim-operator dev`.
+type devProcess struct {
+	cmd    *exec.Cmd
+	banner string // stdout up to the ready line
+	once   *sync.Once
+	stop   func() // SIGTERM, and a clean exit expected
+}
+
+// crash kills the dev process with SIGKILL, as an OOM killer or a closed
+// laptop would, and waits for it; it leaves its children alone.
+func (d *devProcess) crash(t *testing.T) {
+	t.Helper()
+	d.once.Do(func() {
+		if err := d.cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = d.cmd.Wait()
+	})
+}
+
+// startDevWithin starts `bin dev` and fails the test unless it prints its
+// ready line within timeout.
+func startDevWithin(t *testing.T, bin, state, addr string, timeout time.Duration) *devProcess {
+	t.Helper()
 	assets, err := testenv.Assets()
 	if err != nil {
 		t.Fatal(err)
@@ -206,14 +357,14 @@ func runDev(t *testing.T, bin, state, addr string) (stop func(), banner string) 
 	}
 	select {
 	case <-ready:
-	case <-time.After(3 * time.Minute):
+	case <-time.After(timeout):
 		_ = cmd.Process.Kill()
-		t.Fatalf("dev did not print its ready line within 3 minutes\nstdout:\n%s\nstderr:\n%s", printed(), logs.String())
+		t.Fatalf("dev did not print its ready line within %s\nstdout:\n%s\nstderr:\n%s", timeout, printed(), logs.String())
 	}
-	var once sync.Once
-	stop = func() { once.Do(func() { stopDev(t, cmd, &logs) }) }
+	once := new(sync.Once)
+	stop := func() { once.Do(func() { stopDev(t, cmd, &logs) }) }
 	t.Cleanup(stop)
-	return stop, printed()
+	return &devProcess{cmd: cmd, banner: printed(), once: once, stop: stop}
 }
 
 // processesMentioning lists running processes whose command line contains
