@@ -54,6 +54,17 @@ type ScimTokenSpec struct {
 	// namespaces make every such token refused.
 	// +optional
 	EntraIssued *EntraIssuedTokens `json:"entraIssued,omitempty"`
+
+	// SilenceWarningAfter is how long the identity provider may send no
+	// authenticated request before the IdentityProviderSilent condition
+	// turns True, as a Go duration of at least one minute. Defaults to 2h:
+	// Entra ID provisions about every 40 minutes, so 2h is three missed
+	// cycles.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^-?([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="silenceWarningAfter must be at least 1m"
+	// +optional
+	SilenceWarningAfter *metav1.Duration `json:"silenceWarningAfter,omitempty"`
 }
 
 // EntraIssuedTokens names the Entra ID directory whose tokens are accepted.
@@ -135,6 +146,7 @@ type ScimTokenStatus struct {
 	// reason EntraIssuedTokens, or False with reason KeysUnavailable while
 	// no signing key of the directory could be fetched), PreviousTokenInUse
 	// (the identity provider still sends a token that is about to expire),
+	// IdentityProviderSilent (no request for spec.silenceWarningAfter),
 	// SecretTampered and RotationDeferred.
 	// +listType=map
 	// +listMapKey=type
@@ -228,6 +240,102 @@ type ScimTokenStatus struct {
 	// when it differs from spec.
 	// +optional
 	EntraTenantID string `json:"entraTenantID,omitempty"`
+
+	// Activity is the provisioning traffic of the last hour, written by the
+	// SCIM server at most once a minute. It holds no personal data: no
+	// resource ids, user names or values a client sent.
+	// +optional
+	Activity *TokenActivity `json:"activity,omitempty"`
+}
+
+// TokenActivity counts the requests this ScimToken authenticated. Every
+// replica of the SCIM server adds the counts it gathered since its last
+// write into the 10-minute bucket they fall in; the totals are the sum of
+// the buckets of the last hour (50 to 60 minutes, in 10-minute steps) when
+// UpdatedAt was written. Requests refused before authentication carry no
+// token and are not counted here (see the scim_responses_total metric).
+type TokenActivity struct {
+	// UpdatedAt is when a SCIM server replica last wrote this activity.
+	// +optional
+	UpdatedAt *metav1.Time `json:"updatedAt,omitempty"`
+
+	// LastRequestAt is when the last authenticated request arrived.
+	// +optional
+	LastRequestAt *metav1.Time `json:"lastRequestAt,omitempty"`
+
+	// LastClient is the User-Agent of that request (at most 128
+	// characters), for example "Azure Active Directory SCIM Client".
+	// +optional
+	LastClient string `json:"lastClient,omitempty"`
+
+	// Requests in the last hour by operation: listUsers, getUser,
+	// createUser, replaceUser, patchUser, deleteUser, searchUsers, the
+	// same for Groups, search, discovery and other.
+	// +optional
+	Requests map[string]int64 `json:"requests,omitempty"`
+
+	// Writes in the last hour by operation: the create, replace, patch
+	// and delete requests that succeeded.
+	// +optional
+	Writes map[string]int64 `json:"writes,omitempty"`
+
+	// Refused requests in the last hour (answered 4xx or 5xx) by status
+	// and scimType, as "409 uniqueness" or "404".
+	// +optional
+	Refused map[string]int64 `json:"refused,omitempty"`
+
+	// RefusedTotal is the sum of Refused.
+	// +optional
+	RefusedTotal int64 `json:"refusedTotal,omitempty"`
+
+	// LastRefusal is the last refused request.
+	// +optional
+	LastRefusal *Refusal `json:"lastRefusal,omitempty"`
+
+	// Buckets are the counts per 10 minutes the totals are summed from,
+	// oldest first, at most 6.
+	// +kubebuilder:validation:MaxItems=6
+	// +optional
+	Buckets []ActivityBucket `json:"buckets,omitempty"`
+}
+
+// ActivityBucket is the activity of the 10 minutes from Start.
+type ActivityBucket struct {
+	// Start of the 10 minutes.
+	// +required
+	Start metav1.Time `json:"start"`
+	// +optional
+	Requests map[string]int64 `json:"requests,omitempty"`
+	// +optional
+	Writes map[string]int64 `json:"writes,omitempty"`
+	// +optional
+	Refused map[string]int64 `json:"refused,omitempty"`
+}
+
+// Refusal describes a refused request without personal data: the route's
+// pattern (/Users/{id}), never the path sent, and the error's wording with
+// the values it quoted left out (…).
+type Refusal struct {
+	// Time the request arrived.
+	// +required
+	Time metav1.Time `json:"time"`
+	// Method, such as PATCH.
+	// +optional
+	Method string `json:"method,omitempty"`
+	// Path is the route's pattern below the SCIM base path, such as
+	// /Users/{id}.
+	// +optional
+	Path string `json:"path,omitempty"`
+	// Status is the HTTP status code of the answer.
+	// +optional
+	Status int32 `json:"status,omitempty"`
+	// ScimType of the error (RFC 7644 §3.12), if any.
+	// +optional
+	ScimType string `json:"scimType,omitempty"`
+	// Detail is the error's wording with every value it quoted replaced
+	// by "…", at most 256 characters.
+	// +optional
+	Detail string `json:"detail,omitempty"`
 }
 
 // PendingToken is a token being written into the generated Secret, and what
@@ -266,6 +374,9 @@ const (
 	// rotation waits for the running overlap to end: rotating then would
 	// revoke a token the identity provider may still use.
 	ConditionRotationDeferred = "RotationDeferred"
+	// ConditionIdentityProviderSilent is True when no request authenticated
+	// with this ScimToken for longer than spec.silenceWarningAfter.
+	ConditionIdentityProviderSilent = "IdentityProviderSilent"
 )
 
 // ScimToken issues the bearer token that an identity provider uses to
@@ -279,6 +390,8 @@ const (
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
 // +kubebuilder:printcolumn:name="Next Rotation",type=date,JSONPath=`.status.nextRotationAt`
+// +kubebuilder:printcolumn:name="Last Request",type=date,JSONPath=`.status.activity.lastRequestAt`
+// +kubebuilder:printcolumn:name="Refused (1h)",type=integer,JSONPath=`.status.activity.refusedTotal`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="!has(self.spec) || !has(self.spec.secretRef) || self.spec.secretRef.name != self.metadata.name + '-token'",message="spec.secretRef must not name the Secret this ScimToken generates (<name>-token): the operator would stop generating it and delete it, leaving no valid token; adopt a Secret with another name"
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="a ScimToken name must be at most 63 characters: it is used as a label value on the users, groups and Secret it owns"

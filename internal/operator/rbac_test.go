@@ -231,6 +231,12 @@ func TestLeastPrivilege(t *testing.T) {
 	if err := patchStatus(`{"status":{"lastUsedAt":"2026-11-30T12:00:00Z"}}`); err != nil {
 		t.Errorf("the SCIM user stamping usage: %v", err)
 	}
+	if err := patchStatus(`{"status":{"activity":{"updatedAt":"2026-11-30T12:00:00Z","refusedTotal":1}}}`, dryRun); err != nil {
+		t.Errorf("the SCIM user writing activity: %v", err)
+	}
+	if err := patchStatus(`{"status":{"activity":{"refusedTotal":2},"fingerprint":"hmac-sha256:minted"}}`, dryRun); !apierrors.IsForbidden(err) {
+		t.Errorf("the SCIM user writing activity and a fingerprint: want Forbidden, got %v", err)
+	}
 	if code, _ := call(t, base, token, "GET", "/ServiceProviderConfig", ""); code != 200 {
 		t.Errorf("the token stopped working after the refused status writes: %d", code)
 	}
@@ -287,6 +293,11 @@ func TestLeastPrivilege(t *testing.T) {
 	})
 }
 
+// scimStatusFields are the ScimToken status fields the SCIM server writes:
+// usage stamps and provisioning activity. Every other field must be
+// protected by scim_status_policy.yaml.
+var scimStatusFields = map[string]bool{"lastUsedAt": true, "previousLastUsedAt": true, "activity": true}
+
 // statusPolicy installs config/rbac/scim_status_policy.yaml for user (the
 // policy matches the SCIM ServiceAccount's name; here it is a test user),
 // and checks it names every ScimToken status field but the usage stamps.
@@ -299,7 +310,7 @@ func statusPolicy(t *testing.T, user string) {
 	}
 	for _, f := range reflect.VisibleFields(reflect.TypeFor[scimv1.ScimTokenStatus]()) {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if name == "" || name == "lastUsedAt" || name == "previousLastUsedAt" {
+		if name == "" || scimStatusFields[name] {
 			continue
 		}
 		if !strings.Contains(string(raw), "object.status."+name+" ==") {

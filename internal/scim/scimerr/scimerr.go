@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 )
 
@@ -31,6 +32,31 @@ type Error struct {
 	Status   int
 	ScimType string
 	Detail   string
+	// Template is the format Detail was made from, before the values
+	// (which may be what a client sent) were put in; see SafeDetail.
+	Template string
+}
+
+// verb matches a fmt verb of a Template.
+var verb = regexp.MustCompile(`%%|%[-+# 0]*[0-9*]*(\.[0-9*]*)?[a-zA-Z]`)
+
+// SafeDetail is the detail without personal data: the Template with every
+// value replaced by "…", or the status text when there is no Template.
+// Status objects and other records that must not hold what clients sent
+// use it.
+func (e *Error) SafeDetail() string {
+	if e.Template == "" {
+		if t := http.StatusText(e.Status); t != "" {
+			return t
+		}
+		return "error"
+	}
+	return verb.ReplaceAllStringFunc(e.Template, func(v string) string {
+		if v == "%%" {
+			return "%"
+		}
+		return "…"
+	})
 }
 
 func (e *Error) Error() string {
@@ -53,7 +79,7 @@ func (e *Error) detail() string {
 
 // New builds an Error with a formatted detail.
 func New(status int, scimType, format string, args ...any) *Error {
-	return &Error{Status: status, ScimType: scimType, Detail: fmt.Sprintf(format, args...)}
+	return &Error{Status: status, ScimType: scimType, Detail: fmt.Sprintf(format, args...), Template: format}
 }
 
 // InvalidFilter reports a filter that cannot be parsed or evaluated (400).

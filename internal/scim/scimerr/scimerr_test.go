@@ -66,3 +66,15 @@ func TestAs(t *testing.T) {
 		t.Errorf("Error() = %q", got)
 	}
 }
+
+// TestSafeDetail: the values put into a detail (what a client sent) are
+// left out.
+func TestSafeDetail(t *testing.T) {
+	e := Uniqueness("userName %q is already taken by %s (100%% sure, %5.2f)", "alice@example.com", "bob", 1.5)
+	if got, want := e.SafeDetail(), "userName … is already taken by … (100% sure, …)"; got != want {
+		t.Errorf("SafeDetail = %q, want %q", got, want)
+	}
+	if got := (&Error{Status: 404, Detail: "alice"}).SafeDetail(); got != "Not Found" {
+		t.Errorf("without a template: %q", got)
+	}
+}
