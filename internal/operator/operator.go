@@ -96,6 +96,9 @@ type Options struct {
 	// ActivityInterval is how often each ScimToken gets an event counting
 	// the SCIM writes made with it (default one minute).
 	ActivityInterval time.Duration
+	// TokenActivity configures the writes of ScimToken status.activity
+	// (tests shorten them; default at most once a minute per token).
+	TokenActivity tokens.ActivityOptions
 
 	// PublicURL is the SCIM base URL reported in ScimToken status.
 	PublicURL string
@@ -348,6 +351,12 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if err := mgr.Add(usage); err != nil {
 		return nil, err
 	}
+	ao := o.TokenActivity
+	ao.Logger = o.Log.WithName("token-activity")
+	tokenActivity := tokens.NewActivityRecorder(writer, mgr.GetAPIReader(), ao)
+	if err := mgr.Add(tokenActivity); err != nil {
+		return nil, err
+	}
 	authMetrics, err := tokens.NewMetrics(metrics.Registry)
 	if err != nil {
 		return nil, err
@@ -360,7 +369,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		users = newCustomFieldSchemas(o.Helpdesk, o.Log.WithName("custom-fields")).userType
 	}
 	op.SCIM = server.New(o.SCIM, server.Options{
-		Auth: tokens.FreshAuthenticator{Authenticator: op.Auth, Freshness: op.Freshness}, Usage: usage, Repo: op.Repo, Metrics: authMetrics, Users: users,
+		Auth: tokens.FreshAuthenticator{Authenticator: op.Auth, Freshness: op.Freshness}, Usage: usage, Activity: tokenActivity, Repo: op.Repo, Metrics: authMetrics, Users: users,
 		Limiter: tokens.NewFailureLimiter(tokens.LimiterOptions{}),
 		Log:     o.Log.WithName("scim"),
 	})

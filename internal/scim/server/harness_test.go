@@ -61,11 +61,18 @@ func startReplica(t *testing.T, namespaces ...string) *replica {
 // startReplicaWith is startReplica with SCIM server settings.
 func startReplicaWith(t *testing.T, cfg server.Config, namespaces ...string) *replica {
 	t.Helper()
+	return startReplicaOpts(t, cfg, nil, namespaces...)
+}
+
+// startReplicaOpts is startReplicaWith with a change to the operator's
+// options.
+func startReplicaOpts(t *testing.T, cfg server.Config, change func(*operator.Options), namespaces ...string) *replica {
+	t.Helper()
 	e := testenv.Require(t, env)
 	sink := &logSink{}
 	log := funcr.New(sink.write, funcr.Options{Verbosity: 1})
 	addrc := make(chan string, 1)
-	op, err := operator.New(e.Config, operator.Options{
+	opts := operator.Options{
 		Scheme: e.Scheme, Log: log,
 		SCIMAddr: "127.0.0.1:0", SCIMBound: func(a string) { addrc <- a },
 		Namespaces: namespaces, SkipControllerNameValidation: true,
@@ -73,7 +80,11 @@ func startReplicaWith(t *testing.T, cfg server.Config, namespaces ...string) *re
 		SCIM:      cfg,
 		// Short, so that tests see the activity events soon.
 		ActivityInterval: 200 * time.Millisecond,
-	})
+	}
+	if change != nil {
+		change(&opts)
+	}
+	op, err := operator.New(e.Config, opts)
 	if err != nil {
 		t.Fatalf("building the operator: %v", err)
 	}

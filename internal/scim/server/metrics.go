@@ -86,6 +86,11 @@ type observedWriter struct {
 	tenant     string
 	credential string
 	scimType   string
+	// For the token's activity (activity.go): who, which route, and the
+	// error's detail without the values it quoted.
+	principal tokens.Principal
+	pattern   string
+	detail    string
 }
 
 func (w *observedWriter) WriteHeader(code int) {
@@ -113,16 +118,17 @@ func notePrincipal(w http.ResponseWriter, p tokens.Principal) {
 	if !ok || p.Namespace == "" {
 		return
 	}
+	ow.principal = p
 	ow.tenant, ow.credential = p.Namespace, "current"
 	if p.Previous {
 		ow.credential = "previous"
 	}
 }
 
-func noteError(w http.ResponseWriter, p tokens.Principal, scimType string) {
+func noteError(w http.ResponseWriter, p tokens.Principal, e *scimerr.Error) {
 	notePrincipal(w, p)
 	if ow, ok := w.(*observedWriter); ok {
-		ow.scimType = scimType
+		ow.scimType, ow.detail = e.ScimType, e.SafeDetail()
 	}
 }
 

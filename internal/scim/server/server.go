@@ -134,6 +134,12 @@ type UsageRecorder interface {
 	Record(p tokens.Principal)
 }
 
+// ActivityRecorder counts a token's requests for its status (written
+// rarely, not per call).
+type ActivityRecorder interface {
+	Record(q tokens.Request)
+}
+
 // SchemaSource returns the User resource type for a tenant: the RFC schema
 // plus the helpdesk's custom fields, which may differ per tenant.
 type SchemaSource func(ctx context.Context, tenant string) *schema.ResourceType
@@ -145,6 +151,7 @@ type Server struct {
 	scans   *scanBudget
 	auth    Authenticator
 	usage   UsageRecorder
+	active  ActivityRecorder
 	limiter *tokens.FailureLimiter
 	clients *clientaddr.Resolver
 	metrics *tokens.Metrics
@@ -161,6 +168,9 @@ type Options struct {
 	Usage   UsageRecorder          // optional
 	Limiter *tokens.FailureLimiter // optional: per-address failed-auth limit
 	Metrics *tokens.Metrics        // optional
+	// Activity counts each authenticated request for the token's
+	// status.activity (activity.go); optional.
+	Activity ActivityRecorder
 	// Answers counts responses (metrics.go); default: collectors on
 	// controller-runtime's metrics registry.
 	Answers *Metrics
@@ -173,7 +183,7 @@ type Options struct {
 func New(cfg Config, o Options) *Server {
 	cfg.defaults()
 	s := &Server{cfg: cfg, rates: newTokenRates(cfg.RateLimit, cfg.RateBurst), scans: newScanBudget(cfg),
-		auth: o.Auth, usage: o.Usage, limiter: o.Limiter,
+		auth: o.Auth, usage: o.Usage, active: o.Activity, limiter: o.Limiter,
 		clients: clientaddr.New(cfg.TrustedProxies), metrics: o.Metrics,
 		repo: o.Repo, users: o.Users, groups: schema.GroupResourceType(), log: o.Log, answers: o.Answers}
 	if s.answers == nil {
@@ -191,9 +201,15 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	b := s.cfg.BasePath
 	route := func(pattern string, h func(http.ResponseWriter, *http.Request, *request) error) {
-		mux.Handle(pattern, s.wrap(func(w http.ResponseWriter, r *http.Request, rq *request) error {
+		inner := s.wrap(func(w http.ResponseWriter, r *http.Request, rq *request) error {
 			notePrincipal(w, rq.principal)
 			return h(w, r, rq)
+		})
+		mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if ow, ok := w.(*observedWriter); ok {
+				ow.pattern = pattern
+			}
+			inner.ServeHTTP(w, r)
 		}))
 	}
 	route("GET "+b+"/Users", s.listUsers)
@@ -236,6 +252,7 @@ func (s *Server) Handler() http.Handler {
 		r.URL.RawPath = ""
 		mux.ServeHTTP(ow, r)
 		s.answers.observe(ow, time.Since(start))
+		s.recordActivity(r, ow, start)
 	})
 }
 
@@ -287,7 +304,7 @@ func (s *Server) errorResponse(w http.ResponseWriter, rq *request, err error) {
 	if e.Status == http.StatusTooManyRequests && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", retryAfter(s.cfg.RetryAfter))
 	}
-	noteError(w, rq.principal, e.ScimType)
+	noteError(w, rq.principal, e)
 	w.Header().Set("Content-Type", ContentType)
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(e.Body())
