@@ -301,6 +301,10 @@ type tokenState struct {
 	// deferredUntil is set when a due rotation waits for the overlap to end.
 	deferredUntil time.Time
 	deferredWhy   string
+	// afterStatus are events to record once status is written.
+	afterStatus []note
+	// recheckAfter, when set, is when to look again (a key fetch runs).
+	recheckAfter time.Duration
 }
 
 // note is an event to record once the write it describes succeeded.
@@ -345,6 +349,8 @@ func (r *ScimTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 		if err := r.patchStatus(ctx, base, tok); err != nil {
 			retErr = errors.Join(retErr, err)
+		} else if st != nil {
+			r.emit(ctx, tok, st.afterStatus)
 		}
 	}()
 
@@ -1289,6 +1295,9 @@ func (r *ScimTokenReconciler) emit(ctx context.Context, tok *scimv1.ScimToken, n
 func requeueAfter(tok *scimv1.ScimToken, st *tokenState, now time.Time) time.Duration {
 	// Times are kept to the second: wake just after, not just before.
 	until := func(t time.Time) time.Duration { return max(t.Sub(now), 0) + time.Second }
+	if st.recheckAfter > 0 {
+		return st.recheckAfter
+	}
 	if st.problemReason != "" {
 		// No rotation happens while the Secret is refused; an overlap
 		// still ends on time.

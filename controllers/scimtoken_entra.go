@@ -27,6 +27,9 @@ const (
 	// ReasonDirectoryNotAllowed: the namespace's annotation
 	// scim.helpdesk.dev/entra-tenant-ids does not list the directory.
 	ReasonDirectoryNotAllowed = "DirectoryNotAllowed"
+	// ReasonApplicationNotPinned: spec.entraIssued.applicationObjectID is
+	// empty (stored before it was required); no token is accepted.
+	ReasonApplicationNotPinned = "ApplicationNotPinned"
 )
 
 // entraGate says why spec.entraIssued may not be taken up, "" when it may:
@@ -58,6 +61,14 @@ func (r *ScimTokenReconciler) entraGate(ctx context.Context, tok *scimv1.ScimTok
 // are due for a refresh).
 const entraRecheck = 10 * time.Minute
 
+// entraKeyWait bounds how long a reconcile waits for a key fetch (the
+// controller has one worker; a fetch may take 2×10 s); entraFetchRecheck
+// is when it looks again while that fetch runs.
+const (
+	entraKeyWait      = 2 * time.Second
+	entraFetchRecheck = 15 * time.Second
+)
+
 // EntraKeyChecker reports (fetching when due) the signing keys of an Entra
 // directory: *tokens.EntraKeys.
 type EntraKeyChecker interface {
@@ -74,28 +85,45 @@ func (r *ScimTokenReconciler) reconcileEntra(ctx context.Context, tok *scimv1.Sc
 	if err != nil {
 		return nil, err
 	}
+	// Recorded once status is written (the Secret is gone either way).
+	var revoked []note
 	if deleted != "" {
-		r.emit(ctx, tok, []note{{corev1.EventTypeNormal, EventRevoked, "Revoke", fmt.Sprintf(
-			"spec.entraIssued is set: deleted Secret %s, whose token is no longer accepted", deleted)}})
+		revoked = []note{{corev1.EventTypeNormal, EventRevoked, "Revoke", fmt.Sprintf(
+			"spec.entraIssued is set: deleted Secret %s, whose token is no longer accepted", deleted)}}
 	}
 	reason, message, err := r.entraGate(ctx, tok)
 	if err != nil {
 		return nil, err
 	}
+	if reason == "" && spec.ApplicationObjectID == "" {
+		reason, message = ReasonApplicationNotPinned, "spec.entraIssued.applicationObjectID is empty, so that tokens Entra issued "+
+			"for any application of the directory would be accepted: no token is; set it to the enterprise application's object id"
+	}
 	if reason != "" {
-		return &tokenState{problemReason: reason, problemMessage: message}, nil
+		return &tokenState{problemReason: reason, problemMessage: message, afterStatus: revoked}, nil
 	}
-	st := &tokenState{entraTenantID: strings.ToLower(spec.TenantID)}
-	keys := r.EntraKeys.Check(ctx, spec)
-	accepted := fmt.Sprintf("tokens that Entra ID issues for directory %s (Secret Token left blank) are accepted at %s",
-		st.entraTenantID, r.EndpointBaseURL)
-	if spec.ApplicationObjectID != "" {
-		accepted += " from application " + strings.ToLower(spec.ApplicationObjectID)
+	st := &tokenState{entraTenantID: strings.ToLower(spec.TenantID), afterStatus: revoked}
+	// The single worker does not wait for a slow key endpoint: the fetch
+	// goes on in the background and the next look is soon.
+	checkCtx, cancel := context.WithTimeout(ctx, entraKeyWait)
+	keys := r.EntraKeys.Check(checkCtx, spec)
+	cancel()
+	if keys.Fetching {
+		st.recheckAfter = entraFetchRecheck
 	}
+	accepted := fmt.Sprintf("tokens that Entra ID issues for directory %s (Secret Token left blank) are accepted at %s from application %s",
+		st.entraTenantID, r.EndpointBaseURL, strings.ToLower(spec.ApplicationObjectID))
 	switch {
+	case keys.Keys == 0 && keys.Fetching && keys.LastError == "":
+		st.problemReason = ReasonKeysUnavailable
+		st.problemMessage = fmt.Sprintf("fetching the signing keys of the directory from %s; its tokens are answered 503 (retry) until then", keys.URL)
+	case keys.Keys == 0 && keys.Held > 0:
+		st.problemReason = ReasonKeysUnavailable
+		st.problemMessage = fmt.Sprintf("the signing keys fetched from %s at %s are too old to be trusted and no fetch has succeeded since, "+
+			"so the directory's tokens are answered 503 (retry): %s", keys.URL, keys.FetchedAt.UTC().Format(time.RFC3339), keys.LastError)
 	case keys.Keys == 0:
 		st.problemReason = ReasonKeysUnavailable
-		st.problemMessage = fmt.Sprintf("no signing key of the directory could be fetched from %s, so its tokens are refused: %s",
+		st.problemMessage = fmt.Sprintf("no signing key of the directory could be fetched from %s, so its tokens are answered 503 (retry): %s",
 			keys.URL, keys.LastError)
 	case keys.LastError != "":
 		st.entraMessage = fmt.Sprintf("%s; the last refresh of the signing keys failed at %s (%s), the %d keys fetched at %s stay in use",

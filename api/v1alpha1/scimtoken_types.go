@@ -68,6 +68,8 @@ type ScimTokenSpec struct {
 }
 
 // EntraIssuedTokens names the Entra ID directory whose tokens are accepted.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.applicationObjectID)",message="entraIssued.applicationObjectID is required: Entra issues tokens with the same issuer and audience to every custom application of the directory, so without it any of them could provision into this namespace. Set it to the object id of the enterprise application that provisions (Enterprise applications > the application > Overview > Object ID)"
 type EntraIssuedTokens struct {
 	// TenantID is the directory (tenant) id, a GUID: Entra admin center,
 	// Overview, "Tenant ID".
@@ -75,12 +77,14 @@ type EntraIssuedTokens struct {
 	// +required
 	TenantID string `json:"tenantID"`
 
-	// ApplicationObjectID, when set, accepts only tokens whose oid or appid
-	// claim is this GUID: the enterprise application that provisions (its
-	// object id, or its application id), so that another application of
-	// the same directory cannot provision into this namespace.
+	// ApplicationObjectID accepts only tokens whose oid or appid claim is
+	// this GUID: the enterprise application that provisions (its object
+	// id, or its application id), so that another application of the same
+	// directory cannot provision into this namespace. Required. Delegated
+	// tokens (with an scp claim, issued for a signed-in user) are never
+	// accepted. (Required by the XValidation rule of EntraIssuedTokens,
+	// not by the schema, so that the refusal says why.)
 	// +kubebuilder:validation:Pattern=`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`
-	// +optional
 	ApplicationObjectID string `json:"applicationObjectID,omitempty"`
 
 	// KeysURL overrides where the signing keys are fetched: an OpenID
@@ -90,8 +94,9 @@ type EntraIssuedTokens struct {
 	// For tests, and clusters that reach Entra through a proxy or mirror:
 	// it must start with one of the operator's --entra-keys-url-prefixes,
 	// otherwise nothing is fetched.
+	// No user info: credentials in the URL would show in status and logs.
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
+	// +kubebuilder:validation:Pattern=`^https?://[^\s/?#@]+([/?#][^\s]*)?$`
 	// +optional
 	KeysURL string `json:"keysURL,omitempty"`
 }

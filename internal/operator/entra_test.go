@@ -21,7 +21,10 @@ import (
 	"github.com/scim-operator/scim-operator/internal/tokens/entratest"
 )
 
-const entraTenant = "4f1c2a7e-8b3d-4e6f-9a0b-1c2d3e4f5a6b"
+const (
+	entraTenant = "4f1c2a7e-8b3d-4e6f-9a0b-1c2d3e4f5a6b"
+	entraApp    = "11111111-2222-4333-8444-555555555555"
+)
 
 // TestEntraIssuedTokensThroughHTTP (issue 19): a ScimToken with
 // spec.entraIssued needs no Secret; a SCIM request carrying a JWT that
@@ -58,8 +61,20 @@ func TestEntraIssuedTokensThroughHTTP(t *testing.T) {
 	bearer := issueToken(t, nsB, base)
 
 	// Mutually exclusive with an adopted Secret, said in words.
+	// An application must be pinned, and a keys URL holds no credentials.
+	unpinned := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "unpinned", Namespace: nsA}}
+	unpinned.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: entraTenant}
+	if err := e.Client.Create(ctx, unpinned); err == nil || !strings.Contains(err.Error(), "applicationObjectID is required") {
+		t.Fatalf("entraIssued without applicationObjectID: %v", err)
+	}
+	unpinned.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: entraTenant, ApplicationObjectID: entraApp,
+		KeysURL: "https://user:secret@login.microsoftonline.com/x/keys"}
+	if err := e.Client.Create(ctx, unpinned); err == nil || !strings.Contains(err.Error(), "keysURL") {
+		t.Fatalf("a keysURL with user info: %v", err)
+	}
+
 	both := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "both", Namespace: nsA}}
-	both.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: entraTenant}
+	both.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: entraTenant, ApplicationObjectID: entraApp}
 	both.Spec.SecretRef = &scimv1.TokenSecretReference{Name: "elsewhere"}
 	if err := e.Client.Create(ctx, both); err == nil || !strings.Contains(err.Error(), "entraIssued and secretRef cannot be combined") {
 		t.Fatalf("entraIssued with secretRef: %v", err)
@@ -70,7 +85,7 @@ func TestEntraIssuedTokensThroughHTTP(t *testing.T) {
 	}
 
 	tok := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "entra", Namespace: nsA}}
-	tok.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: strings.ToUpper(entraTenant), KeysURL: keys.MetadataURL()}
+	tok.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: strings.ToUpper(entraTenant), KeysURL: keys.MetadataURL(), ApplicationObjectID: entraApp}
 	if err := e.Client.Create(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +106,7 @@ func TestEntraIssuedTokensThroughHTTP(t *testing.T) {
 		t.Fatalf("a Secret was generated in the Entra mode: %v", err)
 	}
 
-	jwt := key.Token(t, entratest.ValidClaims(entraTenant, "", time.Now()))
+	jwt := key.Token(t, entratest.ValidClaims(entraTenant, entraApp, time.Now()))
 	code, body := call(t, base, jwt, "POST", "/Users", `{"userName":"jwt@example.test"}`)
 	if code != 201 {
 		t.Fatalf("POST /Users with an Entra-issued token: %d %s", code, body)
@@ -113,19 +128,19 @@ func TestEntraIssuedTokensThroughHTTP(t *testing.T) {
 		t.Fatalf("the Entra tenant lists its user: %d %s", code, body)
 	}
 
-	expired := entratest.ValidClaims(entraTenant, "", time.Now())
+	expired := entratest.ValidClaims(entraTenant, entraApp, time.Now())
 	expired.Expiry = expired.NotBefore
 	if code, _ := call(t, base, key.Token(t, expired), "GET", "/Users", ""); code != 401 {
 		t.Fatalf("an expired token: %d", code)
 	}
 	other := entratest.NewKey(t, "k1")
-	if code, _ := call(t, base, other.Token(t, entratest.ValidClaims(entraTenant, "", time.Now())), "GET", "/Users", ""); code != 401 {
+	if code, _ := call(t, base, other.Token(t, entratest.ValidClaims(entraTenant, entraApp, time.Now())), "GET", "/Users", ""); code != 401 {
 		t.Fatalf("a token signed with a key that is not the directory's: %d", code)
 	}
 
 	// The same directory claimed from another namespace: refused, not guessed.
 	twin := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "twin", Namespace: nsB}}
-	twin.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: entraTenant, KeysURL: keys.MetadataURL()}
+	twin.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: entraTenant, KeysURL: keys.MetadataURL(), ApplicationObjectID: entraApp}
 	if err := e.Client.Create(ctx, twin); err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +166,7 @@ func TestEntraIssuedTokensThroughHTTP(t *testing.T) {
 	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: nsB, Name: "t"}, &switched); err != nil {
 		t.Fatal(err)
 	}
-	switched.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: "6b6b6b6b-1b1b-4c2c-8d3d-4e4e4e4e4e4e", KeysURL: keys.JWKSURL()}
+	switched.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: "6b6b6b6b-1b1b-4c2c-8d3d-4e4e4e4e4e4e", KeysURL: keys.JWKSURL(), ApplicationObjectID: entraApp}
 	if err := e.Client.Update(ctx, &switched); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +204,7 @@ func TestEntraIssuedTokensThroughHTTP(t *testing.T) {
 
 	// A directory whose keys cannot be fetched.
 	dead := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "dead", Namespace: nsB}}
-	dead.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: "5a5a5a5a-1b1b-4c2c-8d3d-4e4e4e4e4e4e", KeysURL: "http://127.0.0.1:1/keys"}
+	dead.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: "5a5a5a5a-1b1b-4c2c-8d3d-4e4e4e4e4e4e", KeysURL: "http://127.0.0.1:1/keys", ApplicationObjectID: entraApp}
 	if err := e.Client.Create(ctx, dead); err != nil {
 		t.Fatal(err)
 	}
@@ -203,6 +218,12 @@ func TestEntraIssuedTokensThroughHTTP(t *testing.T) {
 		}
 		return nil
 	})
+	// Its tokens cannot be checked: 503, which Entra retries, not a 401,
+	// which quarantines the provisioning job.
+	deadJWT := key.Token(t, entratest.ValidClaims("5a5a5a5a-1b1b-4c2c-8d3d-4e4e4e4e4e4e", entraApp, time.Now()))
+	if code, body := call(t, base, deadJWT, "GET", "/Users", ""); code != 503 {
+		t.Fatalf("a token of a directory whose keys cannot be fetched: %d %s", code, body)
+	}
 }
 
 // TestEntraDirectoryNeedsAnAllowance: directory ids are public, so a
@@ -233,7 +254,7 @@ func TestEntraDirectoryNeedsAnAllowance(t *testing.T) {
 	create := func(ns string) {
 		t.Helper()
 		tok := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Name: "entra", Namespace: ns}}
-		tok.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: entraTenant, KeysURL: keys.MetadataURL()}
+		tok.Spec.EntraIssued = &scimv1.EntraIssuedTokens{TenantID: entraTenant, KeysURL: keys.MetadataURL(), ApplicationObjectID: entraApp}
 		if err := e.Client.Create(ctx, tok); err != nil {
 			t.Fatal(err)
 		}
@@ -262,7 +283,7 @@ func TestEntraDirectoryNeedsAnAllowance(t *testing.T) {
 	create(off)
 	readyReason(off, "EntraIssuedTokensDisabled")
 
-	jwt := key.Token(t, entratest.ValidClaims(entraTenant, "", time.Now()))
+	jwt := key.Token(t, entratest.ValidClaims(entraTenant, entraApp, time.Now()))
 	code, body := call(t, base, jwt, "POST", "/Users", `{"userName":"real@example.test"}`)
 	if code != 201 {
 		t.Fatalf("the allowed tenant's token with a squatter present: %d %s", code, body)

@@ -57,8 +57,17 @@ const (
 )
 
 // errUnknownKey: the token names a key that the directory's key set does
-// not hold, even after a refresh (or a refresh was not allowed yet).
+// not hold, while that set is healthy (its last fetch succeeded).
 var errUnknownKey = errors.New("the token's signing key is not among the directory's keys")
+
+// ErrKeysUnavailable: the token cannot be checked now because the
+// directory's signing keys could not be fetched (none yet, the last fetch
+// failed and the token names a key not held, or the keys held are older
+// than EntraOptions.MaxKeyAge), or a fetch was started in the background
+// for this request. Not the client's doing: the HTTP layer answers 503
+// with Retry-After, which Entra retries, never a 401, which makes Entra
+// quarantine the provisioning job.
+var ErrKeysUnavailable = errors.New("the Entra directory's signing keys are not available right now")
 
 // EntraOptions configure EntraKeys. Zero values take the defaults.
 type EntraOptions struct {
@@ -72,6 +81,10 @@ type EntraOptions struct {
 	// key set: an unknown key id fetches again at most this often, and so
 	// does a key endpoint that failed. Default 1m.
 	MinRefreshInterval time.Duration
+	// MaxKeyAge is how long keys are used after their last successful
+	// fetch: older keys are not trusted (tokens are answered with
+	// ErrKeysUnavailable until a fetch succeeds). Default 48h.
+	MaxKeyAge time.Duration
 	// Leeway is the clock skew allowed on exp, nbf and iat. Default 1m.
 	Leeway time.Duration
 	// Clock is the time tokens are checked at and key sets age by.
@@ -114,6 +127,20 @@ func (o *EntraOptions) allowed(u string) bool {
 	return false
 }
 
+// redactURL is u for conditions, logs and errors: a password in its user
+// info replaced (url.URL.Redacted), and an unparsable URL not shown.
+func redactURL(u string) string {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return "(an unparsable URL)"
+	}
+	if pu.User != nil {
+		// Not even the user name: it may be a token.
+		pu.User = url.User("xxxxx")
+	}
+	return pu.Redacted()
+}
+
 // canonicalURL is u as scheme://host/escaped-path, refusing what could
 // make a prefix comparison lie.
 func canonicalURL(u string) (string, bool) {
@@ -136,15 +163,19 @@ func canonicalURL(u string) (string, bool) {
 // EntraKeys holds the signing keys of the Entra directories that ScimTokens
 // accept tokens of, one key set per key endpoint, and checks tokens with
 // them. Every replica has its own; the controller reads the one of the
-// leader for the KeysUnavailable condition. Keys are fetched on first use,
-// again when a token names a key id the set lacks (at most once per
+// leader for the KeysUnavailable condition. Keys are fetched on first use
+// (a request waits for at most one such fetch), again in the background
+// when a token names a key id the set lacks (at most once per
 // MinRefreshInterval) and when the set is older than RefreshInterval. A
-// failed fetch keeps the last good set.
+// failed fetch keeps the last good set, for at most MaxKeyAge. A set
+// neither used by a request nor checked by the controller for
+// 2×RefreshInterval is dropped.
 type EntraKeys struct {
 	opts EntraOptions
 
-	mu   sync.Mutex
-	sets map[string]*keySet // by key endpoint URL
+	mu    sync.Mutex
+	sets  map[string]*keySet // by key endpoint URL
+	swept time.Time          // the last sweep of unused sets
 }
 
 // NewEntraKeys returns an empty EntraKeys.
@@ -161,7 +192,7 @@ func NewEntraKeys(opts EntraOptions) *EntraKeys {
 			return errors.New("too many redirects")
 		}
 		if !allowed(req.URL.String()) {
-			return fmt.Errorf("a redirect to %s, where the operator does not fetch keys from", req.URL.Redacted())
+			return fmt.Errorf("a redirect to %s, where the operator does not fetch keys from", redactURL(req.URL.String()))
 		}
 		return nil
 	}
@@ -174,6 +205,9 @@ func NewEntraKeys(opts EntraOptions) *EntraKeys {
 	}
 	if opts.Leeway <= 0 {
 		opts.Leeway = time.Minute
+	}
+	if opts.MaxKeyAge <= 0 {
+		opts.MaxKeyAge = 48 * time.Hour
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -200,10 +234,16 @@ func EntraIssuer(tenantID string) string {
 
 // KeyStatus is what is known of one key set, for the ScimToken's conditions.
 type KeyStatus struct {
+	// URL is the key endpoint, its user info redacted.
 	URL string
 	// Keys is the number of usable signing keys held (0: none could be
-	// fetched yet).
+	// fetched yet, or those held are older than MaxKeyAge).
 	Keys int
+	// Held is the number of keys held, usable or too old.
+	Held int
+	// Fetching is true while a fetch runs (the caller's context ended
+	// before it did).
+	Fetching bool
 	// FetchedAt is the last successful fetch.
 	FetchedAt time.Time
 	// LastError is the last fetch's failure, "" when it succeeded.
@@ -212,15 +252,16 @@ type KeyStatus struct {
 	FailedAt time.Time
 }
 
-// Check fetches the key set of spec if it has none, or is due for a
-// refresh (within MinRefreshInterval of the last attempt it does not), and
-// reports it.
+// Check fetches the key set of spec if it has no usable keys, or is due
+// for a refresh (within MinRefreshInterval of the last attempt it does
+// not), waits for that fetch until ctx ends (a controller passes a short
+// deadline), and reports the set.
 func (k *EntraKeys) Check(ctx context.Context, spec *scimv1.EntraIssuedTokens) KeyStatus {
 	s := k.set(EntraKeysURL(spec))
 	s.mu.Lock()
 	now := k.opts.Clock.Now()
 	var wait <-chan struct{}
-	if (len(s.keys) == 0 || now.Sub(s.fetchedAt) >= k.opts.RefreshInterval) && (s.fetching != nil || k.mayFetch(s, now)) {
+	if (!k.usableLocked(s, now) || now.Sub(s.fetchedAt) >= k.opts.RefreshInterval) && (s.fetching != nil || k.mayFetch(s, now)) {
 		wait = k.fetchLocked(s)
 	}
 	s.mu.Unlock()
@@ -232,7 +273,11 @@ func (k *EntraKeys) Check(ctx context.Context, spec *scimv1.EntraIssuedTokens) K
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := KeyStatus{URL: s.url, Keys: len(s.keys), FetchedAt: s.fetchedAt, FailedAt: s.failedAt}
+	st := KeyStatus{URL: redactURL(s.url), Held: len(s.keys), FetchedAt: s.fetchedAt, FailedAt: s.failedAt,
+		Fetching: s.fetching != nil}
+	if k.usableLocked(s, k.opts.Clock.Now()) {
+		st.Keys = len(s.keys)
+	}
 	if s.lastErr != nil {
 		st.LastError = s.lastErr.Error()
 	}
@@ -250,17 +295,39 @@ type keySet struct {
 	failedAt  time.Time
 	lastErr   error         // the last fetch's failure; nil after a success
 	fetching  chan struct{} // closed when the running fetch ends; nil when none runs
+
+	lastUsed time.Time // guarded by EntraKeys.mu, not mu
 }
 
+// set returns the key set of u, made on first use, and records the use.
+// Once per RefreshInterval it drops the sets unused for 2×RefreshInterval
+// (a ScimToken deleted, or its keysURL changed): the controller checks
+// every ScimToken's set far more often, so only orphans go.
 func (k *EntraKeys) set(u string) *keySet {
+	now := k.opts.Clock.Now()
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if now.Sub(k.swept) >= k.opts.RefreshInterval {
+		for key, s := range k.sets {
+			if now.Sub(s.lastUsed) > 2*k.opts.RefreshInterval {
+				delete(k.sets, key)
+			}
+		}
+		k.swept = now
+	}
 	s := k.sets[u]
 	if s == nil {
 		s = &keySet{url: u}
 		k.sets[u] = s
 	}
+	s.lastUsed = now
 	return s
+}
+
+// usableLocked reports whether s holds keys fetched within MaxKeyAge.
+// s.mu is held.
+func (k *EntraKeys) usableLocked(s *keySet, now time.Time) bool {
+	return len(s.keys) > 0 && now.Sub(s.fetchedAt) < k.opts.MaxKeyAge
 }
 
 func (k *EntraKeys) mayFetch(s *keySet, now time.Time) bool {
@@ -286,15 +353,15 @@ func (k *EntraKeys) fetchLocked(s *keySet) <-chan struct{} {
 		now := k.opts.Clock.Now()
 		if err != nil {
 			s.lastErr, s.failedAt = err, now
-			log := k.opts.Log.WithValues("url", s.url, "error", err.Error())
-			if len(s.keys) > 0 {
+			log := k.opts.Log.WithValues("url", redactURL(s.url), "error", err.Error())
+			if k.usableLocked(s, now) {
 				log.Info("could not refresh the Entra signing keys; the last good keys stay in use", "fetchedAt", s.fetchedAt.UTC().Format(time.RFC3339))
 			} else {
-				log.Info("could not fetch the Entra signing keys; Entra-issued tokens of this directory are refused until they can be")
+				log.Info("could not fetch the Entra signing keys; Entra-issued tokens of this directory are answered 503 until they can be")
 			}
 		} else {
 			if len(s.keys) == 0 || s.lastErr != nil {
-				k.opts.Log.Info("fetched the Entra signing keys", "url", s.url, "keys", len(keys))
+				k.opts.Log.Info("fetched the Entra signing keys", "url", redactURL(s.url), "keys", len(keys))
 			}
 			s.keys, s.fetchedAt, s.lastErr = keys, now, nil
 		}
@@ -304,25 +371,51 @@ func (k *EntraKeys) fetchLocked(s *keySet) <-chan struct{} {
 	return done
 }
 
-// key returns the key kid of s, fetching the set when it has none or lacks
-// kid (at most once per MinRefreshInterval), and in the background when it
-// is due for a refresh.
-func (k *EntraKeys) key(ctx context.Context, s *keySet, kid string) (*rsa.PublicKey, error) {
+// fetchBudget is what one request may still wait for: at most one fetch
+// of a key set, so that a request naming a directory that several
+// ScimTokens (with distinct keysURLs) accept cannot hold its handler, or
+// the fetches, for one timeout per ScimToken.
+type fetchBudget struct{ spent bool }
+
+// key returns the key kid of s.
+//
+// With usable keys (fetched within MaxKeyAge), a held kid is returned at
+// once (a refresh due starts in the background); an unknown kid starts a
+// refetch in the background (at most once per MinRefreshInterval) and is
+// errUnknownKey (401) while the set is healthy, ErrKeysUnavailable (503)
+// when its last fetch failed.
+//
+// Without usable keys, the request waits for a fetch if budget allows
+// (and spends it), otherwise the fetch runs in the background; either way
+// a set that still has no usable keys is ErrKeysUnavailable.
+func (k *EntraKeys) key(ctx context.Context, s *keySet, kid string, budget *fetchBudget) (*rsa.PublicKey, error) {
 	s.mu.Lock()
 	now := k.opts.Clock.Now()
-	if key := s.keys[kid]; key != nil {
-		if now.Sub(s.fetchedAt) >= k.opts.RefreshInterval && s.fetching == nil && k.mayFetch(s, now) {
+	if k.usableLocked(s, now) {
+		key := s.keys[kid]
+		if (key == nil || now.Sub(s.fetchedAt) >= k.opts.RefreshInterval) && s.fetching == nil && k.mayFetch(s, now) {
 			k.fetchLocked(s)
 		}
+		failed := s.lastErr != nil
 		s.mu.Unlock()
-		return key, nil
+		switch {
+		case key != nil:
+			return key, nil
+		case failed:
+			return nil, fmt.Errorf("%w: the token names a key the directory's set lacks, and the last fetch failed", ErrKeysUnavailable)
+		default:
+			return nil, errUnknownKey
+		}
 	}
-	if s.fetching == nil && !k.mayFetch(s, now) {
-		s.mu.Unlock()
-		return nil, errUnknownKey
+	var wait <-chan struct{}
+	if s.fetching != nil || k.mayFetch(s, now) {
+		wait = k.fetchLocked(s)
 	}
-	wait := k.fetchLocked(s)
 	s.mu.Unlock()
+	if wait == nil || budget.spent {
+		return nil, fmt.Errorf("%w: no usable key held, a fetch is running or was tried less than %s ago", ErrKeysUnavailable, k.opts.MinRefreshInterval)
+	}
+	budget.spent = true
 	select {
 	case <-wait:
 	case <-ctx.Done():
@@ -330,10 +423,14 @@ func (k *EntraKeys) key(ctx context.Context, s *keySet, kid string) (*rsa.Public
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if key := s.keys[kid]; key != nil {
-		return key, nil
+	switch {
+	case !k.usableLocked(s, k.opts.Clock.Now()):
+		return nil, fmt.Errorf("%w: the keys could not be fetched", ErrKeysUnavailable)
+	case s.keys[kid] != nil:
+		return s.keys[kid], nil
+	default:
+		return nil, errUnknownKey
 	}
-	return nil, errUnknownKey
 }
 
 // fetch reads a key set from u: a JSON Web Key Set, or an OpenID Connect
@@ -350,9 +447,9 @@ func (k *EntraKeys) fetch(ctx context.Context, u string) (map[string]*rsa.Public
 		jwks, err := url.Parse(doc.JWKSURI)
 		switch {
 		case err != nil || !jwks.IsAbs() || (jwks.Scheme != "https" && jwks.Scheme != "http"):
-			return nil, fmt.Errorf("the metadata at %s has an unusable jwks_uri", u)
+			return nil, fmt.Errorf("the metadata at %s has an unusable jwks_uri", redactURL(u))
 		case strings.HasPrefix(u, "https:") && jwks.Scheme != "https":
-			return nil, fmt.Errorf("the metadata at %s, fetched over https, points to keys over http", u)
+			return nil, fmt.Errorf("the metadata at %s, fetched over https, points to keys over http", redactURL(u))
 		}
 		if err := k.getJSON(ctx, jwks.String(), &doc); err != nil {
 			return nil, err
@@ -372,39 +469,50 @@ func (k *EntraKeys) fetch(ctx context.Context, u string) (map[string]*rsa.Public
 		keys[jwk.KeyID] = pub
 	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("%s holds no RSA signing key with a key id", u)
+		return nil, fmt.Errorf("%s holds no RSA signing key with a key id", redactURL(u))
 	}
 	return keys, nil
 }
 
 func (k *EntraKeys) getJSON(ctx context.Context, u string, into any) error {
+	shown := redactURL(u) // errors reach status conditions and logs
 	if !k.opts.allowed(u) {
-		return fmt.Errorf("keys are fetched only from %s and the operator's --entra-keys-url-prefixes; %s is neither", entraKeysPrefix, u)
+		return fmt.Errorf("keys are fetched only from %s and the operator's --entra-keys-url-prefixes; %s is neither", entraKeysPrefix, shown)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("fetching %s: %w", u, err)
+		return fmt.Errorf("fetching %s: %w", shown, withoutURL(err))
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := k.opts.Client.Do(req)
 	if err != nil {
-		return fmt.Errorf("fetching %s: %w", u, err)
+		return fmt.Errorf("fetching %s: %w", shown, withoutURL(err))
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetching %s: HTTP %d", u, resp.StatusCode)
+		return fmt.Errorf("fetching %s: HTTP %d", shown, resp.StatusCode)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxKeyDocument+1))
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", u, err)
+		return fmt.Errorf("reading %s: %w", shown, err)
 	}
 	if len(body) > maxKeyDocument {
-		return fmt.Errorf("%s is larger than %d bytes", u, maxKeyDocument)
+		return fmt.Errorf("%s is larger than %d bytes", shown, maxKeyDocument)
 	}
 	if err := json.Unmarshal(body, into); err != nil {
-		return fmt.Errorf("decoding %s: %w", u, err)
+		return fmt.Errorf("decoding %s: %w", shown, err)
 	}
 	return nil
+}
+
+// withoutURL is err without the *url.Error around it, which repeats the
+// URL unredacted (a redirect's, too).
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
 
 // entraClaims are the claims checked besides the registered ones.
@@ -412,6 +520,10 @@ type entraClaims struct {
 	TenantID string `json:"tid"`
 	ObjectID string `json:"oid"`
 	AppID    string `json:"appid"`
+	// Scope (scp) is present in delegated tokens, issued to an
+	// application acting for a signed-in user; the provisioning service's
+	// tokens are application tokens and carry none.
+	Scope json.RawMessage `json:"scp"`
 }
 
 // LooksLikeJWT reports whether token has the shape of a compact JWS: three
@@ -452,10 +564,17 @@ func parseEntra(token string) (parsedJWT, error) {
 	return parsedJWT{tok: tok, kid: tok.Headers[0].KeyID, tenantID: strings.ToLower(tenant)}, nil
 }
 
-// verify checks p against spec: signature, issuer, audience, times and the
-// pinned application. The error never holds token material.
-func (k *EntraKeys) verify(ctx context.Context, p parsedJWT, spec *scimv1.EntraIssuedTokens) error {
-	key, err := k.key(ctx, k.set(EntraKeysURL(spec)), p.kid)
+// verify checks p against spec: signature, issuer, audience, times, the
+// pinned application and that it is an application token. The error never
+// holds token material; it is ErrKeysUnavailable (wrapped) when the keys
+// are, and budget limits the request to one blocking key fetch.
+func (k *EntraKeys) verify(ctx context.Context, p parsedJWT, spec *scimv1.EntraIssuedTokens, budget *fetchBudget) error {
+	if spec.ApplicationObjectID == "" {
+		// Stored before the field was required: every custom application
+		// of the directory would get in. Fail closed, before any fetch.
+		return errors.New("the ScimToken pins no applicationObjectID")
+	}
+	key, err := k.key(ctx, k.set(EntraKeysURL(spec)), p.kid, budget)
 	if err != nil {
 		return err
 	}
@@ -488,7 +607,10 @@ func (k *EntraKeys) verify(ctx context.Context, p parsedJWT, spec *scimv1.EntraI
 	if extra.TenantID != "" && !strings.EqualFold(extra.TenantID, spec.TenantID) {
 		return errors.New("the token's tid is another directory")
 	}
-	if app := spec.ApplicationObjectID; app != "" && !strings.EqualFold(extra.ObjectID, app) && !strings.EqualFold(extra.AppID, app) {
+	if len(extra.Scope) > 0 {
+		return errors.New("the token is a delegated (user) token: it carries scp")
+	}
+	if app := spec.ApplicationObjectID; !strings.EqualFold(extra.ObjectID, app) && !strings.EqualFold(extra.AppID, app) {
 		return errors.New("the token was issued to another application")
 	}
 	return nil
@@ -506,7 +628,10 @@ func indexEntraTenant(obj client.Object) []string {
 
 // authenticateEntra authenticates token as an Entra-issued JWT. Every
 // failure is ErrUnknown (wrapped, with why), ErrInactive or ErrAmbiguous,
-// so that the HTTP layer answers all of them with the same 401.
+// so that the HTTP layer answers all of them with the same 401, except
+// ErrKeysUnavailable (wrapped; 503, retried): the token could not be
+// checked against some ScimToken's keys and no other accepted it. A
+// request waits for at most one key fetch.
 func (a *Authenticator) authenticateEntra(ctx context.Context, token string) (Principal, error) {
 	p, err := parseEntra(token)
 	if err != nil {
@@ -525,20 +650,28 @@ func (a *Authenticator) authenticateEntra(ctx context.Context, token string) (Pr
 		}
 	}
 	failure := ErrUnknown
+	var budget fetchBudget
 	for i := range list.Items {
 		t := &list.Items[i]
 		spec := t.Spec.EntraIssued
 		if spec == nil {
 			continue
 		}
-		if err := a.Entra.verify(ctx, p, spec); err != nil {
-			if errors.Is(failure, ErrUnknown) {
+		if err := a.Entra.verify(ctx, p, spec, &budget); err != nil {
+			switch {
+			case errors.Is(err, ErrKeysUnavailable) || ctx.Err() != nil:
+				// Another ScimToken may still accept the token; if none
+				// does, the answer is "retry", never "invalid".
+				failure = err
+			case errors.Is(failure, ErrUnknown):
 				failure = fmt.Errorf("%w: Entra-issued token: %s", ErrUnknown, err.Error())
 			}
 			continue
 		}
 		if !t.IsActive() || t.DeletionTimestamp != nil {
-			failure = ErrInactive
+			if !errors.Is(failure, ErrKeysUnavailable) {
+				failure = ErrInactive
+			}
 			continue
 		}
 		return Principal{Namespace: t.Namespace, TokenName: t.Name, Fingerprint: EntraFingerprintPrefix + p.tenantID}, nil

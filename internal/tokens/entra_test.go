@@ -56,7 +56,12 @@ func unsigned(t *testing.T, kid string, claims entratest.Claims) string {
 	return base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(p) + "."
 }
 
+// entraScimToken is a ScimToken accepting spec's directory; an spec without
+// applicationObjectID pins testAppOID (the field is required).
 func entraScimToken(ns, name string, spec scimv1.EntraIssuedTokens, takenUp bool) *scimv1.ScimToken {
+	if spec.ApplicationObjectID == "" {
+		spec.ApplicationObjectID = testAppOID
+	}
 	t := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 	t.Spec.Active = ptr.To(true)
 	t.Spec.EntraIssued = &spec
@@ -64,6 +69,25 @@ func entraScimToken(ns, name string, spec scimv1.EntraIssuedTokens, takenUp bool
 		t.Status.EntraTenantID = strings.ToLower(spec.TenantID)
 	}
 	return t
+}
+
+// waitFetches waits for the key fetches running in k (those started in
+// the background).
+func waitFetches(k *EntraKeys) {
+	k.mu.Lock()
+	var sets []*keySet
+	for _, s := range k.sets {
+		sets = append(sets, s)
+	}
+	k.mu.Unlock()
+	for _, s := range sets {
+		s.mu.Lock()
+		ch := s.fetching
+		s.mu.Unlock()
+		if ch != nil {
+			<-ch
+		}
+	}
 }
 
 type entraFixture struct {
@@ -164,6 +188,10 @@ func TestEntraIssuedTokens(t *testing.T) {
 		{"RS512", mk(sign(t, jose.RS512, k1.Private, "k1", validClaims(now))), ErrUnknown},
 		{"no kid", mk(sign(t, jose.RS256, k1.Private, "", validClaims(now))), ErrUnknown},
 		{"not a JWT", "a.b.c", ErrUnknown},
+		{"delegated (user) token: scp", mk(sign(t, jose.RS256, k1.Private, "k1", with(func(c *entratest.Claims) { c.Scope = "User.Read" }))), ErrUnknown},
+		{"another application of the directory", mk(sign(t, jose.RS256, k1.Private, "k1", with(func(c *entratest.Claims) {
+			c.ObjectID = "99999999-2222-4333-8444-555555555555"
+		}))), ErrUnknown},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -184,13 +212,14 @@ func TestEntraIssuedTokens(t *testing.T) {
 		t.Errorf("the keys were fetched %d times for the table; want once, then cached", n)
 	}
 
-	t.Run("unknown key id: one refresh, then 401 without fetching", func(t *testing.T) {
+	t.Run("unknown key id: one refresh in the background, then 401 without fetching", func(t *testing.T) {
 		f.clk.Step(2 * time.Minute) // past MinRefreshInterval since the first fetch
 		before := ks.Fetches()
 		tok := mk(sign(t, jose.RS256, k2.Private, "k2", validClaims(f.clk.Now())))
 		if _, err := f.auth.Authenticate(context.Background(), "Bearer "+tok); !errors.Is(err, ErrUnknown) {
 			t.Fatalf("unknown kid: %v", err)
 		}
+		waitFetches(f.keys)
 		if n := ks.Fetches() - before; n != 1 {
 			t.Fatalf("unknown kid fetched %d times, want 1", n)
 		}
@@ -208,6 +237,13 @@ func TestEntraIssuedTokens(t *testing.T) {
 		ks.SetKeys(k2.Public())
 		f.clk.Step(2 * time.Minute)
 		tok := mk(sign(t, jose.RS256, k2.Private, "k2", validClaims(f.clk.Now())))
+		// The first token of a key not held yet starts a refetch in the
+		// background (Entra publishes keys before signing with them, and
+		// the hourly refresh normally has them already).
+		if _, err := f.auth.Authenticate(context.Background(), "Bearer "+tok); err != nil && !errors.Is(err, ErrUnknown) {
+			t.Fatalf("a token of the new key, first: %v", err)
+		}
+		waitFetches(f.keys)
 		if _, err := f.auth.Authenticate(context.Background(), "Bearer "+tok); err != nil {
 			t.Fatalf("a token of the new key: %v", err)
 		}
@@ -257,9 +293,8 @@ func TestEntraIssuedTokenSelection(t *testing.T) {
 	k1 := entratest.NewKey(t, "k1")
 	ks := entratest.NewKeyServer(t, k1.Public())
 	jwks := ks.JWKSURL() // a JWKS, not metadata, works too
-	spec := scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: jwks}
+	spec := scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: jwks, ApplicationObjectID: testAppOID}
 	pinned := spec
-	pinned.ApplicationObjectID = testAppOID
 	otherApp := spec
 	otherApp.ApplicationObjectID = "99999999-2222-4333-8444-555555555555"
 	deleting := entraScimToken("tenant-a", "deleting", spec, true)
@@ -269,6 +304,8 @@ func TestEntraIssuedTokenSelection(t *testing.T) {
 	inactive.Spec.Active = ptr.To(false)
 	notTakenUp := entraScimToken("tenant-a", "new", spec, false)
 	otherDir := scimv1.EntraIssuedTokens{TenantID: otherTenant, KeysURL: jwks}
+	unpinned := entraScimToken("tenant-a", "unpinned", spec, true)
+	unpinned.Spec.EntraIssued.ApplicationObjectID = ""
 
 	for _, tc := range []struct {
 		name    string
@@ -284,6 +321,7 @@ func TestEntraIssuedTokenSelection(t *testing.T) {
 		{"being deleted", []client.Object{deleting}, "", ErrInactive, 1},
 		{"pinned application matches oid", []client.Object{entraScimToken("tenant-a", "pinned", pinned, true)}, "pinned", nil, 1},
 		{"pinned to another application", []client.Object{entraScimToken("tenant-a", "other", otherApp, true)}, "", ErrUnknown, 1},
+		{"pinned to no application (stored before it was required): refused, nothing fetched", []client.Object{unpinned}, "", ErrUnknown, 0},
 		{"same namespace: the one that accepts", []client.Object{inactive, entraScimToken("tenant-a", "other", otherApp, true),
 			entraScimToken("tenant-a", "pinned", pinned, true)}, "pinned", nil, 1},
 		{"same directory in two namespaces: ambiguous", []client.Object{entraScimToken("tenant-a", "x", spec, true),
@@ -327,11 +365,12 @@ func TestEntraKeepsBearerTokens(t *testing.T) {
 	if _, err := f.auth.Authenticate(context.Background(), "Bearer scimop_unknown"); !errors.Is(err, ErrUnknown) {
 		t.Fatalf("unknown bearer token: %v", err)
 	}
-	// The key endpoint cannot be reached: the token is refused as unknown
-	// (401), not as an error of the replica (503).
+	// The key endpoint cannot be reached: the token cannot be checked,
+	// which is the replica's problem (503, retried), not the token's
+	// (a 401 makes Entra quarantine the job).
 	k1 := entratest.NewKey(t, "k1")
 	_, err = f.auth.Authenticate(context.Background(), "Bearer "+sign(t, jose.RS256, k1.Private, "k1", validClaims(f.clk.Now())))
-	if FailureReason(err) != ReasonUnknown {
+	if !errors.Is(err, ErrKeysUnavailable) || FailureReason(err) != ReasonKeysUnavailable {
 		t.Fatalf("keys unavailable: %v (reason %s)", err, FailureReason(err))
 	}
 	st := f.keys.Check(context.Background(), &scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: "http://127.0.0.1:1/keys"})
@@ -387,6 +426,174 @@ func TestEntraAllowedURLs(t *testing.T) {
 	} {
 		if got := o.allowed(u); got != want {
 			t.Errorf("allowed(%q) = %v, want %v", u, got, want)
+		}
+	}
+}
+
+// TestEntraKeysUnavailableIsNotTheClients (review finding on issue 19): a
+// valid token that cannot be checked because the directory's keys cannot
+// be fetched is ErrKeysUnavailable (503, retried by Entra), never a 401
+// (which quarantines the provisioning job); an unknown key id against a
+// healthy set stays a 401.
+func TestEntraKeysUnavailableIsNotTheClients(t *testing.T) {
+	k1, k2 := entratest.NewKey(t, "k1"), entratest.NewKey(t, "k2")
+	ks := entratest.NewKeyServer(t, k1.Public())
+	ks.SetDown(true)
+	f := newEntraFixture(t, entraScimToken("tenant-a", "entra", scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: ks.JWKSURL()}, true))
+	auth := func(k entratest.Key) error {
+		t.Helper()
+		_, err := f.auth.Authenticate(context.Background(), "Bearer "+k.Token(t, validClaims(f.clk.Now())))
+		return err
+	}
+	if err := auth(k1); !errors.Is(err, ErrKeysUnavailable) || FailureReason(err) != ReasonKeysUnavailable {
+		t.Fatalf("no key fetched yet: %v (%s)", err, FailureReason(err))
+	}
+	ks.SetDown(false)
+	f.clk.Step(2 * time.Minute)
+	if err := auth(k1); err != nil {
+		t.Fatalf("after the endpoint came back: %v", err)
+	}
+	if err := auth(k2); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("an unknown kid against a healthy set: %v", err)
+	}
+	waitFetches(f.keys)
+	// The endpoint fails; the last refresh failed, so an unknown kid may
+	// be a key published meanwhile.
+	ks.SetDown(true)
+	f.clk.Step(2 * time.Minute)
+	if err := auth(k2); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("an unknown kid, the refresh not failed yet: %v", err)
+	}
+	waitFetches(f.keys)
+	if err := auth(k2); !errors.Is(err, ErrKeysUnavailable) || FailureReason(err) != ReasonKeysUnavailable {
+		t.Fatalf("an unknown kid after a failed fetch: %v (%s)", err, FailureReason(err))
+	}
+	if err := auth(k1); err != nil {
+		t.Fatalf("a held key after a failed fetch: %v", err)
+	}
+}
+
+// TestEntraKeysExpire (review finding): keys whose last successful fetch
+// is older than MaxKeyAge are not used; tokens are answered as keys
+// unavailable until a fetch succeeds again.
+func TestEntraKeysExpire(t *testing.T) {
+	k1 := entratest.NewKey(t, "k1")
+	ks := entratest.NewKeyServer(t, k1.Public())
+	f := newEntraFixture(t, entraScimToken("tenant-a", "entra", scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: ks.JWKSURL()}, true))
+	auth := func() error {
+		t.Helper()
+		_, err := f.auth.Authenticate(context.Background(), "Bearer "+k1.Token(t, validClaims(f.clk.Now())))
+		return err
+	}
+	if err := auth(); err != nil {
+		t.Fatal(err)
+	}
+	ks.SetDown(true)
+	spec := &scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: ks.JWKSURL(), ApplicationObjectID: testAppOID}
+	for range 47 { // the controller checks the set, which keeps it
+		f.clk.Step(time.Hour)
+		f.keys.Check(context.Background(), spec)
+	}
+	if err := auth(); err != nil {
+		t.Fatalf("keys 47h old: %v", err)
+	}
+	f.clk.Step(time.Hour)
+	f.keys.Check(context.Background(), spec)
+	f.clk.Step(time.Hour)
+	if err := auth(); !errors.Is(err, ErrKeysUnavailable) {
+		t.Fatalf("keys 49h old, the endpoint down: %v", err)
+	}
+	if st := f.keys.Check(context.Background(), spec); st.Keys != 0 || st.Held != 1 || st.LastError == "" {
+		t.Fatalf("status of expired keys: %+v", st)
+	}
+	ks.SetDown(false)
+	f.clk.Step(2 * time.Minute)
+	if err := auth(); err != nil {
+		t.Fatalf("after a successful fetch: %v", err)
+	}
+}
+
+// TestEntraKeySetsPruned (review finding): a key set neither used nor
+// checked for 2×RefreshInterval is dropped; one in use stays.
+func TestEntraKeySetsPruned(t *testing.T) {
+	k1 := entratest.NewKey(t, "k1")
+	ks := entratest.NewKeyServer(t, k1.Public())
+	f := newEntraFixture(t, entraScimToken("tenant-a", "entra", scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: ks.JWKSURL()}, true))
+	gone := &scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: ks.MetadataURL(), ApplicationObjectID: testAppOID}
+	used := &scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: ks.JWKSURL(), ApplicationObjectID: testAppOID}
+	f.keys.Check(context.Background(), gone)
+	for range 7 {
+		f.clk.Step(30 * time.Minute)
+		f.keys.Check(context.Background(), used)
+	}
+	f.keys.mu.Lock()
+	_, stillGone := f.keys.sets[ks.MetadataURL()]
+	_, stillUsed := f.keys.sets[ks.JWKSURL()]
+	n := len(f.keys.sets)
+	f.keys.mu.Unlock()
+	if stillGone || !stillUsed || n != 1 {
+		t.Fatalf("after 3.5h: unused set kept %v, used set kept %v, %d sets", stillGone, stillUsed, n)
+	}
+}
+
+// TestEntraOneBlockingFetchPerRequest (review finding): a directory that
+// several ScimTokens with distinct keysURLs accept costs a request at most
+// one wait for a key fetch; the other sets are fetched in the background
+// and the request is answered "keys unavailable" (503) meanwhile.
+func TestEntraOneBlockingFetchPerRequest(t *testing.T) {
+	k1 := entratest.NewKey(t, "k1")
+	a, b := entratest.NewKeyServer(t, k1.Public()), entratest.NewKeyServer(t, k1.Public())
+	a.Hold()
+	b.Hold()
+	other := scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: a.JWKSURL(), ApplicationObjectID: "99999999-2222-4333-8444-555555555555"}
+	f := newEntraFixture(t,
+		entraScimToken("tenant-a", "a", other, true),
+		entraScimToken("tenant-a", "b", scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: b.JWKSURL()}, true))
+	tok := k1.Token(t, validClaims(f.clk.Now()))
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.auth.Authenticate(context.Background(), "Bearer "+tok)
+		done <- err
+	}()
+	// Release whichever endpoint the request waits for first; the other
+	// stays held.
+	select {
+	case <-a.Arrived():
+		a.Release()
+	case <-b.Arrived():
+		b.Release()
+	case <-time.After(5 * time.Second):
+		t.Fatal("no key fetch started")
+	}
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, ErrKeysUnavailable) {
+			t.Fatalf("with one endpoint held: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request waits for a second key fetch")
+	}
+	a.Release()
+	b.Release()
+	waitFetches(f.keys)
+	if p, err := f.auth.Authenticate(context.Background(), "Bearer "+tok); err != nil || p.TokenName != "b" {
+		t.Fatalf("once both sets are fetched: %+v, %v", p, err)
+	}
+}
+
+// TestEntraURLCredentialsRedacted (review finding): user info in a keys
+// URL never reaches status (KeyStatus), errors or logs.
+func TestEntraURLCredentialsRedacted(t *testing.T) {
+	f := newEntraFixture(t)
+	for _, u := range []string{"http://alice:s3cr3t-pw@127.0.0.1:1/keys", "https://s3cr3t-tok@login.microsoftonline.com/x/keys"} {
+		st := f.keys.Check(context.Background(), &scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: u, ApplicationObjectID: testAppOID})
+		for _, s := range []string{st.URL, st.LastError, f.logs.String()} {
+			if strings.Contains(s, "s3cr3t") || strings.Contains(s, "alice") {
+				t.Fatalf("credentials of %s shown: %q", u, s)
+			}
+		}
+		if st.LastError == "" || !strings.Contains(st.URL, "127.0.0.1:1/keys") && !strings.Contains(st.URL, "login.microsoftonline.com") {
+			t.Fatalf("status of %s: %+v", u, st)
 		}
 	}
 }

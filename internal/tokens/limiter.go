@@ -137,6 +137,9 @@ const (
 	ReasonRateLimited = "rate_limited"
 	ReasonError       = "error"
 	ReasonStale       = "stale"
+	// ReasonKeysUnavailable: an Entra-issued token could not be checked,
+	// its directory's signing keys being unavailable (answered like stale).
+	ReasonKeysUnavailable = "keys_unavailable"
 )
 
 // FailureReason maps an Authenticate error to a metric label value.
@@ -156,6 +159,8 @@ func FailureReason(err error) string {
 		return ReasonAmbiguous
 	case errors.Is(err, ErrStale):
 		return ReasonStale
+	case errors.Is(err, ErrKeysUnavailable):
+		return ReasonKeysUnavailable
 	default:
 		return ReasonError
 	}

@@ -97,7 +97,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, rq *reques
 	}
 	reason := tokens.FailureReason(err)
 	addr := s.clients.Addr(r)
-	if reason == tokens.ReasonStale || reason == tokens.ReasonError {
+	if reason == tokens.ReasonStale || reason == tokens.ReasonError || reason == tokens.ReasonKeysUnavailable {
 		// Not the client's doing, and the token may be valid: not counted,
 		// and a 503 the identity provider retries, never a 401 that
 		// quarantines its job.

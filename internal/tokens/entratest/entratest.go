@@ -30,21 +30,24 @@ func Issuer(tenantID string) string {
 
 // KeyServer serves OpenID Connect metadata at MetadataURL whose jwks_uri,
 // JWKSURL, holds the keys given (SetKeys replaces them); SetDown makes
-// both answer 503.
+// both answer 503; Hold makes them wait until Release.
 type KeyServer struct {
 	*httptest.Server
 	mu      sync.Mutex
 	keys    []jose.JSONWebKey
 	down    bool
+	held    chan struct{} // closed by Release; nil when not held
+	arrived chan struct{} // one value per request that waits
 	fetches atomic.Int32
 }
 
 // NewKeyServer starts a KeyServer, closed when the test ends.
 func NewKeyServer(t testing.TB, keys ...jose.JSONWebKey) *KeyServer {
 	t.Helper()
-	ks := &KeyServer{keys: keys}
+	ks := &KeyServer{keys: keys, arrived: make(chan struct{}, 100)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		ks.wait()
 		if ks.isDown() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
@@ -53,6 +56,7 @@ func NewKeyServer(t testing.TB, keys ...jose.JSONWebKey) *KeyServer {
 	})
 	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) {
 		ks.fetches.Add(1)
+		ks.wait()
 		if ks.isDown() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
@@ -62,8 +66,47 @@ func NewKeyServer(t testing.TB, keys ...jose.JSONWebKey) *KeyServer {
 		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: ks.keys})
 	})
 	ks.Server = httptest.NewServer(mux)
-	t.Cleanup(ks.Close)
+	t.Cleanup(func() {
+		ks.Release() // Close waits for the requests being served
+		ks.Close()
+	})
 	return ks
+}
+
+// Hold makes every request wait, until Release; Arrived receives once per
+// request that waits.
+func (ks *KeyServer) Hold() {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if ks.held == nil {
+		ks.held = make(chan struct{})
+	}
+}
+
+// Release lets the held requests, and the later ones, through.
+func (ks *KeyServer) Release() {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if ks.held != nil {
+		close(ks.held)
+		ks.held = nil
+	}
+}
+
+// Arrived receives a value for each request that started waiting.
+func (ks *KeyServer) Arrived() <-chan struct{} { return ks.arrived }
+
+func (ks *KeyServer) wait() {
+	ks.mu.Lock()
+	held := ks.held
+	ks.mu.Unlock()
+	if held != nil {
+		select {
+		case ks.arrived <- struct{}{}:
+		default:
+		}
+		<-held
+	}
 }
 
 // MetadataURL is the OpenID Connect metadata document.
@@ -122,6 +165,8 @@ type Claims struct {
 	TenantID string `json:"tid,omitempty"`
 	ObjectID string `json:"oid,omitempty"`
 	AppID    string `json:"appid,omitempty"`
+	// Scope is set in delegated (user) tokens only.
+	Scope string `json:"scp,omitempty"`
 }
 
 // ValidClaims are the claims of a token of directory tenantID, valid from
