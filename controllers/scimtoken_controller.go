@@ -370,7 +370,7 @@ func (r *ScimTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 		return ctrl.Result{}, err
 	}
-	return ctrl.Result{RequeueAfter: requeueAfter(tok, st, now)}, nil
+	return ctrl.Result{RequeueAfter: soonest(requeueAfter(tok, st, now), silenceRequeue(tok, st, now))}, nil
 }
 
 // notServed handles a ScimToken outside the tenant namespaces: no token is
@@ -1163,6 +1163,8 @@ func (r *ScimTokenReconciler) computeStatus(tok *scimv1.ScimToken, st *tokenStat
 	meta.SetStatusCondition(&s.Conditions, ready)
 	meta.SetStatusCondition(&s.Conditions, previousInUse(tok, st))
 	meta.SetStatusCondition(&s.Conditions, rotationDeferred(tok, st, now))
+	silent, _ := identityProviderSilent(tok, st, now)
+	meta.SetStatusCondition(&s.Conditions, silent)
 	if st.adopted || st.entraTenantID != "" {
 		meta.RemoveStatusCondition(&s.Conditions, scimv1.ConditionSecretTampered)
 	} else if c, ok := secretTampered(tok, st, replaced, now); ok {
@@ -1253,6 +1255,10 @@ func (r *ScimTokenReconciler) recordTransitions(before, after *scimv1.ScimToken)
 	if becameTrue(before, after, scimv1.ConditionPreviousTokenInUse) {
 		c := meta.FindStatusCondition(after.Status.Conditions, scimv1.ConditionPreviousTokenInUse)
 		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, EventPreviousInUseMsg, "Check", "%s", c.Message)
+	}
+	if becameTrue(before, after, scimv1.ConditionIdentityProviderSilent) {
+		c := meta.FindStatusCondition(after.Status.Conditions, scimv1.ConditionIdentityProviderSilent)
+		r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, scimv1.ConditionIdentityProviderSilent, "Check", "%s", c.Message)
 	}
 	if becameTrue(before, after, scimv1.ConditionRotationDeferred) {
 		c := meta.FindStatusCondition(after.Status.Conditions, scimv1.ConditionRotationDeferred)
