@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -439,4 +440,70 @@ func stopDev(t *testing.T, cmd *exec.Cmd, logs *bytes.Buffer) {
 		_ = cmd.Process.Kill()
 		t.Errorf("dev did not stop within a minute of SIGTERM")
 	}
+}
+
+// TestDevStackActivityColumns (issue 19, item 3): after a provisioning
+// burst through `scim-operator dev`, `kubectl get scimtokens` shows when the
+// identity provider last called and how many of its requests were refused
+// in the last hour.
+func TestDevStackActivityColumns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a control plane; run without -short")
+	}
+	state, endpoint, token := startDev(t)
+	for i := range 5 {
+		if status, body := scim(t, "POST", endpoint+"/Users", token, fmt.Sprintf(`{"userName":"burst%d@example.test"}`, i)); status != 201 {
+			t.Fatalf("POST /Users: %d %s", status, body)
+		}
+	}
+	for _, bad := range []struct{ method, path, body string }{
+		{"POST", "/Users", `{"userName":"burst0@example.test"}`},       // 409 uniqueness
+		{"GET", "/Users/00000000-0000-4000-8000-000000000000", ""},     // 404
+		{"GET", "/Users?filter=" + url.QueryEscape(`userName eq`), ""}, // 400 invalidFilter
+	} {
+		if status, _ := scim(t, bad.method, endpoint+bad.path, token, bad.body); status < 400 || status >= 500 {
+			t.Fatalf("%s %s: %d, want a 4xx", bad.method, bad.path, status)
+		}
+	}
+	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		if kubectl, err = exec.LookPath("kubectl"); err != nil {
+			t.Fatalf("no kubectl in KUBEBUILDER_ASSETS or on PATH: %v", err)
+		}
+	}
+	var out []byte
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var err error
+		out, err = exec.Command(kubectl, "--kubeconfig", filepath.Join(state, "kubeconfig"), "get", "scimtokens", "-A").CombinedOutput()
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if err == nil && len(lines) == 2 {
+			last, refused := column(lines[0], lines[1], "LAST REQUEST"), column(lines[0], lines[1], "REFUSED (1H)")
+			if last != "" && last != "<none>" && refused == "3" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kubectl get scimtokens never showed the burst (3 refused, a last request):\n%s", out)
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("$ kubectl get scimtokens -A\n%s", out)
+}
+
+// column is the value under header name in a kubectl table row (columns are
+// aligned to their header's start).
+func column(header, row, name string) string {
+	start := strings.Index(header, name)
+	if start < 0 || start >= len(row) {
+		return ""
+	}
+	end := len(row)
+	if rest := header[start+len(name):]; strings.TrimSpace(rest) != "" {
+		end = start + len(name) + len(rest) - len(strings.TrimLeft(rest, " "))
+		if end > len(row) {
+			end = len(row)
+		}
+	}
+	return strings.TrimSpace(row[start:end])
 }
