@@ -119,21 +119,7 @@ var _ manager.LeaderElectionRunnable = (*ActivityRecorder)(nil)
 // (the API reader: a write decided from a stale cache only conflicts) and
 // patches their status with c. Add it to the manager with mgr.Add.
 func NewActivityRecorder(c client.Client, reader client.Reader, opts ActivityOptions) *ActivityRecorder {
-	if opts.MinInterval <= 0 {
-		opts.MinInterval = time.Minute
-	}
-	if opts.FlushInterval <= 0 {
-		opts.FlushInterval = 10 * time.Second
-	}
-	if opts.MaxTokens <= 0 {
-		opts.MaxTokens = 10000
-	}
-	if opts.Clock == nil {
-		opts.Clock = clock.RealClock{}
-	}
-	if opts.Logger.GetSink() == nil {
-		opts.Logger = logr.Discard()
-	}
+	recorderDefaults(&opts.MinInterval, &opts.FlushInterval, &opts.MaxTokens, &opts.Clock, &opts.Logger)
 	return &ActivityRecorder{client: c, reader: reader, opts: opts, pending: map[tokenKey]*tokenActivity{}}
 }
 

@@ -63,21 +63,7 @@ var _ manager.LeaderElectionRunnable = (*UsageRecorder)(nil)
 // (mgr.GetCache()) and patches their status with c. Add it to the manager
 // with mgr.Add.
 func NewUsageRecorder(c client.Client, reader client.Reader, opts UsageOptions) *UsageRecorder {
-	if opts.MinInterval <= 0 {
-		opts.MinInterval = time.Minute
-	}
-	if opts.FlushInterval <= 0 {
-		opts.FlushInterval = 10 * time.Second
-	}
-	if opts.MaxPending <= 0 {
-		opts.MaxPending = 10000
-	}
-	if opts.Clock == nil {
-		opts.Clock = clock.RealClock{}
-	}
-	if opts.Logger.GetSink() == nil {
-		opts.Logger = logr.Discard()
-	}
+	recorderDefaults(&opts.MinInterval, &opts.FlushInterval, &opts.MaxPending, &opts.Clock, &opts.Logger)
 	return &UsageRecorder{
 		client: c, reader: reader, opts: opts,
 		pending: map[usageKey]time.Time{},
@@ -212,4 +198,25 @@ func (r *UsageRecorder) writeOnce(ctx context.Context, k usageKey, usedAt time.T
 		return fmt.Errorf("patching %s of ScimToken %s/%s: %w", field, k.namespace, k.name, err)
 	}
 	return nil
+}
+
+// recorderDefaults fills the zero options of the status recorders (usage
+// stamps, activity): at most one write a minute per token, a flush every
+// 10 s, 10,000 tokens pending at most.
+func recorderDefaults(minInterval, flushInterval *time.Duration, maxPending *int, clk *clock.PassiveClock, log *logr.Logger) {
+	if *minInterval <= 0 {
+		*minInterval = time.Minute
+	}
+	if *flushInterval <= 0 {
+		*flushInterval = 10 * time.Second
+	}
+	if *maxPending <= 0 {
+		*maxPending = 10000
+	}
+	if *clk == nil {
+		*clk = clock.RealClock{}
+	}
+	if log.GetSink() == nil {
+		*log = logr.Discard()
+	}
 }
