@@ -279,7 +279,7 @@ func (r *ActivityRecorder) restore(k tokenKey, a *tokenActivity) {
 	if a.lastAt.After(cur.lastAt) {
 		cur.lastAt, cur.lastClient = a.lastAt, a.lastClient
 	}
-	if a.lastRefusal != nil && (cur.lastRefusal == nil || a.lastRefusal.Time.After(cur.lastRefusal.Time.Time)) {
+	if a.lastRefusal != nil && (cur.lastRefusal == nil || !a.lastRefusal.Time.Before(&cur.lastRefusal.Time)) {
 		cur.lastRefusal = a.lastRefusal
 	}
 }
@@ -339,7 +339,9 @@ func mergeActivity(status *scimv1.TokenActivity, a *tokenActivity, now time.Time
 		t := metav1.NewTime(a.lastAt.UTC().Truncate(time.Second))
 		out.LastRequestAt, out.LastClient = &t, a.lastClient
 	}
-	if a.lastRefusal != nil && (out.LastRefusal == nil || a.lastRefusal.Time.After(out.LastRefusal.Time.Time)) {
+	// Times are kept to the second: within one second the pending one
+	// (recorded after what status holds was read) is the later.
+	if a.lastRefusal != nil && (out.LastRefusal == nil || !a.lastRefusal.Time.Before(&out.LastRefusal.Time)) {
 		out.LastRefusal = a.lastRefusal.DeepCopy()
 	}
 	u := metav1.NewTime(now.UTC().Truncate(time.Second))

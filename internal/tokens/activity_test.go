@@ -149,3 +149,21 @@ func TestTruncateKeepsUTF8(t *testing.T) {
 		t.Errorf("truncate: %q", got)
 	}
 }
+
+// TestActivityLastRefusalWithinOneSecond: a refusal written, then another
+// in the same second (times are kept to the second) written by the next
+// flush: the later one is the last refusal (CI found the first one kept).
+func TestActivityLastRefusalWithinOneSecond(t *testing.T) {
+	ctx := context.Background()
+	c, tok := activityFixture(t)
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 3, 1, 12, 3, 0, 100e6, time.UTC))
+	a := NewActivityRecorder(c, c, ActivityOptions{Clock: clk, MinInterval: time.Nanosecond})
+	a.Record(Request{Principal: entraPrincipal, Operation: "getUser", Method: "GET", Path: "/Users/{id}", Status: 404})
+	a.Flush(ctx)
+	clk.SetTime(clk.Now().Add(500 * time.Millisecond))
+	a.Record(Request{Principal: entraPrincipal, Operation: "createUser", Method: "POST", Path: "/Users", Status: 409, ScimType: "uniqueness"})
+	a.Flush(ctx)
+	if r := activityOf(t, c, tok).LastRefusal; r == nil || r.Status != 409 {
+		t.Errorf("the last refusal is %+v, want the 409 made after the 404", r)
+	}
+}
