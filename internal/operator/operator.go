@@ -167,7 +167,7 @@ type Operator struct {
 
 // loadInstallationKey reads (or on the very first start creates) the
 // installation key, before anything that derives from it runs.
-func loadInstallationKey(ctx context.Context, cfg *rest.Config, o Options) (installkey.Key, error) {
+func loadInstallationKey(ctx context.Context, mgr ctrl.Manager, o Options) (installkey.Key, error) {
 	at := o.InstallationKeySecret
 	if at.Name == "" {
 		at.Name = installkey.DefaultSecretName
@@ -177,7 +177,9 @@ func loadInstallationKey(ctx context.Context, cfg *rest.Config, o Options) (inst
 		// controllers take --leader-election-namespace).
 		at.Namespace = cmp.Or(podNamespace(), o.LeaderElectionNamespace, "default")
 	}
-	c, err := client.New(cfg, client.Options{Scheme: o.Scheme})
+	// A client that reads live (the manager's cache has not started), on
+	// the manager's own HTTP client and REST mapper: no second discovery.
+	c, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), HTTPClient: mgr.GetHTTPClient()})
 	if err != nil {
 		return installkey.Key{}, fmt.Errorf("a client for the installation key: %w", err)
 	}
@@ -281,7 +283,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	// Every write names the operator as its field manager, whatever the
 	// binary is called (`go run` names it "cmd").
 	writer := client.WithFieldOwner(mgr.GetClient(), FieldOwner)
-	if op.Key, err = loadInstallationKey(ctx, cfg, o); err != nil {
+	if op.Key, err = loadInstallationKey(ctx, mgr, o); err != nil {
 		return nil, err
 	}
 

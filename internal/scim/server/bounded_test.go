@@ -8,13 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/funcr"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/scim-operator/scim-operator/internal/operator"
 	"github.com/scim-operator/scim-operator/internal/scim/server"
-	"github.com/scim-operator/scim-operator/internal/testenv"
 )
 
 // Issue 13 item 2: queries no index narrows read a whole tenant, so they
@@ -242,41 +240,12 @@ func (c *copyCounter) take() map[string]int {
 // reads counted.
 func startCountingReplica(t *testing.T, cfg server.Config, namespaces ...string) (*replica, *copyCounter) {
 	t.Helper()
-	e := testenv.Require(t, env)
-	sink := &logSink{}
-	addrc := make(chan string, 1)
-	op, err := operator.New(e.Config, operator.Options{
-		Scheme: e.Scheme, Log: funcr.New(sink.write, funcr.Options{Verbosity: 1}),
-		SCIMAddr: "127.0.0.1:0", SCIMBound: func(a string) { addrc <- a },
-		Namespaces: namespaces, SkipControllerNameValidation: true,
-		PublicURL: "https://scim.example.test/scim/v2", SCIM: cfg,
-	})
-	if err != nil {
-		t.Fatalf("building the operator: %v", err)
-	}
-	counter := &copyCounter{Reader: op.Repo.Cache, copies: map[string]int{}}
-	op.Repo.Cache = counter // before the manager starts: nothing reads it yet
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- op.Manager.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager stopped with: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("operator log:\n%s", sink.String())
-		}
-	})
-	select {
-	case addr := <-addrc:
-		return &replica{op: op, url: "http://" + addr + "/scim/v2", log: sink}, counter
-	case err := <-done:
-		t.Fatalf("manager stopped before serving: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("SCIM server did not start within 60s")
-	}
-	return nil, nil
+	var counter *copyCounter
+	r := startReplicaHooks(t, cfg, nil, func(op *operator.Operator) {
+		counter = &copyCounter{Reader: op.Repo.Cache, copies: map[string]int{}}
+		op.Repo.Cache = counter // before the manager starts: nothing reads it yet
+	}, namespaces...)
+	return r, counter
 }
 
 // TestScanReadsNoCopies: a whole-tenant query deep-copies no user of the

@@ -68,6 +68,14 @@ func startReplicaWith(t *testing.T, cfg server.Config, namespaces ...string) *re
 // options.
 func startReplicaOpts(t *testing.T, cfg server.Config, change func(*operator.Options), namespaces ...string) *replica {
 	t.Helper()
+	return startReplicaHooks(t, cfg, change, nil, namespaces...)
+}
+
+// startReplicaHooks is startReplicaOpts with built, when set, called on the
+// operator after it is built and before its manager starts.
+func startReplicaHooks(t *testing.T, cfg server.Config, change func(*operator.Options), built func(*operator.Operator),
+	namespaces ...string) *replica {
+	t.Helper()
 	e := testenv.Require(t, env)
 	sink := &logSink{}
 	log := funcr.New(sink.write, funcr.Options{Verbosity: 1})
@@ -87,6 +95,9 @@ func startReplicaOpts(t *testing.T, cfg server.Config, change func(*operator.Opt
 	op, err := operator.New(e.Config, opts)
 	if err != nil {
 		t.Fatalf("building the operator: %v", err)
+	}
+	if built != nil {
+		built(op)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
