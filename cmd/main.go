@@ -55,6 +55,7 @@ type managerFlags struct {
 	component                   string
 	tokenNamespaces             []string
 	entraKeysURLPrefixes        []string
+	tenantDatabasePrefixes      []string
 	allowEntraIssued            bool
 	zap                         zap.Options
 }
@@ -75,6 +76,10 @@ func (f *managerFlags) register(fs *flag.FlagSet) {
 	fs.Func("entra-keys-url-prefixes", "Comma-separated URL `prefixes` a ScimToken's spec.entraIssued.keysURL may point to (a proxy or mirror of Entra's keys), besides https://login.microsoftonline.com/; "+
 		"anything else is never fetched (keysURL is written by namespace editors).",
 		appendList(&f.entraKeysURLPrefixes))
+	fs.Func("tenant-database-prefixes", "Comma-separated URL `prefixes` where a ProvisioningConfig's spec.database may point, such as postgres://db.internal:5432/ or "+
+		"sqlite:///var/lib/scim-operator/tenants/ (scheme, host and port equal, path under the prefix's; credentials and options not compared); "+
+		"empty (the default): tenants use the operator's database and a spec.database is refused (DatabaseNotAllowed).",
+		appendList(&f.tenantDatabasePrefixes))
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "Elect a leader among replicas; controllers run on the leader, SCIM on every replica.")
 	fs.StringVar(&f.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's namespace).")
 	fs.StringVar(&f.scimAddr, "scim-bind-address", d.SCIMAddr, "Address the SCIM server listens on.")
@@ -174,6 +179,7 @@ func runManager(ctx context.Context, log logr.Logger, f *managerFlags) error {
 	log.Info("helpdesk database ready", "url", helpdesk.Redact(f.database), "dialect", store.Dialect())
 	op, err := operator.New(cfg, operator.Options{
 		Scheme: kscheme.New(), Log: log, Component: component, TokenNamespaces: f.tokenNamespaces, EntraKeysURLPrefixes: f.entraKeysURLPrefixes,
+		TenantDatabasePrefixes: f.tenantDatabasePrefixes,
 		AllowEntraIssuedTokens: f.allowEntraIssued,
 		MetricsAddr:            f.metricsAddr, ProbeAddr: f.probeAddr, PprofAddr: f.pprofAddr,
 		LeaderElection: f.leaderElect, LeaderElectionNamespace: f.leaderElectionNamespace,

@@ -1,20 +1,27 @@
 package controllers
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
+	"github.com/scim-operator/scim-operator/internal/tenancy"
 )
 
 // Reasons of the Synced condition on users and groups.
@@ -27,6 +34,9 @@ const (
 	ReasonDatabaseUnavailable = "DatabaseUnavailable"
 	ReasonConflict            = "Conflict"
 	ReasonInvalid             = "Invalid"
+	// ReasonSuspended: the tenant's ProvisioningConfig suspends the sync;
+	// the object is written when it resumes.
+	ReasonSuspended = "Suspended"
 	// ReasonMembersUnavailable: a group's member list could not be read
 	// from its GroupMembership shards.
 	ReasonMembersUnavailable = "MembersUnavailable"
@@ -132,4 +142,64 @@ const (
 // still backs off instead of spinning.
 func syncRateLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
 	return workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](syncRetryBase, syncRetryCap)
+}
+
+// Targets says where each tenant's rows go (a tenancy.Directory): the
+// database of its ProvisioningConfig or the operator's, the deletion
+// policy, suspension. Without it every tenant goes to the reconciler's
+// Store with its DeletionPolicy.
+type Targets interface {
+	For(ctx context.Context, namespace, kind string) (tenancy.Target, error)
+	// Subscribe tells of tenants whose target changed: the controller
+	// writes every object of the namespace again.
+	Subscribe() <-chan event.GenericEvent
+}
+
+// target resolves the tenant of namespace for one reconcile of kind.
+func target(ctx context.Context, targets Targets, store helpdesk.Store, policy helpdesk.DeletionPolicy, namespace, kind string) (tenancy.Target, error) {
+	if targets == nil {
+		return tenancy.Target{Store: store, DeletionPolicy: policy}, nil
+	}
+	return targets.For(ctx, namespace, kind)
+}
+
+// Retry delays of a reconcile whose target is not ready: the tenant's
+// config is being applied, or its database runs as many writes as it may.
+// Neither is a failure, so neither counts towards the object's backoff.
+const (
+	pendingTargetRetry = time.Second
+	busyTargetRetry    = 250 * time.Millisecond
+)
+
+// waitForTarget tells whether err only asks to come back shortly, and when.
+func waitForTarget(err error) (ctrl.Result, bool) {
+	switch {
+	case errors.Is(err, tenancy.ErrPending):
+		return ctrl.Result{RequeueAfter: pendingTargetRetry}, true
+	case errors.Is(err, tenancy.ErrBusy):
+		return ctrl.Result{RequeueAfter: busyTargetRetry}, true
+	}
+	return ctrl.Result{}, false
+}
+
+// everyObjectOf maps a tenant-changed event (naming the namespace) to a
+// request for every object of list's kind in that namespace.
+func everyObjectOf(c client.Reader, newList func() client.ObjectList) func(context.Context, client.Object) []reconcile.Request {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		list := newList()
+		if err := c.List(ctx, list, client.InNamespace(o.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
+			// A cache list fails only while the cache stops; the periodic
+			// resync writes the tenant then.
+			logf.FromContext(ctx).Error(err, "listing a tenant's objects to write them again", "namespace", o.GetNamespace())
+			return nil
+		}
+		var reqs []reconcile.Request
+		_ = meta.EachListItem(list, func(obj runtime.Object) error {
+			if m, ok := obj.(client.Object); ok {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(m)})
+			}
+			return nil
+		})
+		return reqs
+	}
 }

@@ -21,10 +21,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
+	"github.com/scim-operator/scim-operator/internal/tenancy"
 )
 
 // ProvisionedGroupReconciler copies ProvisionedGroups and their members
@@ -39,10 +41,13 @@ type ProvisionedGroupReconciler struct {
 	Store helpdesk.Store
 	// Repo reads the members from the cache's shard index; without it the
 	// controller lists the group's shards by label.
-	Repo                    *repository.Repository
-	Recorder                events.EventRecorder
-	Metrics                 *SyncMetrics
-	DeletionPolicy          helpdesk.DeletionPolicy
+	Repo           *repository.Repository
+	Recorder       events.EventRecorder
+	Metrics        *SyncMetrics
+	DeletionPolicy helpdesk.DeletionPolicy
+	// Targets, when set, picks each tenant's database and deletion policy
+	// (its ProvisioningConfig) instead of Store and DeletionPolicy.
+	Targets                 Targets
 	ResyncPeriod            time.Duration
 	MaxConcurrentReconciles int
 	Now                     func() time.Time
@@ -74,7 +79,7 @@ func (r *ProvisionedGroupReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Now == nil {
 		r.Now = time.Now
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("provisionedgroup").
 		For(&scimv1.ProvisionedGroup{}, builder.WithPredicates(specOrMetadataChanged())).
 		Watches(&scimv1.GroupMembership{}, handler.EnqueueRequestsFromMapFunc(
@@ -84,8 +89,13 @@ func (r *ProvisionedGroupReconciler) SetupWithManager(mgr ctrl.Manager) error {
 					return nil
 				}
 				return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Spec.Group}}}
-			})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1), RateLimiter: syncRateLimiter()}).
+			}))
+	if r.Targets != nil {
+		// A tenant resumed or moved to another database: write it all.
+		b = b.WatchesRawSource(source.Channel(r.Targets.Subscribe(), handler.EnqueueRequestsFromMapFunc(
+			everyObjectOf(mgr.GetClient(), func() client.ObjectList { return &scimv1.ProvisionedGroupList{} }))))
+	}
+	return b.WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1), RateLimiter: syncRateLimiter()}).
 		Complete(r)
 }
 
@@ -95,14 +105,31 @@ func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	if err := r.Get(ctx, req.NamespacedName, g); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !g.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.reconcileDelete(ctx, g)
+	deleting := !g.DeletionTimestamp.IsZero()
+	if deleting && !controllerutil.ContainsFinalizer(g, scimv1.FinalizerHelpdesk) {
+		return ctrl.Result{}, nil
 	}
-	if _, pending := g.Annotations[scimv1.AnnotationPendingMembers]; pending {
+	if _, pending := g.Annotations[scimv1.AnnotationPendingMembers]; pending && !deleting {
 		return r.reconcilePending(ctx, g)
 	}
-	if controllerutil.AddFinalizer(g, scimv1.FinalizerHelpdesk) {
+	if !deleting && controllerutil.AddFinalizer(g, scimv1.FinalizerHelpdesk) {
 		return ctrl.Result{}, r.Update(ctx, g)
+	}
+	t, err := target(ctx, r.Targets, r.Store, r.DeletionPolicy, g.Namespace, "group")
+	if wait, ok := waitForTarget(err); ok {
+		return wait, nil
+	}
+	if err == nil {
+		defer t.Release()
+	}
+	if deleting {
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("deleting group %s/%s from the helpdesk: %w", g.Namespace, g.Name, err)
+		}
+		if t.Suspended {
+			return ctrl.Result{}, nil // written when the tenant resumes
+		}
+		return ctrl.Result{}, r.reconcileDelete(ctx, t, g)
 	}
 	before := g.Status.DeepCopy()
 	defer func() {
@@ -121,7 +148,15 @@ func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		r.Recorder.Eventf(g, nil, "Warning", EventSyncFailed, "Sync", "%s of group %s failed: %s", what, g.Name, reason)
 		return ctrl.Result{}, fmt.Errorf("%s of group %s/%s: %w", what, g.Namespace, g.Name, err)
 	}
-	changed, err := r.Store.UpsertGroup(ctx, helpdesk.Group{Tenant: g.Namespace, SCIMID: g.Name,
+	if err != nil {
+		return fail(err, "writing", ReasonDatabaseUnavailable)
+	}
+	if t.Suspended {
+		setSynced(&g.Status.Conditions, g.Generation, metav1.ConditionFalse, ReasonSuspended,
+			"the tenant's ProvisioningConfig suspends the helpdesk sync; this group is written when it resumes")
+		return ctrl.Result{}, nil
+	}
+	changed, err := t.Store.UpsertGroup(ctx, helpdesk.Group{Tenant: g.Namespace, SCIMID: g.Name,
 		DisplayName: g.Spec.DisplayName, ExternalID: g.Spec.ExternalID})
 	if err != nil {
 		return fail(err, "writing", syncFailureReason(err))
@@ -130,7 +165,7 @@ func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	if err != nil {
 		return fail(err, "reading members", ReasonMembersUnavailable)
 	}
-	added, removed, err := r.Store.SyncMembers(ctx, g.Namespace, g.Name, members)
+	added, removed, err := t.Store.SyncMembers(ctx, g.Namespace, g.Name, members)
 	if err != nil {
 		return fail(err, "syncing members", syncFailureReason(err))
 	}
@@ -220,11 +255,11 @@ func (r *ProvisionedGroupReconciler) reconcilePending(ctx context.Context, g *sc
 	return ctrl.Result{}, nil
 }
 
-func (r *ProvisionedGroupReconciler) reconcileDelete(ctx context.Context, g *scimv1.ProvisionedGroup) error {
+func (r *ProvisionedGroupReconciler) reconcileDelete(ctx context.Context, t tenancy.Target, g *scimv1.ProvisionedGroup) error {
 	if !controllerutil.ContainsFinalizer(g, scimv1.FinalizerHelpdesk) {
 		return nil
 	}
-	if err := r.Store.DeleteGroup(ctx, g.Namespace, g.Name, r.DeletionPolicy); err != nil {
+	if err := t.Store.DeleteGroup(ctx, g.Namespace, g.Name, t.DeletionPolicy); err != nil {
 		r.Recorder.Eventf(g, nil, "Warning", EventSyncFailed, "Delete", "deleting group %s from the helpdesk database failed; retrying", g.Name)
 		return fmt.Errorf("deleting group %s/%s from the helpdesk: %w", g.Namespace, g.Name, err)
 	}
@@ -234,7 +269,7 @@ func (r *ProvisionedGroupReconciler) reconcileDelete(ctx context.Context, g *sci
 		client.MatchingLabels{scimv1.LabelGroup: g.Name}); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("deleting membership shards of group %s: %w", g.Name, err)
 	}
-	r.Recorder.Eventf(g, nil, "Normal", EventDeleted, "Delete", "group %s deleted from the helpdesk database (policy %s)", g.Name, policyName(r.DeletionPolicy))
+	r.Recorder.Eventf(g, nil, "Normal", EventDeleted, "Delete", "group %s deleted from the helpdesk database (policy %s)", g.Name, policyName(t.DeletionPolicy))
 	base := g.DeepCopy()
 	controllerutil.RemoveFinalizer(g, scimv1.FinalizerHelpdesk)
 	return client.IgnoreNotFound(r.Patch(ctx, g, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))

@@ -28,6 +28,7 @@ import (
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
 	"github.com/scim-operator/scim-operator/internal/namekey"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
+	"github.com/scim-operator/scim-operator/internal/tenancy"
 )
 
 // ProvisionedUserReconciler copies ProvisionedUsers into the helpdesk
@@ -55,6 +56,9 @@ type ProvisionedUserReconciler struct {
 	Metrics   *SyncMetrics
 	// DeletionPolicy applies to deleted users; retain by default.
 	DeletionPolicy helpdesk.DeletionPolicy
+	// Targets, when set, picks each tenant's database and deletion policy
+	// (its ProvisioningConfig) instead of Store and DeletionPolicy.
+	Targets Targets
 	// ResyncPeriod is how often a synced user is checked again for drift.
 	ResyncPeriod time.Duration
 	// MaxConcurrentReconciles bounds parallel database writes.
@@ -82,11 +86,16 @@ func (r *ProvisionedUserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Now = time.Now
 	}
 	r.wake = make(chan event.GenericEvent, 1024)
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("provisioneduser").
 		For(&scimv1.ProvisionedUser{}, builder.WithPredicates(specOrMetadataChanged())).
-		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1), RateLimiter: syncRateLimiter()}).
+		WatchesRawSource(source.Channel(r.wake, &handler.EnqueueRequestForObject{}))
+	if r.Targets != nil {
+		// A tenant resumed or moved to another database: write it all.
+		b = b.WatchesRawSource(source.Channel(r.Targets.Subscribe(), handler.EnqueueRequestsFromMapFunc(
+			everyObjectOf(mgr.GetClient(), func() client.ObjectList { return &scimv1.ProvisionedUserList{} }))))
+	}
+	return b.WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1), RateLimiter: syncRateLimiter()}).
 		Complete(r)
 }
 
@@ -97,13 +106,29 @@ func (r *ProvisionedUserReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err := r.Get(ctx, req.NamespacedName, u); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if !u.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.reconcileDelete(ctx, u)
-	}
 	// The SCIM server sets the finalizer at creation; objects made with
 	// kubectl get it here, before anything reaches the database.
-	if controllerutil.AddFinalizer(u, scimv1.FinalizerHelpdesk) {
+	if u.DeletionTimestamp.IsZero() && controllerutil.AddFinalizer(u, scimv1.FinalizerHelpdesk) {
 		return ctrl.Result{}, r.Update(ctx, u)
+	}
+	if !u.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(u, scimv1.FinalizerHelpdesk) {
+		return ctrl.Result{}, nil
+	}
+	t, err := target(ctx, r.Targets, r.Store, r.DeletionPolicy, u.Namespace, "user")
+	if wait, ok := waitForTarget(err); ok {
+		return wait, nil
+	}
+	if err == nil {
+		defer t.Release()
+	}
+	if !u.DeletionTimestamp.IsZero() {
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("deleting user %s/%s from the helpdesk: %w", u.Namespace, u.Name, err)
+		}
+		if t.Suspended {
+			return ctrl.Result{}, nil // written when the tenant resumes
+		}
+		return ctrl.Result{}, r.reconcileDelete(ctx, t, u)
 	}
 
 	before := u.Status.DeepCopy()
@@ -120,13 +145,22 @@ func (r *ProvisionedUserReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		}
 	}()
 
+	if err != nil {
+		setSynced(&u.Status.Conditions, u.Generation, metav1.ConditionFalse, ReasonDatabaseUnavailable, err.Error())
+		return ctrl.Result{}, fmt.Errorf("upserting user %s/%s: %w", u.Namespace, u.Name, err)
+	}
+	if t.Suspended {
+		setSynced(&u.Status.Conditions, u.Generation, metav1.ConditionFalse, ReasonSuspended,
+			"the tenant's ProvisioningConfig suspends the helpdesk sync; this user is written when it resumes")
+		return ctrl.Result{}, nil
+	}
 	row, err := helpdeskUser(u)
 	changed := false
 	if err == nil {
-		changed, err = r.upsert(ctx, u, row)
+		changed, err = r.upsert(ctx, t.Store, u, row)
 	}
 	if err != nil {
-		return ctrl.Result{}, r.syncFailed(ctx, u, err)
+		return ctrl.Result{}, r.syncFailed(ctx, t.Store, u, err)
 	}
 	now := r.Now()
 	if changed {
@@ -162,11 +196,11 @@ func (r *ProvisionedUserReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 // deactivation is written on its own: a user the identity provider
 // disabled must not keep signing in to the helpdesk because, say, another
 // row holds its new name.
-func (r *ProvisionedUserReconciler) syncFailed(ctx context.Context, u *scimv1.ProvisionedUser, err error) error {
+func (r *ProvisionedUserReconciler) syncFailed(ctx context.Context, store helpdesk.Store, u *scimv1.ProvisionedUser, err error) error {
 	reason := syncFailureReason(err)
 	msg := err.Error()
 	if reason != ReasonDatabaseUnavailable && !u.IsActive() {
-		found, derr := r.Store.DeactivateUser(ctx, u.Namespace, u.Name)
+		found, derr := store.DeactivateUser(ctx, u.Namespace, u.Name)
 		switch {
 		case derr != nil:
 			msg += "; writing the deactivation alone failed too: " + derr.Error()
@@ -187,10 +221,10 @@ func (r *ProvisionedUserReconciler) syncFailed(ctx context.Context, u *scimv1.Pr
 // controller was not looking, e.g. two users swapping names during a
 // database outage), the stale key is released, its user queued to write
 // its own row again, and the write retried at once.
-func (r *ProvisionedUserReconciler) upsert(ctx context.Context, u *scimv1.ProvisionedUser, row helpdesk.User) (bool, error) {
+func (r *ProvisionedUserReconciler) upsert(ctx context.Context, store helpdesk.Store, u *scimv1.ProvisionedUser, row helpdesk.User) (bool, error) {
 	log := logf.FromContext(ctx)
 	for attempt := 0; ; attempt++ {
-		changed, err := r.Store.UpsertUser(ctx, row)
+		changed, err := store.UpsertUser(ctx, row)
 		var conflict *helpdesk.ConflictError
 		if err == nil || !errors.As(err, &conflict) || conflict.Holder == "" || conflict.Holder == u.Name || attempt == maxKeyReleases {
 			return changed, err
@@ -202,7 +236,7 @@ func (r *ProvisionedUserReconciler) upsert(ctx context.Context, u *scimv1.Provis
 		if !stale {
 			return false, fmt.Errorf("%w: user %q has the same userName (ignoring case); rename or delete one of the two", err, conflict.Holder)
 		}
-		released, rerr := r.Store.ReleaseUserName(ctx, u.Namespace, conflict.Holder, conflict.Key)
+		released, rerr := store.ReleaseUserName(ctx, u.Namespace, conflict.Holder, conflict.Key)
 		if rerr != nil {
 			return false, rerr
 		}
@@ -268,13 +302,13 @@ func (r *ProvisionedUserReconciler) wakeUser(namespace, name string) {
 	}
 }
 
-func (r *ProvisionedUserReconciler) reconcileDelete(ctx context.Context, u *scimv1.ProvisionedUser) error {
+func (r *ProvisionedUserReconciler) reconcileDelete(ctx context.Context, t tenancy.Target, u *scimv1.ProvisionedUser) error {
 	if !controllerutil.ContainsFinalizer(u, scimv1.FinalizerHelpdesk) {
 		return nil
 	}
 	// The database first: the helpdesk must hear of the deletion even
 	// while the group clean-up below keeps failing.
-	if err := r.Store.DeleteUser(ctx, u.Namespace, u.Name, r.DeletionPolicy); err != nil {
+	if err := t.Store.DeleteUser(ctx, u.Namespace, u.Name, t.DeletionPolicy); err != nil {
 		r.Recorder.Eventf(u, nil, "Warning", EventSyncFailed, "Delete", "deleting user %s from the helpdesk database failed; retrying", u.Name)
 		return fmt.Errorf("deleting user %s/%s from the helpdesk: %w", u.Namespace, u.Name, err)
 	}
@@ -284,7 +318,7 @@ func (r *ProvisionedUserReconciler) reconcileDelete(ctx context.Context, u *scim
 			return fmt.Errorf("removing deleted user %s from its groups: %w", u.Name, err)
 		}
 	}
-	r.Recorder.Eventf(u, nil, "Normal", EventDeleted, "Delete", "user %s deleted from the helpdesk database (policy %s)", u.Name, policyName(r.DeletionPolicy))
+	r.Recorder.Eventf(u, nil, "Normal", EventDeleted, "Delete", "user %s deleted from the helpdesk database (policy %s)", u.Name, policyName(t.DeletionPolicy))
 	base := u.DeepCopy()
 	controllerutil.RemoveFinalizer(u, scimv1.FinalizerHelpdesk)
 	return client.IgnoreNotFound(r.Patch(ctx, u, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))

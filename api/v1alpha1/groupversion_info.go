@@ -1,7 +1,8 @@
 // Package v1alpha1 holds the scim.helpdesk.dev/v1alpha1 API: the ScimToken an
 // identity provider authenticates with, and the ProvisionedUser and
 // ProvisionedGroup records that the SCIM server writes and the controllers
-// reconcile into the helpdesk database.
+// reconcile into the helpdesk database, and the ProvisioningConfig that
+// says where a tenant's helpdesk database is.
 //
 // +kubebuilder:object:generate=true
 // +groupName=scim.helpdesk.dev
@@ -24,6 +25,7 @@ func AddToScheme(s *runtime.Scheme) error {
 		&ProvisionedGroup{}, &ProvisionedGroupList{},
 		&GroupMembership{}, &GroupMembershipList{},
 		&NameClaim{}, &NameClaimList{},
+		&ProvisioningConfig{}, &ProvisioningConfigList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -2,16 +2,19 @@ package operator
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
 	"github.com/scim-operator/scim-operator/internal/scim/schema"
 	"github.com/scim-operator/scim-operator/internal/scim/server"
+	"github.com/scim-operator/scim-operator/internal/tenancy"
 )
 
 // customFieldTTL is how long a tenant's custom field list is reused before
@@ -20,24 +23,37 @@ import (
 const customFieldTTL = 30 * time.Second
 
 // customFieldSchemas serves each tenant's User resource type: the RFC
-// schema plus the helpdesk's custom user fields as attributes of the
-// enterprise extension (as the helpdesk's Entra guide describes).
+// schema plus the tenant's custom user fields as attributes of the
+// enterprise extension (as the helpdesk's Entra guide describes). The
+// fields are those of the tenant's ProvisioningConfig (spec.customFields)
+// and of its helpdesk database: the operator's, read here, or the
+// tenant's own, as the ProvisioningConfig controller last read it into
+// status (the SCIM server never connects to a tenant's database).
 type customFieldSchemas struct {
-	store helpdesk.Store
-	log   logr.Logger
-	base  *schema.ResourceType
+	store   helpdesk.Store // the operator's database; nil: none
+	configs client.Reader  // ProvisioningConfigs, from the cache
+	log     logr.Logger
+	base    *schema.ResourceType
 
 	mu      sync.Mutex
-	tenants map[string]cachedType
+	tenants map[string]cachedFields // the operator's database's fields, by tenant
+	built   map[string]builtType    // the served type, by tenant
 }
 
-type cachedType struct {
-	rt      *schema.ResourceType
+type cachedFields struct {
+	fields  []scimv1.CustomFieldDefinition
 	fetched time.Time
 }
 
-func newCustomFieldSchemas(store helpdesk.Store, log logr.Logger) *customFieldSchemas {
-	return &customFieldSchemas{store: store, log: log, base: schema.UserResourceType(), tenants: map[string]cachedType{}}
+// builtType is a tenant's served type and what it was built from.
+type builtType struct {
+	from string
+	rt   *schema.ResourceType
+}
+
+func newCustomFieldSchemas(store helpdesk.Store, configs client.Reader, log logr.Logger) *customFieldSchemas {
+	return &customFieldSchemas{store: store, configs: configs, log: log, base: schema.UserResourceType(),
+		tenants: map[string]cachedFields{}, built: map[string]builtType{}}
 }
 
 // userType is the server.SchemaSource. A type served without the
@@ -45,53 +61,83 @@ func newCustomFieldSchemas(store helpdesk.Store, log logr.Logger) *customFieldSc
 // (server.ProvisionalSchema), so that a helpdesk outage never erases custom
 // fields: PUT keeps the stored ones and a write naming one answers 503.
 func (c *customFieldSchemas) userType(ctx context.Context, tenant string) *schema.ResourceType {
-	rt, authoritative := c.lookup(ctx, tenant)
+	cfg := &scimv1.ProvisioningConfig{}
+	if err := c.configs.Get(ctx, client.ObjectKey{Namespace: tenant, Name: scimv1.ProvisioningConfigName}, cfg); err != nil {
+		if !apierrors.IsNotFound(err) {
+			c.log.Info("reading the tenant's ProvisioningConfig failed; custom fields are provisional", "tenant", tenant, "error", err.Error())
+			server.ProvisionalSchema(ctx)
+			return c.base
+		}
+		cfg = nil
+	}
+	var (
+		declared, fromDB []scimv1.CustomFieldDefinition
+		authoritative    = true
+		from             = "none"
+	)
+	switch {
+	case cfg != nil && cfg.Spec.Database != nil:
+		fromDB = cfg.Status.HelpdeskCustomFields
+		authoritative = cfg.Status.HelpdeskCustomFieldsReadAt != nil
+		from = "status"
+	case c.store != nil:
+		var fetched time.Time
+		fromDB, fetched, authoritative = c.defaultFields(ctx, tenant)
+		from = fetched.String()
+	}
+	if cfg != nil {
+		declared = cfg.Spec.CustomFields
+		from += "/" + cfg.ResourceVersion
+	}
 	if !authoritative {
 		server.ProvisionalSchema(ctx)
 	}
-	return rt
-}
-
-// lookup returns the tenant's User type and whether it is authoritative:
-// the definitions were read at least once (the last known set counts).
-func (c *customFieldSchemas) lookup(ctx context.Context, tenant string) (*schema.ResourceType, bool) {
 	c.mu.Lock()
-	cached, ok := c.tenants[tenant]
+	b, ok := c.built[tenant]
 	c.mu.Unlock()
-	if ok && time.Since(cached.fetched) < customFieldTTL {
-		return cached.rt, true
+	if ok && b.from == from {
+		return b.rt
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	fields, err := c.store.CustomFields(ctx, tenant)
-	if err != nil {
-		// The database being down must not stop provisioning: serve the
-		// last known schema (or the RFC one) and try again next time.
-		c.log.Info("reading custom fields failed; using the last known schema", "tenant", tenant, "error", err.Error())
-		if ok {
-			return cached.rt, true
-		}
-		return c.base, false
-	}
-	attrs := make([]*schema.Attribute, 0, len(fields))
-	seen := map[string]bool{}
-	for _, f := range fields {
-		name := CustomFieldAttributeName(f.Name)
-		t, known := fieldTypes[f.Type]
-		if name == "" || !known || seen[name] {
-			continue
-		}
-		seen[name] = true
+	merged, _ := tenancy.MergeFields(declared, fromDB)
+	attrs := make([]*schema.Attribute, 0, len(merged))
+	for _, f := range merged {
 		attrs = append(attrs, &schema.Attribute{
-			Name: name, Type: t, Description: "Helpdesk custom field " + f.Name + ".",
+			Name: f.Name, Type: fieldTypes[f.Type], MultiValued: f.MultiValued, Description: f.Description,
 			Mutability: "readWrite", Returned: "default", Uniqueness: "none",
 		})
 	}
 	rt := schema.UserResourceType(attrs...)
 	c.mu.Lock()
-	c.tenants[tenant] = cachedType{rt: rt, fetched: time.Now()}
+	c.built[tenant] = builtType{from: from, rt: rt}
 	c.mu.Unlock()
-	return rt, true
+	return rt
+}
+
+// defaultFields returns the tenant's fields in the operator's database and
+// whether they are authoritative: read at least once (the last known set
+// counts). They are read again after customFieldTTL.
+func (c *customFieldSchemas) defaultFields(ctx context.Context, tenant string) ([]scimv1.CustomFieldDefinition, time.Time, bool) {
+	c.mu.Lock()
+	cached, ok := c.tenants[tenant]
+	c.mu.Unlock()
+	if ok && time.Since(cached.fetched) < customFieldTTL {
+		return cached.fields, cached.fetched, true
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	rows, err := c.store.CustomFields(ctx, tenant)
+	if err != nil {
+		// The database being down must not stop provisioning: serve the
+		// last known schema (or the RFC one) and try again next time.
+		c.log.Info("reading custom fields failed; using the last known schema", "tenant", tenant, "error", err.Error())
+		return cached.fields, cached.fetched, ok
+	}
+	fields := tenancy.HelpdeskFields(rows, tenant)
+	now := time.Now()
+	c.mu.Lock()
+	c.tenants[tenant] = cachedFields{fields: fields, fetched: now}
+	c.mu.Unlock()
+	return fields, now, true
 }
 
 var fieldTypes = map[string]schema.Type{
@@ -104,25 +150,4 @@ var fieldTypes = map[string]schema.Type{
 // CustomFieldAttributeName turns a helpdesk field name into its SCIM
 // attribute name: lower-cased, punctuation stripped, spaces turned into
 // dashes ("Shoe Size (EU)" -> "shoe-size-eu").
-func CustomFieldAttributeName(field string) string {
-	var b strings.Builder
-	dash := false
-	for _, r := range strings.ToLower(strings.TrimSpace(field)) {
-		switch {
-		case r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r)):
-			if dash && b.Len() > 0 {
-				b.WriteByte('-')
-			}
-			dash = false
-			b.WriteRune(r)
-		case unicode.IsSpace(r) || r == '-' || r == '_':
-			dash = true
-		}
-	}
-	name := b.String()
-	// SCIM attribute names start with a letter (RFC 7643 §2.1).
-	if name == "" || !unicode.IsLetter(rune(name[0])) {
-		return ""
-	}
-	return name
-}
+func CustomFieldAttributeName(field string) string { return tenancy.AttributeName(field) }

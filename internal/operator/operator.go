@@ -33,6 +33,7 @@ import (
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
 	"github.com/scim-operator/scim-operator/internal/scim/server"
 	"github.com/scim-operator/scim-operator/internal/settings"
+	"github.com/scim-operator/scim-operator/internal/tenancy"
 	"github.com/scim-operator/scim-operator/internal/tokens"
 )
 
@@ -148,9 +149,13 @@ type Options struct {
 	// ResyncPeriod is how often synced rows are checked for drift
 	// (default: settings.Default, 10 minutes).
 	ResyncPeriod time.Duration
-	// SyncWorkers bounds parallel database writes per kind (default 4,
-	// settings.Default).
+	// SyncWorkers bounds parallel database writes per kind and database
+	// (default 4, settings.Default).
 	SyncWorkers int
+	// TenantDatabasePrefixes are where a ProvisioningConfig's
+	// spec.database may point (tenancy.ParseAllowedDatabases); empty:
+	// tenants may not name databases of their own.
+	TenantDatabasePrefixes []string
 }
 
 // Operator is a configured manager and the parts tests reach into.
@@ -163,6 +168,8 @@ type Operator struct {
 	SCIM      *server.Server
 	// Key is the installation key every replica derives keyed ids from.
 	Key installkey.Key
+	// Tenants says where each tenant's rows go (controllers only).
+	Tenants *tenancy.Directory
 }
 
 // loadInstallationKey reads (or on the very first start creates) the
@@ -366,10 +373,11 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if o.PublicURL != "" && o.SCIM.PublicURL == "" {
 		o.SCIM.PublicURL = o.PublicURL
 	}
-	var users server.SchemaSource
-	if o.Helpdesk != nil {
-		users = newCustomFieldSchemas(o.Helpdesk, o.Log.WithName("custom-fields")).userType
+	// The tenants' custom fields come from their ProvisioningConfigs too.
+	if _, err := mgr.GetCache().GetInformer(ctx, &scimv1.ProvisioningConfig{}, cache.BlockUntilSynced(false)); err != nil {
+		return nil, fmt.Errorf("watching ProvisioningConfigs: %w", err)
 	}
+	users := newCustomFieldSchemas(o.Helpdesk, mgr.GetCache(), o.Log.WithName("custom-fields")).userType
 	op.SCIM = server.New(o.SCIM, server.Options{
 		Auth: tokens.FreshAuthenticator{Authenticator: op.Auth, Freshness: op.Freshness}, Usage: usage, Activity: tokenActivity, Repo: op.Repo, Metrics: authMetrics, Users: users,
 		Limiter: tokens.NewFailureLimiter(tokens.LimiterOptions{}),
@@ -420,15 +428,30 @@ func setupHelpdesk(mgr ctrl.Manager, op *Operator, o Options) error {
 	if o.SyncWorkers <= 0 {
 		o.SyncWorkers = settings.Default().SyncWorkers
 	}
+	allowed, err := tenancy.ParseAllowedDatabases(o.TenantDatabasePrefixes)
+	if err != nil {
+		return err
+	}
+	// Each database takes at most SyncWorkers writes of a kind at a time;
+	// one worker more than that keeps a hung database from holding every
+	// worker while the other tenants wait.
+	op.Tenants = &tenancy.Directory{Configs: mgr.GetCache(), Default: o.Helpdesk, DefaultPolicy: o.DeletionPolicy,
+		Pools: tenancy.NewPools(nil), PerDatabase: o.SyncWorkers}
+	workers := o.SyncWorkers + 1
+	if err := (&controllers.ProvisioningConfigReconciler{
+		Client: writer, SecretReader: mgr.GetAPIReader(), Directory: op.Tenants, Allowed: allowed,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the ProvisioningConfig controller: %w", err)
+	}
 	if err := (&controllers.ProvisionedUserReconciler{
-		Client: writer, APIReader: mgr.GetAPIReader(), Store: o.Helpdesk, Repo: op.Repo, Metrics: m,
-		DeletionPolicy: o.DeletionPolicy, ResyncPeriod: o.ResyncPeriod, MaxConcurrentReconciles: o.SyncWorkers,
+		Client: writer, APIReader: mgr.GetAPIReader(), Targets: op.Tenants, Repo: op.Repo, Metrics: m,
+		ResyncPeriod: o.ResyncPeriod, MaxConcurrentReconciles: workers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ProvisionedUser controller: %w", err)
 	}
 	if err := (&controllers.ProvisionedGroupReconciler{
-		Client: writer, Store: o.Helpdesk, Repo: op.Repo, Metrics: m,
-		DeletionPolicy: o.DeletionPolicy, ResyncPeriod: o.ResyncPeriod, MaxConcurrentReconciles: o.SyncWorkers,
+		Client: writer, Targets: op.Tenants, Repo: op.Repo, Metrics: m,
+		ResyncPeriod: o.ResyncPeriod, MaxConcurrentReconciles: workers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ProvisionedGroup controller: %w", err)
 	}

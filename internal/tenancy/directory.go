@@ -1,0 +1,305 @@
+package tenancy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/helpdesk"
+)
+
+var (
+	// ErrPending: the tenant's ProvisioningConfig names a database the
+	// operator has not opened yet (just created or changed). Try again in
+	// a moment; nothing may go to the operator's database meanwhile.
+	ErrPending = errors.New("the tenant's ProvisioningConfig is being applied")
+	// ErrBusy: the tenant's database already runs as many writes as it may
+	// (Directory.PerDatabase); the others wait without holding a worker.
+	ErrBusy = errors.New("the tenant's database is busy")
+)
+
+// Target is where one tenant's rows go, for one reconcile. Release it when
+// the reconcile is done with Store.
+type Target struct {
+	Store          helpdesk.Store
+	DeletionPolicy helpdesk.DeletionPolicy
+	// Suspended: write nothing; the tenant is caught up when it resumes.
+	Suspended bool
+	release   func()
+}
+
+// Release frees the target's write slot and its hold on the pool.
+func (t Target) Release() {
+	if t.release != nil {
+		t.release()
+	}
+}
+
+// Directory resolves a tenant (namespace) to its Target. The
+// ProvisioningConfig controller records each config's database in it
+// (Resolve, Forget); the helpdesk sync controllers ask it (For) on every
+// reconcile and are told (Subscribe) when a tenant's target changed, so
+// they write the whole tenant again: after a suspension, into a new
+// database, or with new credentials.
+type Directory struct {
+	// Configs reads ProvisioningConfigs (the manager's cache).
+	Configs client.Reader
+	// Default is the operator's database, for tenants without a config or
+	// whose config names none.
+	Default       helpdesk.Store
+	DefaultPolicy helpdesk.DeletionPolicy
+	// Pools opens the tenants' own databases.
+	Pools *Pools
+	// PerDatabase bounds the writes in flight on one database, so that a
+	// database that hangs holds at most that many of the sync workers and
+	// the others keep serving the other tenants (default 1).
+	PerDatabase int
+
+	mu       sync.Mutex
+	resolved map[string]*resolution // by namespace
+	slots    map[slotKey]chan struct{}
+	subs     []chan event.GenericEvent
+}
+
+type slotKey struct {
+	store helpdesk.Store
+	kind  string
+}
+
+// resolution is what the ProvisioningConfig controller made of one config.
+type resolution struct {
+	uid        types.UID
+	generation int64
+	handle     *Handle // nil when the database could not be opened
+	err        error   // why it could not
+	down       error   // the last ping failed
+	key        string  // identifies the target, to notice changes
+}
+
+// For returns the tenant's target. Without a ProvisioningConfig it is the
+// operator's database and deletion policy.
+//
+// kind ("user", "group") keeps separate write slots per controller, so
+// that one controller's writes never wait for the other's.
+func (d *Directory) For(ctx context.Context, namespace, kind string) (Target, error) {
+	cfg := &scimv1.ProvisioningConfig{}
+	err := d.Configs.Get(ctx, client.ObjectKey{Namespace: namespace, Name: scimv1.ProvisioningConfigName}, cfg)
+	switch {
+	case apierrors.IsNotFound(err):
+		return d.take(Target{Store: d.Default, DeletionPolicy: d.DefaultPolicy}, kind)
+	case err != nil:
+		return Target{}, fmt.Errorf("reading the tenant's ProvisioningConfig: %w", err)
+	}
+	t := Target{DeletionPolicy: d.DefaultPolicy, Suspended: cfg.Spec.Suspend}
+	if cfg.Spec.DeletionPolicy != "" {
+		t.DeletionPolicy = helpdesk.DeletionPolicy(cfg.Spec.DeletionPolicy)
+	}
+	if t.Suspended {
+		return t, nil
+	}
+	if cfg.Spec.Database == nil {
+		t.Store = d.Default
+		return d.take(t, kind)
+	}
+	d.mu.Lock()
+	r := d.resolved[namespace]
+	if r == nil || r.uid != cfg.UID || r.generation != cfg.Generation {
+		d.mu.Unlock()
+		return Target{}, ErrPending
+	}
+	if r.err != nil || r.down != nil {
+		err := r.err
+		if err == nil {
+			err = fmt.Errorf("%w: %w", ErrDatabaseUnavailable, r.down)
+		}
+		d.mu.Unlock()
+		return Target{}, err
+	}
+	// Hold the pool for this reconcile: a rotation may replace it meanwhile
+	// (lock order: Directory, then Pools).
+	h := r.handle
+	h.p.mu.Lock()
+	h.pool.refs++
+	h.p.mu.Unlock()
+	d.mu.Unlock()
+	t.Store = h.Store
+	t, err = d.take(t, kind)
+	if err != nil {
+		h.p.release(h.pool)
+		return Target{}, err
+	}
+	free := t.release
+	t.release = func() { free(); h.p.release(h.pool) }
+	return t, nil
+}
+
+// take claims a write slot on t.Store without waiting: a full database
+// answers ErrBusy and the reconcile is retried shortly, its worker free
+// for another tenant meanwhile.
+func (d *Directory) take(t Target, kind string) (Target, error) {
+	if t.Store == nil {
+		return Target{}, errors.New("no helpdesk database is configured")
+	}
+	d.mu.Lock()
+	if d.slots == nil {
+		d.slots = map[slotKey]chan struct{}{}
+	}
+	k := slotKey{t.Store, kind}
+	slot, ok := d.slots[k]
+	if !ok {
+		slot = make(chan struct{}, max(d.PerDatabase, 1))
+		d.slots[k] = slot
+	}
+	d.mu.Unlock()
+	select {
+	case slot <- struct{}{}:
+		t.release = func() { <-slot }
+		return t, nil
+	default:
+		return Target{}, ErrBusy
+	}
+}
+
+// Resolve records cfg for its tenant: with spec.database, the pool of url
+// (kept when the tenant already holds it, else opened; a failed open is
+// recorded and returned), or problem, when the URL could not be had (its
+// Secret is missing, it is not allowed), which the tenant's writes then
+// fail with. Subscribers are told when the tenant's target changed: it
+// was suspended or resumed, or its database or credentials changed.
+func (d *Directory) Resolve(ctx context.Context, cfg *scimv1.ProvisioningConfig, url string, problem error) error {
+	d.mu.Lock()
+	old := d.resolved[cfg.Namespace]
+	d.mu.Unlock()
+	var h *Handle
+	err := problem
+	if err == nil && url != "" {
+		if old != nil && old.handle != nil && old.handle.pool.url == url {
+			h = old.handle
+		} else if h, err = d.Pools.Acquire(ctx, url); err != nil {
+			err = fmt.Errorf("%w: %w", ErrDatabaseUnavailable, err)
+		}
+	}
+	// What the sync controllers must hear of: not the generation or the
+	// deletion policy (they change nothing already written).
+	key := fmt.Sprintf("%s/%t/%t", cfg.UID, cfg.Spec.Suspend, err == nil)
+	if h != nil {
+		key += fmt.Sprintf("/%p", h.pool)
+	}
+	r := &resolution{uid: cfg.UID, generation: cfg.Generation, handle: h, err: err, key: key}
+	d.mu.Lock()
+	if d.resolved == nil {
+		d.resolved = map[string]*resolution{}
+	}
+	d.resolved[cfg.Namespace] = r
+	if old != nil && old.handle != h {
+		d.dropSlots(old)
+	}
+	d.mu.Unlock()
+	if old != nil && old.handle != nil && old.handle != h {
+		old.handle.Release()
+	}
+	if old == nil || old.key != key {
+		d.notify(cfg.Namespace)
+	}
+	return err
+}
+
+// ErrDatabaseUnavailable wraps why a tenant's database could not be used.
+var ErrDatabaseUnavailable = errors.New("the tenant's helpdesk database is unavailable")
+
+// SetDown marks the tenant's database down (err) or up again (nil), from
+// the ProvisioningConfig controller's pings: while down, the tenant's
+// reconciles fail at once instead of each waiting on the database.
+func (d *Directory) SetDown(namespace string, err error) {
+	d.mu.Lock()
+	r := d.resolved[namespace]
+	wasDown := r != nil && r.down != nil
+	if r != nil {
+		r.down = err
+	}
+	d.mu.Unlock()
+	if wasDown && err == nil {
+		d.notify(namespace) // back: write the tenant now, not at its backoff
+	}
+}
+
+// Forget drops the tenant's resolution (its ProvisioningConfig is gone):
+// the tenant goes back to the operator's database, written afresh.
+func (d *Directory) Forget(namespace string) {
+	d.mu.Lock()
+	old := d.resolved[namespace]
+	delete(d.resolved, namespace)
+	d.dropSlots(old)
+	d.mu.Unlock()
+	if old != nil {
+		old.handle.Release()
+		d.notify(namespace)
+	}
+}
+
+// dropSlots forgets the write slots of a pool no other tenant holds (the
+// map would otherwise keep every closed pool). Called with d.mu held.
+func (d *Directory) dropSlots(old *resolution) {
+	if old == nil || old.handle == nil {
+		return
+	}
+	for _, r := range d.resolved {
+		if r.handle != nil && r.handle.pool == old.handle.pool {
+			return
+		}
+	}
+	for k := range d.slots {
+		if k.store == old.handle.Store {
+			delete(d.slots, k)
+		}
+	}
+}
+
+// Handle returns the pool handle the tenant's config resolved to, if any
+// (the ProvisioningConfig controller pings it).
+func (d *Directory) Handle(namespace string) *Handle {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r := d.resolved[namespace]; r != nil {
+		return r.handle
+	}
+	return nil
+}
+
+// Subscribe returns a channel that receives an event naming the tenant's
+// ProvisioningConfig whenever the tenant's target changes; the sync
+// controllers watch it (source.Channel) and queue every object of the
+// namespace. Call before the manager starts.
+func (d *Directory) Subscribe() <-chan event.GenericEvent {
+	ch := make(chan event.GenericEvent, 1024)
+	d.mu.Lock()
+	d.subs = append(d.subs, ch)
+	d.mu.Unlock()
+	return ch
+}
+
+func (d *Directory) notify(namespace string) {
+	d.mu.Lock()
+	subs := d.subs
+	d.mu.Unlock()
+	ev := event.GenericEvent{Object: &scimv1.ProvisioningConfig{ObjectMeta: metav1.ObjectMeta{
+		Namespace: namespace, Name: scimv1.ProvisioningConfigName}}}
+	for _, ch := range subs {
+		// Never dropped: a lost event would leave a resumed tenant
+		// unsynced until the next resync. The controllers drain the
+		// channel quickly (one list of the namespace per event).
+		select {
+		case ch <- ev:
+		case <-time.After(time.Minute):
+		}
+	}
+}
