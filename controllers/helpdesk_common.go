@@ -133,6 +133,13 @@ const (
 	syncRetryCap  = 30 * time.Second
 )
 
+// syncTimeout bounds one reconcile of a user or group: a database that
+// stops answering (a network that drops packets) would otherwise hold the
+// worker for ever. Generous, for the first sync of a 100,000-member group
+// on a slow database; the per-database write slots (tenancy.Directory)
+// keep the other tenants going meanwhile.
+const syncTimeout = 2 * time.Minute
+
 // syncRateLimiter paces the retries of failed syncs. controller-runtime's
 // default caps each object at 1,000 s and adds a global 10-per-second
 // bucket: after a database outage that failed 100,000 rows, the last ones

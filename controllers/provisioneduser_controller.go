@@ -95,7 +95,8 @@ func (r *ProvisionedUserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.WatchesRawSource(source.Channel(r.Targets.Subscribe(), handler.EnqueueRequestsFromMapFunc(
 			everyObjectOf(mgr.GetClient(), func() client.ObjectList { return &scimv1.ProvisionedUserList{} }))))
 	}
-	return b.WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1), RateLimiter: syncRateLimiter()}).
+	return b.WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1), RateLimiter: syncRateLimiter(),
+			ReconciliationTimeout: syncTimeout}).
 		Complete(r)
 }
 

@@ -67,13 +67,24 @@ func newLogger() (logr.Logger, *logBuffer) {
 // buffer, printed if the test fails.
 func startManager(t *testing.T, ns string, setup ...func(ctrl.Manager) error) (ctrl.Manager, *logBuffer) {
 	t.Helper()
+	return startManagerIn(t, []string{ns}, setup...)
+}
+
+// startManagerIn is startManager for a cache that sees several namespaces
+// (tenants).
+func startManagerIn(t *testing.T, namespaces []string, setup ...func(ctrl.Manager) error) (ctrl.Manager, *logBuffer) {
+	t.Helper()
 	log, buf := newLogger()
+	seen := map[string]cache.Config{}
+	for _, ns := range namespaces {
+		seen[ns] = cache.Config{}
+	}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 env.Scheme,
 		Logger:                 log,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Cache:                  cache.Options{DefaultNamespaces: seen},
 		// Every test starts the same controllers in one process.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})

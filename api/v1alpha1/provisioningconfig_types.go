@@ -187,6 +187,7 @@ type ProvisioningConfigStatus struct {
 	// tenant databases itself. Set only with spec.database.
 	// +listType=map
 	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=100
 	// +optional
 	HelpdeskCustomFields []CustomFieldDefinition `json:"helpdeskCustomFields,omitempty"`
 	// HelpdeskCustomFieldsReadAt is when HelpdeskCustomFields were read;

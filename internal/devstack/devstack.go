@@ -43,6 +43,8 @@ const stateVersion = "scim-operator-dev/v1alpha1 etcd-v3.6"
 const (
 	DemoNamespace = "demo"
 	DemoToken     = "entra"
+	// DemoDatabaseSecret holds the URL of the demo tenant's database.
+	DemoDatabaseSecret = "helpdesk-database"
 )
 
 // Options configure Run.
@@ -134,6 +136,8 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 		MetricsAddr: o.MetricsAddr, PprofAddr: o.PprofAddr,
 		SCIMBound: func(addr string) { listening <- addr },
 		Helpdesk:  store, ResyncPeriod: time.Minute,
+		// The demo tenant has a database of its own (its ProvisioningConfig).
+		TenantDatabasePrefixes: []string{"sqlite://" + filepath.Join(state, "tenants") + "/"},
 	})
 	if err != nil {
 		return err
@@ -149,12 +153,13 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 		}
 	}()
 
-	step("creating the demo tenant: namespace %q with ScimToken %q", DemoNamespace, DemoToken)
+	step("creating the demo tenant: namespace %q with ScimToken %q and a ProvisioningConfig (database %s)",
+		DemoNamespace, DemoToken, filepath.Join(rel(state), "tenants", DemoNamespace+".db"))
 	c, err := client.New(cfg, client.Options{Scheme: kscheme.New()})
 	if err != nil {
 		return err
 	}
-	token, err := ensureDemoTenant(ctx, c, done)
+	token, err := ensureDemoTenant(ctx, c, done, "sqlite://"+filepath.Join(state, "tenants", DemoNamespace+".db"))
 	if err != nil {
 		return err
 	}
@@ -211,15 +216,17 @@ func kubectlFor(assets string) string {
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-func printBanner(out io.Writer, state, endpoint, token, kubeconfig, kubectl string) {
-	rel := func(p string) string {
-		if wd, err := os.Getwd(); err == nil {
-			if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
-				return r
-			}
+// rel is p relative to the working directory when it lies inside it.
+func rel(p string) string {
+	if wd, err := os.Getwd(); err == nil {
+		if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
+			return r
 		}
-		return p
 	}
+	return p
+}
+
+func printBanner(out io.Writer, state, endpoint, token, kubeconfig, kubectl string) {
 	fmt.Fprintf(out, `
 SCIM endpoint (Entra "Tenant URL"):   %s
 Bearer token  (Entra "Secret Token"): %s  (also in %s)
@@ -228,13 +235,13 @@ Try it:
   curl -s -H "Authorization: Bearer $(cat %s)" '%s/Users?filter=userName+eq+%%22alice%%40example.test%%22'
   curl -s -H "Authorization: Bearer $(cat %s)" -H 'Content-Type: application/scim+json' \
     -d '{"userName":"alice@example.test","name":{"givenName":"Alice","familyName":"Liddell"}}' %s/Users
-  %s --kubeconfig %s get scimtokens,provisionedusers,provisionedgroups -n %s
+  %s --kubeconfig %s get scimtokens,provisioningconfigs,provisionedusers,provisionedgroups -n %s
   sqlite3 %s 'select user_name, active from helpdesk_users'
 
 ready: scim-operator dev is running; Ctrl-C stops it (state kept in %s)
 `, endpoint, token, rel(filepath.Join(state, "token")), rel(filepath.Join(state, "token")), endpoint,
 		rel(filepath.Join(state, "token")), endpoint, kubectl, rel(kubeconfig), DemoNamespace,
-		rel(filepath.Join(state, "helpdesk.db")), rel(state))
+		rel(filepath.Join(state, "tenants", DemoNamespace+".db")), rel(state))
 }
 
 // checkState creates the state folder or checks that an existing one was
@@ -291,10 +298,29 @@ func loadCRDs() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 
 // ensureDemoTenant creates the demo namespace and token unless a previous
 // run did, and returns the token once the operator issued it.
-func ensureDemoTenant(ctx context.Context, c client.Client, done <-chan error) (string, error) {
+func ensureDemoTenant(ctx context.Context, c client.Client, done <-chan error, dbURL string) (string, error) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: DemoNamespace}}
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return "", fmt.Errorf("creating namespace %s: %w", DemoNamespace, err)
+	}
+	// The tenant's database, as a GitOps repository would hold it: a Secret
+	// with the URL and the ProvisioningConfig naming it (docs/gitops.md).
+	dbSecret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: DemoDatabaseSecret, Namespace: DemoNamespace},
+		StringData: map[string]string{"url": dbURL}}
+	if err := c.Create(ctx, dbSecret); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("creating Secret %s/%s: %w", DemoNamespace, DemoDatabaseSecret, err)
+	}
+	cfg := &scimv1.ProvisioningConfig{
+		ObjectMeta: metav1.ObjectMeta{Name: scimv1.ProvisioningConfigName, Namespace: DemoNamespace},
+		Spec: scimv1.ProvisioningConfigSpec{
+			Database:       &scimv1.TenantDatabase{SecretRef: scimv1.DatabaseSecretReference{Name: DemoDatabaseSecret, Key: "url"}},
+			DeletionPolicy: string(helpdesk.DeletionPolicyRetain),
+			CustomFields: []scimv1.CustomFieldDefinition{{Name: "cost-center", Type: "string",
+				Description: "Cost center, declared in the demo tenant's ProvisioningConfig."}},
+		},
+	}
+	if err := c.Create(ctx, cfg); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("creating ProvisioningConfig %s/%s: %w", DemoNamespace, cfg.Name, err)
 	}
 	tk := &scimv1.ScimToken{
 		ObjectMeta: metav1.ObjectMeta{Name: DemoToken, Namespace: DemoNamespace},

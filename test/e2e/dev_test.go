@@ -51,7 +51,10 @@ func TestDevStack(t *testing.T) {
 	stop := run()
 	token := strings.TrimSpace(readFile(t, filepath.Join(state, "token")))
 	endpoint := strings.TrimSpace(readFile(t, filepath.Join(state, "endpoint")))
-	status, body := scim(t, "POST", endpoint+"/Users", token, `{"userName":"dev.user@example.test","active":true}`)
+	// cost-center is declared in the demo tenant's ProvisioningConfig, whose
+	// database is tenants/demo.db.
+	status, body := scim(t, "POST", endpoint+"/Users", token, `{"userName":"dev.user@example.test","active":true,`+
+		`"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"cost-center":"CC-42"}}`)
 	if status != 201 {
 		t.Fatalf("POST /Users: %d %s", status, body)
 	}
@@ -59,16 +62,16 @@ func TestDevStack(t *testing.T) {
 	_ = json.Unmarshal(body, &created)
 	id, _ := created["id"].(string)
 
-	db, err := sql.Open("sqlite", filepath.Join(state, "helpdesk.db"))
+	db, err := sql.Open("sqlite", filepath.Join(state, "tenants", "demo.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var name string
-		err := db.QueryRow(`SELECT user_name FROM helpdesk_users WHERE scim_id = ?`, id).Scan(&name)
-		if err == nil && name == "dev.user@example.test" {
+		var name, fields string
+		err := db.QueryRow(`SELECT user_name, COALESCE(custom_fields, '') FROM helpdesk_users WHERE scim_id = ?`, id).Scan(&name, &fields)
+		if err == nil && name == "dev.user@example.test" && strings.Contains(fields, `"cost-center":"CC-42"`) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -244,7 +247,7 @@ func TestDevStackDeactivationWithLongPhone(t *testing.T) {
 	patch(`{"op":"Add","path":"phoneNumbers[type eq \"work\"].value","value":"` + phone + `"}`)
 	patch(`{"op":"Replace","path":"active","value":"False"}`)
 
-	db, err := sql.Open("sqlite", filepath.Join(state, "helpdesk.db"))
+	db, err := sql.Open("sqlite", filepath.Join(state, "tenants", "demo.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

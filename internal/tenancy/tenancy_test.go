@@ -1,0 +1,162 @@
+package tenancy
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/helpdesk"
+)
+
+func TestAllowedDatabases(t *testing.T) {
+	a, err := ParseAllowedDatabases([]string{
+		"postgres://db.internal:5432/", "mysql://10.0.0.7:3306/helpdesk_", "sqlite:///var/lib/scim-operator/tenants/",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		url  string
+		want bool
+	}{
+		{"postgres://acme:secret@db.internal:5432/acme?sslmode=require", true},
+		{"postgresql://acme@DB.internal:5432/acme", true},
+		{"postgres://acme@db.internal:5433/acme", false},                      // another port
+		{"postgres://acme@db.internal/acme", false},                           // port not named: not the prefix's
+		{"postgres://acme@evil.example:5432/acme", false},                     // another host
+		{"postgres://acme@db.internal:5432,evil.example:5432/acme", false},    // several hosts
+		{"postgres://acme@db.internal:5432/acme?host=evil.example", false},    // redirected by an option
+		{"postgres://acme@db.internal:5432/acme?passfile=/etc/shadow", false}, // reads the operator's files
+		{"mysql://acme:pw@10.0.0.7:3306/helpdesk_acme", true},
+		{"mysql://acme:pw@10.0.0.7:3306/other", false},
+		{"mariadb://acme:pw@10.0.0.7:3306/helpdesk_acme", true},
+		{"sqlite:///var/lib/scim-operator/tenants/acme.db", true},
+		{"sqlite:///var/lib/scim-operator/tenants/../helpdesk.db", false}, // climbs out
+		{"sqlite:///var/lib/scim-operator/tenants-evil/acme.db", false},
+		{"sqlite://relative/acme.db", false},
+		{"https://db.internal:5432/", false},
+		{"not a url", false},
+	} {
+		if got := a.Allows(c.url); got != c.want {
+			t.Errorf("Allows(%q) = %v, want %v", c.url, got, c.want)
+		}
+	}
+	if (AllowedDatabases{}).Allows("sqlite:///tmp/x.db") {
+		t.Error("an empty list must allow nothing")
+	}
+	for _, bad := range []string{"postgres:///db", "ftp://x/", "sqlite://relative/"} {
+		if _, err := ParseAllowedDatabases([]string{bad}); err == nil {
+			t.Errorf("prefix %q accepted", bad)
+		}
+	}
+}
+
+func TestMergeFields(t *testing.T) {
+	fromDB := HelpdeskFields([]helpdesk.CustomField{
+		{Tenant: "*", Name: "Shoe Size", Type: "integer"},
+		{Tenant: "acme", Name: "shoe_size", Type: "string"}, // the tenant's own row wins
+		{Tenant: "*", Name: "Badge", Type: "boolean"},
+		{Tenant: "*", Name: "Weird", Type: "blob"}, // unknown type: left out
+	}, "acme")
+	if len(fromDB) != 2 || fromDB[0].Name != "shoe-size" || fromDB[0].Type != "string" {
+		t.Fatalf("HelpdeskFields: %+v", fromDB)
+	}
+	declared := []scimv1.CustomFieldDefinition{
+		{Name: "cost-center"},                                  // new; type defaults to string
+		{Name: "badge", Type: "boolean"},                       // same as the table: no clash
+		{Name: "shoe-size", Type: "integer"},                   // clash on type
+		{Name: "projects", Type: "string", MultiValued: true}, // new, multi-valued
+	}
+	merged, clashes := MergeFields(declared, fromDB)
+	var got []string
+	for _, f := range merged {
+		got = append(got, f.Name+":"+f.Type)
+	}
+	if strings.Join(got, ",") != "badge:boolean,cost-center:string,projects:string,shoe-size:string" {
+		t.Errorf("merged: %v", got)
+	}
+	if len(clashes) != 1 || !strings.Contains(clashes[0], "shoe-size") || !strings.Contains(clashes[0], "integer") {
+		t.Errorf("clashes: %v", clashes)
+	}
+	if _, c := MergeFields([]scimv1.CustomFieldDefinition{{Name: "badge", Type: "boolean", MultiValued: true}}, fromDB); len(c) != 1 {
+		t.Errorf("a multiplicity that differs is a clash: %v", c)
+	}
+}
+
+// fakeStore counts Close calls; nothing else is used by Pools.
+type fakeStore struct {
+	helpdesk.Store
+	url    string
+	closed int
+}
+
+func (f *fakeStore) Close() error { f.closed++; return nil }
+
+func TestPoolsShareAndClose(t *testing.T) {
+	var mu sync.Mutex
+	opened := map[string]*fakeStore{}
+	p := NewPools(func(_ context.Context, url string) (helpdesk.Store, error) {
+		if strings.Contains(url, "down") {
+			return nil, errors.New("connection refused")
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		st := &fakeStore{url: url}
+		opened[url] = st
+		return st, nil
+	})
+	ctx := context.Background()
+	a1, err := p.Acquire(ctx, "db1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, _ := p.Acquire(ctx, "db1")
+	if a1.Store != a2.Store || p.Open() != 1 {
+		t.Fatalf("two holders of one URL must share one pool (open %d)", p.Open())
+	}
+	a1.Release()
+	a1.Release() // twice: counted once
+	if opened["db1"].closed != 0 {
+		t.Fatal("closed while still held")
+	}
+	a2.Release()
+	if opened["db1"].closed != 1 || p.Open() != 0 {
+		t.Fatalf("want closed once with its last holder, closed %d, open %d", opened["db1"].closed, p.Open())
+	}
+	if _, err := p.Acquire(ctx, "down"); err == nil || p.Open() != 0 {
+		t.Fatalf("a failed open must not be kept: %v, open %d", err, p.Open())
+	}
+	b, err := p.Acquire(ctx, "db1")
+	if err != nil || b.Store == a1.Store {
+		t.Fatalf("a released URL opens afresh: %v", err)
+	}
+	b.Release()
+}
+
+func TestWriteSlots(t *testing.T) {
+	d := &Directory{PerDatabase: 2}
+	st := &fakeStore{}
+	t1, err1 := d.take(Target{Store: st}, "user")
+	t2, err2 := d.take(Target{Store: st}, "user")
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if _, err := d.take(Target{Store: st}, "user"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a third write on a database of two slots: want ErrBusy, got %v", err)
+	}
+	g, err := d.take(Target{Store: st}, "group")
+	if err != nil {
+		t.Fatalf("groups have slots of their own: %v", err)
+	}
+	g.Release()
+	t1.Release()
+	t3, err := d.take(Target{Store: st}, "user")
+	if err != nil {
+		t.Fatalf("a released slot is free again: %v", err)
+	}
+	t2.Release()
+	t3.Release()
+}
