@@ -96,7 +96,7 @@ func (r *ProvisionedUserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			everyObjectOf(mgr.GetClient(), func() client.ObjectList { return &scimv1.ProvisionedUserList{} }))))
 	}
 	return b.WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1), RateLimiter: syncRateLimiter(),
-			ReconciliationTimeout: syncTimeout}).
+		ReconciliationTimeout: syncTimeout}).
 		Complete(r)
 }
 

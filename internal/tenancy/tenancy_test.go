@@ -65,9 +65,9 @@ func TestMergeFields(t *testing.T) {
 		t.Fatalf("HelpdeskFields: %+v", fromDB)
 	}
 	declared := []scimv1.CustomFieldDefinition{
-		{Name: "cost-center"},                                  // new; type defaults to string
-		{Name: "badge", Type: "boolean"},                       // same as the table: no clash
-		{Name: "shoe-size", Type: "integer"},                   // clash on type
+		{Name: "cost-center"},                                 // new; type defaults to string
+		{Name: "badge", Type: "boolean"},                      // same as the table: no clash
+		{Name: "shoe-size", Type: "integer"},                  // clash on type
 		{Name: "projects", Type: "string", MultiValued: true}, // new, multi-valued
 	}
 	merged, clashes := MergeFields(declared, fromDB)
