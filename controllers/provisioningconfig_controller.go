@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
@@ -45,7 +48,8 @@ type ProvisioningConfigReconciler struct {
 	Now           func() time.Time
 }
 
-// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisioningconfigs,verbs=get;list;watch,roleName=controller-role
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisioningconfigs,verbs=get;list;watch;update;patch,roleName=controller-role
+// +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisioningconfigs/finalizers,verbs=update,roleName=controller-role
 // +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisioningconfigs/status,verbs=get;update;patch,roleName=controller-role
 // +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisioningconfigs,verbs=get;list;watch,roleName=scim-role
 
@@ -83,6 +87,16 @@ func (r *ProvisioningConfigReconciler) Reconcile(ctx context.Context, req ctrl.R
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if !cfg.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, cfg)
+	}
+	// Finalizer first; the reconcile goes on (the update is no new
+	// generation, so no event would bring it back).
+	if controllerutil.AddFinalizer(cfg, scimv1.FinalizerTenantSync) {
+		if err := r.Update(ctx, cfg); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
+		}
+	}
 	before := cfg.Status.DeepCopy()
 	defer func() {
 		if equality.Semantic.DeepEqual(before, &cfg.Status) {
@@ -102,6 +116,68 @@ func (r *ProvisioningConfigReconciler) Reconcile(ctx context.Context, req ctrl.R
 	setConfigReady(cfg)
 	cfg.Status.ObservedGeneration = cfg.Generation
 	return ctrl.Result{RequeueAfter: r.CheckInterval}, nil
+}
+
+// tenantDeletionRecheck is how often a deleted config looks again for
+// deletions of its tenant still to be written.
+const tenantDeletionRecheck = 2 * time.Second
+
+// reconcileDelete keeps the config (and so the tenant's database) while
+// deletions of its tenant remain to be written there: in a namespace being
+// deleted, until no user or group is left; otherwise until none is being
+// deleted. Only then does the tenant go back to the operator's database,
+// so a deletion never lands in a database the tenant's rows are not in.
+func (r *ProvisioningConfigReconciler) reconcileDelete(ctx context.Context, cfg *scimv1.ProvisioningConfig) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(cfg, scimv1.FinalizerTenantSync) {
+		return ctrl.Result{}, nil
+	}
+	// The deletion bumped the generation: record it, or every reconcile
+	// of the tenant would wait for a resolution that never comes.
+	r.applyDatabase(ctx, cfg)
+	var ns corev1.Namespace
+	if err := r.SecretReader.Get(ctx, client.ObjectKey{Name: cfg.Namespace}, &ns); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("reading namespace %s: %w", cfg.Namespace, err)
+	}
+	terminating := !ns.DeletionTimestamp.IsZero()
+	waiting, err := r.deletionsPending(ctx, cfg.Namespace, terminating)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if waiting > 0 {
+		logf.FromContext(ctx).V(1).Info("ProvisioningConfig deleted; waiting for the tenant's deletions to reach its database", "objects", waiting)
+		return ctrl.Result{RequeueAfter: tenantDeletionRecheck}, nil
+	}
+	base := cfg.DeepCopy()
+	controllerutil.RemoveFinalizer(cfg, scimv1.FinalizerTenantSync)
+	return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, cfg, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
+}
+
+// deletionsPending counts the tenant's users and groups whose deletion is
+// still to be written (all of them when the namespace is going away).
+func (r *ProvisioningConfigReconciler) deletionsPending(ctx context.Context, namespace string, all bool) (int, error) {
+	var users scimv1.ProvisionedUserList
+	if err := r.List(ctx, &users, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return 0, fmt.Errorf("listing users: %w", err)
+	}
+	var groups scimv1.ProvisionedGroupList
+	if err := r.List(ctx, &groups, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return 0, fmt.Errorf("listing groups: %w", err)
+	}
+	pending := func(m *metav1.ObjectMeta) bool {
+		return all || (!m.DeletionTimestamp.IsZero() && slices.Contains(m.Finalizers, scimv1.FinalizerHelpdesk))
+	}
+	n := 0
+	for i := range users.Items {
+		if pending(&users.Items[i].ObjectMeta) {
+			n++
+		}
+	}
+	for i := range groups.Items {
+		if pending(&groups.Items[i].ObjectMeta) {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // applyDatabase resolves spec.database into the Directory and returns the
@@ -153,8 +229,15 @@ func (r *ProvisioningConfigReconciler) databaseURL(ctx context.Context, cfg *sci
 	if raw == "" {
 		return "", scimv1.ReasonDatabaseSecretNotFound, fmt.Errorf("Secret %s has no key %q (or it is empty); put the database URL there", ref.Name, key)
 	}
+	// Status is readable by those who may not read the Secret: never
+	// repeat its value, only where a URL points.
+	where, ok := tenancy.Where(raw)
+	if !ok {
+		return "", scimv1.ReasonDatabaseURLInvalid, fmt.Errorf("key %q of Secret %s does not hold a database URL the operator accepts "+
+			"(sqlite:///path, postgres://user:password@host:port/db or mysql://user:password@host:port/db, without host= or file options)", key, ref.Name)
+	}
 	if !r.Allowed.Allows(raw) {
-		return "", ReasonDatabaseNotAllowed, fmt.Errorf("the database %s is not among the places the operator's administrator allows for tenant databases (--tenant-database-prefixes); ask them to allow it or remove spec.database", helpdesk.Redact(raw))
+		return "", ReasonDatabaseNotAllowed, fmt.Errorf("the database %s is not among the places the operator's administrator allows for tenant databases (--tenant-database-prefixes); ask them to allow it or remove spec.database", where)
 	}
 	return raw, "", nil
 }

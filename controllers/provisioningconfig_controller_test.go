@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -500,4 +501,51 @@ func TestTenantDatabaseRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUsersIn(t, openStore(t, dbURL), nsMissing, []string{"waiting"})
+}
+
+// A deleted config stays until the deletions its tenant still has to write
+// reached its database (even while suspended); only then does the tenant
+// go back to the operator's database.
+func TestConfigDeletionWaitsForTenantDeletions(t *testing.T) {
+	e := testenv.Require(t, env)
+	def, _ := sqliteStore(t)
+	dir := filepath.Join(t.TempDir(), "tenants")
+	ns := e.Namespace(t)
+	startTenants(t, def, []string{"sqlite://" + dir + "/"}, ns)
+	dbURL := "sqlite://" + filepath.Join(dir, "t.db")
+	tenantConfig(t, ns, dbURL, scimv1.ProvisioningConfigSpec{})
+	store := openStore(t, dbURL)
+	newUser(t, ns, "leaving")
+	waitUsersIn(t, store, ns, []string{"leaving"})
+	eventually(t, 30*time.Second, func() error {
+		if !slices.Contains(getConfig(t, ns).Finalizers, scimv1.FinalizerTenantSync) {
+			return errors.New("no finalizer on the config yet")
+		}
+		return nil
+	})
+	updateConfig(t, ns, func(s *scimv1.ProvisioningConfigSpec) { s.Suspend = true })
+	waitConfigCondition(t, ns, scimv1.ConditionSynced, metav1.ConditionFalse, scimv1.ReasonSuspended)
+	ctx := context.Background()
+	if err := env.Client.Delete(ctx, &scimv1.ProvisionedUser{ObjectMeta: metav1.ObjectMeta{Name: "leaving", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Delete(ctx, getConfig(t, ns)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		row, err := store.GetUser(ctx, ns, "leaving")
+		if err != nil || row.DeletedAt == nil {
+			return fmt.Errorf("the deletion has not reached the tenant's database: %+v, %v", row.DeletedAt, err)
+		}
+		var cfg scimv1.ProvisioningConfig
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: scimv1.ProvisioningConfigName}, &cfg); err == nil {
+			return errors.New("the config is still there")
+		}
+		return nil
+	})
+	if got := tenantRows(t, def, ns, []string{"leaving"}); len(got) > 0 {
+		t.Error("the deletion went to the operator's database")
+	}
+	newUser(t, ns, "after")
+	waitUsersIn(t, def, ns, []string{"after"})
 }

@@ -47,6 +47,10 @@ const (
 	// FinalizerHelpdesk keeps a user or group until its deletion reached the
 	// helpdesk database.
 	FinalizerHelpdesk = "scim.helpdesk.dev/helpdesk-sync"
+	// FinalizerTenantSync keeps a ProvisioningConfig while users or groups
+	// of its tenant still have deletions to write to its database (a
+	// namespace being deleted removes the config and the users at once).
+	FinalizerTenantSync = "scim.helpdesk.dev/tenant-sync"
 	// FinalizerToken keeps a ScimToken until its tokens are revoked.
 	FinalizerToken = "scim.helpdesk.dev/revoke" //nolint:gosec // a finalizer name, not a credential
 

@@ -50,6 +50,20 @@ func ParseAllowedDatabases(prefixes []string) (AllowedDatabases, error) {
 // Empty reports whether no tenant database is allowed.
 func (a AllowedDatabases) Empty() bool { return len(a.prefixes) == 0 }
 
+// Where describes rawURL's location without credentials or options
+// (postgres://db.internal:5432/acme), or says it is not a database URL;
+// it never repeats a value it cannot parse, which may be any secret.
+func Where(rawURL string) (string, bool) {
+	loc, err := locate(rawURL)
+	if err != nil {
+		return "", false
+	}
+	if loc.scheme == "sqlite" {
+		return "sqlite://" + loc.path, true
+	}
+	return loc.scheme + "://" + loc.host + loc.path, true
+}
+
 // Allows reports whether rawURL lies under one of the prefixes: the same
 // scheme and host (port included) and a path that starts with the
 // prefix's. Credentials and query options are not compared, and paths are

@@ -99,7 +99,7 @@ func (d *Directory) For(ctx context.Context, namespace, kind string) (Target, er
 	case err != nil:
 		return Target{}, fmt.Errorf("reading the tenant's ProvisioningConfig: %w", err)
 	}
-	t := Target{DeletionPolicy: d.DefaultPolicy, Suspended: cfg.Spec.Suspend}
+	t := Target{DeletionPolicy: d.DefaultPolicy, Suspended: suspended(cfg)}
 	if cfg.Spec.DeletionPolicy != "" {
 		t.DeletionPolicy = helpdesk.DeletionPolicy(cfg.Spec.DeletionPolicy)
 	}
@@ -140,6 +140,12 @@ func (d *Directory) For(ctx context.Context, namespace, kind string) (Target, er
 	free := t.release
 	t.release = func() { free(); h.p.release(h.pool) }
 	return t, nil
+}
+
+// suspended: a config being deleted writes what its tenant still has to
+// delete, suspended or not; its finalizer waits for exactly that.
+func suspended(cfg *scimv1.ProvisioningConfig) bool {
+	return cfg.Spec.Suspend && cfg.DeletionTimestamp.IsZero()
 }
 
 // take claims a write slot on t.Store without waiting: a full database
@@ -190,7 +196,7 @@ func (d *Directory) Resolve(ctx context.Context, cfg *scimv1.ProvisioningConfig,
 	}
 	// What the sync controllers must hear of: not the generation or the
 	// deletion policy (they change nothing already written).
-	key := fmt.Sprintf("%s/%t/%t", cfg.UID, cfg.Spec.Suspend, err == nil)
+	key := fmt.Sprintf("%s/%t/%t", cfg.UID, suspended(cfg), err == nil)
 	if h != nil {
 		key += fmt.Sprintf("/%p", h.pool)
 	}

@@ -256,8 +256,8 @@ func TestSamples(t *testing.T) {
 			ns := e.Namespace(t)
 			out := run(t, nil, kubectl, "--kubeconfig", kubeconfig, "apply", "-n", ns, mode, samples)
 			t.Logf("%s", out)
-			if n := bytes.Count(out, []byte(" created")); n != 6 {
-				t.Errorf("kubectl apply %s config/samples created %d objects, want 6 (2 ScimTokens, their Secret, a user, a group and its membership shard):\n%s", mode, n, out)
+			if n := bytes.Count(out, []byte(" created")); n != 7 {
+				t.Errorf("kubectl apply %s config/samples created %d objects, want 7 (2 ScimTokens, their Secret, a ProvisioningConfig, a user, a group and its membership shard):\n%s", mode, n, out)
 			}
 
 			ctx := context.Background()
