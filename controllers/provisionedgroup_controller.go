@@ -128,7 +128,7 @@ func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Req
 			return ctrl.Result{}, fmt.Errorf("deleting group %s/%s from the helpdesk: %w", g.Namespace, g.Name, err)
 		}
 		if t.Suspended {
-			return ctrl.Result{}, nil // written when the tenant resumes
+			return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil // written when the tenant resumes
 		}
 		return ctrl.Result{}, r.reconcileDelete(ctx, t, g)
 	}
@@ -155,7 +155,8 @@ func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	if t.Suspended {
 		setSynced(&g.Status.Conditions, g.Generation, metav1.ConditionFalse, ReasonSuspended,
 			"the tenant's ProvisioningConfig suspends the helpdesk sync; this group is written when it resumes")
-		return ctrl.Result{}, nil
+		// The resume event queues it; the resync is the safety net.
+		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
 	}
 	changed, err := t.Store.UpsertGroup(ctx, helpdesk.Group{Tenant: g.Namespace, SCIMID: g.Name,
 		DisplayName: g.Spec.DisplayName, ExternalID: g.Spec.ExternalID})

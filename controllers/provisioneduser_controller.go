@@ -127,7 +127,7 @@ func (r *ProvisionedUserReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			return ctrl.Result{}, fmt.Errorf("deleting user %s/%s from the helpdesk: %w", u.Namespace, u.Name, err)
 		}
 		if t.Suspended {
-			return ctrl.Result{}, nil // written when the tenant resumes
+			return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil // written when the tenant resumes
 		}
 		return ctrl.Result{}, r.reconcileDelete(ctx, t, u)
 	}
@@ -153,7 +153,8 @@ func (r *ProvisionedUserReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if t.Suspended {
 		setSynced(&u.Status.Conditions, u.Generation, metav1.ConditionFalse, ReasonSuspended,
 			"the tenant's ProvisioningConfig suspends the helpdesk sync; this user is written when it resumes")
-		return ctrl.Result{}, nil
+		// The resume event queues it; the resync is the safety net.
+		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
 	}
 	row, err := helpdeskUser(u)
 	changed := false

@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -74,6 +75,9 @@ func (r *ProvisioningConfigReconciler) SetupWithManager(mgr ctrl.Manager) error 
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("provisioningconfig").
 		For(&scimv1.ProvisioningConfig{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Several: a tenant database that hangs while it opens must not
+		// hold back the other tenants' configs.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4, ReconciliationTimeout: time.Minute}).
 		Complete(r)
 }
 
@@ -132,8 +136,11 @@ func (r *ProvisioningConfigReconciler) reconcileDelete(ctx context.Context, cfg 
 		return ctrl.Result{}, nil
 	}
 	// The deletion bumped the generation: record it, or every reconcile
-	// of the tenant would wait for a resolution that never comes.
-	r.applyDatabase(ctx, cfg)
+	// of the tenant would wait for a resolution that never comes. The
+	// database stays the one resolved before (its Secret may be gone).
+	if !r.Directory.Keep(cfg) {
+		r.applyDatabase(ctx, cfg)
+	}
 	var ns corev1.Namespace
 	if err := r.SecretReader.Get(ctx, client.ObjectKey{Name: cfg.Namespace}, &ns); err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("reading namespace %s: %w", cfg.Namespace, err)
@@ -197,7 +204,14 @@ func (r *ProvisioningConfigReconciler) applyDatabase(ctx context.Context, cfg *s
 		_ = r.Directory.Resolve(ctx, cfg, "", fmt.Errorf("%w: %w", tenancy.ErrDatabaseUnavailable, problem))
 		return nil
 	}
-	cfg.Status.Database = helpdesk.Redact(url)
+	// Where it points, never who with: status is read by those who may
+	// not read the Secret.
+	where, _ := tenancy.Where(url)
+	if cfg.Status.Database != where {
+		// Another database: its custom fields are still to be read.
+		cfg.Status.HelpdeskCustomFields, cfg.Status.HelpdeskCustomFieldsReadAt = nil, nil
+	}
+	cfg.Status.Database = where
 	openCtx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
 	if err := r.Directory.Resolve(openCtx, cfg, url, nil); err != nil {
@@ -236,8 +250,9 @@ func (r *ProvisioningConfigReconciler) databaseURL(ctx context.Context, cfg *sci
 		return "", scimv1.ReasonDatabaseURLInvalid, fmt.Errorf("key %q of Secret %s does not hold a database URL the operator accepts "+
 			"(sqlite:///path, postgres://user:password@host:port/db or mysql://user:password@host:port/db, without host= or file options)", key, ref.Name)
 	}
-	if !r.Allowed.Allows(raw) {
-		return "", ReasonDatabaseNotAllowed, fmt.Errorf("the database %s is not among the places the operator's administrator allows for tenant databases (--tenant-database-prefixes); ask them to allow it or remove spec.database", where)
+	if !r.Allowed.Allows(raw, cfg.Namespace) {
+		return "", ReasonDatabaseNotAllowed, fmt.Errorf("the database %s is not among the places the operator's administrator allows for tenant databases "+
+			"(--tenant-database-prefixes; an SQLite file must be <prefix>%s.db or inside <prefix>%s/); ask them to allow it or remove spec.database", where, cfg.Namespace, cfg.Namespace)
 	}
 	return raw, "", nil
 }

@@ -149,9 +149,9 @@ type ProvisioningConfigStatus struct {
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
-	// Database is the tenant's database with its password masked
-	// (postgres://helpdesk:xxxxx@db.example:5432/helpdesk), or "default"
-	// when the operator's database is used.
+	// Database is where the tenant's database is, without user, password
+	// or options (postgres://db.example:5432/helpdesk), or "default" when
+	// the operator's database is used.
 	// +optional
 	Database string `json:"database,omitempty"`
 

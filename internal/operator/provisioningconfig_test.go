@@ -32,13 +32,13 @@ func TestCustomFieldsDeclaredInGit(t *testing.T) {
 	ctx := context.Background()
 	def := sqliteStore(t, "")
 	dir := filepath.Join(t.TempDir(), "tenants")
-	tenantURL := "sqlite://" + filepath.Join(dir, "acme.db")
+	tenantURL := "sqlite://" + filepath.Join(dir, ns+".db")
 	tenantDB, err := helpdesk.Open(ctx, tenantURL) // migrated, as the operator will find it
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tenantDB.Close() })
-	raw, err := sql.Open("sqlite", filepath.Join(dir, "acme.db"))
+	raw, err := sql.Open("sqlite", filepath.Join(dir, ns+".db"))
 	if err != nil {
 		t.Fatal(err)
 	}

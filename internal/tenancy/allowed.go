@@ -68,13 +68,24 @@ func Where(rawURL string) (string, bool) {
 // scheme and host (port included) and a path that starts with the
 // prefix's. Credentials and query options are not compared, and paths are
 // cleaned first ("/tenants/../etc" is "/etc").
-func (a AllowedDatabases) Allows(rawURL string) bool {
+//
+// An SQLite file is one tenant's alone: under a prefix, only
+// <prefix><namespace>.db or files in <prefix><namespace>/ are allowed, so
+// one tenant cannot write into (or lock) another's helpdesk file.
+func (a AllowedDatabases) Allows(rawURL, namespace string) bool {
 	loc, err := locate(rawURL)
 	if err != nil {
 		return false
 	}
 	for _, p := range a.prefixes {
-		if p.scheme == loc.scheme && p.host == loc.host && pathUnder(loc.path, p.path) {
+		if p.scheme != loc.scheme || p.host != loc.host || !pathUnder(loc.path, p.path) {
+			continue
+		}
+		if loc.scheme != "sqlite" {
+			return true
+		}
+		rest := strings.TrimPrefix(loc.path, p.path)
+		if strings.HasSuffix(p.path, "/") && (rest == namespace+".db" || strings.HasPrefix(rest, namespace+"/")) {
 			return true
 		}
 	}
@@ -88,6 +99,8 @@ var redirecting = map[string]bool{
 	"host": true, "hostaddr": true, "port": true, "service": true, "servicefile": true,
 	"passfile": true, "sslkey": true, "sslcert": true, "sslpassword": true, "sslrootcert": true,
 	"unix_socket": true, "socket": true,
+	// MySQL: LOCAL INFILE would let the server read the operator's files.
+	"allowallfiles": true, "allowcleartextpasswords": true,
 }
 
 // pathUnder: a prefix ending in "/" admits what is inside that directory;
@@ -101,13 +114,22 @@ func pathUnder(p, prefix string) bool {
 }
 
 func locate(raw string) (location, error) {
+	// Drivers read what net/url would not: pgx takes anything that does
+	// not start with exactly "postgres://" for key=value settings
+	// ("Postgres://allowed/ host=elsewhere"). Only the exact lower-case
+	// schemes, and no spaces or control characters anywhere.
+	if strings.IndexFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+		return location{}, fmt.Errorf("spaces or control characters")
+	}
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
 		return location{}, fmt.Errorf("no scheme (sqlite://, postgres:// or mysql://)")
 	}
-	switch strings.ToLower(scheme) {
+	switch scheme {
 	case "sqlite":
-		rest, _, _ = strings.Cut(rest, "?")
+		if strings.ContainsAny(rest, "?#") {
+			return location{}, fmt.Errorf("an sqlite location takes no options")
+		}
 		if !strings.HasPrefix(rest, "/") {
 			return location{}, fmt.Errorf("an sqlite location must be an absolute path (sqlite:///dir/file.db)")
 		}

@@ -29,7 +29,10 @@ func HelpdeskFields(rows []helpdesk.CustomField, tenant string) []scimv1.CustomF
 	seen := map[string]bool{}
 	for _, f := range sorted {
 		name := AttributeName(f.Name)
-		if name == "" || seen[name] || !knownType(f.Type) {
+		// Within what a ProvisioningConfig's status may hold (the CRD's
+		// limits): one field too many or too long would refuse the whole
+		// status, and the tenant's custom fields would stay provisional.
+		if name == "" || len(name) > maxFieldName || seen[name] || !knownType(f.Type) || len(out) == maxFields {
 			continue
 		}
 		seen[name] = true
@@ -37,6 +40,12 @@ func HelpdeskFields(rows []helpdesk.CustomField, tenant string) []scimv1.CustomF
 	}
 	return out
 }
+
+// The CRD's limits on custom field definitions.
+const (
+	maxFieldName = 64
+	maxFields    = 100
+)
 
 func knownType(t string) bool {
 	switch t {

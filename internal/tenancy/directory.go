@@ -95,6 +95,15 @@ func (d *Directory) For(ctx context.Context, namespace, kind string) (Target, er
 	err := d.Configs.Get(ctx, client.ObjectKey{Namespace: namespace, Name: scimv1.ProvisioningConfigName}, cfg)
 	switch {
 	case apierrors.IsNotFound(err):
+		d.mu.Lock()
+		r := d.resolved[namespace]
+		d.mu.Unlock()
+		if r != nil && r.handle != nil {
+			// Gone from the cache, not yet forgotten: the controller has
+			// not seen the deletion. Never write to the operator's
+			// database before it has.
+			return Target{}, ErrPending
+		}
 		return d.take(Target{Store: d.Default, DeletionPolicy: d.DefaultPolicy}, kind)
 	case err != nil:
 		return Target{}, fmt.Errorf("reading the tenant's ProvisioningConfig: %w", err)
@@ -194,12 +203,7 @@ func (d *Directory) Resolve(ctx context.Context, cfg *scimv1.ProvisioningConfig,
 			err = fmt.Errorf("%w: %w", ErrDatabaseUnavailable, err)
 		}
 	}
-	// What the sync controllers must hear of: not the generation or the
-	// deletion policy (they change nothing already written).
-	key := fmt.Sprintf("%s/%t/%t", cfg.UID, suspended(cfg), err == nil)
-	if h != nil {
-		key += fmt.Sprintf("/%p", h.pool)
-	}
+	key := resolutionKey(cfg, h, err)
 	r := &resolution{uid: cfg.UID, generation: cfg.Generation, handle: h, err: err, key: key}
 	d.mu.Lock()
 	if d.resolved == nil {
@@ -217,6 +221,43 @@ func (d *Directory) Resolve(ctx context.Context, cfg *scimv1.ProvisioningConfig,
 		d.notify(cfg.Namespace)
 	}
 	return err
+}
+
+// Keep records cfg's new generation (its deletion bumped it) on the
+// tenant's resolution without opening or closing anything: while a config
+// is being deleted its database stays as it was, even when the namespace
+// controller already deleted the Secret naming it. False when there is no
+// resolution to keep.
+func (d *Directory) Keep(cfg *scimv1.ProvisioningConfig) bool {
+	d.mu.Lock()
+	r := d.resolved[cfg.Namespace]
+	if r == nil || r.uid != cfg.UID {
+		d.mu.Unlock()
+		return false
+	}
+	r.generation = cfg.Generation
+	// A deleted config is no longer suspended (see suspended): its
+	// tenant's waiting deletions must be queued now.
+	key := resolutionKey(cfg, r.handle, r.err)
+	changed := key != r.key
+	r.key = key
+	d.mu.Unlock()
+	if changed {
+		d.notify(cfg.Namespace)
+	}
+	return true
+}
+
+// resolutionKey is what the sync controllers must hear of when it
+// changes: suspension, whether the database can be had, and which pool.
+// Not the generation or the deletion policy (they change nothing already
+// written).
+func resolutionKey(cfg *scimv1.ProvisioningConfig, h *Handle, err error) string {
+	key := fmt.Sprintf("%s/%t/%t", cfg.UID, suspended(cfg), err == nil)
+	if h != nil {
+		key += fmt.Sprintf("/%p", h.pool)
+	}
+	return key
 }
 
 // ErrDatabaseUnavailable wraps why a tenant's database could not be used.

@@ -34,17 +34,23 @@ func TestAllowedDatabases(t *testing.T) {
 		{"mysql://acme:pw@10.0.0.7:3306/other", false},
 		{"mariadb://acme:pw@10.0.0.7:3306/helpdesk_acme", true},
 		{"sqlite:///var/lib/scim-operator/tenants/acme.db", true},
+		{"sqlite:///var/lib/scim-operator/tenants/acme/helpdesk.db", true},
+		{"sqlite:///var/lib/scim-operator/tenants/globex.db", false}, // another tenant's file
+		{"sqlite:///var/lib/scim-operator/tenants/acme.db?_pragma=x", false},
+		{"Postgres://db.internal:5432/x?a=b host=169.254.169.254 port=80", false}, // pgx would read key=value settings
+		{"POSTGRES://db.internal:5432/acme", false},
+		{"mysql://acme:pw@10.0.0.7:3306/helpdesk_acme?allowAllFiles=true", false},
 		{"sqlite:///var/lib/scim-operator/tenants/../helpdesk.db", false}, // climbs out
 		{"sqlite:///var/lib/scim-operator/tenants-evil/acme.db", false},
 		{"sqlite://relative/acme.db", false},
 		{"https://db.internal:5432/", false},
 		{"not a url", false},
 	} {
-		if got := a.Allows(c.url); got != c.want {
+		if got := a.Allows(c.url, "acme"); got != c.want {
 			t.Errorf("Allows(%q) = %v, want %v", c.url, got, c.want)
 		}
 	}
-	if (AllowedDatabases{}).Allows("sqlite:///tmp/x.db") {
+	if (AllowedDatabases{}).Allows("sqlite:///tmp/x.db", "x") {
 		t.Error("an empty list must allow nothing")
 	}
 	for _, bad := range []string{"postgres:///db", "ftp://x/", "sqlite://relative/"} {
