@@ -115,11 +115,11 @@ test-short: ## Run the tests that need no control plane (the database suite stil
 .PHONY: build
 build: ## Build the manager binary into bin/scim-operator (compiles only what changed).
 	@echo "==> compiling bin/scim-operator (go build ./cmd; only what changed)"
-	@$(GO) build -o bin/scim-operator ./cmd & pid=$$!; ticks=0; \
+	@$(GO) build -o bin/scim-operator ./cmd & pid=$$!; start=$$(date +%s); next=15; \
 	while kill -0 $$pid 2>/dev/null; do \
-		sleep 0.2; ticks=$$((ticks + 1)); \
-		if [ $$((ticks % 75)) -eq 0 ] && kill -0 $$pid 2>/dev/null; then \
-			echo "    still compiling ($$((ticks / 5))s; the first compile took $(OPERATOR_FIRST_COMPILE))"; fi; \
+		sleep 0.2; elapsed=$$(( $$(date +%s) - start )); \
+		if [ $$elapsed -ge $$next ] && kill -0 $$pid 2>/dev/null; then next=$$((next + 15)); \
+			echo "    still compiling ($${elapsed}s; the first compile took $(OPERATOR_FIRST_COMPILE))"; fi; \
 	done; wait $$pid
 
 .PHONY: run

@@ -235,13 +235,13 @@ func (r *ProvisioningConfigReconciler) databaseURL(ctx context.Context, cfg *sci
 	var sec corev1.Secret
 	if err := r.SecretReader.Get(ctx, client.ObjectKey{Namespace: cfg.Namespace, Name: ref.Name}, &sec); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", scimv1.ReasonDatabaseSecretNotFound, fmt.Errorf("Secret %s not found in namespace %s; create it with the database URL under key %q", ref.Name, cfg.Namespace, key)
+			return "", scimv1.ReasonDatabaseSecretNotFound, fmt.Errorf("the Secret %s is not in namespace %s; create it with the database URL under key %q", ref.Name, cfg.Namespace, key)
 		}
 		return "", scimv1.ReasonDatabaseSecretNotFound, fmt.Errorf("reading Secret %s: %w", ref.Name, err)
 	}
 	raw := strings.TrimSpace(string(sec.Data[key]))
 	if raw == "" {
-		return "", scimv1.ReasonDatabaseSecretNotFound, fmt.Errorf("Secret %s has no key %q (or it is empty); put the database URL there", ref.Name, key)
+		return "", scimv1.ReasonDatabaseSecretNotFound, fmt.Errorf("the Secret %s has no key %q (or it is empty); put the database URL there", ref.Name, key)
 	}
 	// Status is readable by those who may not read the Secret: never
 	// repeat its value, only where a URL points.

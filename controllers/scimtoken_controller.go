@@ -1283,6 +1283,12 @@ func (r *ScimTokenReconciler) patchStatus(ctx context.Context, before, after *sc
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			// The manager is stopping (Ctrl-C): the next start reconciles
+			// every token again; an error here would only print a stack
+			// trace on a clean stop.
+			return nil
+		}
 		return fmt.Errorf("patching status: %w", err)
 	}
 	return nil
