@@ -1287,7 +1287,7 @@ func (r *ScimTokenReconciler) patchStatus(ctx context.Context, before, after *sc
 			// The manager is stopping (Ctrl-C): the next start reconciles
 			// every token again; an error here would only print a stack
 			// trace on a clean stop.
-			return nil
+			return nil //nolint:nilerr // see above
 		}
 		return fmt.Errorf("patching status: %w", err)
 	}
