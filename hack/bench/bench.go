@@ -8,16 +8,19 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 	_ "modernc.org/sqlite"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
@@ -34,6 +37,7 @@ const (
 type bench struct {
 	o       *options
 	st      *stack
+	cfg     *rest.Config // no client-side rate limit
 	kube    client.Client
 	apiHTTP *http.Client // authenticated to kube-apiserver, for /metrics
 	apiHost string
@@ -66,7 +70,7 @@ func newBench(ctx context.Context, o *options, st *stack) (*bench, error) {
 		return nil, err
 	}
 	hc := newHTTPClient()
-	b := &bench{o: o, st: st, kube: kube, apiHTTP: apiHTTP, apiHost: cfg.Host, hc: hc, db: db,
+	b := &bench{o: o, st: st, cfg: cfg, kube: kube, apiHTTP: apiHTTP, apiHost: cfg.Host, hc: hc, db: db,
 		demo: &scimClient{base: st.endpoint, token: st.token, hc: hc}}
 	for _, ns := range []string{baselineNS, cycleNS} {
 		if err := kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
@@ -294,11 +298,17 @@ func (b *bench) microbench(ctx context.Context, res *Results) error {
 		var bRes, sRes []OpResult
 		var bLat, sLat [][]time.Duration
 		var perRound []float64
+		baseNames := make([]string, b.o.BaselineN) // this level's baseline objects, for the cached updates
 		for round := range createRounds {
 			bFrom, bTo := b.o.BaselineN*round/createRounds, b.o.BaselineN*(round+1)/createRounds
 			off := baseIdx + bFrom
 			br, bl := b.measuredRaw(ctx, res, "baseline create", c, bTo-bFrom, func(ctx context.Context, i int) error {
-				return b.kube.Create(ctx, baselineUser(off+i))
+				u := baselineUser(off + i)
+				err := b.kube.Create(ctx, u)
+				if err == nil {
+					baseNames[bFrom+i] = u.Name
+				}
+				return err
 			})
 			sFrom, sTo := n*round/createRounds, n*(round+1)/createRounds
 			sr, sl := b.measuredRaw(ctx, res, "POST /Users", c, sTo-sFrom, func(ctx context.Context, i int) error {
@@ -322,12 +332,9 @@ func (b *bench) microbench(ctx context.Context, res *Results) error {
 		}
 		progress("level c=%d: SCIM create / baseline = %.0f%% (rounds %s)", c, 100*sc.PerSecond/r.PerSecond, fmtRatios(perRound))
 
-		res.SCIM = append(res.SCIM, b.measured(ctx, res, "PATCH /Users (Entra multi-op)", c, n, func(ctx context.Context, i int) error {
-			if ids[i] == "" {
-				return fmt.Errorf("user %d was not created", i)
-			}
-			return b.demo.patchUserEntra(ctx, ids[i], i)
-		}))
+		if err := b.updates(ctx, res, c, ids, names, baseNames, baseIdx-b.o.BaselineN); err != nil {
+			return err
+		}
 		res.SCIM = append(res.SCIM, b.measured(ctx, res, "GET /Users?filter=userName eq", c, n, func(ctx context.Context, i int) error {
 			got, err := b.demo.findUser(ctx, names[(i*7919)%n])
 			if err == nil && got != 1 {
@@ -359,6 +366,171 @@ func (b *bench) microbench(ctx context.Context, res *Results) error {
 		}))
 	}
 	return nil
+}
+
+// Operation names of the update comparison (issue 20).
+const (
+	opCachedUpdate = "baseline cached update"
+	opSCIMPatch    = "PATCH /Users (Entra multi-op)"
+	opSCIMPut      = "PUT /Users (full replace)"
+)
+
+// updates compares SCIM user updates with what a client-go controller
+// pays for one: read the object from an informer cache, change it, Update
+// with the cached resourceVersion. At level c, the level's baseline
+// objects (created above, straight through the API server) get one cached
+// update each, the level's SCIM users one PATCH and then one PUT each; the
+// three alternate in rounds like the creates, so that a burst of load from
+// elsewhere on the machine hits all of them alike.
+func (b *bench) updates(ctx context.Context, res *Results, c int, ids, names, baseNames []string, baseFirst int) error {
+	uc, stop, err := b.baselineCache(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	n := len(ids)
+	progress("level c=%d: %d baseline cached updates, %d SCIM PATCH and %d PUT /Users in %d alternating rounds", c, len(baseNames), n, n, createRounds)
+	var bRes, pRes, uRes []OpResult
+	var bLat, pLat, uLat [][]time.Duration
+	var pRounds, uRounds []float64
+	var conflicts atomic.Int64
+	for round := range createRounds {
+		bFrom, bTo := len(baseNames)*round/createRounds, len(baseNames)*(round+1)/createRounds
+		br, bl := b.measuredRaw(ctx, res, opCachedUpdate, c, bTo-bFrom, func(ctx context.Context, i int) error {
+			name := baseNames[bFrom+i]
+			if name == "" {
+				return fmt.Errorf("baseline object %d was not created", bFrom+i)
+			}
+			return b.cachedUpdate(ctx, uc, name, baseFirst+bFrom+i, &conflicts)
+		})
+		sFrom, sTo := n*round/createRounds, n*(round+1)/createRounds
+		pr, pl := b.measuredRaw(ctx, res, opSCIMPatch, c, sTo-sFrom, func(ctx context.Context, i int) error {
+			if ids[sFrom+i] == "" {
+				return fmt.Errorf("user %d was not created", sFrom+i)
+			}
+			return b.demo.patchUserEntra(ctx, ids[sFrom+i], sFrom+i)
+		})
+		ur, ul := b.measuredRaw(ctx, res, opSCIMPut, c, sTo-sFrom, func(ctx context.Context, i int) error {
+			if ids[sFrom+i] == "" {
+				return fmt.Errorf("user %d was not created", sFrom+i)
+			}
+			return b.demo.replaceUser(ctx, ids[sFrom+i], names[sFrom+i], sFrom+i)
+		})
+		bRes, bLat = append(bRes, br), append(bLat, bl)
+		pRes, pLat = append(pRes, pr), append(pLat, pl)
+		uRes, uLat = append(uRes, ur), append(uLat, ul)
+		if br.PerSecond > 0 {
+			pRounds = append(pRounds, pr.PerSecond/br.PerSecond)
+			uRounds = append(uRounds, ur.PerSecond/br.PerSecond)
+		}
+	}
+	base := combine(bRes, bLat)
+	res.Baseline = append(res.Baseline, base)
+	pt, put := combine(pRes, pLat), combine(uRes, uLat)
+	res.SCIM = append(res.SCIM, pt, put)
+	if base.PerSecond <= 0 {
+		return nil
+	}
+	for _, x := range []struct {
+		r      OpResult
+		rounds []float64
+		label  string
+	}{{pt, pRounds, "SCIM PATCH"}, {put, uRounds, "SCIM PUT"}} {
+		ur := UpdateRatio{Op: x.r.Op, Concurrency: c, SCIMPerSecond: x.r.PerSecond, BaselinePerSecond: base.PerSecond,
+			Ratio: x.r.PerSecond / base.PerSecond, Rounds: x.rounds, BaselineConflicts: int(conflicts.Load())}
+		res.UpdateRatios = append(res.UpdateRatios, ur)
+		progress("level c=%d: %s / cached-update baseline = %.0f%% (%.1f/s vs %.1f/s; rounds %s; baseline conflicts %d)",
+			c, x.label, 100*ur.Ratio, ur.SCIMPerSecond, ur.BaselinePerSecond, fmtRatios(ur.Rounds), ur.BaselineConflicts)
+	}
+	return nil
+}
+
+// baselineCache starts a controller-runtime cache (one informer) on the
+// ProvisionedUsers of the baseline namespace and waits until it has synced.
+// stop ends its watch.
+func (b *bench) baselineCache(ctx context.Context) (cache.Cache, func(), error) {
+	uc, err := cache.New(b.cfg, cache.Options{
+		Scheme:                      b.kube.Scheme(),
+		DefaultNamespaces:           map[string]cache.Config{baselineNS: {}},
+		ReaderFailOnMissingInformer: true,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := uc.GetInformer(ctx, &scimv1.ProvisionedUser{}); err != nil {
+		return nil, nil, err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := uc.Start(cctx); err != nil && cctx.Err() == nil {
+			progress("baseline cache stopped: %v", err)
+		}
+	}()
+	stop := func() { cancel(); <-done }
+	sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer scancel()
+	if !uc.WaitForCacheSync(sctx) {
+		stop()
+		return nil, nil, fmt.Errorf("the baseline namespace's ProvisionedUser cache did not sync")
+	}
+	return uc, stop, nil
+}
+
+// cachedUpdate is the baseline's update: the object from the informer
+// cache (a deep copy), the attributes the SCIM PATCH changes, and an
+// Update with the cached resourceVersion. On a conflict it reads the
+// object live and tries again, as a controller's retry.RetryOnConflict
+// with a live read would; conflicts are counted.
+func (b *bench) cachedUpdate(ctx context.Context, uc cache.Cache, name string, i int, conflicts *atomic.Int64) error {
+	key := client.ObjectKey{Namespace: baselineNS, Name: name}
+	u := &scimv1.ProvisionedUser{}
+	if err := uc.Get(ctx, key, u); err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		patchLikeSCIM(u, i)
+		err := b.kube.Update(ctx, u)
+		if err == nil || !apierrors.IsConflict(err) || attempt >= 10 {
+			return err
+		}
+		conflicts.Add(1)
+		u = &scimv1.ProvisionedUser{}
+		if err := b.kube.Get(ctx, key, u); err != nil {
+			return err
+		}
+	}
+}
+
+// patchLikeSCIM makes the change patchUserEntra asks for (active false, a
+// work address's locality, displayName, name.givenName), with the label
+// and last-modified annotation the SCIM server keeps in step with it.
+func patchLikeSCIM(u *scimv1.ProvisionedUser, i int) {
+	u.Spec.Active = ptr.To(false)
+	if u.Labels == nil {
+		u.Labels = map[string]string{}
+	}
+	u.Labels[scimv1.LabelActive] = "false"
+	if u.Annotations == nil {
+		u.Annotations = map[string]string{}
+	}
+	u.Annotations[repository.AnnotationLastModified] = time.Now().UTC().Format(time.RFC3339Nano)
+	city := fmt.Sprintf("City %d", i)
+	found := false
+	for k := range u.Spec.Addresses {
+		if u.Spec.Addresses[k].Type == "work" {
+			u.Spec.Addresses[k].Locality, found = city, true
+		}
+	}
+	if !found {
+		u.Spec.Addresses = append(u.Spec.Addresses, scimv1.Address{Type: "work", Locality: city})
+	}
+	u.Spec.DisplayName = fmt.Sprintf("Patched User %d", i)
+	if u.Spec.Name == nil {
+		u.Spec.Name = &scimv1.PersonName{}
+	}
+	u.Spec.Name.GivenName = fmt.Sprintf("Given%d", i)
 }
 
 // objectCounts lists each kind with Limit 1: the API server reports how

@@ -1,5 +1,6 @@
 // Command bench measures scim-operator on this machine against the limit
-// of its own control plane: raw API server creates (the baseline), SCIM
+// of its own control plane: raw API server creates and informer-cached
+// updates (the baselines), SCIM
 // operations at several concurrencies, an Entra-like initial provisioning
 // cycle with the lag to the helpdesk database, the operator's memory, and
 // worst-case queries against that tenant while another one provisions.
@@ -62,8 +63,8 @@ func main() {
 	fs.IntVar(&o.Users, "users", 10000, "Users in the Entra-like initial cycle (100000 works; it takes several times longer than the default).")
 	fs.IntVar(&o.Concurrency, "concurrency", 8, "Concurrent SCIM requests in the initial cycle; also the headline level of the microbenchmarks.")
 	fs.StringVar(&o.levelsFlag, "levels", "1,8,32", "Concurrency levels of the baseline and SCIM microbenchmarks.")
-	fs.IntVar(&o.Ops, "ops", 600, "Requests per SCIM operation and level (POST, PATCH and filter GET); at least 100.")
-	fs.IntVar(&o.BaselineN, "baseline-objects", 1500, "ProvisionedUsers created straight through the API server per level.")
+	fs.IntVar(&o.Ops, "ops", 600, "Requests per SCIM operation and level (POST, PATCH, PUT and filter GET); at least 100.")
+	fs.IntVar(&o.BaselineN, "baseline-objects", 1500, "ProvisionedUsers created straight through the API server per level (then updated once each from an informer cache: the update baseline).")
 	fs.IntVar(&o.GroupPatches, "group-patches", 60, "Group member PATCHes (100 members each) per level.")
 	fs.IntVar(&o.Groups, "groups", 200, "Groups in the initial cycle (one of them holds every user).")
 	fs.IntVar(&o.FilterGets, "filter-gets", 1000, "Filter GETs timed at the end, with every cycle user present.")

@@ -153,6 +153,16 @@ func (c *scimClient) patchUserEntra(ctx context.Context, id string, i int) error
 	return err
 }
 
+// replaceUser is a PUT of the whole user, as Okta sends it: the document
+// of the create with another displayName (and, after patchUserEntra,
+// active again and no address).
+func (c *scimClient) replaceUser(ctx context.Context, id, userName string, i int) error {
+	doc := userDoc(userName, i)
+	doc["displayName"] = fmt.Sprintf("Replaced User %d", i)
+	_, err := c.do(ctx, http.MethodPut, "/Users/"+id, doc, nil)
+	return err
+}
+
 func (c *scimClient) setManager(ctx context.Context, id, manager string) error {
 	body := map[string]any{
 		"schemas": []string{schemaPatch},
