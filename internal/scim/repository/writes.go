@@ -67,35 +67,68 @@ func (r *Repository) groupKind() kind[scimv1.ProvisionedGroup] {
 	}
 }
 
-// update reads the live object, lets mutate change it, and writes it back,
+// update reads the object, lets mutate change it, and writes it back,
 // retrying when another writer got there first. A changed unique value is
 // claimed before the write and the old claim released after it. ifMatch,
 // when set, must equal the object's SCIM version, otherwise 412; it is
 // checked again on every retry, so a controller's status write in between
 // is no reason for a 412.
+//
+// The first attempt reads the cache and writes with the cached
+// resourceVersion: the API server refuses the write (409) unless the
+// object is still exactly what was read, so the write is as safe as after
+// a live read, and costs one round trip instead of two. Every decision a
+// stale cache could get wrong is confirmed live before it is answered: a
+// conflict, not found or being deleted, an If-Match that differs, a
+// mutation that changes nothing or fails, and a rename (its claims are
+// made before the write).
 func update[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], p Principal, id, ifMatch string,
 	mutate func(PT) (changed bool, err error)) (PT, error) {
 	if !isObjectName(id) {
 		return nil, scimerr.NotFound("%s %q not found", k.name, id)
 	}
+	cached := r.Cache != nil
 	for retry := newRetrier(); ; {
 		obj := PT(new(T))
-		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, obj); err != nil {
+		from := r.Live
+		if cached {
+			from = r.Cache
+		}
+		if err := from.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, obj); err != nil {
+			if cached {
+				cached = false
+				continue
+			}
 			return nil, notFoundAs(apiError(err, k.name), "%s %q not found", k.name, id)
 		}
-		if !obj.GetDeletionTimestamp().IsZero() || pending(obj) {
+		gone := !obj.GetDeletionTimestamp().IsZero() || pending(obj)
+		v := versionOf(obj)
+		mismatch := ifMatch != "" && ifMatch != "*" && ifMatch != v
+		if cached && (gone || mismatch) {
+			cached = false
+			continue
+		}
+		if gone {
 			return nil, scimerr.NotFound("%s %q not found", k.name, id)
 		}
-		if v := versionOf(obj); ifMatch != "" && ifMatch != "*" && ifMatch != v {
+		if mismatch {
 			return nil, scimerr.New(412, "", "%s %q has version %s, not %s", k.name, id, v, ifMatch)
 		}
 		oldName, before := k.unique(obj), obj.DeepCopyObject().(PT)
 		changed, err := mutate(obj)
+		if cached && (err != nil || !changed) {
+			cached = false
+			continue
+		}
 		if err != nil || !changed {
 			return obj, err
 		}
 		newName := k.unique(obj)
 		renamed := namekey.Key(oldName) != namekey.Key(newName)
+		if cached && renamed {
+			cached = false
+			continue
+		}
 		if renamed {
 			if err := r.knownHolder(ctx, p.Namespace, k.uniq, newName, id); err != nil {
 				return nil, err
@@ -126,6 +159,11 @@ func update[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 		}
 		if renamed && definiteRefusal(err) {
 			r.release(ctx, p.Namespace, k.uniq, newName, id)
+		}
+		if cached && apierrors.IsConflict(err) {
+			// The cache was behind: read live, at once.
+			cached = false
+			continue
 		}
 		if !apierrors.IsConflict(err) || !retry.wait(ctx) {
 			if apierrors.IsConflict(err) && ifMatch != "" {
