@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
@@ -77,7 +79,8 @@ func (r *ProvisioningConfigReconciler) SetupWithManager(mgr ctrl.Manager) error 
 		For(&scimv1.ProvisioningConfig{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// Several: a tenant database that hangs while it opens must not
 		// hold back the other tenants' configs.
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4, ReconciliationTimeout: time.Minute}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4, ReconciliationTimeout: time.Minute,
+			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](time.Second, 2*time.Minute)}).
 		Complete(r)
 }
 
@@ -112,13 +115,20 @@ func (r *ProvisioningConfigReconciler) Reconcile(ctx context.Context, req ctrl.R
 			retErr = errors.Join(retErr, fmt.Errorf("writing status: %w", err))
 		}
 	}()
-	store := r.applyDatabase(ctx, cfg)
+	store, openErr := r.applyDatabase(ctx, cfg)
 	r.checkDatabase(ctx, cfg, store)
 	if err := r.countSync(ctx, cfg); err != nil {
 		return ctrl.Result{}, err
 	}
 	setConfigReady(cfg)
 	cfg.Status.ObservedGeneration = cfg.Generation
+	if openErr != nil {
+		// Opening may take the whole open timeout (a database that does
+		// not answer): back off rather than try again every check, so
+		// that a few such tenants cannot keep every worker of this
+		// controller busy.
+		return ctrl.Result{}, openErr
+	}
 	return ctrl.Result{RequeueAfter: r.CheckInterval}, nil
 }
 
@@ -139,7 +149,7 @@ func (r *ProvisioningConfigReconciler) reconcileDelete(ctx context.Context, cfg 
 	// of the tenant would wait for a resolution that never comes. The
 	// database stays the one resolved before (its Secret may be gone).
 	if !r.Directory.Keep(cfg) {
-		r.applyDatabase(ctx, cfg)
+		_, _ = r.applyDatabase(ctx, cfg) // a failed open is in the Directory: deletions wait
 	}
 	var ns corev1.Namespace
 	if err := r.SecretReader.Get(ctx, client.ObjectKey{Name: cfg.Namespace}, &ns); err != nil && !apierrors.IsNotFound(err) {
@@ -190,19 +200,21 @@ func (r *ProvisioningConfigReconciler) deletionsPending(ctx context.Context, nam
 // applyDatabase resolves spec.database into the Directory and returns the
 // store the tenant writes to (nil when it cannot be had; the reason is in
 // the DatabaseReachable condition).
-func (r *ProvisioningConfigReconciler) applyDatabase(ctx context.Context, cfg *scimv1.ProvisioningConfig) helpdesk.Store {
+//
+// The error is a failed open of the database, which the caller backs off.
+func (r *ProvisioningConfigReconciler) applyDatabase(ctx context.Context, cfg *scimv1.ProvisioningConfig) (helpdesk.Store, error) {
 	if cfg.Spec.Database == nil {
 		cfg.Status.Database = "default"
 		cfg.Status.HelpdeskCustomFields, cfg.Status.HelpdeskCustomFieldsReadAt = nil, nil
 		_ = r.Directory.Resolve(ctx, cfg, "", nil)
-		return r.Directory.Default
+		return r.Directory.Default, nil
 	}
 	url, reason, problem := r.databaseURL(ctx, cfg)
 	if problem != nil {
 		cfg.Status.Database = ""
 		r.setReachable(cfg, metav1.ConditionFalse, reason, problem.Error())
 		_ = r.Directory.Resolve(ctx, cfg, "", fmt.Errorf("%w: %w", tenancy.ErrDatabaseUnavailable, problem))
-		return nil
+		return nil, nil
 	}
 	// Where it points, never who with: status is read by those who may
 	// not read the Secret.
@@ -216,12 +228,12 @@ func (r *ProvisioningConfigReconciler) applyDatabase(ctx context.Context, cfg *s
 	defer cancel()
 	if err := r.Directory.Resolve(openCtx, cfg, url, nil); err != nil {
 		r.databaseFailed(cfg, err)
-		return nil
+		return nil, fmt.Errorf("opening the database of tenant %s: %w", cfg.Namespace, err)
 	}
 	if h := r.Directory.Handle(cfg.Namespace); h != nil {
-		return h.Store
+		return h.Store, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // databaseURL reads the URL from the referenced Secret and checks it is

@@ -221,11 +221,15 @@ func TestTenantsWriteToTheirOwnDatabases(t *testing.T) {
 		t.Errorf("tenant A's database holds %d users of tenant B", len(got))
 	}
 	for _, ns := range []string{nsA, nsB} {
-		cfg := waitConfigCondition(t, ns, scimv1.ConditionSynced, metav1.ConditionTrue, ReasonSynced)
-		if cfg.Status.Users != 15 || cfg.Status.UsersSynced != 15 || cfg.Status.OldestUnsyncedChange != nil {
-			t.Errorf("%s: want 15 of 15 users synced and no unsynced change, got %d of %d (oldest %v)",
-				ns, cfg.Status.UsersSynced, cfg.Status.Users, cfg.Status.OldestUnsyncedChange)
-		}
+		var cfg *scimv1.ProvisioningConfig
+		eventually(t, 30*time.Second, func() error {
+			cfg = waitConfigCondition(t, ns, scimv1.ConditionSynced, metav1.ConditionTrue, ReasonSynced)
+			if cfg.Status.Users != 15 || cfg.Status.UsersSynced != 15 || cfg.Status.OldestUnsyncedChange != nil {
+				return fmt.Errorf("%s: want 15 of 15 users synced and no unsynced change, got %d of %d (oldest %v)",
+					ns, cfg.Status.UsersSynced, cfg.Status.Users, cfg.Status.OldestUnsyncedChange)
+			}
+			return nil
+		})
 		if c := meta.FindStatusCondition(cfg.Status.Conditions, scimv1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
 			t.Errorf("%s: want Ready=True, got %+v", ns, c)
 		}
