@@ -88,7 +88,7 @@ func (f *managerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.publicURL, "public-url", "", "SCIM base URL identity providers use, e.g. https://helpdesk.example.com/scim/v2 (shown in ScimToken status).")
 	fs.StringVar(&f.database, "helpdesk-database", envOr("HELPDESK_DATABASE_URL", d.HelpdeskDatabase),
 		"Helpdesk database URL: sqlite://PATH, postgres://USER@HOST:PORT/DB, or mysql://USER:PASS@HOST:PORT/DB (env HELPDESK_DATABASE_URL).")
-	fs.StringVar(&f.deletionPolicy, "deletion-policy", d.DeletionPolicy, "What a deleted user or group does to its helpdesk row: retain (mark deleted) or delete.")
+	fs.StringVar(&f.deletionPolicy, "deletion-policy", d.DeletionPolicy, "What a deleted user or group does to its helpdesk row: retain (mark deleted) or delete; a tenant's ProvisioningConfig spec.deletionPolicy overrides it.")
 	fs.DurationVar(&f.resync, "resync-period", d.ResyncPeriod, "How often synced rows are checked and repaired.")
 	fs.Int64Var(&f.maxBody, "scim-max-body-bytes", d.MaxBodyBytes, "Largest SCIM request body accepted (413 above).")
 	fs.Float64Var(&f.rateLimit, "scim-rate-limit", d.RateLimit, "Requests per second one token may sustain (429 with Retry-After above); 0 disables. Entra needs 25 per tenant.")
