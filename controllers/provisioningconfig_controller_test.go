@@ -182,6 +182,21 @@ func waitUsersIn(t *testing.T, store helpdesk.Store, tenant string, ids []string
 	})
 }
 
+// startSQLiteTenant starts the controllers for one new tenant whose
+// ProvisioningConfig (spec) names an SQLite file of its own, and returns
+// the tenant, the operator's database, the tenant's, and the stack.
+func startSQLiteTenant(t *testing.T, spec scimv1.ProvisioningConfigSpec) (string, helpdesk.Store, helpdesk.Store, *tenantStack) {
+	t.Helper()
+	e := testenv.Require(t, env)
+	def, _ := sqliteStore(t)
+	dir := filepath.Join(t.TempDir(), "tenants")
+	ns := e.Namespace(t)
+	st := startTenants(t, def, []string{"sqlite://" + dir + "/"}, ns)
+	dbURL := "sqlite://" + filepath.Join(dir, ns+".db")
+	tenantConfig(t, ns, dbURL, spec)
+	return ns, def, openStore(t, dbURL), st
+}
+
 // Two tenants with databases of their own (SQLite and PostgreSQL) and one
 // without a config are written at once, each only into its database.
 func TestTenantsWriteToTheirOwnDatabases(t *testing.T) {
@@ -223,7 +238,10 @@ func TestTenantsWriteToTheirOwnDatabases(t *testing.T) {
 	for _, ns := range []string{nsA, nsB} {
 		var cfg *scimv1.ProvisioningConfig
 		eventually(t, 30*time.Second, func() error {
-			cfg = waitConfigCondition(t, ns, scimv1.ConditionSynced, metav1.ConditionTrue, ReasonSynced)
+			cfg = getConfig(t, ns)
+			if c := meta.FindStatusCondition(cfg.Status.Conditions, scimv1.ConditionSynced); c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != cfg.Generation {
+				return fmt.Errorf("%s: want Synced=True, got %+v", ns, c)
+			}
 			if cfg.Status.Users != 15 || cfg.Status.UsersSynced != 15 || cfg.Status.OldestUnsyncedChange != nil {
 				return fmt.Errorf("%s: want 15 of 15 users synced and no unsynced change, got %d of %d (oldest %v)",
 					ns, cfg.Status.UsersSynced, cfg.Status.Users, cfg.Status.OldestUnsyncedChange)
@@ -286,14 +304,7 @@ func TestHungTenantDatabaseDoesNotDelayOthers(t *testing.T) {
 
 // The deletion policy is the config's, changed at runtime.
 func TestDeletionPolicyFollowsTheConfig(t *testing.T) {
-	e := testenv.Require(t, env)
-	def, _ := sqliteStore(t)
-	dir := filepath.Join(t.TempDir(), "tenants")
-	ns := e.Namespace(t)
-	startTenants(t, def, []string{"sqlite://" + dir + "/"}, ns)
-	dbURL := "sqlite://" + filepath.Join(dir, ns+".db")
-	tenantConfig(t, ns, dbURL, scimv1.ProvisioningConfigSpec{DeletionPolicy: "retain"})
-	store := openStore(t, dbURL)
+	ns, _, store, _ := startSQLiteTenant(t, scimv1.ProvisioningConfigSpec{DeletionPolicy: "retain"})
 	for _, u := range []string{"kept", "purged"} {
 		newUser(t, ns, u)
 	}
@@ -331,14 +342,7 @@ func TestDeletionPolicyFollowsTheConfig(t *testing.T) {
 // Suspended, nothing is written; resumed, every change made meanwhile
 // arrives: creates, an update, a deletion, a group with its members.
 func TestSuspendThenResume(t *testing.T) {
-	e := testenv.Require(t, env)
-	def, _ := sqliteStore(t)
-	dir := filepath.Join(t.TempDir(), "tenants")
-	ns := e.Namespace(t)
-	st := startTenants(t, def, []string{"sqlite://" + dir + "/"}, ns)
-	dbURL := "sqlite://" + filepath.Join(dir, ns+".db")
-	tenantConfig(t, ns, dbURL, scimv1.ProvisioningConfigSpec{})
-	store := openStore(t, dbURL)
+	ns, _, store, st := startSQLiteTenant(t, scimv1.ProvisioningConfigSpec{})
 	before := names("before", 3)
 	for _, u := range before {
 		newUser(t, ns, u)
@@ -512,14 +516,7 @@ func TestTenantDatabaseRefused(t *testing.T) {
 // reached its database (even while suspended); only then does the tenant
 // go back to the operator's database.
 func TestConfigDeletionWaitsForTenantDeletions(t *testing.T) {
-	e := testenv.Require(t, env)
-	def, _ := sqliteStore(t)
-	dir := filepath.Join(t.TempDir(), "tenants")
-	ns := e.Namespace(t)
-	startTenants(t, def, []string{"sqlite://" + dir + "/"}, ns)
-	dbURL := "sqlite://" + filepath.Join(dir, ns+".db")
-	tenantConfig(t, ns, dbURL, scimv1.ProvisioningConfigSpec{})
-	store := openStore(t, dbURL)
+	ns, def, store, _ := startSQLiteTenant(t, scimv1.ProvisioningConfigSpec{})
 	newUser(t, ns, "leaving")
 	waitUsersIn(t, store, ns, []string{"leaving"})
 	eventually(t, 30*time.Second, func() error {

@@ -2,6 +2,7 @@ package operator
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
 
@@ -83,7 +84,7 @@ func (c *customFieldSchemas) userType(ctx context.Context, tenant string) *schem
 	case c.store != nil:
 		var fetched time.Time
 		fromDB, fetched, authoritative = c.defaultFields(ctx, tenant)
-		from = fetched.String()
+		from = strconv.FormatInt(fetched.UnixNano(), 10)
 	}
 	if cfg != nil {
 		declared = cfg.Spec.CustomFields
@@ -146,8 +147,3 @@ var fieldTypes = map[string]schema.Type{
 	helpdesk.CustomFieldDateTime: schema.DateTime,
 	helpdesk.CustomFieldInteger:  schema.Integer,
 }
-
-// CustomFieldAttributeName turns a helpdesk field name into its SCIM
-// attribute name: lower-cased, punctuation stripped, spaces turned into
-// dashes ("Shoe Size (EU)" -> "shoe-size-eu").
-func CustomFieldAttributeName(field string) string { return tenancy.AttributeName(field) }

@@ -31,17 +31,6 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
-func TestCustomFieldAttributeName(t *testing.T) {
-	for in, want := range map[string]string{
-		"Shoe Size (EU)": "shoe-size-eu", "cost_center": "cost-center", "  Badge #": "badge",
-		"Über": "ber", "42nd": "", "": "",
-	} {
-		if got := operator.CustomFieldAttributeName(in); got != want {
-			t.Errorf("%q: got %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestCustomFields: a field the helpdesk defines in helpdesk_custom_fields
 // appears in /Schemas as an enterprise attribute, is accepted in POST and
 // PATCH, kept on the ProvisionedUser, written to custom_fields, and a value

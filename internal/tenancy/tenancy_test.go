@@ -166,3 +166,14 @@ func TestWriteSlots(t *testing.T) {
 	t2.Release()
 	t3.Release()
 }
+
+func TestAttributeName(t *testing.T) {
+	for in, want := range map[string]string{
+		"Shoe Size (EU)": "shoe-size-eu", "cost_center": "cost-center", "  Badge #": "badge",
+		"Über": "ber", "42nd": "", "": "",
+	} {
+		if got := AttributeName(in); got != want {
+			t.Errorf("%q: got %q, want %q", in, got, want)
+		}
+	}
+}
