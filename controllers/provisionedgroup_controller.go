@@ -202,7 +202,7 @@ func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Req
 // one, else by listing the shards labelled with the group.
 func (r *ProvisionedGroupReconciler) members(ctx context.Context, g *scimv1.ProvisionedGroup) ([]string, time.Time, error) {
 	if r.Repo != nil {
-		members, err := r.Repo.Members(ctx, g.Namespace, g.Name)
+		members, err := r.Repo.CachedMembers(ctx, g.Namespace, g.Name)
 		if err != nil {
 			return nil, time.Time{}, err
 		}

@@ -13,7 +13,7 @@ import (
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 )
 
-// Read-your-writes. A GET by id reads the API server (see GetUser), so it
+// Read-your-writes. A GET by id reads the API server (see LiveUser), so it
 // sees every write made on any replica. Filters read this replica's cache;
 // after each write the request waits, briefly, until the cache has caught
 // up with it, so that a filter right after a write on the same replica

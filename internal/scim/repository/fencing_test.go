@@ -233,10 +233,10 @@ func TestGroupCreateIsAtomic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := broken.GetGroup(ctx, ns, g.Name); !isNotFound(err) {
+	if _, err := broken.LiveGroup(ctx, ns, g.Name); !isNotFound(err) {
 		t.Errorf("a pending group must be invisible to SCIM reads, got %v", err)
 	}
-	if list, err := broken.AllGroups(ctx, ns); err != nil || len(list) != 0 {
+	if list, err := broken.CachedGroups(ctx, ns); err != nil || len(list) != 0 {
 		t.Errorf("a pending group must not be listed: %d groups, %v", len(list), err)
 	}
 	if _, err := broken.ApplyMembers(ctx, p, g, ops); err == nil {
@@ -252,7 +252,7 @@ func TestGroupCreateIsAtomic(t *testing.T) {
 	if g2, err = repo.ApplyMembers(ctx, p, g2, ops); err != nil {
 		t.Fatal(err)
 	}
-	got, err := repo.GetGroup(ctx, ns, g2.Name)
+	got, err := repo.LiveGroup(ctx, ns, g2.Name)
 	if err != nil {
 		t.Fatalf("the completed group must be visible: %v", err)
 	}
@@ -348,7 +348,7 @@ func TestPendingGroupCompletionIsFenced(t *testing.T) {
 	}
 	slow.AbandonGroup(ctx, p, g)
 	testenv.Eventually(t, 10*time.Second, func() error {
-		list, err := slow.AllGroups(ctx, ns)
+		list, err := slow.CachedGroups(ctx, ns)
 		if err != nil {
 			return err
 		}

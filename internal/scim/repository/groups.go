@@ -70,14 +70,14 @@ func (r *Repository) AbandonGroup(ctx context.Context, p Principal, g *scimv1.Pr
 	r.release(ctx, p.Namespace, r.groupKind().uniq, g.Spec.DisplayName, g.Name)
 }
 
-// GetGroup reads a group from the API server (see GetUser).
-func (r *Repository) GetGroup(ctx context.Context, namespace, id string) (*scimv1.ProvisionedGroup, error) {
+// LiveGroup reads a group from the API server (see LiveUser).
+func (r *Repository) LiveGroup(ctx context.Context, namespace, id string) (*scimv1.ProvisionedGroup, error) {
 	return read[scimv1.ProvisionedGroup](ctx, r, "group", namespace, id, false)
 }
 
-// LookupGroup reads a group from the cache, then the API server (see
-// LookupUser).
-func (r *Repository) LookupGroup(ctx context.Context, namespace, id string) (*scimv1.ProvisionedGroup, error) {
+// CachedGroup reads a group from the cache, then the API server (see
+// CachedUser).
+func (r *Repository) CachedGroup(ctx context.Context, namespace, id string) (*scimv1.ProvisionedGroup, error) {
 	return read[scimv1.ProvisionedGroup](ctx, r, "group", namespace, id, true)
 }
 
@@ -102,8 +102,8 @@ func (r *Repository) GroupsBy(ctx context.Context, namespace, index, value strin
 	return live(list.Items), nil
 }
 
-// AllGroups returns every live group of the tenant, oldest first.
-func (r *Repository) AllGroups(ctx context.Context, namespace string) ([]scimv1.ProvisionedGroup, error) {
+// CachedGroups returns, from the cache, every group of the tenant not being deleted, oldest first.
+func (r *Repository) CachedGroups(ctx context.Context, namespace string) ([]scimv1.ProvisionedGroup, error) {
 	var list scimv1.ProvisionedGroupList
 	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace)); err != nil {
 		return nil, apiError(err, "groups")

@@ -498,17 +498,17 @@ func (r *Repository) liveShard(ctx context.Context, namespace, name string) (*sc
 	return s, nil
 }
 
-// Members returns a group's member ids from the cache. Entra never reads
+// CachedMembers returns a group's member ids from the cache. Entra never reads
 // members (it excludes them on every group read), so a moment of cache lag
 // here costs nothing; a large group is never loaded for Entra.
-func (r *Repository) Members(ctx context.Context, namespace, group string) ([]string, error) {
-	ids, _, err := r.MembersWithDisplays(ctx, namespace, group)
+func (r *Repository) CachedMembers(ctx context.Context, namespace, group string) ([]string, error) {
+	ids, _, err := r.CachedMembersWithDisplays(ctx, namespace, group)
 	return ids, err
 }
 
-// MembersWithDisplays is Members with the displays clients sent for members
+// CachedMembersWithDisplays is CachedMembers with the displays clients sent for members
 // (id -> display, only for members that have one; nil when none has).
-func (r *Repository) MembersWithDisplays(ctx context.Context, namespace, group string) ([]string, map[string]string, error) {
+func (r *Repository) CachedMembersWithDisplays(ctx context.Context, namespace, group string) ([]string, map[string]string, error) {
 	var list scimv1.GroupMembershipList
 	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace),
 		client.MatchingFields{IndexShardGroup: group}, client.UnsafeDisableDeepCopy); err != nil {

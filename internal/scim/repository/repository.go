@@ -3,11 +3,12 @@
 // GroupMembership shards, and unique names as NameClaims. The SCIM HTTP
 // layer calls it; it knows Kubernetes, the HTTP layer knows SCIM.
 //
-// Reads come from the informer cache through field indexes (see indexes.go)
-// and fall back to a live read when the cache has not seen an object yet,
-// so that a GET right after a write on another replica still finds it.
-// Writes read the live object first for the resourceVersion that optimistic
-// concurrency needs.
+// Names say where a read goes: Live… reads the API server; Cached… and
+// every list, scan and count read the informer cache through field indexes
+// (see indexes.go). CachedUser and CachedGroup fall back to a live read when
+// the cache has not seen an object yet, so that a GET right after a write on
+// another replica still finds it. Writes send the cached object's
+// resourceVersion; a conflict costs one live read and a retry.
 package repository
 
 import (

@@ -12,7 +12,7 @@ import (
 )
 
 // Whole-tenant reads, for the list and search requests no index narrows.
-// AllUsers deep-copies every user of the tenant: at 100,000 users that is
+// CachedUsers deep-copies every user of the tenant: at 100,000 users that is
 // hundreds of megabytes per request. These read the cache's own objects
 // instead, and the counts let the SCIM server refuse a query that is too
 // large before it reads anything.

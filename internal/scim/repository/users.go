@@ -165,16 +165,16 @@ func userLabels(p Principal, spec *scimv1.ProvisionedUserSpec) map[string]string
 	return l
 }
 
-// GetUser reads a user from the API server, so that a GET right after a
+// LiveUser reads a user from the API server, so that a GET right after a
 // write on any replica sees that write. A terminating user counts as gone.
-func (r *Repository) GetUser(ctx context.Context, namespace, id string) (*scimv1.ProvisionedUser, error) {
+func (r *Repository) LiveUser(ctx context.Context, namespace, id string) (*scimv1.ProvisionedUser, error) {
 	return read[scimv1.ProvisionedUser](ctx, r, "user", namespace, id, false)
 }
 
-// LookupUser reads a user from the cache, falling back to the API server
+// CachedUser reads a user from the cache, falling back to the API server
 // when the cache has not seen it yet; for existence checks, where a
 // slightly old copy is as good as a fresh one.
-func (r *Repository) LookupUser(ctx context.Context, namespace, id string) (*scimv1.ProvisionedUser, error) {
+func (r *Repository) CachedUser(ctx context.Context, namespace, id string) (*scimv1.ProvisionedUser, error) {
 	return read[scimv1.ProvisionedUser](ctx, r, "user", namespace, id, true)
 }
 
@@ -221,9 +221,9 @@ func (r *Repository) UsersBy(ctx context.Context, namespace, index, value string
 	return r.usersByIndex(ctx, namespace, index, value)
 }
 
-// AllUsers returns every live user of the tenant, oldest first (then by id),
+// CachedUsers returns, from the cache, every user of the tenant not being deleted, oldest first (then by id),
 // the stable order SCIM paging needs.
-func (r *Repository) AllUsers(ctx context.Context, namespace string) ([]scimv1.ProvisionedUser, error) {
+func (r *Repository) CachedUsers(ctx context.Context, namespace string) ([]scimv1.ProvisionedUser, error) {
 	var list scimv1.ProvisionedUserList
 	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace)); err != nil {
 		return nil, apiError(err, "users")

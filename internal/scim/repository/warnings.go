@@ -95,7 +95,7 @@ func (r *Repository) KnownMembers(ctx context.Context, namespace string, ops []p
 		for _, id := range op.IDs {
 			ok, seen := verdict[id]
 			if !seen {
-				if _, err := r.LookupUser(ctx, namespace, id); err != nil {
+				if _, err := r.CachedUser(ctx, namespace, id); err != nil {
 					if e, isSCIM := scimerr.As(err); !isSCIM || e.Status != 404 {
 						return nil, nil, err
 					}

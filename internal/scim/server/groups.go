@@ -112,7 +112,7 @@ func (s *Server) answerGroups(w http.ResponseWriter, r *http.Request, rq *reques
 		for _, res := range list["Resources"].([]any) {
 			doc := res.(map[string]any)
 			id, _ := doc["id"].(string)
-			members, displays, err := s.repo.MembersWithDisplays(ctx, tenant, id)
+			members, displays, err := s.repo.CachedMembersWithDisplays(ctx, tenant, id)
 			if err != nil {
 				return err
 			}
@@ -184,7 +184,7 @@ func newMemberFilter(f filter.Expr) memberFilter {
 // needs the whole list.
 func (s *Server) membersForFilter(ctx context.Context, g *scimv1.ProvisionedGroup, mf memberFilter) ([]string, map[string]string, error) {
 	if mf.whole {
-		return s.repo.MembersWithDisplays(ctx, g.Namespace, g.Name)
+		return s.repo.CachedMembersWithDisplays(ctx, g.Namespace, g.Name)
 	}
 	var out []string
 	for _, id := range mf.ids {
@@ -238,7 +238,7 @@ func (s *Server) groupCandidates(ctx context.Context, w http.ResponseWriter, ten
 	var err error
 	switch h.attr {
 	case "id":
-		g, err := s.repo.GetGroup(ctx, tenant, h.value)
+		g, err := s.repo.LiveGroup(ctx, tenant, h.value)
 		if err != nil {
 			if e, ok := scimerr.As(err); ok && e.Status == http.StatusNotFound {
 				return nil, noRelease, nil
@@ -255,7 +255,7 @@ func (s *Server) groupCandidates(ctx context.Context, w http.ResponseWriter, ten
 		if names, err = s.repo.GroupsOf(ctx, tenant, h.value); err == nil {
 			groups = make([]scimv1.ProvisionedGroup, 0, len(names))
 			for _, name := range names {
-				if g, err := s.repo.LookupGroup(ctx, tenant, name); err == nil {
+				if g, err := s.repo.CachedGroup(ctx, tenant, name); err == nil {
 					groups = append(groups, *g)
 				}
 			}
@@ -281,7 +281,7 @@ func (s *Server) groupCandidates(ctx context.Context, w http.ResponseWriter, ten
 }
 
 func (s *Server) getGroup(w http.ResponseWriter, r *http.Request, rq *request) error {
-	g, err := s.repo.GetGroup(r.Context(), rq.tenant(), r.PathValue("id"))
+	g, err := s.repo.LiveGroup(r.Context(), rq.tenant(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}

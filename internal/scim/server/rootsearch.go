@@ -186,7 +186,7 @@ func (s *Server) rootDoc(ctx context.Context, rq *request, urt *schema.ResourceT
 		g := it.group
 		doc, resourceType, urn = s.groups.Project(s.groupDoc(ctx, rq, g, nil, nil), attributes, excluded), "Group", s.groups.Schema.ID
 		if wantsMembers(attributes, excluded) {
-			members, displays, err := s.repo.MembersWithDisplays(ctx, g.Namespace, g.Name)
+			members, displays, err := s.repo.CachedMembersWithDisplays(ctx, g.Namespace, g.Name)
 			if err != nil {
 				return nil, err
 			}

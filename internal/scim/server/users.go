@@ -64,7 +64,7 @@ func (s *Server) groupsAttr(ctx context.Context, rq *request, tenant, userID str
 	}
 	groups := make([]any, 0, len(names))
 	for _, name := range names {
-		grp, err := s.repo.LookupGroup(ctx, tenant, name)
+		grp, err := s.repo.CachedGroup(ctx, tenant, name)
 		if err != nil {
 			if e, ok := scimerr.As(err); ok && e.Status == http.StatusNotFound {
 				// Deleted (or terminating) group whose shards are not
@@ -203,7 +203,7 @@ func (s *Server) userCandidates(ctx context.Context, w http.ResponseWriter, tena
 	var err error
 	switch h.attr {
 	case "id":
-		u, err := s.repo.GetUser(ctx, tenant, h.value)
+		u, err := s.repo.LiveUser(ctx, tenant, h.value)
 		if err != nil {
 			if e, ok := scimerr.As(err); ok && e.Status == http.StatusNotFound {
 				return nil, noRelease, nil // a query never answers 404
@@ -233,7 +233,7 @@ func (s *Server) userCandidates(ctx context.Context, w http.ResponseWriter, tena
 
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request, rq *request) error {
 	rt := s.users(r.Context(), rq.tenant())
-	u, err := s.repo.GetUser(r.Context(), rq.tenant(), r.PathValue("id"))
+	u, err := s.repo.LiveUser(r.Context(), rq.tenant(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
