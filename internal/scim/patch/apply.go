@@ -333,7 +333,7 @@ func (a *applier) applyTarget(kind string, t target, v any, hasValue, fromNoPath
 	var err error
 	switch {
 	case t.filter != nil:
-		err = a.applyFiltered(kind, t, v, hasValue)
+		err = a.applyFiltered(kind, t, v)
 	case p.Sub != nil:
 		err = a.applySub(kind, p, v)
 	default:

@@ -8,7 +8,7 @@ import (
 // applyFiltered applies an operation on a value path:
 // emails[type eq "work"], emails[type eq "work"].value,
 // manager[value eq "id"].
-func (a *applier) applyFiltered(kind string, t target, v any, hasValue bool) error {
+func (a *applier) applyFiltered(kind string, t target, v any) error {
 	ap := t.attrPath()
 	cur, _ := a.get(ap)
 	if !ap.Attr.MultiValued {
@@ -22,57 +22,77 @@ func (a *applier) applyFiltered(kind string, t target, v any, hasValue bool) err
 			matched = append(matched, i)
 		}
 	}
+	// The operation works on a copy: a failure half-way leaves the
+	// document as it was.
 	out := make([]any, len(list))
 	copy(out, list)
-	sub := t.path.Sub
-
-	if kind == OpRemove {
-		if len(matched) == 0 {
-			return nil // idempotent: nothing to remove
-		}
-		if sub == nil {
-			return a.removeElements(ap, out, matched)
-		}
-		for _, i := range matched {
-			out[i] = setSub(asMap(out[i]), sub.Name, nil)
-		}
-		a.setElements(ap, out, -1)
-		return nil
+	switch {
+	case kind == OpRemove:
+		return a.removeFiltered(t, out, matched)
+	case t.path.Sub != nil:
+		return a.setFilteredSub(t, out, matched, v)
+	default:
+		return a.setFilteredElements(kind, t, out, matched, v)
 	}
+}
 
-	if sub != nil {
-		cv, err := a.rt.CoerceValue(t.path, v)
+// removeFiltered removes the matching elements, or only their
+// sub-attribute (emails[type eq "work"].display).
+func (a *applier) removeFiltered(t target, out []any, matched []int) error {
+	if len(matched) == 0 {
+		return nil // idempotent: nothing to remove
+	}
+	ap, sub := t.attrPath(), t.path.Sub
+	if sub == nil {
+		return a.removeElements(ap, out, matched)
+	}
+	for _, i := range matched {
+		out[i] = setSub(asMap(out[i]), sub.Name, nil)
+	}
+	a.setElements(ap, out, -1)
+	return nil
+}
+
+// setFilteredSub sets a sub-attribute of the matching elements
+// (emails[type eq "work"].value); when none matches, it creates the element
+// the filter describes.
+func (a *applier) setFilteredSub(t target, out []any, matched []int, v any) error {
+	ap, sub := t.attrPath(), t.path.Sub
+	cv, err := a.rt.CoerceValue(t.path, v)
+	if err != nil {
+		return err
+	}
+	if len(matched) == 0 {
+		if cv == nil {
+			return nil // clearing what is not there
+		}
+		elem, err := a.seed(t)
 		if err != nil {
 			return err
 		}
-		if len(matched) == 0 {
-			if cv == nil {
-				return nil // clearing what is not there
-			}
-			elem, err := a.seed(t)
-			if err != nil {
-				return err
-			}
-			elem[sub.Name] = cv
-			if err := t.mustMatch(elem); err != nil {
-				return err
-			}
-			out = append(out, elem)
-			matched = []int{len(out) - 1}
-		} else {
-			for _, i := range matched {
-				old := asMap(out[i])
-				if err := checkImmutableSub(t.path, old, cv); err != nil {
-					return err
-				}
-				out[i] = setSub(old, sub.Name, cv)
-			}
+		elem[sub.Name] = cv
+		if err := t.mustMatch(elem); err != nil {
+			return err
 		}
-		a.setElements(ap, out, primaryIndex(sub, cv, matched[len(matched)-1]))
-		return a.checkSize(ap, out)
+		out = append(out, elem)
+		matched = []int{len(out) - 1}
+	} else {
+		for _, i := range matched {
+			old := asMap(out[i])
+			if err := checkImmutableSub(t.path, old, cv); err != nil {
+				return err
+			}
+			out[i] = setSub(old, sub.Name, cv)
+		}
 	}
+	a.setElements(ap, out, primaryIndex(sub, cv, matched[len(matched)-1]))
+	return a.checkSize(ap, out)
+}
 
-	// A whole element: null or "" clears the matching elements.
+// setFilteredElements adds or replaces whole matching elements
+// (emails[type eq "work"] with an object); null or "" clears them.
+func (a *applier) setFilteredElements(kind string, t target, out []any, matched []int, v any) error {
+	ap := t.attrPath()
 	if isEmptyValue(v) {
 		return a.removeElements(ap, out, matched)
 	}
@@ -83,37 +103,14 @@ func (a *applier) applyFiltered(kind string, t target, v any, hasValue bool) err
 	if _, err := a.rt.CoerceValue(ap, raw); err != nil {
 		return err
 	}
+	var err error
 	if len(matched) == 0 {
-		elem, err := a.seed(t)
-		if err != nil {
-			return err
-		}
-		if elem, err = a.mergeElement(ap, elem, raw); err != nil {
-			return err
-		}
-		if err := t.mustMatch(elem); err != nil {
-			return err
-		}
-		out = append(out, elem)
-		matched = []int{len(out) - 1}
+		out, matched, err = a.appendFilteredElement(t, out, raw)
 	} else {
-		for _, i := range matched {
-			base := asMap(out[i])
-			if kind == OpReplace {
-				// RFC 7644 §3.5.2.3 replaces matching elements whole. The
-				// filter's eq values are kept so the same path still finds
-				// the element.
-				var err error
-				if base, err = a.seed(t); err != nil {
-					base = map[string]any{}
-				}
-			}
-			elem, err := a.mergeElement(ap, base, raw)
-			if err != nil {
-				return err
-			}
-			out[i] = elem
-		}
+		err = a.mergeMatched(kind, t, out, matched, raw)
+	}
+	if err != nil {
+		return err
 	}
 	primary := -1
 	for _, i := range matched {
@@ -123,6 +120,46 @@ func (a *applier) applyFiltered(kind string, t target, v any, hasValue bool) err
 	}
 	a.setElements(ap, out, primary)
 	return a.checkSize(ap, out)
+}
+
+// appendFilteredElement creates the element the filter describes, merged
+// with raw, when no element matches; matched becomes its index.
+func (a *applier) appendFilteredElement(t target, out []any, raw map[string]any) ([]any, []int, error) {
+	elem, err := a.seed(t)
+	if err != nil {
+		return nil, nil, err
+	}
+	if elem, err = a.mergeElement(t.attrPath(), elem, raw); err != nil {
+		return nil, nil, err
+	}
+	if err := t.mustMatch(elem); err != nil {
+		return nil, nil, err
+	}
+	out = append(out, elem)
+	return out, []int{len(out) - 1}, nil
+}
+
+// mergeMatched merges raw into each matching element in place (add), or
+// replaces each with raw (replace).
+func (a *applier) mergeMatched(kind string, t target, out []any, matched []int, raw map[string]any) error {
+	for _, i := range matched {
+		base := asMap(out[i])
+		if kind == OpReplace {
+			// RFC 7644 §3.5.2.3 replaces matching elements whole. The
+			// filter's eq values are kept so the same path still finds
+			// the element.
+			var err error
+			if base, err = a.seed(t); err != nil {
+				base = map[string]any{}
+			}
+		}
+		elem, err := a.mergeElement(t.attrPath(), base, raw)
+		if err != nil {
+			return err
+		}
+		out[i] = elem
+	}
+	return nil
 }
 
 // applyFilteredSingle applies a value path on a single-valued complex
