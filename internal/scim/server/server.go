@@ -1,7 +1,7 @@
 // Package server is the SCIM 2.0 HTTP service provider (RFC 7644) for Users
 // and Groups. It authenticates the bearer token, maps the token's namespace
 // to the tenant, speaks SCIM (filters, PATCH, paging, ETags, errors) and
-// leaves storage to package repository.
+// leaves storage to a Store (store.go), package repository in the operator.
 //
 // It runs on every operator replica (it is a manager Runnable that needs no
 // leader election) and reads from the informer cache, so a replica answers
@@ -156,7 +156,7 @@ type Server struct {
 	clients *clientaddr.Resolver
 	metrics *tokens.Metrics
 	answers *Metrics
-	repo    *repository.Repository
+	repo    Store
 	users   SchemaSource
 	groups  *schema.ResourceType
 	log     logr.Logger
@@ -174,9 +174,10 @@ type Options struct {
 	// Answers counts responses (metrics.go); default: collectors on
 	// controller-runtime's metrics registry.
 	Answers *Metrics
-	Repo    *repository.Repository
-	Users   SchemaSource // optional: the RFC User schema when nil
-	Log     logr.Logger
+	// Repo stores the resources (store.go): a *repository.Repository.
+	Repo  Store
+	Users SchemaSource // optional: the RFC User schema when nil
+	Log   logr.Logger
 }
 
 // New returns a Server.
