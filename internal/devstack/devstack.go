@@ -24,6 +24,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
@@ -77,37 +78,15 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 		return err
 	}
 	defer lock.release()
-	if left := findLeftovers(state); len(left) > 0 {
-		if err := stopLeftovers(left, 10*time.Second); err != nil {
-			return err
-		}
-		step("stopped %s, left running by an earlier scim-operator dev on %s that did not stop cleanly", joinLeftovers(left), state)
-	}
-	if err := checkPort(o.SCIMAddr); err != nil {
-		return err
-	}
-	if o.AssetsDir == "" {
-		return errors.New("no control plane binaries: run `make run`, or pass --control-plane-dir (the folder hack/controlplane/build.sh prints)")
-	}
-	crds, err := loadCRDs()
+	crds, err := prepareStart(state, o, step)
 	if err != nil {
 		return err
 	}
 
 	step("starting etcd and kube-apiserver (data in %s)", filepath.Join(state, "etcd"))
-	etcdPath, apiserverPath, err := launchers(state, o.AssetsDir)
+	env, cfg, err := startControlPlane(state, o.AssetsDir, crds)
 	if err != nil {
 		return err
-	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: o.AssetsDir,
-		CRDInstallOptions:     envtest.CRDInstallOptions{CRDs: crds},
-	}
-	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(state, "etcd"), Path: etcdPath}
-	env.ControlPlane.APIServer = &envtest.APIServer{Path: apiserverPath}
-	cfg, err := env.Start()
-	if err != nil {
-		return fmt.Errorf("starting the control plane from %s: %w", o.AssetsDir, err)
 	}
 	defer func() {
 		step("stopping the control plane")
@@ -115,7 +94,6 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 			retErr = errors.Join(retErr, fmt.Errorf("stopping the control plane: %w", err))
 		}
 	}()
-	cfg.QPS, cfg.Burst = -1, -1
 	kubeconfig := filepath.Join(state, "kubeconfig")
 	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
 		return fmt.Errorf("writing %s: %w", kubeconfig, err)
@@ -131,48 +109,20 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 
 	publicURL := "http://" + o.SCIMAddr + "/scim/v2"
 	listening := make(chan string, 1)
-	op, err := operator.New(cfg, operator.Options{
-		Scheme: kscheme.New(), Log: log, SCIMAddr: o.SCIMAddr, PublicURL: publicURL,
-		MetricsAddr: o.MetricsAddr, PprofAddr: o.PprofAddr,
-		SCIMBound: func(addr string) { listening <- addr },
-		Helpdesk:  store, ResyncPeriod: time.Minute,
-		// The demo tenant has a database of its own (its ProvisioningConfig).
-		TenantDatabasePrefixes: []string{"sqlite://" + filepath.Join(state, "tenants") + "/"},
-	})
+	op, err := newOperator(cfg, log, o, state, store, publicURL, listening)
 	if err != nil {
 		return err
 	}
 	step("starting the operator (SCIM on %s)", o.SCIMAddr)
-	mgrCtx, stopMgr := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- op.Manager.Start(mgrCtx) }()
+	done, stop := startManager(ctx, op)
 	defer func() {
-		stopMgr()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("operator: %w", err))
 		}
 	}()
 
-	step("creating the demo tenant: namespace %q with ScimToken %q and a ProvisioningConfig (database %s)",
-		DemoNamespace, DemoToken, filepath.Join(rel(state), "tenants", DemoNamespace+".db"))
-	c, err := client.New(cfg, client.Options{Scheme: kscheme.New()})
-	if err != nil {
-		return err
-	}
-	token, err := ensureDemoTenant(ctx, c, done, "sqlite://"+filepath.Join(state, "tenants", DemoNamespace+".db"))
-	if err != nil {
-		return err
-	}
-	// The SCIM server starts once the caches synced; say ready only then.
-	select {
-	case <-listening:
-	case err := <-done:
-		done <- err
-		return fmt.Errorf("the operator stopped before serving SCIM: %w", err)
-	case <-ctx.Done():
-		return nil
-	}
-	if err := waitAccepted(ctx, publicURL, token); err != nil {
+	token, ready, err := startDemoTenant(ctx, cfg, state, done, listening, publicURL, step)
+	if err != nil || !ready {
 		return err
 	}
 	for name, content := range map[string]string{"endpoint": publicURL + "\n", "token": token + "\n"} {
@@ -189,6 +139,102 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 		done <- err // for the deferred stop
 		return fmt.Errorf("the operator stopped: %w", err)
 	}
+}
+
+// prepareStart stops what an earlier dev process left running and checks,
+// before anything starts, what would make the start fail half-way: the
+// SCIM port, the control plane binaries, the CRDs.
+func prepareStart(state string, o Options, step func(string, ...any)) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+	if left := findLeftovers(state); len(left) > 0 {
+		if err := stopLeftovers(left, 10*time.Second); err != nil {
+			return nil, err
+		}
+		step("stopped %s, left running by an earlier scim-operator dev on %s that did not stop cleanly", joinLeftovers(left), state)
+	}
+	if err := checkPort(o.SCIMAddr); err != nil {
+		return nil, err
+	}
+	if o.AssetsDir == "" {
+		return nil, errors.New("no control plane binaries: run `make run`, or pass --control-plane-dir (the folder hack/controlplane/build.sh prints)")
+	}
+	return loadCRDs()
+}
+
+// startControlPlane starts etcd (its data in the state folder, so a
+// restart keeps everything) and kube-apiserver, with the CRDs installed.
+func startControlPlane(state, assets string, crds []*apiextensionsv1.CustomResourceDefinition) (*envtest.Environment, *rest.Config, error) {
+	etcdPath, apiserverPath, err := launchers(state, assets)
+	if err != nil {
+		return nil, nil, err
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDInstallOptions:     envtest.CRDInstallOptions{CRDs: crds},
+	}
+	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(state, "etcd"), Path: etcdPath}
+	env.ControlPlane.APIServer = &envtest.APIServer{Path: apiserverPath}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, nil, fmt.Errorf("starting the control plane from %s: %w", assets, err)
+	}
+	// A local API server of our own: no client-side throttling.
+	cfg.QPS, cfg.Burst = -1, -1
+	return env, cfg, nil
+}
+
+// newOperator builds the operator as the binary would, with the SQLite
+// helpdesk store, a short resync and room for the demo tenant's database.
+func newOperator(cfg *rest.Config, log logr.Logger, o Options, state string, store helpdesk.Store, publicURL string, listening chan<- string) (*operator.Operator, error) {
+	return operator.New(cfg, operator.Options{
+		Scheme: kscheme.New(), Log: log, SCIMAddr: o.SCIMAddr, PublicURL: publicURL,
+		MetricsAddr: o.MetricsAddr, PprofAddr: o.PprofAddr,
+		SCIMBound: func(addr string) { listening <- addr },
+		Helpdesk:  store, ResyncPeriod: time.Minute,
+		// The demo tenant has a database of its own (its ProvisioningConfig).
+		TenantDatabasePrefixes: []string{"sqlite://" + filepath.Join(state, "tenants") + "/"},
+	})
+}
+
+// startManager runs the operator's manager until ctx ends or stop is
+// called; done receives its result (and whoever reads it early puts it
+// back for stop).
+func startManager(ctx context.Context, op *operator.Operator) (done chan error, stop func() error) {
+	mgrCtx, stopMgr := context.WithCancel(ctx)
+	done = make(chan error, 1)
+	go func() { done <- op.Manager.Start(mgrCtx) }()
+	return done, func() error {
+		stopMgr()
+		return <-done
+	}
+}
+
+// startDemoTenant creates the demo tenant and waits until the SCIM server
+// serves and accepts its token. ready is false when ctx ended first.
+func startDemoTenant(ctx context.Context, cfg *rest.Config, state string, done chan error, listening <-chan string, publicURL string,
+	step func(string, ...any)) (token string, ready bool, err error) {
+	step("creating the demo tenant: namespace %q with ScimToken %q and a ProvisioningConfig (database %s)",
+		DemoNamespace, DemoToken, filepath.Join(rel(state), "tenants", DemoNamespace+".db"))
+	c, err := client.New(cfg, client.Options{Scheme: kscheme.New()})
+	if err != nil {
+		return "", false, err
+	}
+	token, err = ensureDemoTenant(ctx, c, done, "sqlite://"+filepath.Join(state, "tenants", DemoNamespace+".db"))
+	if err != nil {
+		return "", false, err
+	}
+	// The SCIM server starts once the caches synced; say ready only then.
+	select {
+	case <-listening:
+	case err := <-done:
+		done <- err
+		return "", false, fmt.Errorf("the operator stopped before serving SCIM: %w", err)
+	case <-ctx.Done():
+		return "", false, nil
+	}
+	if err := waitAccepted(ctx, publicURL, token); err != nil {
+		return "", false, err
+	}
+	return token, true, nil
 }
 
 // joinLeftovers is "etcd (pid 1)", "etcd (pid 1) and kube-apiserver (pid 2)", ...
