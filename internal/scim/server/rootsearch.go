@@ -50,49 +50,6 @@ func (s *Server) searchRoot(w http.ResponseWriter, r *http.Request, rq *request)
 	if err != nil {
 		return err
 	}
-
-	// One scan slot for the whole search, taken by the first type that
-	// reads its whole tenant.
-	var held func()
-	shared := func(ctx context.Context, w http.ResponseWriter, tenant string) (func(), error) {
-		if held == nil {
-			release, err := s.scanSlot(ctx, w, tenant)
-			if err != nil {
-				return nil, err
-			}
-			held = release
-		}
-		return noRelease, nil
-	}
-	defer func() {
-		if held != nil {
-			held()
-		}
-	}()
-
-	// The candidates of both types before anything is rendered: a type
-	// over the ceiling refuses the search first.
-	var users []*scimv1.ProvisionedUser
-	var groups []*scimv1.ProvisionedGroup
-	var mf memberFilter
-	if qu != nil {
-		qu.slot = shared
-		var release func()
-		if users, release, err = s.userCandidates(ctx, w, tenant, qu); err != nil {
-			return err
-		}
-		defer release()
-	}
-	if qg != nil {
-		qg.slot = shared
-		mf = newMemberFilter(qg.filter)
-		var release func()
-		if groups, release, err = s.groupCandidates(ctx, w, tenant, qg, mf); err != nil {
-			return err
-		}
-		defer release()
-	}
-
 	q := qu
 	if q == nil {
 		q = qg
@@ -102,52 +59,17 @@ func (s *Server) searchRoot(w http.ResponseWriter, r *http.Request, rq *request)
 		q, _ = s.buildQuery(urt, "", sr.startIndex, sr.count, "", sr.sortOrder, nil, nil)
 		return writeJSON(w, rq, http.StatusOK, q.listResponse(0, []any{}))
 	}
-	var items []rootItem
-	var total int
-	if !filters(qu) && !filters(qg) {
-		// A plain listing: nothing rendered but the page.
-		total = len(users) + len(groups)
-		from, to := q.window(total)
-		for i := from; i < to; i++ {
-			if i < len(users) {
-				items = append(items, rootItem{user: users[i]})
-			} else {
-				items = append(items, rootItem{group: groups[i-len(users)]})
-			}
-		}
-	} else {
-		groupsInFilter := qu != nil && qu.filter != nil && filterMentions(qu.filter, "groups")
-		var merged []hit[rootItem]
-		if qu != nil {
-			uhits, err := matchAll(qu, users, func(u *scimv1.ProvisionedUser) (map[string]any, error) {
-				return s.userDoc(ctx, rq, urt, u, groupsInFilter)
-			})
-			if err != nil {
-				return err
-			}
-			for _, h := range uhits {
-				merged = append(merged, hit[rootItem]{obj: rootItem{user: h.obj}, key: h.key})
-			}
-		}
-		if qg != nil {
-			ghits, err := matchAll(qg, groups, s.groupProbe(ctx, rq, mf))
-			if err != nil {
-				return err
-			}
-			for _, h := range ghits {
-				merged = append(merged, hit[rootItem]{obj: rootItem{group: h.obj}, key: h.key})
-			}
-		}
-		if (qu != nil && qu.sortBy != nil) || (qg != nil && qg.sortBy != nil) {
-			sortHits(merged, q.descending)
-		}
-		total = len(merged)
-		from, to := q.window(total)
-		for _, h := range merged[from:to] {
-			items = append(items, h.obj)
-		}
+	slot := &sharedSlot{s: s}
+	defer slot.release()
+	c, release, err := s.rootCandidates(ctx, w, tenant, qu, qg, slot)
+	if err != nil {
+		return err
 	}
-
+	defer release()
+	total, items, err := s.rootPage(ctx, rq, urt, qu, qg, c)
+	if err != nil {
+		return err
+	}
 	resources := make([]any, 0, len(items))
 	for _, it := range items {
 		doc, err := s.rootDoc(ctx, rq, urt, it, q.attributes, q.excluded)
@@ -157,6 +79,129 @@ func (s *Server) searchRoot(w http.ResponseWriter, r *http.Request, rq *request)
 		resources = append(resources, doc)
 	}
 	return writeJSON(w, rq, http.StatusOK, q.listResponse(total, resources))
+}
+
+// sharedSlot is the one scan slot of a root search: taken by the first
+// type that reads its whole tenant, released when the search ends.
+type sharedSlot struct {
+	s    *Server
+	held func()
+}
+
+// take is a query's slot function (query.slot); the slot is released by
+// release, not by what take returns.
+func (sl *sharedSlot) take(ctx context.Context, w http.ResponseWriter, tenant string) (func(), error) {
+	if sl.held == nil {
+		release, err := sl.s.scanSlot(ctx, w, tenant)
+		if err != nil {
+			return nil, err
+		}
+		sl.held = release
+	}
+	return noRelease, nil
+}
+
+func (sl *sharedSlot) release() {
+	if sl.held != nil {
+		sl.held()
+	}
+}
+
+// rootCandidates are the candidates of both types of a root search; a
+// type left out (nil query) has none.
+type rootCandidates struct {
+	users  []*scimv1.ProvisionedUser
+	groups []*scimv1.ProvisionedGroup
+	mf     memberFilter // of the groups' filter
+}
+
+// rootCandidates reads the candidates of both types before anything is
+// rendered, so that a type over the ceiling refuses the search first.
+// release gives back what the reads hold.
+func (s *Server) rootCandidates(ctx context.Context, w http.ResponseWriter, tenant string, qu, qg *query,
+	slot *sharedSlot) (c rootCandidates, release func(), err error) {
+	releaseUsers, releaseGroups := noRelease, noRelease
+	if qu != nil {
+		qu.slot = slot.take
+		if c.users, releaseUsers, err = s.userCandidates(ctx, w, tenant, qu); err != nil {
+			return c, nil, err
+		}
+	}
+	if qg != nil {
+		qg.slot = slot.take
+		c.mf = newMemberFilter(qg.filter)
+		if c.groups, releaseGroups, err = s.groupCandidates(ctx, w, tenant, qg, c.mf); err != nil {
+			releaseUsers()
+			return c, nil, err
+		}
+	}
+	return c, func() { releaseGroups(); releaseUsers() }, nil
+}
+
+// rootPage returns how many resources match and the page's. A plain
+// listing renders nothing but the page; a filter or sortBy matches (and
+// sorts) both types first.
+func (s *Server) rootPage(ctx context.Context, rq *request, urt *schema.ResourceType, qu, qg *query,
+	c rootCandidates) (int, []rootItem, error) {
+	q := qu
+	if q == nil {
+		q = qg
+	}
+	if !filters(qu) && !filters(qg) {
+		total := len(c.users) + len(c.groups)
+		from, to := q.window(total)
+		items := make([]rootItem, 0, to-from)
+		for i := from; i < to; i++ {
+			if i < len(c.users) {
+				items = append(items, rootItem{user: c.users[i]})
+			} else {
+				items = append(items, rootItem{group: c.groups[i-len(c.users)]})
+			}
+		}
+		return total, items, nil
+	}
+	merged, err := s.rootMatches(ctx, rq, urt, qu, qg, c)
+	if err != nil {
+		return 0, nil, err
+	}
+	if (qu != nil && qu.sortBy != nil) || (qg != nil && qg.sortBy != nil) {
+		sortHits(merged, q.descending)
+	}
+	from, to := q.window(len(merged))
+	items := make([]rootItem, 0, to-from)
+	for _, h := range merged[from:to] {
+		items = append(items, h.obj)
+	}
+	return len(merged), items, nil
+}
+
+// rootMatches returns the matching users, then the matching groups, each
+// with its sort key.
+func (s *Server) rootMatches(ctx context.Context, rq *request, urt *schema.ResourceType, qu, qg *query,
+	c rootCandidates) ([]hit[rootItem], error) {
+	var merged []hit[rootItem]
+	if qu != nil {
+		groupsInFilter := qu.filter != nil && filterMentions(qu.filter, "groups")
+		uhits, err := matchAll(qu, c.users, func(u *scimv1.ProvisionedUser) (map[string]any, error) {
+			return s.userDoc(ctx, rq, urt, u, groupsInFilter)
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range uhits {
+			merged = append(merged, hit[rootItem]{obj: rootItem{user: h.obj}, key: h.key})
+		}
+	}
+	if qg != nil {
+		ghits, err := matchAll(qg, c.groups, s.groupProbe(ctx, rq, c.mf))
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range ghits {
+			merged = append(merged, hit[rootItem]{obj: rootItem{group: h.obj}, key: h.key})
+		}
+	}
+	return merged, nil
 }
 
 // filters says whether q (nil for a type left out) filters or sorts.
