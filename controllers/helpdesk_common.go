@@ -15,7 +15,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -111,6 +110,13 @@ func NewSyncMetrics(reg prometheus.Registerer) (*SyncMetrics, error) {
 	return &SyncMetrics{Lag: lag}, nil
 }
 
+// setSuspended marks an object of kind that waits for its tenant's sync to
+// resume.
+func setSuspended(conds *[]metav1.Condition, gen int64, kind string) {
+	setSynced(conds, gen, metav1.ConditionFalse, ReasonSuspended,
+		"the tenant's ProvisioningConfig suspends the helpdesk sync; this "+kind+" is written when it resumes")
+}
+
 func (m *SyncMetrics) observe(kind string, meta *metav1.ObjectMeta, now time.Time) {
 	t, err := time.Parse(time.RFC3339Nano, meta.Annotations[repository.AnnotationLastModified])
 	if err == nil {
@@ -197,7 +203,7 @@ func everyObjectOf(c client.Reader, newList func() client.ObjectList) func(conte
 		if err := c.List(ctx, list, client.InNamespace(o.GetNamespace()), client.UnsafeDisableDeepCopy); err != nil {
 			// A cache list fails only while the cache stops; the periodic
 			// resync writes the tenant then.
-			logf.FromContext(ctx).Error(err, "listing a tenant's objects to write them again", "namespace", o.GetNamespace())
+			ctrl.LoggerFrom(ctx).Error(err, "listing a tenant's objects to write them again", "namespace", o.GetNamespace())
 			return nil
 		}
 		var reqs []reconcile.Request

@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,8 +41,8 @@ type syncStack struct {
 type syncOptions struct {
 	policy helpdesk.DeletionPolicy
 	resync time.Duration
-	// now replaces the reconcilers' clock.
-	now func() time.Time
+	// clock replaces the reconcilers' clock.
+	clock clock.PassiveClock
 	// noRepo starts the controllers without a repository.
 	noRepo bool
 	// brokenMembers gives the group controller a repository whose member
@@ -81,11 +82,11 @@ func startSyncWith(t *testing.T, store helpdesk.Store, o syncOptions) *syncStack
 			groupRepo = &broken
 		}
 		if err := (&ProvisionedUserReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Store: store, Repo: repo,
-			DeletionPolicy: o.policy, ResyncPeriod: o.resync, MaxConcurrentReconciles: 4, Metrics: m, Now: o.now}).SetupWithManager(mgr); err != nil {
+			DeletionPolicy: o.policy, ResyncPeriod: o.resync, MaxConcurrentReconciles: 4, Metrics: m, Clock: o.clock}).SetupWithManager(mgr); err != nil {
 			return err
 		}
 		return (&ProvisionedGroupReconciler{Client: mgr.GetClient(), Store: store, Repo: groupRepo,
-			DeletionPolicy: o.policy, ResyncPeriod: o.resync, MaxConcurrentReconciles: 4, Metrics: m, Now: o.now}).SetupWithManager(mgr)
+			DeletionPolicy: o.policy, ResyncPeriod: o.resync, MaxConcurrentReconciles: 4, Metrics: m, Clock: o.clock}).SetupWithManager(mgr)
 	})
 	return s
 }

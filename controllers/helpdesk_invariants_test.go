@@ -408,7 +408,7 @@ func TestAbandonedPendingGroupIsDeleted(t *testing.T) {
 		defer mu.Unlock()
 		return time.Now().Add(offset)
 	}
-	s := startSyncWith(t, store, syncOptions{policy: helpdesk.DeletionPolicyRetain, resync: time.Minute, now: now})
+	s := startSyncWith(t, store, syncOptions{policy: helpdesk.DeletionPolicyRetain, resync: time.Minute, clock: funcClock(now)})
 	ctx := context.Background()
 	pending := &scimv1.ProvisionedGroup{ObjectMeta: metav1.ObjectMeta{Name: "abandoned", Namespace: s.ns,
 		Annotations: map[string]string{scimv1.AnnotationPendingMembers: "true"}},
@@ -524,3 +524,9 @@ func TestHelpdeskUserRefusesUndecodableCustomFields(t *testing.T) {
 		t.Fatalf("good custom fields: %v, %v", row.CustomFields, err)
 	}
 }
+
+// funcClock is a clock that reads now.
+type funcClock func() time.Time
+
+func (f funcClock) Now() time.Time                  { return f() }
+func (f funcClock) Since(t time.Time) time.Duration { return f().Sub(t) }

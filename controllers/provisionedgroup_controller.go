@@ -7,26 +7,25 @@ import (
 	"math"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
-	"github.com/scim-operator/scim-operator/internal/tenancy"
 )
 
 // ProvisionedGroupReconciler copies ProvisionedGroups and their members
@@ -50,7 +49,8 @@ type ProvisionedGroupReconciler struct {
 	Targets                 Targets
 	ResyncPeriod            time.Duration
 	MaxConcurrentReconciles int
-	Now                     func() time.Time
+	// Clock defaults to the real clock; tests inject a fake one.
+	Clock clock.PassiveClock
 }
 
 // +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisionedgroups,verbs=get;list;watch;create;update;patch;delete,roleName=controller-role
@@ -76,8 +76,8 @@ func (r *ProvisionedGroupReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Recorder == nil {
 		r.Recorder = mgr.GetEventRecorder("provisionedgroup-controller")
 	}
-	if r.Now == nil {
-		r.Now = time.Now
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("provisionedgroup").
@@ -101,100 +101,95 @@ func (r *ProvisionedGroupReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // Reconcile brings one group's rows in line with its spec and shards.
-func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	g := &scimv1.ProvisionedGroup{}
 	if err := r.Get(ctx, req.NamespacedName, g); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	deleting := !g.DeletionTimestamp.IsZero()
-	if deleting && !controllerutil.ContainsFinalizer(g, scimv1.FinalizerHelpdesk) {
-		return ctrl.Result{}, nil
+	if !g.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, g)
 	}
-	if _, pending := g.Annotations[scimv1.AnnotationPendingMembers]; pending && !deleting {
+	// Not acknowledged to the identity provider yet: neither written nor
+	// given the finalizer.
+	if _, pending := g.Annotations[scimv1.AnnotationPendingMembers]; pending {
 		return r.reconcilePending(ctx, g)
 	}
-	if !deleting && controllerutil.AddFinalizer(g, scimv1.FinalizerHelpdesk) {
-		return ctrl.Result{}, r.Update(ctx, g)
+	if added, err := addFinalizer(ctx, r.Client, g, scimv1.FinalizerHelpdesk); added || err != nil {
+		return ctrl.Result{}, err
 	}
+	snapshot := snapshotStatus(g)
+	defer func() { retErr = errors.Join(retErr, snapshot.patch(ctx, r.Client, g)) }()
+	return r.reconcileNormal(ctx, g)
+}
+
+// reconcileNormal writes the group's row and its members, then records
+// the outcome in status.
+func (r *ProvisionedGroupReconciler) reconcileNormal(ctx context.Context, g *scimv1.ProvisionedGroup) (ctrl.Result, error) {
 	t, err := target(ctx, r.Targets, r.Store, r.DeletionPolicy, g.Namespace, "group")
 	if wait, ok := waitForTarget(err); ok {
 		return wait, nil
 	}
-	if err == nil {
-		defer t.Release()
-	}
-	if deleting {
-		if err != nil {
-			return ctrl.Result{}, fmt.Errorf("deleting group %s/%s from the helpdesk: %w", g.Namespace, g.Name, err)
-		}
-		if t.Suspended {
-			return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil // written when the tenant resumes
-		}
-		return ctrl.Result{}, r.reconcileDelete(ctx, t, g)
-	}
-	before := g.Status.DeepCopy()
-	defer func() {
-		if equality.Semantic.DeepEqual(before, &g.Status) {
-			return
-		}
-		base := g.DeepCopy()
-		base.Status = *before
-		if err := r.Status().Patch(ctx, g, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
-			retErr = errors.Join(retErr, fmt.Errorf("writing status: %w", err))
-		}
-	}()
-
-	fail := func(err error, what, reason string) (ctrl.Result, error) {
-		setSynced(&g.Status.Conditions, g.Generation, metav1.ConditionFalse, reason, err.Error())
-		r.Recorder.Eventf(g, nil, "Warning", EventSyncFailed, "Sync", "%s of group %s failed: %s", what, g.Name, reason)
-		return ctrl.Result{}, fmt.Errorf("%s of group %s/%s: %w", what, g.Namespace, g.Name, err)
-	}
 	if err != nil {
-		return fail(err, "writing", ReasonDatabaseUnavailable)
+		return r.failed(g, err, "writing", ReasonDatabaseUnavailable)
 	}
+	defer t.Release()
 	if t.Suspended {
-		setSynced(&g.Status.Conditions, g.Generation, metav1.ConditionFalse, ReasonSuspended,
-			"the tenant's ProvisioningConfig suspends the helpdesk sync; this group is written when it resumes")
+		setSuspended(&g.Status.Conditions, g.Generation, "group")
 		// The resume event queues it; the resync is the safety net.
 		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
 	}
 	changed, err := t.Store.UpsertGroup(ctx, helpdesk.Group{Tenant: g.Namespace, SCIMID: g.Name,
 		DisplayName: g.Spec.DisplayName, ExternalID: g.Spec.ExternalID})
 	if err != nil {
-		return fail(err, "writing", syncFailureReason(err))
+		return r.failed(g, err, "writing", syncFailureReason(err))
 	}
 	members, lastMemberChange, err := r.members(ctx, g)
 	if err != nil {
-		return fail(err, "reading members", ReasonMembersUnavailable)
+		return r.failed(g, err, "reading members", ReasonMembersUnavailable)
 	}
 	added, removed, err := t.Store.SyncMembers(ctx, g.Namespace, g.Name, members)
 	if err != nil {
-		return fail(err, "syncing members", syncFailureReason(err))
+		return r.failed(g, err, "syncing members", syncFailureReason(err))
 	}
-	now := r.Now()
 	if changed || added > 0 || removed > 0 {
-		// The newest SCIM write: the group's own (a rename) or its shards'
-		// (a membership change, which does not bump the generation).
-		since, _ := time.Parse(time.RFC3339Nano, g.Annotations[repository.AnnotationLastModified])
-		if lastMemberChange.After(since) {
-			since = lastMemberChange
-		}
-		last := g.Status.LastSyncTime
-		fromSCIM := g.Status.ObservedGeneration != g.Generation || !meta.IsStatusConditionTrue(g.Status.Conditions, scimv1.ConditionSynced) ||
-			last == nil || !since.Before(last.Time)
-		if fromSCIM {
-			r.Metrics.observeSince("group", since, now)
-		} else {
-			// Nothing was written through SCIM since the last sync, yet the
-			// rows differed: someone edited the database.
-			r.Recorder.Eventf(g, nil, "Normal", EventDriftRepaired, "Sync", "the helpdesk rows of group %s differed and were rewritten (%d added, %d removed)", g.Name, added, removed)
-		}
-		g.Status.LastSyncTime = &metav1.Time{Time: now}
+		r.wrote(g, lastMemberChange, added, removed)
 	}
 	g.Status.Members = int32(min(len(members), math.MaxInt32)) //nolint:gosec // clamped
 	setSynced(&g.Status.Conditions, g.Generation, metav1.ConditionTrue, ReasonSynced, "the helpdesk database holds this generation and its members")
 	g.Status.ObservedGeneration = g.Generation
 	return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
+}
+
+// failed records a failed step in the Synced condition and returns the
+// error, so the request is retried with exponential backoff.
+func (r *ProvisionedGroupReconciler) failed(g *scimv1.ProvisionedGroup, err error, what, reason string) (ctrl.Result, error) {
+	setSynced(&g.Status.Conditions, g.Generation, metav1.ConditionFalse, reason, err.Error())
+	r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, EventSyncFailed, "Sync", "%s of group %s failed: %s", what, g.Name, reason)
+	return ctrl.Result{}, fmt.Errorf("%s of group %s/%s: %w", what, g.Namespace, g.Name, err)
+}
+
+// wrote records a write of the group's rows: the sync lag of the newest
+// SCIM write, or a drift repaired when nothing was written through SCIM
+// since the last sync.
+func (r *ProvisionedGroupReconciler) wrote(g *scimv1.ProvisionedGroup, lastMemberChange time.Time, added, removed int) {
+	now := r.Clock.Now()
+	// The newest SCIM write: the group's own (a rename) or its shards'
+	// (a membership change, which does not bump the generation).
+	since, _ := time.Parse(time.RFC3339Nano, g.Annotations[repository.AnnotationLastModified])
+	if lastMemberChange.After(since) {
+		since = lastMemberChange
+	}
+	last := g.Status.LastSyncTime
+	fromSCIM := g.Status.ObservedGeneration != g.Generation || !meta.IsStatusConditionTrue(g.Status.Conditions, scimv1.ConditionSynced) ||
+		last == nil || !since.Before(last.Time)
+	if fromSCIM {
+		r.Metrics.observeSince("group", since, now)
+	} else {
+		// Nothing was written through SCIM since the last sync, yet the
+		// rows differed: someone edited the database.
+		r.Recorder.Eventf(g, nil, corev1.EventTypeNormal, EventDriftRepaired, "Sync", "the helpdesk rows of group %s differed and were rewritten (%d added, %d removed)", g.Name, added, removed)
+	}
+	g.Status.LastSyncTime = &metav1.Time{Time: now}
 }
 
 // members returns the group's member ids and the newest SCIM write to its
@@ -234,8 +229,8 @@ func (r *ProvisionedGroupReconciler) members(ctx context.Context, g *scimv1.Prov
 // told it exists), and once it is older than abandonedCreateAge it is taken
 // for a create that failed half-way and deleted.
 func (r *ProvisionedGroupReconciler) reconcilePending(ctx context.Context, g *scimv1.ProvisionedGroup) (ctrl.Result, error) {
-	log := logf.FromContext(ctx)
-	age := r.Now().Sub(g.CreationTimestamp.Time)
+	log := ctrl.LoggerFrom(ctx)
+	age := r.Clock.Since(g.CreationTimestamp.Time)
 	if age < abandonedCreateAge {
 		log.V(1).Info("group create not acknowledged yet; not written to the helpdesk database", "group", g.Name, "age", age.String())
 		return ctrl.Result{RequeueAfter: min(pendingRecheck, abandonedCreateAge-age)}, nil
@@ -252,27 +247,38 @@ func (r *ProvisionedGroupReconciler) reconcilePending(ctx context.Context, g *sc
 		return ctrl.Result{}, fmt.Errorf("deleting abandoned group %s/%s: %w", g.Namespace, g.Name, err)
 	}
 	log.Info("deleted a group whose create was never acknowledged", "group", g.Name, "age", age.String())
-	r.Recorder.Eventf(g, nil, "Normal", EventAbandonedDeleted, "Delete",
+	r.Recorder.Eventf(g, nil, corev1.EventTypeNormal, EventAbandonedDeleted, "Delete",
 		"group %s was created %s ago and its create never completed; deleted", g.Name, age.Round(time.Second))
 	return ctrl.Result{}, nil
 }
 
-func (r *ProvisionedGroupReconciler) reconcileDelete(ctx context.Context, t tenancy.Target, g *scimv1.ProvisionedGroup) error {
+// reconcileDelete applies the deletion policy to the group's rows,
+// deletes its shards, and only then lets the object go.
+func (r *ProvisionedGroupReconciler) reconcileDelete(ctx context.Context, g *scimv1.ProvisionedGroup) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(g, scimv1.FinalizerHelpdesk) {
-		return nil
+		return ctrl.Result{}, nil
+	}
+	t, err := target(ctx, r.Targets, r.Store, r.DeletionPolicy, g.Namespace, "group")
+	if wait, ok := waitForTarget(err); ok {
+		return wait, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("deleting group %s/%s from the helpdesk: %w", g.Namespace, g.Name, err)
+	}
+	defer t.Release()
+	if t.Suspended {
+		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil // written when the tenant resumes
 	}
 	if err := t.Store.DeleteGroup(ctx, g.Namespace, g.Name, t.DeletionPolicy); err != nil {
-		r.Recorder.Eventf(g, nil, "Warning", EventSyncFailed, "Delete", "deleting group %s from the helpdesk database failed; retrying", g.Name)
-		return fmt.Errorf("deleting group %s/%s from the helpdesk: %w", g.Namespace, g.Name, err)
+		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, EventSyncFailed, "Delete", "deleting group %s from the helpdesk database failed; retrying", g.Name)
+		return ctrl.Result{}, fmt.Errorf("deleting group %s/%s from the helpdesk: %w", g.Namespace, g.Name, err)
 	}
 	// Shards are owned by the group, but a cluster without a garbage
 	// collector (or a slow one) would keep them: delete them explicitly.
 	if err := r.DeleteAllOf(ctx, &scimv1.GroupMembership{}, client.InNamespace(g.Namespace),
 		client.MatchingLabels{scimv1.LabelGroup: g.Name}); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("deleting membership shards of group %s: %w", g.Name, err)
+		return ctrl.Result{}, fmt.Errorf("deleting membership shards of group %s: %w", g.Name, err)
 	}
-	r.Recorder.Eventf(g, nil, "Normal", EventDeleted, "Delete", "group %s deleted from the helpdesk database (policy %s)", g.Name, policyName(t.DeletionPolicy))
-	base := g.DeepCopy()
-	controllerutil.RemoveFinalizer(g, scimv1.FinalizerHelpdesk)
-	return client.IgnoreNotFound(r.Patch(ctx, g, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
+	r.Recorder.Eventf(g, nil, corev1.EventTypeNormal, EventDeleted, "Delete", "group %s deleted from the helpdesk database (policy %s)", g.Name, policyName(t.DeletionPolicy))
+	return ctrl.Result{}, removeFinalizer(ctx, r.Client, g, scimv1.FinalizerHelpdesk)
 }

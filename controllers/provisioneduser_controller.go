@@ -9,11 +9,12 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,14 +22,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
 	"github.com/scim-operator/scim-operator/internal/namekey"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
-	"github.com/scim-operator/scim-operator/internal/tenancy"
 )
 
 // ProvisionedUserReconciler copies ProvisionedUsers into the helpdesk
@@ -63,7 +62,8 @@ type ProvisionedUserReconciler struct {
 	ResyncPeriod time.Duration
 	// MaxConcurrentReconciles bounds parallel database writes.
 	MaxConcurrentReconciles int
-	Now                     func() time.Time
+	// Clock defaults to the real clock; tests inject a fake one.
+	Clock clock.PassiveClock
 
 	// wake queues other users now: one whose stale key was released.
 	wake chan event.GenericEvent
@@ -82,8 +82,8 @@ func (r *ProvisionedUserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Recorder == nil {
 		r.Recorder = mgr.GetEventRecorder("provisioneduser-controller")
 	}
-	if r.Now == nil {
-		r.Now = time.Now
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
 	}
 	r.wake = make(chan event.GenericEvent, 1024)
 	b := ctrl.NewControllerManagedBy(mgr).
@@ -101,58 +101,38 @@ func (r *ProvisionedUserReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 // Reconcile brings one user's row in line with its spec.
-func (r *ProvisionedUserReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
-	log := logf.FromContext(ctx)
+func (r *ProvisionedUserReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	u := &scimv1.ProvisionedUser{}
 	if err := r.Get(ctx, req.NamespacedName, u); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if !u.DeletionTimestamp.IsZero() {
+		return r.reconcileDelete(ctx, u)
+	}
 	// The SCIM server sets the finalizer at creation; objects made with
 	// kubectl get it here, before anything reaches the database.
-	if u.DeletionTimestamp.IsZero() && controllerutil.AddFinalizer(u, scimv1.FinalizerHelpdesk) {
-		return ctrl.Result{}, r.Update(ctx, u)
+	if added, err := addFinalizer(ctx, r.Client, u, scimv1.FinalizerHelpdesk); added || err != nil {
+		return ctrl.Result{}, err
 	}
-	if !u.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(u, scimv1.FinalizerHelpdesk) {
-		return ctrl.Result{}, nil
-	}
+	snapshot := snapshotStatus(u)
+	defer func() { retErr = errors.Join(retErr, snapshot.patch(ctx, r.Client, u)) }()
+	return r.reconcileNormal(ctx, u)
+}
+
+// reconcileNormal writes the user's row and records the outcome in
+// status.
+func (r *ProvisionedUserReconciler) reconcileNormal(ctx context.Context, u *scimv1.ProvisionedUser) (ctrl.Result, error) {
 	t, err := target(ctx, r.Targets, r.Store, r.DeletionPolicy, u.Namespace, "user")
 	if wait, ok := waitForTarget(err); ok {
 		return wait, nil
 	}
-	if err == nil {
-		defer t.Release()
-	}
-	if !u.DeletionTimestamp.IsZero() {
-		if err != nil {
-			return ctrl.Result{}, fmt.Errorf("deleting user %s/%s from the helpdesk: %w", u.Namespace, u.Name, err)
-		}
-		if t.Suspended {
-			return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil // written when the tenant resumes
-		}
-		return ctrl.Result{}, r.reconcileDelete(ctx, t, u)
-	}
-
-	before := u.Status.DeepCopy()
-	defer func() {
-		// Status is written only when it changed: one write per sync at
-		// most, none for a resync that found nothing to do.
-		if equality.Semantic.DeepEqual(before, &u.Status) {
-			return
-		}
-		base := u.DeepCopy()
-		base.Status = *before
-		if err := r.Status().Patch(ctx, u, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
-			retErr = errors.Join(retErr, fmt.Errorf("writing status: %w", err))
-		}
-	}()
-
 	if err != nil {
 		setSynced(&u.Status.Conditions, u.Generation, metav1.ConditionFalse, ReasonDatabaseUnavailable, err.Error())
 		return ctrl.Result{}, fmt.Errorf("upserting user %s/%s: %w", u.Namespace, u.Name, err)
 	}
+	defer t.Release()
 	if t.Suspended {
-		setSynced(&u.Status.Conditions, u.Generation, metav1.ConditionFalse, ReasonSuspended,
-			"the tenant's ProvisioningConfig suspends the helpdesk sync; this user is written when it resumes")
+		setSuspended(&u.Status.Conditions, u.Generation, "user")
 		// The resume event queues it; the resync is the safety net.
 		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
 	}
@@ -164,13 +144,22 @@ func (r *ProvisionedUserReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	if err != nil {
 		return ctrl.Result{}, r.syncFailed(ctx, t.Store, u, err)
 	}
-	now := r.Now()
+	r.synced(ctx, u, row, changed)
+	return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
+}
+
+// synced records in status that the row holds this generation: the sync
+// lag, or a drift repaired when the spec had not changed, and the fields
+// stored cut.
+func (r *ProvisionedUserReconciler) synced(ctx context.Context, u *scimv1.ProvisionedUser, row helpdesk.User, changed bool) {
+	log := ctrl.LoggerFrom(ctx)
+	now := r.Clock.Now()
 	if changed {
 		if u.Status.ObservedGeneration == u.Generation && meta.IsStatusConditionTrue(u.Status.Conditions, scimv1.ConditionSynced) {
 			// Nothing new in the spec, yet the row differed: someone edited
 			// or deleted it in the database.
 			log.Info("repaired a helpdesk row that had drifted", "user", u.Name)
-			r.Recorder.Eventf(u, nil, "Normal", EventDriftRepaired, "Sync", "the helpdesk row of user %s differed from the spec and was rewritten", u.Name)
+			r.Recorder.Eventf(u, nil, corev1.EventTypeNormal, EventDriftRepaired, "Sync", "the helpdesk row of user %s differed from the spec and was rewritten", u.Name)
 		} else {
 			r.Metrics.observe("user", &u.ObjectMeta, now)
 		}
@@ -183,13 +172,12 @@ func (r *ProvisionedUserReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		msg = fmt.Sprintf("the helpdesk database holds this generation, with %s cut to the length of their columns", strings.Join(cut, ", "))
 		if changed {
 			log.Info("stored values cut to fit their helpdesk columns", "user", u.Name, "columns", cut)
-			r.Recorder.Eventf(u, nil, "Warning", EventTruncated, "Sync",
+			r.Recorder.Eventf(u, nil, corev1.EventTypeWarning, EventTruncated, "Sync",
 				"user %s: %s longer than the helpdesk's columns; stored cut to fit", u.Name, strings.Join(cut, ", "))
 		}
 	}
 	setSynced(&u.Status.Conditions, u.Generation, metav1.ConditionTrue, reason, msg)
 	u.Status.ObservedGeneration = u.Generation
-	return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
 }
 
 // syncFailed records a failed upsert in the Synced condition and returns
@@ -214,7 +202,7 @@ func (r *ProvisionedUserReconciler) syncFailed(ctx context.Context, store helpde
 		}
 	}
 	setSynced(&u.Status.Conditions, u.Generation, metav1.ConditionFalse, reason, msg)
-	r.Recorder.Eventf(u, nil, "Warning", EventSyncFailed, "Sync", "writing user %s to the helpdesk database: %s", u.Name, reason)
+	r.Recorder.Eventf(u, nil, corev1.EventTypeWarning, EventSyncFailed, "Sync", "writing user %s to the helpdesk database: %s", u.Name, reason)
 	return fmt.Errorf("upserting user %s/%s: %w", u.Namespace, u.Name, err)
 }
 
@@ -224,7 +212,7 @@ func (r *ProvisionedUserReconciler) syncFailed(ctx context.Context, store helpde
 // database outage), the stale key is released, its user queued to write
 // its own row again, and the write retried at once.
 func (r *ProvisionedUserReconciler) upsert(ctx context.Context, store helpdesk.Store, u *scimv1.ProvisionedUser, row helpdesk.User) (bool, error) {
-	log := logf.FromContext(ctx)
+	log := ctrl.LoggerFrom(ctx)
 	for attempt := 0; ; attempt++ {
 		changed, err := store.UpsertUser(ctx, row)
 		var conflict *helpdesk.ConflictError
@@ -304,26 +292,37 @@ func (r *ProvisionedUserReconciler) wakeUser(namespace, name string) {
 	}
 }
 
-func (r *ProvisionedUserReconciler) reconcileDelete(ctx context.Context, t tenancy.Target, u *scimv1.ProvisionedUser) error {
+// reconcileDelete applies the deletion policy to the user's row, takes
+// the user out of its groups, and only then lets the object go.
+func (r *ProvisionedUserReconciler) reconcileDelete(ctx context.Context, u *scimv1.ProvisionedUser) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(u, scimv1.FinalizerHelpdesk) {
-		return nil
+		return ctrl.Result{}, nil
+	}
+	t, err := target(ctx, r.Targets, r.Store, r.DeletionPolicy, u.Namespace, "user")
+	if wait, ok := waitForTarget(err); ok {
+		return wait, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("deleting user %s/%s from the helpdesk: %w", u.Namespace, u.Name, err)
+	}
+	defer t.Release()
+	if t.Suspended {
+		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil // written when the tenant resumes
 	}
 	// The database first: the helpdesk must hear of the deletion even
 	// while the group clean-up below keeps failing.
 	if err := t.Store.DeleteUser(ctx, u.Namespace, u.Name, t.DeletionPolicy); err != nil {
-		r.Recorder.Eventf(u, nil, "Warning", EventSyncFailed, "Delete", "deleting user %s from the helpdesk database failed; retrying", u.Name)
-		return fmt.Errorf("deleting user %s/%s from the helpdesk: %w", u.Namespace, u.Name, err)
+		r.Recorder.Eventf(u, nil, corev1.EventTypeWarning, EventSyncFailed, "Delete", "deleting user %s from the helpdesk database failed; retrying", u.Name)
+		return ctrl.Result{}, fmt.Errorf("deleting user %s/%s from the helpdesk: %w", u.Namespace, u.Name, err)
 	}
-	r.Metrics.observe("user", &u.ObjectMeta, r.Now())
+	r.Metrics.observe("user", &u.ObjectMeta, r.Clock.Now())
 	if r.Repo != nil {
 		if err := r.Repo.RemoveFromAllGroups(ctx, u.Namespace, u.Name); err != nil {
-			return fmt.Errorf("removing deleted user %s from its groups: %w", u.Name, err)
+			return ctrl.Result{}, fmt.Errorf("removing deleted user %s from its groups: %w", u.Name, err)
 		}
 	}
-	r.Recorder.Eventf(u, nil, "Normal", EventDeleted, "Delete", "user %s deleted from the helpdesk database (policy %s)", u.Name, policyName(t.DeletionPolicy))
-	base := u.DeepCopy()
-	controllerutil.RemoveFinalizer(u, scimv1.FinalizerHelpdesk)
-	return client.IgnoreNotFound(r.Patch(ctx, u, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
+	r.Recorder.Eventf(u, nil, corev1.EventTypeNormal, EventDeleted, "Delete", "user %s deleted from the helpdesk database (policy %s)", u.Name, policyName(t.DeletionPolicy))
+	return ctrl.Result{}, removeFinalizer(ctx, r.Client, u, scimv1.FinalizerHelpdesk)
 }
 
 func policyName(p helpdesk.DeletionPolicy) string {

@@ -16,12 +16,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -49,7 +49,8 @@ type ProvisioningConfigReconciler struct {
 	// CheckInterval is how often a config is checked again: the Secret
 	// re-read, the database pinged, status recounted (default 10 s).
 	CheckInterval time.Duration
-	Now           func() time.Time
+	// Clock defaults to the real clock; tests inject a fake one.
+	Clock clock.PassiveClock
 }
 
 // +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisioningconfigs,verbs=get;list;watch;update;patch,roleName=controller-role
@@ -69,8 +70,8 @@ const (
 
 // SetupWithManager registers the controller.
 func (r *ProvisioningConfigReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Now == nil {
-		r.Now = time.Now
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
 	}
 	if r.CheckInterval <= 0 {
 		r.CheckInterval = defaultConfigCheck
@@ -86,7 +87,7 @@ func (r *ProvisioningConfigReconciler) SetupWithManager(mgr ctrl.Manager) error 
 }
 
 // Reconcile applies one tenant's config and reports on it.
-func (r *ProvisioningConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+func (r *ProvisioningConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
 	cfg := &scimv1.ProvisioningConfig{}
 	if err := r.Get(ctx, req.NamespacedName, cfg); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -98,24 +99,19 @@ func (r *ProvisioningConfigReconciler) Reconcile(ctx context.Context, req ctrl.R
 	if !cfg.DeletionTimestamp.IsZero() {
 		return r.reconcileDelete(ctx, cfg)
 	}
-	// Finalizer first; the reconcile goes on (the update is no new
+	// Finalizer first; the reconcile goes on (the patch is no new
 	// generation, so no event would bring it back).
-	if controllerutil.AddFinalizer(cfg, scimv1.FinalizerTenantSync) {
-		if err := r.Update(ctx, cfg); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
-		}
+	if _, err := addFinalizer(ctx, r.Client, cfg, scimv1.FinalizerTenantSync); err != nil {
+		return ctrl.Result{}, err
 	}
-	before := cfg.Status.DeepCopy()
-	defer func() {
-		if equality.Semantic.DeepEqual(before, &cfg.Status) {
-			return
-		}
-		base := cfg.DeepCopy()
-		base.Status = *before
-		if err := r.Status().Patch(ctx, cfg, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
-			retErr = errors.Join(retErr, fmt.Errorf("writing status: %w", err))
-		}
-	}()
+	snapshot := snapshotStatus(cfg)
+	defer func() { retErr = errors.Join(retErr, snapshot.patch(ctx, r.Client, cfg)) }()
+	return r.reconcileNormal(ctx, cfg)
+}
+
+// reconcileNormal applies the database, checks it, and counts the
+// tenant's sync into status.
+func (r *ProvisioningConfigReconciler) reconcileNormal(ctx context.Context, cfg *scimv1.ProvisioningConfig) (ctrl.Result, error) {
 	store, openErr := r.applyDatabase(ctx, cfg)
 	r.checkDatabase(ctx, cfg, store)
 	if err := r.countSync(ctx, cfg); err != nil {
@@ -162,12 +158,10 @@ func (r *ProvisioningConfigReconciler) reconcileDelete(ctx context.Context, cfg 
 		return ctrl.Result{}, err
 	}
 	if waiting > 0 {
-		logf.FromContext(ctx).V(1).Info("ProvisioningConfig deleted; waiting for the tenant's deletions to reach its database", "objects", waiting)
+		ctrl.LoggerFrom(ctx).V(1).Info("ProvisioningConfig deleted; waiting for the tenant's deletions to reach its database", "objects", waiting)
 		return ctrl.Result{RequeueAfter: tenantDeletionRecheck}, nil
 	}
-	base := cfg.DeepCopy()
-	controllerutil.RemoveFinalizer(cfg, scimv1.FinalizerTenantSync)
-	return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, cfg, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
+	return ctrl.Result{}, removeFinalizer(ctx, r.Client, cfg, scimv1.FinalizerTenantSync)
 }
 
 // deletionsPending counts the tenant's users and groups whose deletion is
@@ -297,7 +291,7 @@ func (r *ProvisioningConfigReconciler) checkDatabase(ctx context.Context, cfg *s
 	fromDB := tenancy.HelpdeskFields(rows, cfg.Namespace)
 	if cfg.Spec.Database != nil {
 		if !equality.Semantic.DeepEqual(cfg.Status.HelpdeskCustomFields, fromDB) || cfg.Status.HelpdeskCustomFieldsReadAt == nil {
-			cfg.Status.HelpdeskCustomFieldsReadAt = &metav1.Time{Time: r.Now()}
+			cfg.Status.HelpdeskCustomFieldsReadAt = &metav1.Time{Time: r.Clock.Now()}
 		}
 		cfg.Status.HelpdeskCustomFields = fromDB
 	}
@@ -309,7 +303,7 @@ func (r *ProvisioningConfigReconciler) databaseFailed(cfg *scimv1.ProvisioningCo
 	r.setReachable(cfg, metav1.ConditionFalse, scimv1.ReasonDatabaseUnreachable, msg)
 	if cfg.Status.LastDatabaseError != msg {
 		cfg.Status.LastDatabaseError = msg
-		cfg.Status.LastDatabaseErrorTime = &metav1.Time{Time: r.Now()}
+		cfg.Status.LastDatabaseErrorTime = &metav1.Time{Time: r.Clock.Now()}
 	}
 }
 
@@ -388,7 +382,7 @@ func (r *ProvisioningConfigReconciler) countSync(ctx context.Context, cfg *scimv
 	case usersBehind+groupsBehind > 0:
 		c.Status, c.Reason = metav1.ConditionFalse, scimv1.ReasonBehind
 		c.Message = fmt.Sprintf("%d users and %d groups are not in the helpdesk database yet; the oldest change was made %s ago",
-			usersBehind, groupsBehind, r.Now().Sub(oldest).Round(time.Second))
+			usersBehind, groupsBehind, r.Clock.Now().Sub(oldest).Round(time.Second))
 	}
 	meta.SetStatusCondition(&st.Conditions, c)
 	return nil

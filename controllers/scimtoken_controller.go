@@ -8,13 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -328,17 +326,15 @@ func (r *ScimTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	}
 
 	// The finalizer comes first so that no token exists that a deletion
-	// could miss.
-	if !controllerutil.ContainsFinalizer(tok, scimv1.FinalizerToken) {
-		patch := client.MergeFrom(tok.DeepCopy())
-		controllerutil.AddFinalizer(tok, scimv1.FinalizerToken)
-		if err := r.Patch(ctx, tok, patch); err != nil {
-			return ctrl.Result{}, fmt.Errorf("adding finalizer %s: %w", scimv1.FinalizerToken, err)
-		}
-		return ctrl.Result{}, nil // the patch triggers the next reconcile
+	// could miss; the patch triggers the next reconcile.
+	if added, err := addFinalizer(ctx, r.Client, tok, scimv1.FinalizerToken); added || err != nil {
+		return ctrl.Result{}, err
 	}
 
-	base := tok.DeepCopy()
+	snapshot := snapshotStatus(tok)
+	// base follows what status holds on the server (announcePending
+	// updates it), so the final patch carries only what is new.
+	base := snapshot.before.(*scimv1.ScimToken)
 	now := r.Clock.Now().UTC().Truncate(time.Second)
 	var st *tokenState
 	defer func() {
@@ -347,7 +343,7 @@ func (r *ScimTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		if retErr != nil {
 			r.Recorder.Eventf(tok, nil, corev1.EventTypeWarning, EventReconcileFailed, "Reconcile", "%s", retErr.Error())
 		}
-		if err := r.patchStatus(ctx, base, tok); err != nil {
+		if err := snapshot.patch(ctx, r.Client, tok); err != nil {
 			retErr = errors.Join(retErr, err)
 		} else if st != nil {
 			r.emit(ctx, tok, st.afterStatus)
@@ -378,14 +374,9 @@ func (r *ScimTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 // this controller may not (the token-secrets role is not bound there).
 func (r *ScimTokenReconciler) notServed(ctx context.Context, tok *scimv1.ScimToken) error {
 	if !tok.DeletionTimestamp.IsZero() {
-		if !controllerutil.ContainsFinalizer(tok, scimv1.FinalizerToken) {
-			return nil
-		}
-		patch := client.MergeFrom(tok.DeepCopy())
-		controllerutil.RemoveFinalizer(tok, scimv1.FinalizerToken)
-		return r.Patch(ctx, tok, patch)
+		return removeFinalizer(ctx, r.Client, tok, scimv1.FinalizerToken)
 	}
-	base := tok.DeepCopy()
+	snapshot := snapshotStatus(tok)
 	s := &tok.Status
 	s.Fingerprint, s.PreviousFingerprint, s.IssuedAt, s.PreviousValidUntil, s.NextRotationAt = "", "", nil, nil, nil
 	s.Pending, s.Endpoint, s.EntraTenantID = nil, r.EndpointBaseURL, ""
@@ -394,7 +385,7 @@ func (r *ScimTokenReconciler) notServed(ctx context.Context, tok *scimv1.ScimTok
 		Message: fmt.Sprintf("the operator manages token Secrets only in the namespaces %s (--token-namespaces, the chart's tenantNamespaces): "+
 			"no token is accepted here; add %s to that list", strings.Join(r.Namespaces, ", "), tok.Namespace)})
 	s.ObservedGeneration = tok.Generation
-	return r.patchStatus(ctx, base, tok)
+	return snapshot.patch(ctx, r.Client, tok)
 }
 
 // reconcileDelete revokes the tokens: the Authenticator already refuses a
@@ -418,12 +409,7 @@ func (r *ScimTokenReconciler) reconcileDelete(ctx context.Context, tok *scimv1.S
 	ctrl.LoggerFrom(ctx).Info("revoked token", "fingerprint", tokens.ShortFingerprint(tok.Status.Fingerprint))
 	r.Recorder.Eventf(tok, nil, corev1.EventTypeNormal, EventRevoked, "Revoke", "%s", msg)
 
-	patch := client.MergeFrom(tok.DeepCopy())
-	controllerutil.RemoveFinalizer(tok, scimv1.FinalizerToken)
-	if err := r.Patch(ctx, tok, patch); err != nil {
-		return fmt.Errorf("removing finalizer %s: %w", scimv1.FinalizerToken, err)
-	}
-	return nil
+	return removeFinalizer(ctx, r.Client, tok, scimv1.FinalizerToken)
 }
 
 // deleteGeneratedSecret deletes <name>-token if this ScimToken controls it
@@ -445,191 +431,6 @@ func (r *ScimTokenReconciler) deleteGeneratedSecret(ctx context.Context, tok *sc
 		return "", fmt.Errorf("deleting Secret %s: %w", key.Name, err)
 	}
 	return key.Name, nil
-}
-
-// reconcileGenerated issues, checks, repairs and rotates the token in the
-// generated Secret. Status decides which tokens are valid; the Secret is
-// checked against it and never the other way round.
-func (r *ScimTokenReconciler) reconcileGenerated(ctx context.Context, base, tok *scimv1.ScimToken, now time.Time) (*tokenState, error) {
-	name := generatedSecretName(tok)
-	secret := &corev1.Secret{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: name}, secret)
-	if apierrors.IsNotFound(err) {
-		// The cache holds only Secrets labelled as generated: one of this
-		// name made by someone else (or stripped of the label) is invisible
-		// to it. The live read finds it, and the checks below judge it.
-		live := &corev1.Secret{}
-		switch lerr := r.APIReader.Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: name}, live); {
-		case lerr == nil:
-			secret, err = live, nil
-		case !apierrors.IsNotFound(lerr):
-			return nil, fmt.Errorf("reading Secret %s from the API server: %w", name, lerr)
-		}
-	}
-	if apierrors.IsNotFound(err) {
-		if err := r.confirmFresh(ctx, tok, name, nil); err != nil {
-			return nil, err
-		}
-		return r.issue(ctx, base, tok, now)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading Secret %s: %w", name, err)
-	}
-
-	st := stateFromStatus(tok)
-	st.secretName = name
-	// Only a Secret this ScimToken controls is the generated one: labels
-	// can be copied, and a Secret made in advance holds a token its maker
-	// chose. Status keeps its tokens: nothing valid is dropped silently.
-	if !metav1.IsControlledBy(secret, tok) {
-		if err := r.confirmFresh(ctx, tok, name, secret); err != nil {
-			return nil, err
-		}
-		notes := endOverlap(tok, st, now)
-		st.problemReason, st.problemMessage = ReasonSecretConflict, notControlledMessage(name, st)
-		r.emit(ctx, tok, notes)
-		return st, nil
-	}
-
-	token := tokens.Normalize(string(secret.Data[SecretKeyToken]))
-	judged := judgeToken(r.Fingerprints, token, &tok.Status)
-	// Status written before fingerprints were keyed names the current token
-	// by its unkeyed hash: from now on it is named by the keyed one, and the
-	// Secret's mirror of the old form counts as missing (repaired), not as
-	// forged.
-	annotations := secret.Annotations
-	if legacy := tokens.LegacyFingerprint(token); judged == tokenCurrent {
-		if tok.Status.Fingerprint == legacy {
-			st.fingerprint = r.Fingerprints.Of(token)
-			tok.Status.Fingerprint = st.fingerprint // the same token: its usage times stay
-		}
-		if annotations[annFingerprint] == legacy {
-			annotations = maps.Clone(annotations)
-			delete(annotations, annFingerprint)
-		}
-	}
-	// Judge a mismatch, and write a new token, only from what the API
-	// server holds.
-	confirmed := false
-	confirm := func() error {
-		if confirmed {
-			return nil
-		}
-		confirmed = true
-		return r.confirmFresh(ctx, tok, name, secret)
-	}
-	if forged, missing := annotationMismatch(annotations, tokenAnnotations(st)); judged != tokenCurrent ||
-		len(forged) > 0 || missing || tok.Status.Pending != nil {
-		if err := confirm(); err != nil {
-			return nil, err
-		}
-	}
-
-	var notes []note
-	var pending *scimv1.PendingToken // a new token to write
-	newToken := ""
-
-	// Phase 1: the token in the Secret, judged against status.
-	switch judged {
-	case tokenPending:
-		st = completePending(st, tok.Status.Pending)
-		notes = append(notes, note{corev1.EventTypeNormal, EventWriteCompleted, "Complete", fmt.Sprintf(
-			"Secret %s holds the token (%s) the operator wrote before its status update failed: it is current now",
-			name, tokens.ShortFingerprint(st.fingerprint))})
-		fallthrough
-	case tokenCurrent:
-		switch forged, missing := annotationMismatch(annotations, tokenAnnotations(st)); {
-		case len(forged) > 0:
-			st.tamperReason = ReasonForgedTokenState
-			st.tamperMessage = fmt.Sprintf("Secret %s carried token-state annotations that disagree with status (%s): "+
-				"they were ignored and rewritten from status, which alone says which tokens are valid; "+
-				"whoever edited the Secret could read its token: rotate it", name, strings.Join(forged, ", "))
-			notes = append(notes, note{corev1.EventTypeWarning, ReasonForgedTokenState, "Check", st.tamperMessage})
-		case missing:
-			notes = append(notes, note{corev1.EventTypeNormal, EventSecretRepaired, "Repair", fmt.Sprintf(
-				"restored the operator's annotations on Secret %s from status", name)})
-		}
-	case tokenUnusable:
-		if newToken, err = tokens.Generate(); err != nil {
-			return nil, fmt.Errorf("generating a token: %w", err)
-		}
-		pending = &scimv1.PendingToken{Fingerprint: r.Fingerprints.Of(newToken), IssuedAt: metav1.NewTime(now)}
-		notes = append(notes, note{corev1.EventTypeWarning, EventSecretReissued, "Reissue", fmt.Sprintf(
-			"Secret %s held no usable token (edited by hand?): issued a new one (%s); the earlier ones are no longer accepted, "+
-				"give the new one to the identity provider", name, tokens.ShortFingerprint(pending.Fingerprint))})
-	case tokenUnexpected:
-		st.tamperReason, st.problemReason = ReasonUnexpectedToken, ReasonUnexpectedToken
-		st.tamperMessage = fmt.Sprintf("Secret %s holds a token the operator did not issue: it is not accepted", name)
-		st.problemMessage = unexpectedMessage(name, st)
-	}
-
-	// Phase 2: end an overlap that is over.
-	if pending == nil {
-		notes = append(notes, endOverlap(tok, st, now)...)
-	}
-
-	// Phase 3: rotate when asked or due, unless an overlap is running.
-	d := decideRotation(tok, st, now)
-	switch {
-	case pending != nil:
-		// A re-issue satisfies a waiting request too.
-		if !d.repeated {
-			pending.RotationRequest = d.request
-		}
-	case d.why == "":
-	case st.previousFingerprint != "":
-		st.deferredUntil, st.deferredWhy = st.previousValidUntil, d.why
-		d.request = "" // still waiting, not handled
-	default:
-		if newToken, err = tokens.Generate(); err != nil {
-			return nil, fmt.Errorf("generating a token: %w", err)
-		}
-		pending = rotationPending(tok, st, r.Fingerprints.Of(newToken), d.request, now)
-		if st.problemReason == ReasonUnexpectedToken {
-			notes = append(notes, note{corev1.EventTypeWarning, ReasonUnexpectedToken, "Check", st.tamperMessage +
-				"; the rotation replaced it"})
-		}
-		notes = append(notes, rotationNote(st, pending, d.why))
-	}
-	if d.repeated {
-		remember(st, d.request)
-		notes = append(notes, note{corev1.EventTypeNormal, EventRotationRepeated, "Rotate", fmt.Sprintf(
-			"%s=%q was handled before: not rotating again (set a value it never had, such as the current time, to rotate)",
-			scimv1.AnnotationRotate, d.request)})
-	}
-
-	// Phase 4: write. A new token is announced in status first.
-	if pending != nil {
-		if err := confirm(); err != nil {
-			return nil, err
-		}
-		if err := r.announcePending(ctx, base, tok, pending); err != nil {
-			return nil, err
-		}
-		st = completePending(st, pending)
-	} else if st.problemReason != "" {
-		// A refused Secret is left as found.
-		r.emit(ctx, tok, notes)
-		return st, nil
-	}
-	if newToken == "" {
-		newToken = token
-	}
-	desired := secret.DeepCopy()
-	if err := r.applySecret(tok, desired, st, newToken); err != nil {
-		return nil, err
-	}
-	if !equality.Semantic.DeepEqual(desired, secret) {
-		if len(notes) == 0 {
-			notes = append(notes, note{corev1.EventTypeNormal, EventSecretRepaired, "Repair", fmt.Sprintf(
-				"rewrote the operator's labels, annotations, owner reference or endpoint on Secret %s", name)})
-		}
-		if err := r.Update(ctx, desired); err != nil {
-			return nil, fmt.Errorf("updating Secret %s: %w", name, err)
-		}
-	}
-	r.emit(ctx, tok, notes)
-	return st, nil
 }
 
 // issue creates the generated Secret: the first token, or a new one after
@@ -791,6 +592,32 @@ func (r *ScimTokenReconciler) reconcileAdopted(ctx context.Context, tok *scimv1.
 	}
 	defer func() { r.emit(ctx, tok, notes) }()
 
+	secret, err := r.readAdoptedSecret(ctx, tok, st)
+	if err != nil {
+		return nil, err
+	}
+	if secret == nil {
+		return st, nil // refused: st says why
+	}
+	raw, ok := secret.Data[key]
+	if !ok {
+		st.problemReason = ReasonTokenMissing
+		st.problemMessage = fmt.Sprintf("Secret %s has no key %q: no token is accepted until it does", ref.Name, key)
+		return st, nil
+	}
+	if n := r.adoptToken(tok, st, tokens.Normalize(string(raw)), key, now); n != nil {
+		notes = append(notes, *n)
+	}
+	return st, nil
+}
+
+// readAdoptedSecret reads spec.secretRef, only if it opts in to adoption;
+// otherwise it records the problem in st and returns nil. Nothing about
+// the value is looked at before the Secret opts in: its fingerprint in
+// status would be a hash oracle for any Secret in the namespace, and its
+// value a token.
+func (r *ScimTokenReconciler) readAdoptedSecret(ctx context.Context, tok *scimv1.ScimToken, st *tokenState) (*corev1.Secret, error) {
+	ref := tok.Spec.SecretRef
 	secret := &corev1.Secret{}
 	if err := r.adoptableReader().Get(ctx, types.NamespacedName{Namespace: tok.Namespace, Name: ref.Name}, secret); err != nil {
 		if !apierrors.IsNotFound(err) {
@@ -806,54 +633,50 @@ func (r *ScimTokenReconciler) reconcileAdopted(ctx context.Context, tok *scimv1.
 		case apierrors.IsNotFound(lerr):
 			st.problemReason = ReasonSecretMissing
 			st.problemMessage = fmt.Sprintf("Secret %s does not exist: no token is accepted until it does", ref.Name)
-			return st, nil
+			return nil, nil
 		default:
 			return nil, fmt.Errorf("reading Secret %s from the API server: %w", ref.Name, lerr)
 		}
 	}
-	// Nothing about the value is looked at before the Secret opts in: its
-	// fingerprint in status would be a hash oracle for any Secret in the
-	// namespace, and its value a token.
 	if !adoptable(secret) {
 		st.problemReason = ReasonSecretNotAdoptable
 		st.problemMessage = fmt.Sprintf("Secret %s does not allow adoption: no token is accepted and nothing of it is read; "+
 			"if it is meant for this ScimToken, add the label %s=\"true\" to it "+
 			"(kubectl label secret %s -n %s %s=true)",
 			ref.Name, scimv1.LabelAdoptable, ref.Name, tok.Namespace, scimv1.LabelAdoptable)
-		return st, nil
+		return nil, nil
 	}
-	raw, ok := secret.Data[key]
-	if !ok {
-		st.problemReason = ReasonTokenMissing
-		st.problemMessage = fmt.Sprintf("Secret %s has no key %q: no token is accepted until it does", ref.Name, key)
-		return st, nil
-	}
-	token := tokens.Normalize(string(raw))
+	return secret, nil
+}
+
+// adoptToken accepts token from the adopted Secret's key into st, and
+// says what changed.
+func (r *ScimTokenReconciler) adoptToken(tok *scimv1.ScimToken, st *tokenState, token, key string, now time.Time) *note {
+	ref := tok.Spec.SecretRef
 	if !tokens.Usable(token) {
 		st.problemReason = ReasonTokenTooShort
 		st.problemMessage = fmt.Sprintf("the token in Secret %s key %q is shorter than %d characters or contains whitespace: "+
 			"it is refused; store a longer random token", ref.Name, key, tokens.MinAdoptedLength)
-		return st, nil
+		return nil
 	}
-
 	st.fingerprint = r.Fingerprints.Of(token)
 	switch {
 	case r.Fingerprints.Matches(token, tok.Status.Fingerprint) && tok.Status.IssuedAt != nil:
 		// The same token (its status perhaps still in the unkeyed form).
 		st.issuedAt = tok.Status.IssuedAt.Time
+		return nil
 	case tok.Status.Fingerprint == "":
 		st.issuedAt = now
-		notes = append(notes, note{corev1.EventTypeNormal, ReasonAdopted, "Adopt", fmt.Sprintf(
-			"adopted the token (%s) from Secret %s key %q", tokens.ShortFingerprint(st.fingerprint), ref.Name, key)})
+		return &note{corev1.EventTypeNormal, ReasonAdopted, "Adopt", fmt.Sprintf(
+			"adopted the token (%s) from Secret %s key %q", tokens.ShortFingerprint(st.fingerprint), ref.Name, key)}
 	default:
 		// Whoever manages the Secret rotated it; the old value stops at
 		// once because only they know whether it leaked.
 		st.issuedAt = now
-		notes = append(notes, note{corev1.EventTypeNormal, EventAdoptedChanged, "Reread", fmt.Sprintf(
+		return &note{corev1.EventTypeNormal, EventAdoptedChanged, "Reread", fmt.Sprintf(
 			"Secret %s changed: now accepting its token (%s); the previous one (%s) is no longer accepted",
-			ref.Name, tokens.ShortFingerprint(st.fingerprint), tokens.ShortFingerprint(tok.Status.Fingerprint))})
+			ref.Name, tokens.ShortFingerprint(st.fingerprint), tokens.ShortFingerprint(tok.Status.Fingerprint))}
 	}
-	return st, nil
 }
 
 // secretToken is what the token in a generated Secret is, judged against
@@ -1270,28 +1093,6 @@ func becameTrue(before, after *scimv1.ScimToken, conditionType string) bool {
 	oldC := meta.FindStatusCondition(before.Status.Conditions, conditionType)
 	newC := meta.FindStatusCondition(after.Status.Conditions, conditionType)
 	return newC != nil && newC.Status == metav1.ConditionTrue && (oldC == nil || oldC.Status != metav1.ConditionTrue)
-}
-
-// patchStatus sends a merge patch with what changed, if anything. A merge
-// patch leaves lastUsedAt alone, which the UsageRecorders write
-// concurrently.
-func (r *ScimTokenReconciler) patchStatus(ctx context.Context, before, after *scimv1.ScimToken) error {
-	if equality.Semantic.DeepEqual(before.Status, after.Status) {
-		return nil
-	}
-	if err := r.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
-			// The manager is stopping (Ctrl-C): the next start reconciles
-			// every token again; an error here would only print a stack
-			// trace on a clean stop.
-			return nil //nolint:nilerr // see above
-		}
-		return fmt.Errorf("patching status: %w", err)
-	}
-	return nil
 }
 
 func (r *ScimTokenReconciler) emit(ctx context.Context, tok *scimv1.ScimToken, notes []note) {

@@ -199,3 +199,42 @@ func TestScimTokenCompletePending(t *testing.T) {
 		t.Errorf("a previous token from nothing: %+v", got)
 	}
 }
+
+// TestScimTokenSecretChecks: which check decides what is done about a
+// generated Secret, first failure first.
+func TestScimTokenSecretChecks(t *testing.T) {
+	right := secretFacts{exists: true, controlled: true, token: tokenCurrent}
+	with := func(change func(*secretFacts)) secretFacts {
+		f := right
+		change(&f)
+		return f
+	}
+	for _, c := range []struct {
+		name      string
+		facts     secretFacts
+		wantCheck string
+		want      secretAction
+	}{
+		{"the current token, annotations as status says", right, "", secretRight},
+		{"the pending token, annotations as status says", with(func(f *secretFacts) { f.token = tokenPending }), "", secretRight},
+		{"no Secret", secretFacts{}, "SecretExists", issueToken},
+		{"a Secret someone else made", with(func(f *secretFacts) { f.controlled = false }), "ControlledByScimToken", refuseSecret},
+		{"someone else's Secret wins over its unusable token",
+			with(func(f *secretFacts) { f.controlled, f.token = false, tokenUnusable }), "ControlledByScimToken", refuseSecret},
+		{"an empty token", with(func(f *secretFacts) { f.token = tokenUnusable }), "TokenUsable", reissueToken},
+		{"a token the operator never issued", with(func(f *secretFacts) { f.token = tokenUnexpected }), "TokenIssuedByOperator", refuseToken},
+		{"an unknown token wins over forged annotations",
+			with(func(f *secretFacts) { f.token, f.forged = tokenUnexpected, []string{annFingerprint} }), "TokenIssuedByOperator", refuseToken},
+		{"annotations that claim another token", with(func(f *secretFacts) { f.forged = []string{annFingerprint} }), "AnnotationsMatchStatus", rewriteForged},
+		{"forged wins over missing",
+			with(func(f *secretFacts) { f.forged, f.missing = []string{annPreviousValidUntil}, true }), "AnnotationsMatchStatus", rewriteForged},
+		{"annotations removed", with(func(f *secretFacts) { f.missing = true }), "AnnotationsPresent", repairMissing},
+		{"the pending token with annotations removed",
+			with(func(f *secretFacts) { f.token, f.missing = tokenPending, true }), "AnnotationsPresent", repairMissing},
+	} {
+		check, action := judgeSecret(c.facts)
+		if check != c.wantCheck || action != c.want {
+			t.Errorf("%s: check %q action %d, want %q %d", c.name, check, action, c.wantCheck, c.want)
+		}
+	}
+}
