@@ -227,6 +227,29 @@ const FieldOwner = "scim-operator"
 
 // New builds the manager with every controller and the SCIM server.
 func New(cfg *rest.Config, o Options) (*Operator, error) {
+	cfg, o = withDefaults(cfg, o)
+	mgr, err := ctrl.NewManager(cfg, managerOptions(o))
+	if err != nil {
+		return nil, fmt.Errorf("creating the manager: %w", err)
+	}
+	w := &wiring{ctx: context.Background(), o: o, mgr: mgr, op: &Operator{Manager: mgr},
+		// Every write names the operator as its field manager, whatever the
+		// binary is called (`go run` names it "cmd").
+		writer: client.WithFieldOwner(mgr.GetClient(), FieldOwner)}
+	// In this order: the installation key before anything derived from it;
+	// indexes and informers registered before the handlers and readers that
+	// use them; the helpdesk controllers after the repository they read.
+	steps := []func() error{w.identity, w.repository, w.authentication, w.scimServer, w.helpdesk, w.healthChecks}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	return w.op, nil
+}
+
+// withDefaults fills in the options left empty.
+func withDefaults(cfg *rest.Config, o Options) (*rest.Config, Options) {
 	// The API server takes the field manager of a write that names none
 	// (leader election, events) from the User-Agent's first word.
 	cfg = rest.CopyConfig(cfg)
@@ -242,6 +265,33 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 	if o.LeaderElectionID == "" {
 		o.LeaderElectionID = "scim-operator.scim.helpdesk.dev"
 	}
+	return cfg, o
+}
+
+// managerOptions are the manager's options, its cache's included.
+func managerOptions(o Options) ctrl.Options {
+	mopts := ctrl.Options{
+		Scheme:                        o.Scheme,
+		Logger:                        o.Log,
+		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
+		PprofBindAddress:              cmp.Or(o.PprofAddr, "0"),
+		HealthProbeBindAddress:        o.ProbeAddr,
+		LeaderElection:                o.LeaderElection,
+		LeaderElectionID:              o.LeaderElectionID,
+		LeaderElectionNamespace:       o.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         cacheOptions(o),
+	}
+	if o.SkipControllerNameValidation {
+		skip := true
+		mopts.Controller = config.Controller{SkipNameValidation: &skip}
+	}
+	return mopts
+}
+
+// cacheOptions say what the manager's cache holds: the listed namespaces
+// only, without managedFields, and only the Secrets the operator generated.
+func cacheOptions(o Options) cache.Options {
 	cacheOpts := cache.Options{
 		// managedFields are never read and cost memory on every object.
 		DefaultTransform: cache.TransformStripManagedFields(),
@@ -265,87 +315,101 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		}
 	}
 	cacheOpts.ByObject = map[client.Object]cache.ByObject{&corev1.Secret{}: secrets}
-	mopts := ctrl.Options{
-		Scheme:                        o.Scheme,
-		Logger:                        o.Log,
-		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
-		PprofBindAddress:              cmp.Or(o.PprofAddr, "0"),
-		HealthProbeBindAddress:        o.ProbeAddr,
-		LeaderElection:                o.LeaderElection,
-		LeaderElectionID:              o.LeaderElectionID,
-		LeaderElectionNamespace:       o.LeaderElectionNamespace,
-		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cacheOpts,
-	}
-	if o.SkipControllerNameValidation {
-		skip := true
-		mopts.Controller = config.Controller{SkipNameValidation: &skip}
-	}
-	mgr, err := ctrl.NewManager(cfg, mopts)
-	if err != nil {
-		return nil, fmt.Errorf("creating the manager: %w", err)
-	}
-	op := &Operator{Manager: mgr}
-	ctx := context.Background()
-	// Every write names the operator as its field manager, whatever the
-	// binary is called (`go run` names it "cmd").
-	writer := client.WithFieldOwner(mgr.GetClient(), FieldOwner)
+	return cacheOpts
+}
+
+// wiring is what New's steps hand each other, in the order New runs them.
+type wiring struct {
+	ctx    context.Context
+	o      Options
+	mgr    ctrl.Manager
+	op     *Operator
+	writer client.Client
+
+	// identity
+	fingerprints tokens.Fingerprinter
+	entraKeys    *tokens.EntraKeys
+	// repository
+	synced func(ctx context.Context) bool
+	// authentication
+	usage         *tokens.UsageRecorder
+	tokenActivity *tokens.ActivityRecorder
+	authMetrics   *tokens.Metrics
+}
+
+// identity loads the installation key, registers the indexes, and sets up
+// what derives from the key: token fingerprints and the token controller.
+func (w *wiring) identity() error {
+	ctx, mgr, op, o := w.ctx, w.mgr, w.op, w.o
+	var err error
 	if op.Key, err = loadInstallationKey(ctx, mgr, o); err != nil {
-		return nil, err
+		return err
 	}
 
 	if err := repository.RegisterIndexes(ctx, mgr.GetCache()); err != nil {
-		return nil, err
+		return err
 	}
 	if err := tokens.RegisterIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
-		return nil, err
+		return err
 	}
-	fingerprints, err := tokens.NewFingerprinter(op.Key.Derive(installkey.PurposeFingerprint))
-	if err != nil {
-		return nil, err
+	if w.fingerprints, err = tokens.NewFingerprinter(op.Key.Derive(installkey.PurposeFingerprint)); err != nil {
+		return err
 	}
 	// The signing keys of Entra directories (ScimTokens with
 	// spec.entraIssued): the Authenticator checks tokens with them, the
 	// controller reports them in conditions.
-	entraKeys := tokens.NewEntraKeys(tokens.EntraOptions{Log: o.Log.WithName("entra-keys"), AllowedURLPrefixes: o.EntraKeysURLPrefixes})
+	w.entraKeys = tokens.NewEntraKeys(tokens.EntraOptions{Log: o.Log.WithName("entra-keys"), AllowedURLPrefixes: o.EntraKeysURLPrefixes})
 	if o.Component.runsControllers() {
 		if err := (&controllers.ScimTokenReconciler{
-			Client: writer, Scheme: mgr.GetScheme(), EndpointBaseURL: o.PublicURL, Namespaces: o.TokenNamespaces,
-			Fingerprints: fingerprints, EntraKeys: entraKeys, EntraAllowed: o.AllowEntraIssuedTokens,
+			Client: w.writer, Scheme: mgr.GetScheme(), EndpointBaseURL: o.PublicURL, Namespaces: o.TokenNamespaces,
+			Fingerprints: w.fingerprints, EntraKeys: w.entraKeys, EntraAllowed: o.AllowEntraIssuedTokens,
 		}).SetupWithManager(mgr); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
 
+// repository builds the repository and its activity events, the claim
+// collector, and the handlers (the user index) a replica waits for.
+func (w *wiring) repository() error {
+	ctx, mgr, op, o, writer := w.ctx, w.mgr, w.op, w.o, w.writer
 	instance, _ := os.Hostname() // the pod name in a cluster
 	activity := repository.NewActivity(writer, instance, o.ActivityInterval)
 	if err := mgr.Add(activity); err != nil {
-		return nil, err
+		return err
 	}
 	// Registered now, so that the first create does not wait for the
 	// NameClaim informer to start (repository.usedBefore reads it).
 	if _, err := mgr.GetCache().GetInformer(ctx, &scimv1.NameClaim{}, cache.BlockUntilSynced(false)); err != nil {
-		return nil, fmt.Errorf("watching NameClaims: %w", err)
+		return fmt.Errorf("watching NameClaims: %w", err)
 	}
 	op.Repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: writer,
 		Activity: activity, IDKey: op.Key.Derive(installkey.PurposeFirstID)}
 	if o.Component.runsControllers() {
 		if err := mgr.Add(&repository.ClaimCollector{Repo: op.Repo, Log: o.Log.WithName("claim-collector")}); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	handlersSynced, err := op.Repo.InstallHandlers(ctx, mgr.GetCache())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// A replica answers SCIM once its caches synced and its handlers (the
 	// user index) have seen every object.
-	synced := func(ctx context.Context) bool {
+	w.synced = func(ctx context.Context) bool {
 		return mgr.GetCache().WaitForCacheSync(ctx) && toolscache.WaitForCacheSync(ctx.Done(), handlersSynced...)
 	}
-	op.Auth = tokens.NewAuthenticator(mgr.GetCache(), clock.RealClock{}, fingerprints)
+	return nil
+}
+
+// authentication sets up the authenticator, the token cache's freshness
+// gate, and the recorders of token usage and activity.
+func (w *wiring) authentication() error {
+	mgr, op, o, writer := w.mgr, w.op, w.o, w.writer
+	op.Auth = tokens.NewAuthenticator(mgr.GetCache(), clock.RealClock{}, w.fingerprints)
 	if o.AllowEntraIssuedTokens {
-		op.Auth.Entra = entraKeys
+		op.Auth.Entra = w.entraKeys
 	}
 	// Tokens are accepted only while this replica can confirm its token
 	// cache is current (revocation travels through the watch).
@@ -353,53 +417,67 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 		Interval: o.TokenFreshnessInterval, Bound: o.TokenFreshnessBound, Log: o.Log.WithName("token-freshness")}
 	if o.Component.runsSCIM() {
 		if err := mgr.Add(op.Freshness); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	usage := tokens.NewUsageRecorder(writer, mgr.GetAPIReader(), tokens.UsageOptions{Logger: o.Log.WithName("token-usage")})
-	if err := mgr.Add(usage); err != nil {
-		return nil, err
+	w.usage = tokens.NewUsageRecorder(writer, mgr.GetAPIReader(), tokens.UsageOptions{Logger: o.Log.WithName("token-usage")})
+	if err := mgr.Add(w.usage); err != nil {
+		return err
 	}
 	ao := o.TokenActivity
 	ao.Logger = o.Log.WithName("token-activity")
-	tokenActivity := tokens.NewActivityRecorder(writer, mgr.GetAPIReader(), ao)
-	if err := mgr.Add(tokenActivity); err != nil {
-		return nil, err
+	w.tokenActivity = tokens.NewActivityRecorder(writer, mgr.GetAPIReader(), ao)
+	if err := mgr.Add(w.tokenActivity); err != nil {
+		return err
 	}
-	authMetrics, err := tokens.NewMetrics(metrics.Registry)
-	if err != nil {
-		return nil, err
-	}
+	var err error
+	w.authMetrics, err = tokens.NewMetrics(metrics.Registry)
+	return err
+}
+
+// scimServer builds the SCIM server and, on SCIM replicas, its listener.
+func (w *wiring) scimServer() error {
+	ctx, mgr, op, o := w.ctx, w.mgr, w.op, w.o
 	if o.PublicURL != "" && o.SCIM.PublicURL == "" {
 		o.SCIM.PublicURL = o.PublicURL
 	}
 	// The tenants' custom fields come from their ProvisioningConfigs too.
 	if _, err := mgr.GetCache().GetInformer(ctx, &scimv1.ProvisioningConfig{}, cache.BlockUntilSynced(false)); err != nil {
-		return nil, fmt.Errorf("watching ProvisioningConfigs: %w", err)
+		return fmt.Errorf("watching ProvisioningConfigs: %w", err)
 	}
 	users := newCustomFieldSchemas(o.Helpdesk, mgr.GetCache(), o.Log.WithName("custom-fields")).userType
 	op.SCIM = server.New(o.SCIM, server.Options{
-		Auth: tokens.FreshAuthenticator{Authenticator: op.Auth, Freshness: op.Freshness}, Usage: usage, Activity: tokenActivity, Repo: op.Repo, Metrics: authMetrics, Users: users,
+		Auth: tokens.FreshAuthenticator{Authenticator: op.Auth, Freshness: op.Freshness}, Usage: w.usage, Activity: w.tokenActivity, Repo: op.Repo, Metrics: w.authMetrics, Users: users,
 		Limiter: tokens.NewFailureLimiter(tokens.LimiterOptions{}),
 		Log:     o.Log.WithName("scim"),
 	})
 	if o.SCIMAddr != "" && o.Component.runsSCIM() {
-		if err := mgr.Add(&server.Listener{Addr: o.SCIMAddr, Handler: op.SCIM.Handler(), Synced: synced,
+		if err := mgr.Add(&server.Listener{Addr: o.SCIMAddr, Handler: op.SCIM.Handler(), Synced: w.synced,
 			ReadHeaderTimeout: o.SCIM.ReadHeaderTimeout, ReadTimeout: o.SCIM.ReadTimeout,
 			CertFile: o.SCIMCertFile, KeyFile: o.SCIMKeyFile, Bound: o.SCIMBound}); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if o.Helpdesk != nil && o.Component.runsControllers() {
-		if err := setupHelpdesk(mgr, op, o); err != nil {
-			return nil, err
-		}
+	return nil
+}
+
+// helpdesk sets up the helpdesk sync on the controllers, when there is a
+// helpdesk database.
+func (w *wiring) helpdesk() error {
+	if w.o.Helpdesk != nil && w.o.Component.runsControllers() {
+		return setupHelpdesk(w.mgr, w.op, w.o)
 	}
+	return nil
+}
+
+// healthChecks adds the liveness and readiness checks.
+func (w *wiring) healthChecks() error {
+	mgr, op, o, synced := w.mgr, w.op, w.o, w.synced
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return nil, err
+		return err
 	}
 	// Ready once the caches synced: only then can a replica answer SCIM.
-	if err := mgr.AddReadyzCheck("readyz", func(req *http.Request) error {
+	return mgr.AddReadyzCheck("readyz", func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
 		defer cancel()
 		if !synced(ctx) {
@@ -410,10 +488,7 @@ func New(cfg *rest.Config, o Options) (*Operator, error) {
 			return op.Freshness.Stale()
 		}
 		return nil
-	}); err != nil {
-		return nil, err
-	}
-	return op, nil
+	})
 }
 
 func setupHelpdesk(mgr ctrl.Manager, op *Operator, o Options) error {
