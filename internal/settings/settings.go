@@ -51,6 +51,9 @@ type Manager struct {
 	ScanCeiling                int
 	ScansPerTenant, ScansTotal int
 	ScanWait                   time.Duration
+	// ReadHeaderTimeout and ReadTimeout cut off slow SCIM clients
+	// (server.Listener): a SCIM request is small and quick.
+	ReadHeaderTimeout, ReadTimeout time.Duration
 
 	// TokenFreshnessInterval is how often the token cache is compared with
 	// the API server; TokenFreshnessBound how long it may stay behind while
@@ -83,6 +86,9 @@ func Default() Manager {
 		ScansPerTenant:  2,
 		ScansTotal:      4,
 		ScanWait:        time.Second,
+
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
 
 		TokenFreshnessInterval: 5 * time.Second,
 		TokenFreshnessBound:    30 * time.Second,

@@ -87,3 +87,35 @@ func TestDefaultsMirrored(t *testing.T) {
 		}
 	}
 }
+
+// TestIngressBodyLimit: the ingress (the chart's values and config/default)
+// lets through every body the SCIM server accepts (settings.Default's
+// MaxBodyBytes), so a body too large is answered by the server's SCIM 413,
+// never by an HTML one from nginx for a body the server would take.
+func TestIngressBodyLimit(t *testing.T) {
+	const annotation = "nginx.ingress.kubernetes.io/proxy-body-size"
+	limit := settings.Default().MaxBodyBytes
+	for _, f := range []string{
+		filepath.Join("charts", "scim-operator", "values.yaml"),
+		filepath.Join("config", "default", "ingress.yaml"),
+	} {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(regexp.QuoteMeta(annotation) + `:\s*"?(\d+)([kKmMgG]?)"?`).FindStringSubmatch(string(b))
+		if m == nil {
+			t.Errorf("%s sets no %s", f, annotation)
+			continue
+		}
+		n, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// nginx sizes: k and m are binary units.
+		n <<= map[string]int{"": 0, "k": 10, "m": 20, "g": 30}[strings.ToLower(m[2])]
+		if n < limit {
+			t.Errorf("%s: %s %s%s is %d bytes, below the server's limit of %d (settings.Default().MaxBodyBytes)", f, annotation, m[1], m[2], n, limit)
+		}
+	}
+}
