@@ -106,9 +106,6 @@ func (f *managerFlags) register(fs *flag.FlagSet) {
 	f.zap.BindFlags(fs)
 }
 
-// envOr returns the variable when it is set, even when it is empty: an empty
-// HELPDESK_DATABASE_URL (an empty key in the database Secret) must stop the
-// manager, not quietly open the SQLite default.
 // appendList parses a comma-separated flag value into dst (empty items
 // dropped; the flag may be given several times).
 func appendList(dst *[]string) func(string) error {
@@ -122,6 +119,9 @@ func appendList(dst *[]string) func(string) error {
 	}
 }
 
+// envOr returns the variable when it is set, even when it is empty: an empty
+// HELPDESK_DATABASE_URL (an empty key in the database Secret) must stop the
+// manager, not quietly open the SQLite default.
 func envOr(key, def string) string {
 	if v, ok := os.LookupEnv(key); ok {
 		return v
