@@ -26,6 +26,18 @@ var engine = []string{
 	module + "/internal/scim/strictjson",
 }
 
+// repositoryParts are the packages the repository facade assembles.
+var repositoryParts = []string{
+	module + "/internal/scim/repository/activity",
+	module + "/internal/scim/repository/apierror",
+	module + "/internal/scim/repository/consistency",
+	module + "/internal/scim/repository/convert",
+	module + "/internal/scim/repository/membership",
+	module + "/internal/scim/repository/retry",
+	module + "/internal/scim/repository/uniqueness",
+	module + "/internal/scim/repository/userindex",
+}
+
 // rule forbids the packages matching from to depend on any package
 // matching forbidden (transitively when deep, else directly), except those
 // matching allowed.
@@ -62,11 +74,27 @@ var rules = []rule{{
 	forbidden: []string{module + "/internal/helpdesk", module + "/controllers",
 		module + "/internal/operator", "database/sql"},
 }, {
-	why:  "the repository knows neither HTTP handlers, the helpdesk database nor the controllers",
-	from: []string{module + "/internal/scim/repository"},
+	why:  "the repository and its parts know neither HTTP handlers, the helpdesk database nor the controllers",
+	from: []string{module + "/internal/scim/repository/..."},
 	deep: true,
 	forbidden: []string{module + "/internal/scim/server", module + "/internal/helpdesk",
 		module + "/controllers", module + "/internal/operator", "database/sql"},
+}, {
+	why:       "the repository's parts serve no HTTP",
+	from:      repositoryParts,
+	forbidden: []string{"net/http", "net/http/..."},
+}, {
+	why:       "the repository's parts do not reach back into the facade that assembles them",
+	from:      repositoryParts,
+	deep:      true,
+	forbidden: []string{module + "/internal/scim/repository"},
+}, {
+	why:  "conversion maps documents to API types and knows no Kubernetes client",
+	from: []string{module + "/internal/scim/repository/convert"},
+	deep: true,
+	forbidden: []string{"k8s.io/client-go/...", "sigs.k8s.io/controller-runtime/...",
+		module + "/internal/scim/repository/..."},
+	allowed: []string{module + "/internal/scim/repository/convert"},
 }, {
 	why:       "the helpdesk store imports nothing of ours and nothing of Kubernetes",
 	from:      []string{module + "/internal/helpdesk"},

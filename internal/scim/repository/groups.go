@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/apierror"
 )
 
 // CreateGroup stores a new group after claiming its displayName. Members
@@ -21,14 +22,10 @@ import (
 // AbandonGroup deletes it again; one left behind by a crash is deleted by
 // the group controller.
 func (r *Repository) CreateGroup(ctx context.Context, p Principal, spec scimv1.ProvisionedGroupSpec, withMembers bool) (*scimv1.ProvisionedGroup, error) {
-	id := uuid.NewString()
-	uniq := r.groupKind().uniq
-	if err := r.claim(ctx, p.Namespace, uniq, spec.DisplayName, id); err != nil {
-		return nil, err
-	}
+	k := r.groupKind()
 	g := &scimv1.ProvisionedGroup{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: id, Namespace: p.Namespace,
+			Name: uuid.NewString(), Namespace: p.Namespace,
 			Labels:     map[string]string{},
 			Finalizers: []string{scimv1.FinalizerHelpdesk},
 		},
@@ -37,21 +34,19 @@ func (r *Repository) CreateGroup(ctx context.Context, p Principal, spec scimv1.P
 	if p.TokenName != "" {
 		g.Labels[scimv1.LabelToken] = p.TokenName
 	}
-	r.touch(g)
 	if withMembers {
-		g.Annotations[scimv1.AnnotationPendingMembers] = "true"
+		g.Annotations = map[string]string{scimv1.AnnotationPendingMembers: "true"}
 	}
-	if err := r.Client.Create(ctx, g); err != nil {
-		if definiteRefusal(err) {
-			r.release(ctx, p.Namespace, uniq, spec.DisplayName, id)
+	sent, err := r.commit(ctx, change{p: p, obj: g,
+		send:   func(ctx context.Context, o client.Object) error { return r.Client.Create(ctx, o) },
+		name:   &nameChange{guard: k.guard, to: spec.DisplayName, hold: byClaim, undo: r.undoCreate(g, k.name)},
+		counts: []count{{"groups created", 1}}})
+	if err != nil {
+		if sent {
+			return nil, err
 		}
-		return nil, apiError(err, "group")
+		return nil, apierror.ForClient(err, k.name)
 	}
-	if err := r.fenceCreate(ctx, uniq, g, spec.DisplayName); err != nil {
-		return nil, err
-	}
-	r.awaitCache(ctx, g, false)
-	r.Activity.add(p, "groups created", 1)
 	return g, nil
 }
 
@@ -64,10 +59,15 @@ func (r *Repository) AbandonGroup(ctx context.Context, p Principal, g *scimv1.Pr
 		return
 	}
 	uid := g.UID
-	if err := r.Client.Delete(ctx, g, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
-		return
-	}
-	r.release(ctx, p.Namespace, r.groupKind().uniq, g.Spec.DisplayName, g.Name)
+	// No count: the client's create failed.
+	_, _ = r.commit(ctx, change{p: p, obj: g, gone: true,
+		send: func(ctx context.Context, o client.Object) error {
+			if err := r.Client.Delete(ctx, o, client.Preconditions{UID: &uid}); !apierrors.IsNotFound(err) {
+				return err
+			}
+			return nil
+		},
+		name: &nameChange{guard: r.groupKind().guard, from: g.Spec.DisplayName}})
 }
 
 // LiveGroup reads a group from the API server (see LiveUser).
@@ -97,7 +97,7 @@ func (r *Repository) DeleteGroup(ctx context.Context, p Principal, id, ifMatch s
 func (r *Repository) GroupsBy(ctx context.Context, namespace, index, value string) ([]scimv1.ProvisionedGroup, error) {
 	var list scimv1.ProvisionedGroupList
 	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{index: value}); err != nil {
-		return nil, apiError(err, "groups")
+		return nil, apierror.ForClient(err, "groups")
 	}
 	return live(list.Items), nil
 }
@@ -106,7 +106,7 @@ func (r *Repository) GroupsBy(ctx context.Context, namespace, index, value strin
 func (r *Repository) CachedGroups(ctx context.Context, namespace string) ([]scimv1.ProvisionedGroup, error) {
 	var list scimv1.ProvisionedGroupList
 	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace)); err != nil {
-		return nil, apiError(err, "groups")
+		return nil, apierror.ForClient(err, "groups")
 	}
 	items := live(list.Items)
 	slices.SortFunc(items, func(a, b scimv1.ProvisionedGroup) int { return compareAge(&a.ObjectMeta, &b.ObjectMeta) })

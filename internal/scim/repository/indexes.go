@@ -9,8 +9,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
-
 	"github.com/scim-operator/scim-operator/internal/namekey"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/membership"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/userindex"
 )
 
 // Field indexes over the informer cache. Every SCIM lookup that Entra and
@@ -20,12 +21,12 @@ import (
 // attributes are lower-cased. Keys are per namespace, so a lookup never
 // sees another tenant's objects.
 const (
-	IndexUserName     = "scim.userName"    // lower-cased userName
-	IndexExternalID   = "scim.externalId"  // exact externalId (users and groups)
-	IndexEmail        = "scim.email"       // lower-cased emails[].value
-	IndexDisplayName  = "scim.displayName" // lower-cased group displayName
-	IndexMemberGroups = "scim.memberOf"    // member id, for a user's groups
-	IndexShardGroup   = "scim.shardGroup"  // group name of a shard
+	IndexUserName     = userindex.UserName           // lower-cased userName
+	IndexExternalID   = userindex.ExternalID         // exact externalId (users and groups)
+	IndexEmail        = userindex.Email              // lower-cased emails[].value
+	IndexDisplayName  = "scim.displayName"           // lower-cased group displayName
+	IndexMemberGroups = membership.IndexMemberGroups // member id, for a user's groups
+	IndexShardGroup   = membership.IndexShardGroup   // group name of a shard
 )
 
 // Informers is the part of the manager's cache that indexes are added to.

@@ -3,6 +3,24 @@
 // GroupMembership shards, and unique names as NameClaims. The SCIM HTTP
 // layer calls it; it knows Kubernetes, the HTTP layer knows SCIM.
 //
+// Repository is the facade. What it is made of lives in subpackages named
+// after what they hold:
+//
+//   - uniqueness: NameClaims and first ids, the handshake between them,
+//     and the collector of unused claims;
+//   - membership: a group's members in shards;
+//   - consistency: read-your-writes (waiting for this replica's cache) and
+//     resourceVersion comparison;
+//   - userindex: users by userName, externalId and email;
+//   - convert: SCIM documents to specs and back;
+//   - activity: the per-token summary events;
+//   - apierror, retry: API server errors as SCIM errors, and the pacing of
+//     retries after conflicts.
+//
+// Every create, update and delete goes through one write path, commit
+// (write.go), which performs the ordered steps itself: claim, stamp,
+// write, fence, wait for the cache, release, count.
+//
 // Names say where a read goes: Live… reads the API server; Cached… and
 // every list, scan and count read the informer cache through field indexes
 // (see indexes.go). CachedUser and CachedGroup fall back to a live read when
@@ -13,19 +31,17 @@ package repository
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"strconv"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 )
 
 // The SCIM server's permissions (ClusterRole scim-role, generated from
@@ -37,7 +53,8 @@ import (
 // +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=nameclaims,verbs=get;list;watch;create;update;delete,roleName=scim-role
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch,roleName=scim-role
 
-// Repository reads and writes SCIM resources in the API server.
+// Repository reads and writes SCIM resources in the API server. Build it
+// with New; tests may fill the fields by hand.
 type Repository struct {
 	// Cache reads from the manager's informer cache.
 	Cache client.Reader
@@ -62,6 +79,45 @@ type Repository struct {
 	// Activity, when set, counts SCIM writes per token for the summary
 	// events on ScimTokens. Notes carry counts only, never personal data.
 	Activity *Activity
+}
+
+// InformerCache is the manager's informer cache: the repository reads it,
+// and New adds its indexes and event handlers to it.
+type InformerCache interface {
+	client.Reader
+	Informers
+}
+
+// Options are the collaborators of a Repository besides its cache.
+type Options struct {
+	Live     client.Reader // the API server (mgr.GetAPIReader())
+	Client   client.Client // writes
+	IDKey    []byte        // see Repository.IDKey
+	Activity *Activity     // optional
+}
+
+// New returns a repository reading the informer cache c, with everything
+// it needs from c wired in the one order that works: its field indexes,
+// the NameClaim informer (read before every create of a user), the user
+// index and the signals that wake waiting writes. Call it before the
+// manager starts. The returned functions report when the event handlers
+// have seen every object: until then UsersBy may miss users, so a replica
+// must not answer SCIM before they do.
+func New(ctx context.Context, c InformerCache, o Options) (*Repository, []toolscache.InformerSynced, error) {
+	if err := RegisterIndexes(ctx, c); err != nil {
+		return nil, nil, err
+	}
+	// Started now, so that the first create does not wait for it
+	// (uniqueness.Guard.UsedBefore reads it).
+	if _, err := c.GetInformer(ctx, &scimv1.NameClaim{}, cache.BlockUntilSynced(false)); err != nil {
+		return nil, nil, fmt.Errorf("watching NameClaims: %w", err)
+	}
+	r := &Repository{Cache: c, Live: o.Live, Client: o.Client, IDKey: o.IDKey, Activity: o.Activity}
+	synced, err := r.InstallHandlers(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, synced, nil
 }
 
 // AnnotationLastModified records when a SCIM write last changed an object,
@@ -90,115 +146,8 @@ func (r *Repository) now() time.Time {
 	return time.Now()
 }
 
-func (r *Repository) touch(obj interface {
-	GetAnnotations() map[string]string
-	SetAnnotations(map[string]string)
-}) {
-	a := obj.GetAnnotations()
-	if a == nil {
-		a = map[string]string{}
-	}
-	a[AnnotationLastModified] = r.now().UTC().Format(time.RFC3339Nano)
-	obj.SetAnnotations(a)
-}
-
-// maxConflictRetries bounds how often a claim is retried after another
-// writer changed it in between.
-const maxConflictRetries = 8
-
-// conflictBudget bounds how long an update keeps retrying after optimistic
-// concurrency conflicts. A count alone is not enough: n writers racing on
-// one object (member PATCHes of one group all append to its newest shard)
-// let one win per round, so the last needs n attempts.
-const conflictBudget = 5 * time.Second
-
-// retrier paces retries after conflicts: jittered exponential back-off
-// (so that racing writers spread out) within conflictBudget.
-type retrier struct {
-	deadline time.Time
-	attempt  int
-}
-
-func newRetrier() *retrier { return &retrier{deadline: time.Now().Add(conflictBudget)} }
-
-// wait sleeps before the next attempt; false means give up.
-func (b *retrier) wait(ctx context.Context) bool {
-	b.attempt++
-	if ctx.Err() != nil || time.Now().After(b.deadline) {
-		return false
-	}
-	ceiling := min(time.Millisecond<<min(b.attempt, 7), 100*time.Millisecond)
-	d := time.Duration(rand.Int64N(int64(ceiling))) + time.Millisecond //nolint:gosec // jitter, not a secret
-	return sleepCtx(ctx, d)
-}
-
-// sleepCtx sleeps for d; false when ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
-// ErrUnavailable marks failures of the API server itself. The HTTP layer
-// answers them with 503 and Retry-After, so that the identity provider
-// retries instead of counting a permanent failure.
-var ErrUnavailable = errors.New("the Kubernetes API server is unavailable")
-
-// apiError turns an API server error into what a SCIM client should see.
-// Anything that is not the client's fault and not a plain "not found"
-// becomes ErrUnavailable (503): the write may be retried safely.
 // isObjectName reports whether id can name an object at all. Every id this
 // server hands out does (a UUID); any other value names no resource and is
 // answered 404 here, before it reaches the API server, whose refusal of a
 // malformed name would otherwise read as an outage (I4 in docs/invariants.md).
 func isObjectName(id string) bool { return len(validation.IsDNS1123Subdomain(id)) == 0 }
-
-func apiError(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	if e, ok := scimerr.As(err); ok {
-		return e
-	}
-	switch {
-	case apierrors.IsNotFound(err):
-		return scimerr.NotFound("%s not found", what)
-	case apierrors.IsInvalid(err):
-		// The CRD's validation refused the object: the client sent a value
-		// our schema allowed but the resource does not (too long, not an
-		// email address, ...). Its message names the field.
-		return scimerr.InvalidValue("%s: %s", what, validationMessage(err))
-	case apierrors.IsRequestEntityTooLargeError(err):
-		return scimerr.New(413, "", "%s is too large", what)
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err) ||
-		apierrors.IsServiceUnavailable(err) || apierrors.IsTooManyRequests(err) || apierrors.IsInternalError(err) ||
-		errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
-	}
-	return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
-}
-
-func validationMessage(err error) string {
-	var status apierrors.APIStatus
-	if errors.As(err, &status) {
-		if d := status.Status().Details; d != nil && len(d.Causes) > 0 {
-			msg := ""
-			for i, c := range d.Causes {
-				if i > 0 {
-					msg += "; "
-				}
-				msg += c.Field + ": " + c.Message
-			}
-			return msg
-		}
-		return status.Status().Message
-	}
-	return err.Error()
-}

@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/apierror"
 )
 
 // Whole-tenant reads, for the list and search requests no index narrows.
@@ -25,7 +26,7 @@ import (
 func (r *Repository) ScanUsers(ctx context.Context, namespace string) ([]*scimv1.ProvisionedUser, error) {
 	var list scimv1.ProvisionedUserList
 	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return nil, apiError(err, "users")
+		return nil, apierror.ForClient(err, "users")
 	}
 	return liveOldestFirst(list.Items), nil
 }
@@ -34,7 +35,7 @@ func (r *Repository) ScanUsers(ctx context.Context, namespace string) ([]*scimv1
 func (r *Repository) ScanGroups(ctx context.Context, namespace string) ([]*scimv1.ProvisionedGroup, error) {
 	var list scimv1.ProvisionedGroupList
 	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return nil, apiError(err, "groups")
+		return nil, apierror.ForClient(err, "groups")
 	}
 	return liveOldestFirst(list.Items), nil
 }
@@ -68,7 +69,7 @@ func (r *Repository) CountUsers(ctx context.Context, namespace string) (int, err
 	}
 	var list scimv1.ProvisionedUserList
 	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return 0, apiError(err, "users")
+		return 0, apierror.ForClient(err, "users")
 	}
 	return len(list.Items), nil
 }
@@ -80,7 +81,7 @@ func (r *Repository) CountGroups(ctx context.Context, namespace string, limit in
 	var list scimv1.ProvisionedGroupList
 	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace), client.Limit(int64(limit)+1),
 		client.UnsafeDisableDeepCopy); err != nil {
-		return 0, apiError(err, "groups")
+		return 0, apierror.ForClient(err, "groups")
 	}
 	return len(list.Items), nil
 }
@@ -90,7 +91,7 @@ func (r *Repository) CountGroups(ctx context.Context, namespace string, limit in
 func (r *Repository) CountMembers(ctx context.Context, namespace string) (int, error) {
 	var list scimv1.GroupMembershipList
 	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return 0, apiError(err, "group membership")
+		return 0, apierror.ForClient(err, "group membership")
 	}
 	n := 0
 	for i := range list.Items {

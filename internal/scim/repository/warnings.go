@@ -43,8 +43,8 @@ func (r *Repository) Warn(ctx context.Context, obj client.Object, kind, reason, 
 		note = note[:maxNoteBytes-3] + "..."
 	}
 	instance := "scim-server"
-	if r.Activity != nil && r.Activity.instance != "" {
-		instance = r.Activity.instance
+	if i := r.Activity.Instance(); i != "" {
+		instance = i
 	}
 	now := r.now()
 	ev := &eventsv1.Event{

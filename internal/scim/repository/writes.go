@@ -2,12 +2,16 @@ package repository
 
 import (
 	"context"
+	"errors"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/namekey"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/apierror"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/retry"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/uniqueness"
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
 )
 
@@ -21,7 +25,7 @@ type object[T any] interface {
 // the unique attribute they claim and how the claim's owner is checked.
 type kind[T any] struct {
 	name   string // "user", "group"
-	uniq   uniqueness
+	guard  uniqueness.Guard
 	unique func(*T) string // the claimed value (userName, displayName)
 	// prepare adjusts the object before it is written (labels).
 	prepare func(*T)
@@ -35,9 +39,9 @@ func (r *Repository) userKind() kind[scimv1.ProvisionedUser] {
 	userName := func(u *scimv1.ProvisionedUser) string { return u.Spec.UserName }
 	return kind[scimv1.ProvisionedUser]{
 		name: "user", unique: userName,
-		uniq: uniqueness{
-			kind: scimv1.ClaimUserName, firstID: r.firstID(), known: r.knownUsers(),
-			holds: holds[scimv1.ProvisionedUser](r, "user", scimv1.ClaimUserName, userName),
+		guard: uniqueness.Guard{
+			Claims: r.claims(), Kind: scimv1.ClaimUserName, FirstID: r.firstID(), Known: r.knownUsers(),
+			Holders: holders[scimv1.ProvisionedUser, *scimv1.ProvisionedUser]{r: r, kind: "user", claimKind: scimv1.ClaimUserName, unique: userName},
 		},
 		restore:   func(dst, src *scimv1.ProvisionedUser) { dst.Spec = *src.Spec.DeepCopy() },
 		setUnique: func(u *scimv1.ProvisionedUser, v string) { u.Spec.UserName = v },
@@ -57,14 +61,41 @@ func (r *Repository) groupKind() kind[scimv1.ProvisionedGroup] {
 	displayName := func(g *scimv1.ProvisionedGroup) string { return g.Spec.DisplayName }
 	return kind[scimv1.ProvisionedGroup]{
 		name: "group", unique: displayName,
-		uniq: uniqueness{
-			kind:  scimv1.ClaimDisplayName,
-			holds: holds[scimv1.ProvisionedGroup](r, "group", scimv1.ClaimDisplayName, displayName),
+		guard: uniqueness.Guard{
+			Claims: r.claims(), Kind: scimv1.ClaimDisplayName,
+			Holders: holders[scimv1.ProvisionedGroup, *scimv1.ProvisionedGroup]{r: r, kind: "group", claimKind: scimv1.ClaimDisplayName, unique: displayName},
 		},
 		restore:   func(dst, src *scimv1.ProvisionedGroup) { dst.Spec = src.Spec },
 		setUnique: func(g *scimv1.ProvisionedGroup, v string) { g.Spec.DisplayName = v },
 		prepare:   func(*scimv1.ProvisionedGroup) {},
 	}
+}
+
+func (r *Repository) claims() *uniqueness.Claims {
+	return &uniqueness.Claims{Client: r.Client, Live: r.Live, Cache: r.Cache, Now: r.now}
+}
+
+// firstID names the object that holds a userName without a claim; nil
+// without a key, when every user is created under a claim.
+func (r *Repository) firstID() func(namespace, value string) string {
+	if len(r.IDKey) == 0 {
+		return nil
+	}
+	return func(namespace, value string) string { return FirstUserID(r.IDKey, namespace, value) }
+}
+
+// errReadLive: the cached copy cannot decide; the attempt is made again
+// from a live read, at once.
+var errReadLive = errors.New("read live")
+
+// updating is one update of one object (see update).
+type updating[T any, PT object[T]] struct {
+	r           *Repository
+	k           kind[T]
+	p           Principal
+	id, ifMatch string
+	mutate      func(PT) (changed bool, err error)
+	cached      bool // the next read goes to the cache
 }
 
 // update reads the object, lets mutate change it, and writes it back,
@@ -87,124 +118,105 @@ func update[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 	if !isObjectName(id) {
 		return nil, scimerr.NotFound("%s %q not found", k.name, id)
 	}
-	cached := r.Cache != nil
-	for retry := newRetrier(); ; {
-		obj := PT(new(T))
-		from := r.Live
-		if cached {
-			from = r.Cache
-		}
-		if err := from.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, obj); err != nil {
-			if cached {
-				cached = false
-				continue
-			}
-			return nil, notFoundAs(apiError(err, k.name), "%s %q not found", k.name, id)
-		}
-		gone := !obj.GetDeletionTimestamp().IsZero() || pending(obj)
-		v := versionOf(obj)
-		mismatch := ifMatch != "" && ifMatch != "*" && ifMatch != v
-		if cached && (gone || mismatch) {
-			cached = false
+	u := &updating[T, PT]{r: r, k: k, p: p, id: id, ifMatch: ifMatch, mutate: mutate, cached: r.Cache != nil}
+	for backoff := retry.New(); ; {
+		c, obj, err := u.prepare(ctx)
+		if errors.Is(err, errReadLive) {
+			u.cached = false
 			continue
 		}
-		if gone {
-			return nil, scimerr.NotFound("%s %q not found", k.name, id)
-		}
-		if mismatch {
-			return nil, scimerr.New(412, "", "%s %q has version %s, not %s", k.name, id, v, ifMatch)
-		}
-		oldName, before := k.unique(obj), obj.DeepCopyObject().(PT)
-		changed, err := mutate(obj)
-		if cached && (err != nil || !changed) {
-			cached = false
-			continue
-		}
-		if err != nil || !changed {
+		if err != nil || c == nil {
 			return obj, err
 		}
-		newName := k.unique(obj)
-		renamed := namekey.Key(oldName) != namekey.Key(newName)
-		if cached && renamed {
-			cached = false
-			continue
-		}
-		if renamed {
-			if err := r.knownHolder(ctx, p.Namespace, k.uniq, newName, id); err != nil {
-				return nil, err
-			}
-			if err := r.claim(ctx, p.Namespace, k.uniq, newName, id); err != nil {
-				return nil, err
-			}
-			if err := r.retireFirst(ctx, k.uniq, obj, oldName); err != nil {
-				r.release(ctx, p.Namespace, k.uniq, newName, id)
-				return nil, err
-			}
-		}
-		k.prepare(obj)
-		r.touch(obj)
-		err = r.Client.Update(ctx, obj)
-		if err == nil && renamed {
-			if err := fenceRename(ctx, r, k, obj, before, newName); err != nil {
-				return nil, err
-			}
-		}
-		if err == nil {
-			r.awaitCache(ctx, obj, false)
-			if renamed {
-				r.release(ctx, p.Namespace, k.uniq, oldName, id)
-			}
-			r.Activity.add(p, k.name+"s updated", 1)
+		sent, err := r.commit(ctx, *c)
+		switch {
+		case sent && err != nil:
+			return nil, err
+		case sent:
 			return obj, nil
-		}
-		if renamed && definiteRefusal(err) {
-			r.release(ctx, p.Namespace, k.uniq, newName, id)
-		}
-		if cached && apierrors.IsConflict(err) {
-			// The cache was behind: read live, at once.
-			cached = false
+		case u.cached && apierrors.IsConflict(err):
+			u.cached = false // the cache was behind: read live, at once
 			continue
+		case apierrors.IsConflict(err) && backoff.Wait(ctx):
+			continue
+		case apierrors.IsConflict(err) && ifMatch != "":
+			return nil, scimerr.New(412, "", "%s %q kept changing while it was being updated", k.name, id)
 		}
-		if !apierrors.IsConflict(err) || !retry.wait(ctx) {
-			if apierrors.IsConflict(err) && ifMatch != "" {
-				return nil, scimerr.New(412, "", "%s %q kept changing while it was being updated", k.name, id)
-			}
-			return nil, apiError(err, k.name)
-		}
+		return nil, apierror.ForClient(err, k.name)
 	}
 }
 
-// fenceRename checks, after obj was renamed to value under its claim, that
-// the claim is still obj's (see claims.go). If another replica took it
-// over meanwhile, the rename is undone (the whole write: before's spec
-// comes back) and the answer is 409.
-func fenceRename[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], obj, before PT, value string) error {
-	ok, err := r.stillClaimed(ctx, obj.GetNamespace(), k.uniq, value, obj.GetName())
-	if err == nil && ok {
-		return nil
+// prepare reads the object, checks it, and applies the mutation: the
+// change to commit, or nil with the answer (obj, err) when nothing is to
+// be written. errReadLive asks for a live read.
+func (u *updating[T, PT]) prepare(ctx context.Context) (*change, PT, error) {
+	obj := PT(new(T))
+	from := u.r.Live
+	if u.cached {
+		from = u.r.Cache
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fenceTimeout)
+	if err := from.Get(ctx, client.ObjectKey{Namespace: u.p.Namespace, Name: u.id}, obj); err != nil {
+		if u.cached {
+			return nil, nil, errReadLive
+		}
+		return nil, nil, apierror.NotFoundAs(apierror.ForClient(err, u.k.name), "%s %q not found", u.k.name, u.id)
+	}
+	if err := u.check(obj); err != nil {
+		return nil, nil, err
+	}
+	oldName, before := u.k.unique(obj), obj.DeepCopyObject().(PT)
+	changed, err := u.mutate(obj)
+	if u.cached && (err != nil || !changed) {
+		return nil, nil, errReadLive
+	}
+	if err != nil || !changed {
+		return nil, obj, err
+	}
+	u.k.prepare(obj)
+	c := &change{p: u.p, obj: obj, send: func(ctx context.Context, o client.Object) error { return u.r.Client.Update(ctx, o) },
+		counts: []count{{u.k.name + "s updated", 1}}}
+	if newName := u.k.unique(obj); namekey.Key(oldName) != namekey.Key(newName) {
+		if u.cached {
+			return nil, nil, errReadLive // a rename claims: decided live only
+		}
+		c.name = &nameChange{guard: u.k.guard, from: oldName, to: newName, hold: byClaim,
+			undo: func(ctx context.Context) error { return undoRename(ctx, u.r, u.k, obj, before) }}
+	}
+	return c, obj, nil
+}
+
+// check answers 404 for an object being deleted or not acknowledged yet
+// and 412 for one whose version differs from If-Match; from the cache,
+// either is confirmed live first.
+func (u *updating[T, PT]) check(obj PT) error {
+	gone := !obj.GetDeletionTimestamp().IsZero() || pending(obj)
+	v := Version(obj)
+	mismatch := u.ifMatch != "" && u.ifMatch != "*" && u.ifMatch != v
+	switch {
+	case u.cached && (gone || mismatch):
+		return errReadLive
+	case gone:
+		return scimerr.NotFound("%s %q not found", u.k.name, u.id)
+	case mismatch:
+		return scimerr.New(412, "", "%s %q has version %s, not %s", u.k.name, u.id, v, u.ifMatch)
+	}
+	return nil
+}
+
+// undoRename writes before's spec back over written, whose rename lost its
+// claim, unless a later SCIM write (another last-modified stamp) has
+// replaced written meanwhile. It runs even when the client has gone away.
+func undoRename[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], written, before PT) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), uniqueness.FenceTimeout)
 	defer cancel()
-	if uerr := undo(ctx, r, k, obj, before); uerr != nil {
-		return uerr
-	}
-	if err != nil {
-		return err
-	}
-	return scimerr.Uniqueness("%s %q is already in use", k.uniq.kind, value)
-}
-
-// undo writes before's spec back over written, unless a later SCIM write
-// (another last-modified stamp) has replaced written meanwhile.
-func undo[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], written, before PT) error {
 	key := client.ObjectKeyFromObject(written)
-	for retry := newRetrier(); ; {
+	for backoff := retry.New(); ; {
 		cur := PT(new(T))
 		if err := r.Live.Get(ctx, key, cur); err != nil {
 			if apierrors.IsNotFound(err) {
 				return nil
 			}
-			return apiError(err, k.name)
+			return apierror.ForClient(err, k.name)
 		}
 		switch {
 		case cur.GetAnnotations()[AnnotationLastModified] == written.GetAnnotations()[AnnotationLastModified]:
@@ -217,13 +229,13 @@ func undo[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], wr
 			return nil // renamed again since: it no longer holds the value
 		}
 		k.prepare(cur)
-		r.touch(cur)
-		err := r.Client.Update(ctx, cur)
-		if err == nil || apierrors.IsNotFound(err) {
+		// An undo counts for no activity: the client's write failed.
+		sent, err := r.commit(ctx, change{obj: cur, send: func(ctx context.Context, o client.Object) error { return r.Client.Update(ctx, o) }})
+		if sent || apierrors.IsNotFound(err) {
 			return nil
 		}
-		if !apierrors.IsConflict(err) || !retry.wait(ctx) {
-			return apiError(err, k.name)
+		if !apierrors.IsConflict(err) || !backoff.Wait(ctx) {
+			return apierror.ForClient(err, k.name)
 		}
 	}
 }
@@ -235,10 +247,10 @@ func remove[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 	if !isObjectName(id) {
 		return scimerr.NotFound("%s %q not found", k.name, id)
 	}
-	for retry := newRetrier(); ; {
+	for backoff := retry.New(); ; {
 		obj := PT(new(T))
 		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: id}, obj); err != nil {
-			return notFoundAs(apiError(err, k.name), "%s %q not found", k.name, id)
+			return apierror.NotFoundAs(apierror.ForClient(err, k.name), "%s %q not found", k.name, id)
 		}
 		if !obj.GetDeletionTimestamp().IsZero() || pending(obj) {
 			return scimerr.NotFound("%s %q not found", k.name, id)
@@ -246,64 +258,29 @@ func remove[T any, PT object[T]](ctx context.Context, r *Repository, k kind[T], 
 		uid, rv := obj.GetUID(), obj.GetResourceVersion()
 		pre := client.Preconditions{UID: &uid}
 		if ifMatch != "" && ifMatch != "*" {
-			if v := versionOf(obj); ifMatch != v {
+			if v := Version(obj); ifMatch != v {
 				return scimerr.New(412, "", "%s %q has version %s, not %s", k.name, id, v, ifMatch)
 			}
 			// The version was checked at rv: delete exactly that.
 			pre.ResourceVersion = &rv
 		}
-		if err := r.retireFirst(ctx, k.uniq, obj, k.unique(obj)); err != nil {
+		sent, err := r.commit(ctx, change{p: p, obj: obj, gone: true,
+			send:   func(ctx context.Context, o client.Object) error { return r.Client.Delete(ctx, o, pre) },
+			name:   &nameChange{guard: k.guard, from: k.unique(obj)},
+			counts: []count{{k.name + "s deleted", 1}}})
+		if sent || err == nil {
 			return err
-		}
-		err := r.Client.Delete(ctx, obj, pre)
-		if err == nil {
-			r.awaitCache(ctx, obj, true)
-			r.release(ctx, p.Namespace, k.uniq, k.unique(obj), id)
-			r.Activity.add(p, k.name+"s deleted", 1)
-			return nil
 		}
 		// A conflict is the resourceVersion moving, which the controller's
 		// status writes also do: read again and check the SCIM version
 		// again, as update does, instead of answering 412 for a change
 		// the client never made.
 		if !apierrors.IsConflict(err) {
-			return notFoundAs(apiError(err, k.name), "%s %q not found", k.name, id)
+			return apierror.NotFoundAs(apierror.ForClient(err, k.name), "%s %q not found", k.name, id)
 		}
-		if !retry.wait(ctx) {
+		if !backoff.Wait(ctx) {
 			return scimerr.New(412, "", "%s %q kept changing while it was being deleted", k.name, id)
 		}
-	}
-}
-
-func versionOf(obj client.Object) string { return Version(obj) }
-
-// retireFirst retires value before obj gives it up (rename, deletion) if
-// obj holds it through its first id (see claims.go).
-func (r *Repository) retireFirst(ctx context.Context, u uniqueness, obj client.Object, value string) error {
-	if u.firstID == nil || u.firstID(obj.GetNamespace(), value) != obj.GetName() {
-		return nil
-	}
-	return r.retire(ctx, obj.GetNamespace(), u, value, obj.GetName())
-}
-
-// holds reports whether the owner of a claim (alive, not terminating) still
-// has a value under that claim (the same canonical key).
-func holds[T any, PT object[T]](r *Repository, kindName string, claimKind scimv1.ClaimKind, unique func(*T) string) ownerHolds {
-	return func(ctx context.Context, namespace, owner, claim string) (ownerState, error) {
-		obj := PT(new(T))
-		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: owner}, obj); err != nil {
-			if apierrors.IsNotFound(err) {
-				return ownerMissing, nil
-			}
-			return ownerReleased, apiError(err, kindName)
-		}
-		if pending(obj) {
-			return ownerMissing, nil // a create not acknowledged yet: in flight or abandoned
-		}
-		if obj.GetDeletionTimestamp().IsZero() && ClaimName(claimKind, unique(obj)) == claim {
-			return ownerHolding, nil
-		}
-		return ownerReleased, nil
 	}
 }
 
@@ -315,11 +292,11 @@ func read[T any, PT object[T]](ctx context.Context, r *Repository, kind, namespa
 	if cached {
 		err = r.get(ctx, r.Cache, namespace, id, obj)
 	}
-	if e, ok := scimerr.As(err); !cached || (ok && e.Status == 404) {
+	if !cached || apierror.IsNotFound(err) {
 		err = r.get(ctx, r.Live, namespace, id, obj)
 	}
 	if err != nil {
-		return nil, notFoundAs(err, "%s %q not found", kind, id)
+		return nil, apierror.NotFoundAs(err, "%s %q not found", kind, id)
 	}
 	return obj, nil
 }

@@ -1,4 +1,6 @@
-package repository
+// Package activity counts SCIM writes per token and reports them as one
+// summary event per interval on the ScimToken.
+package activity
 
 import (
 	"context"
@@ -20,7 +22,7 @@ import (
 // EventActivity is the reason of the periodic summary event on a ScimToken.
 const EventActivity = "ScimActivity"
 
-// Activity counts SCIM writes per token and reports them as one Normal event
+// Recorder counts SCIM writes per token and reports them as one Normal event
 // on the ScimToken per interval ("kubectl describe scimtoken entra").
 //
 // An event per written object would be an API write per SCIM request (a
@@ -31,7 +33,7 @@ const EventActivity = "ScimActivity"
 // The events are written directly rather than through client-go's events
 // recorder: the recorder treats events with the same object, reason and
 // action as one series and drops the later notes, which are the point here.
-type Activity struct {
+type Recorder struct {
 	client   client.Client // reads ScimTokens (cache), creates events
 	instance string        // reportingInstance: this replica
 	interval time.Duration
@@ -40,21 +42,23 @@ type Activity struct {
 	counts map[client.ObjectKey]map[string]int // token -> "users created" -> n
 }
 
-// NewActivity reports every interval (default one minute) for the replica
+// NewRecorder reports every interval (default one minute) for the replica
 // named instance (the pod name).
-func NewActivity(c client.Client, instance string, interval time.Duration) *Activity {
+func NewRecorder(c client.Client, instance string, interval time.Duration) *Recorder {
 	if interval <= 0 {
 		interval = time.Minute
 	}
-	return &Activity{client: c, instance: instance, interval: interval, counts: map[client.ObjectKey]map[string]int{}}
+	return &Recorder{client: c, instance: instance, interval: interval, counts: map[client.ObjectKey]map[string]int{}}
 }
 
-// add counts one write by p; what reads like "users created".
-func (a *Activity) add(p Principal, what string, n int) {
-	if a == nil || p.TokenName == "" || n == 0 {
+// Add counts n writes made with the token of namespace; what reads like
+// "users created". Writes without a token and a nil Recorder count
+// nothing.
+func (a *Recorder) Add(namespace, token, what string, n int) {
+	if a == nil || token == "" || n == 0 {
 		return
 	}
-	key := client.ObjectKey{Namespace: p.Namespace, Name: p.TokenName}
+	key := client.ObjectKey{Namespace: namespace, Name: token}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.counts[key] == nil {
@@ -64,7 +68,7 @@ func (a *Activity) add(p Principal, what string, n int) {
 }
 
 // Start reports until ctx ends, then once more (manager.Runnable).
-func (a *Activity) Start(ctx context.Context) error {
+func (a *Recorder) Start(ctx context.Context) error {
 	t := time.NewTicker(a.interval)
 	defer t.Stop()
 	for {
@@ -78,10 +82,18 @@ func (a *Activity) Start(ctx context.Context) error {
 	}
 }
 
-// NeedLeaderElection is false: every replica reports its own writes.
-func (a *Activity) NeedLeaderElection() bool { return false }
+// Instance is the replica the events name ("" for a nil Recorder).
+func (a *Recorder) Instance() string {
+	if a == nil {
+		return ""
+	}
+	return a.instance
+}
 
-func (a *Activity) flush(ctx context.Context) {
+// NeedLeaderElection is false: every replica reports its own writes.
+func (a *Recorder) NeedLeaderElection() bool { return false }
+
+func (a *Recorder) flush(ctx context.Context) {
 	a.mu.Lock()
 	counts := a.counts
 	a.counts = map[client.ObjectKey]map[string]int{}

@@ -1,4 +1,10 @@
-package repository
+// Package convert maps SCIM documents onto the custom resources' specs and
+// back: a user or group spec as a canonical SCIM document (see package
+// schema: canonical names, extension data under its URN, no empty values)
+// and a canonical document as a spec. A round trip must give back exactly
+// what a client wrote, or Entra would re-send the same PATCH every cycle.
+// It knows the API types only, no Kubernetes client.
+package convert
 
 import (
 	"encoding/json"
@@ -20,15 +26,14 @@ const (
 	GroupURN      = "urn:ietf:params:scim:schemas:core:2.0:Group"
 )
 
-// The conversions below map canonical SCIM documents (see package schema:
-// canonical names, extension data under its URN, no empty values) onto the
-// typed specs and back. A round trip must give back exactly what a client
-// wrote, or Entra would re-send the same PATCH every cycle.
-
-var userStrings = []struct {
+// stringField is a string attribute of T: its SCIM name and where it is
+// stored.
+type stringField[T any] struct {
 	key string
-	get func(*scimv1.ProvisionedUserSpec) *string
-}{
+	get func(*T) *string
+}
+
+var userStrings = []stringField[scimv1.ProvisionedUserSpec]{
 	{"userName", func(s *scimv1.ProvisionedUserSpec) *string { return &s.UserName }},
 	{"externalId", func(s *scimv1.ProvisionedUserSpec) *string { return &s.ExternalID }},
 	{"displayName", func(s *scimv1.ProvisionedUserSpec) *string { return &s.DisplayName }},
@@ -41,10 +46,7 @@ var userStrings = []struct {
 	{"timezone", func(s *scimv1.ProvisionedUserSpec) *string { return &s.Timezone }},
 }
 
-var nameParts = []struct {
-	key string
-	get func(*scimv1.PersonName) *string
-}{
+var nameParts = []stringField[scimv1.PersonName]{
 	{"formatted", func(n *scimv1.PersonName) *string { return &n.Formatted }},
 	{"familyName", func(n *scimv1.PersonName) *string { return &n.FamilyName }},
 	{"givenName", func(n *scimv1.PersonName) *string { return &n.GivenName }},
@@ -65,10 +67,7 @@ var multiValued = []struct {
 	{"entitlements", func(s *scimv1.ProvisionedUserSpec) *[]scimv1.MultiValuedAttribute { return &s.Entitlements }},
 }
 
-var addressParts = []struct {
-	key string
-	get func(*scimv1.Address) *string
-}{
+var addressParts = []stringField[scimv1.Address]{
 	{"formatted", func(a *scimv1.Address) *string { return &a.Formatted }},
 	{"streetAddress", func(a *scimv1.Address) *string { return &a.StreetAddress }},
 	{"locality", func(a *scimv1.Address) *string { return &a.Locality }},
@@ -78,10 +77,7 @@ var addressParts = []struct {
 	{"type", func(a *scimv1.Address) *string { return &a.Type }},
 }
 
-var enterpriseStrings = []struct {
-	key string
-	get func(*scimv1.EnterpriseUser) *string
-}{
+var enterpriseStrings = []stringField[scimv1.EnterpriseUser]{
 	{"employeeNumber", func(e *scimv1.EnterpriseUser) *string { return &e.EmployeeNumber }},
 	{"costCenter", func(e *scimv1.EnterpriseUser) *string { return &e.CostCenter }},
 	{"organization", func(e *scimv1.EnterpriseUser) *string { return &e.Organization }},
@@ -99,13 +95,7 @@ func UserDoc(s *scimv1.ProvisionedUserSpec) map[string]any {
 		}
 	}
 	if s.Name != nil {
-		name := map[string]any{}
-		for _, f := range nameParts {
-			if v := *f.get(s.Name); v != "" {
-				name[f.key] = v
-			}
-		}
-		if len(name) > 0 {
+		if name := stringsDoc(nameParts, s.Name); len(name) > 0 {
 			doc["name"] = name
 		}
 	}
@@ -114,67 +104,79 @@ func UserDoc(s *scimv1.ProvisionedUserSpec) map[string]any {
 	}
 	for _, f := range multiValued {
 		if list := *f.get(s); len(list) > 0 {
-			out := make([]any, 0, len(list))
-			for _, mv := range list {
-				out = append(out, multiValuedDoc(mv))
-			}
-			doc[f.key] = out
+			doc[f.key] = multiValuedDocs(list)
 		}
 	}
 	if len(s.X509Certificates) > 0 {
-		out := make([]any, 0, len(s.X509Certificates))
-		for _, c := range s.X509Certificates {
-			out = append(out, multiValuedDoc(scimv1.MultiValuedAttribute(c)))
+		certs := make([]scimv1.MultiValuedAttribute, len(s.X509Certificates))
+		for i, c := range s.X509Certificates {
+			certs[i] = scimv1.MultiValuedAttribute(c)
 		}
-		doc["x509Certificates"] = out
+		doc["x509Certificates"] = multiValuedDocs(certs)
 	}
 	if len(s.Addresses) > 0 {
-		out := make([]any, 0, len(s.Addresses))
-		for i := range s.Addresses {
-			a := map[string]any{}
-			for _, f := range addressParts {
-				if v := *f.get(&s.Addresses[i]); v != "" {
-					a[f.key] = v
-				}
-			}
-			if p, ok := primaryDoc(s.Addresses[i].Primary, s.Addresses[i].NotPrimary); ok {
-				a["primary"] = p
-			}
-			out = append(out, a)
-		}
-		doc["addresses"] = out
+		doc["addresses"] = addressDocs(s.Addresses)
 	}
-	if e := s.Enterprise; e != nil {
-		ext := map[string]any{}
-		for _, f := range enterpriseStrings {
-			if v := *f.get(e); v != "" {
-				ext[f.key] = v
-			}
-		}
-		if e.Manager != "" {
-			ext["manager"] = map[string]any{"value": e.Manager}
-		}
-		for k, raw := range e.CustomFields {
-			if v, ok := decodeJSON(raw); ok {
-				ext[k] = v
-			}
-		}
-		if len(ext) > 0 {
+	if s.Enterprise != nil {
+		if ext := enterpriseDoc(s.Enterprise); len(ext) > 0 {
 			doc[EnterpriseURN] = ext
 		}
 	}
 	for urn, attrs := range s.Extensions {
-		ext := map[string]any{}
-		for k, raw := range attrs {
-			if v, ok := decodeJSON(raw); ok {
-				ext[k] = v
-			}
-		}
-		if len(ext) > 0 {
+		if ext := decodeAll(attrs, map[string]any{}); len(ext) > 0 {
 			doc[urn] = ext
 		}
 	}
 	return doc
+}
+
+// stringsDoc renders the non-empty string fields of v.
+func stringsDoc[T any](fields []stringField[T], v *T) map[string]any {
+	out := map[string]any{}
+	for _, f := range fields {
+		if s := *f.get(v); s != "" {
+			out[f.key] = s
+		}
+	}
+	return out
+}
+
+func multiValuedDocs(list []scimv1.MultiValuedAttribute) []any {
+	out := make([]any, 0, len(list))
+	for _, mv := range list {
+		out = append(out, multiValuedDoc(mv))
+	}
+	return out
+}
+
+func addressDocs(addresses []scimv1.Address) []any {
+	out := make([]any, 0, len(addresses))
+	for i := range addresses {
+		a := stringsDoc(addressParts, &addresses[i])
+		if p, ok := primaryDoc(addresses[i].Primary, addresses[i].NotPrimary); ok {
+			a["primary"] = p
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func enterpriseDoc(e *scimv1.EnterpriseUser) map[string]any {
+	ext := stringsDoc(enterpriseStrings, e)
+	if e.Manager != "" {
+		ext["manager"] = map[string]any{"value": e.Manager}
+	}
+	return decodeAll(e.CustomFields, ext)
+}
+
+// decodeAll adds the decodable attributes of attrs to into.
+func decodeAll(attrs map[string]apiextensionsv1.JSON, into map[string]any) map[string]any {
+	for k, raw := range attrs {
+		if v, ok := decodeJSON(raw); ok {
+			into[k] = v
+		}
+	}
+	return into
 }
 
 func multiValuedDoc(mv scimv1.MultiValuedAttribute) map[string]any {
@@ -231,12 +233,8 @@ const MaxUserNameKey = 191
 // schema only lets declared ones through).
 func UserSpec(doc map[string]any) (scimv1.ProvisionedUserSpec, error) {
 	var s scimv1.ProvisionedUserSpec
-	for _, f := range userStrings {
-		if v, err := str(doc, f.key); err != nil {
-			return s, err
-		} else {
-			*f.get(&s) = v
-		}
+	if err := stringsSpec(userStrings, doc, &s, ""); err != nil {
+		return s, err
 	}
 	// The canonical key is what the helpdesk's unique index holds, and
 	// NFKC can lengthen a value (a ligature becomes two or three letters):
@@ -246,12 +244,8 @@ func UserSpec(doc map[string]any) (scimv1.ProvisionedUserSpec, error) {
 	}
 	if name, ok := doc["name"].(map[string]any); ok {
 		n := &scimv1.PersonName{}
-		for _, f := range nameParts {
-			v, err := str(name, f.key)
-			if err != nil {
-				return s, fmt.Errorf("name.%w", err)
-			}
-			*f.get(n) = v
+		if err := stringsSpec(nameParts, name, n, "name."); err != nil {
+			return s, err
 		}
 		if *n != (scimv1.PersonName{}) {
 			s.Name = n
@@ -263,44 +257,71 @@ func UserSpec(doc map[string]any) (scimv1.ProvisionedUserSpec, error) {
 		s.Active = ptr.To(v)
 	}
 	for _, f := range multiValued {
-		list, _ := doc[f.key].([]any)
-		for _, el := range list {
-			m, ok := el.(map[string]any)
-			if !ok {
-				continue
-			}
-			if mv := multiValuedSpec(m); mv != (scimv1.MultiValuedAttribute{}) {
-				*f.get(&s) = append(*f.get(&s), mv)
-			}
+		*f.get(&s) = append(*f.get(&s), multiValuedSpecs(doc[f.key])...)
+	}
+	for _, mv := range multiValuedSpecs(doc["x509Certificates"]) {
+		s.X509Certificates = append(s.X509Certificates, scimv1.X509Certificate(mv))
+	}
+	s.Addresses = addressSpecs(doc["addresses"])
+	err := extensionsSpec(doc, &s)
+	return s, err
+}
+
+// stringsSpec sets the string fields of v from m; prefix names m in errors.
+func stringsSpec[T any](fields []stringField[T], m map[string]any, v *T, prefix string) error {
+	for _, f := range fields {
+		s, err := str(m, f.key)
+		if err != nil {
+			return fmt.Errorf("%s%w", prefix, err)
+		}
+		*f.get(v) = s
+	}
+	return nil
+}
+
+// elements are the objects of a multi-valued attribute; anything else in
+// the list is skipped.
+func elements(list any) []map[string]any {
+	items, _ := list.([]any)
+	var out []map[string]any
+	for _, el := range items {
+		if m, ok := el.(map[string]any); ok {
+			out = append(out, m)
 		}
 	}
-	if list, ok := doc["x509Certificates"].([]any); ok {
-		for _, el := range list {
-			m, ok := el.(map[string]any)
-			if !ok {
-				continue
-			}
-			if mv := multiValuedSpec(m); mv != (scimv1.MultiValuedAttribute{}) {
-				s.X509Certificates = append(s.X509Certificates, scimv1.X509Certificate(mv))
-			}
+	return out
+}
+
+// multiValuedSpecs reads the non-empty elements of a multi-valued
+// attribute.
+func multiValuedSpecs(list any) []scimv1.MultiValuedAttribute {
+	var out []scimv1.MultiValuedAttribute
+	for _, m := range elements(list) {
+		if mv := multiValuedSpec(m); mv != (scimv1.MultiValuedAttribute{}) {
+			out = append(out, mv)
 		}
 	}
-	if list, ok := doc["addresses"].([]any); ok {
-		for _, el := range list {
-			m, ok := el.(map[string]any)
-			if !ok {
-				continue
-			}
-			var a scimv1.Address
-			for _, f := range addressParts {
-				*f.get(&a), _ = m[f.key].(string)
-			}
-			a.Primary, a.NotPrimary = primarySpec(m)
-			if a != (scimv1.Address{}) {
-				s.Addresses = append(s.Addresses, a)
-			}
+	return out
+}
+
+func addressSpecs(list any) []scimv1.Address {
+	var out []scimv1.Address
+	for _, m := range elements(list) {
+		var a scimv1.Address
+		for _, f := range addressParts {
+			*f.get(&a), _ = m[f.key].(string)
+		}
+		a.Primary, a.NotPrimary = primarySpec(m)
+		if a != (scimv1.Address{}) {
+			out = append(out, a)
 		}
 	}
+	return out
+}
+
+// extensionsSpec reads the schema extensions of doc (attributes under a
+// URN) into s.
+func extensionsSpec(doc map[string]any, s *scimv1.ProvisionedUserSpec) error {
 	for key, v := range doc {
 		ext, ok := v.(map[string]any)
 		if !ok || !strings.HasPrefix(key, "urn:") {
@@ -309,7 +330,7 @@ func UserSpec(doc map[string]any) (scimv1.ProvisionedUserSpec, error) {
 		if key == EnterpriseURN {
 			e, err := enterpriseSpec(ext)
 			if err != nil {
-				return s, err
+				return err
 			}
 			s.Enterprise = e
 			continue
@@ -322,7 +343,7 @@ func UserSpec(doc map[string]any) (scimv1.ProvisionedUserSpec, error) {
 			s.Extensions[key] = attrs
 		}
 	}
-	return s, nil
+	return nil
 }
 
 func enterpriseSpec(ext map[string]any) (*scimv1.EnterpriseUser, error) {

@@ -1,27 +1,8 @@
-package repository
-
-import (
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"slices"
-	"strconv"
-	"strings"
-	"time"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
-	"github.com/scim-operator/scim-operator/internal/scim/patch"
-	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
-)
-
-// Membership shards (see ProvisionedGroupSpec for the design).
+// Package membership keeps a group's members in GroupMembership shards
+// (see ProvisionedGroupSpec for the design): it folds a request's member
+// operations into their net effect, decides which shards change, and reads
+// members from the cache or live. The writes themselves go through a
+// Writer, the repository's write path.
 //
 // Why a change stays correct when this replica's cache lags: members are
 // only ever appended to the group's highest-numbered shard, and never move.
@@ -30,6 +11,28 @@ import (
 // or in a newer one. Each change reads exactly those shards live, which
 // makes the decision authoritative while its cost stays in proportion to
 // the request, not to the group.
+package membership
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/patch"
+)
+
+// The cache's field indexes over shards (registered by the repository).
+const (
+	IndexMemberGroups = "scim.memberOf"   // member id, for a user's groups
+	IndexShardGroup   = "scim.shardGroup" // group name of a shard
+)
 
 // ShardName is the name of a group's n-th membership shard.
 func ShardName(group string, n int) string { return group + "-" + strconv.Itoa(n) }
@@ -39,10 +42,27 @@ func shardIndex(group, name string) (int, bool) {
 	return n, err == nil && strings.HasPrefix(name, group+"-")
 }
 
-// netMembers folds a request's member operations, in order, into the final
+// Writer writes shards: the repository's write path (stamp, write, wait
+// for this replica's cache). Errors are the API server's, unchanged: a
+// conflict or AlreadyExists means another writer was first.
+type Writer interface {
+	Create(ctx context.Context, s *scimv1.GroupMembership) error
+	Update(ctx context.Context, s *scimv1.GroupMembership) error
+}
+
+// Shards reads a tenant's shards.
+type Shards struct {
+	Cache client.Reader
+	Live  client.Reader
+}
+
+// Stats counts what a membership change wrote.
+type Stats struct{ Added, Removed int }
+
+// Net is a request's member operations folded, in order, into the final
 // outcome: which ids must be members, which must not, whether everyone
 // else must go (replace or clear), and the displays the request decides.
-type netMembers struct {
+type Net struct {
 	want       map[string]bool // id -> member afterwards?
 	replaceAll bool
 	// display holds the display of the members whose display the request
@@ -51,8 +71,12 @@ type netMembers struct {
 	display map[string]string
 }
 
-func foldMemberOps(ops []patch.MemberOp) netMembers {
-	n := netMembers{want: map[string]bool{}, display: map[string]string{}}
+// Empty reports whether the operations change nothing.
+func (n Net) Empty() bool { return len(n.want) == 0 && !n.replaceAll }
+
+// Fold folds ops into their net effect.
+func Fold(ops []patch.MemberOp) Net {
+	n := Net{want: map[string]bool{}, display: map[string]string{}}
 	for _, op := range ops {
 		switch op.Kind {
 		case patch.MemberAdd:
@@ -102,168 +126,75 @@ func setDisplay(s *scimv1.GroupMembership, id, d string) bool {
 }
 
 // appendMembers appends ids to shard s with the displays net decides.
-func appendMembers(s *scimv1.GroupMembership, ids []string, net netMembers) {
+func appendMembers(s *scimv1.GroupMembership, ids []string, net Net) {
 	s.Spec.Members = append(s.Spec.Members, ids...)
 	for _, id := range ids {
 		setDisplay(s, id, net.display[id])
 	}
 }
 
-// memberStats counts what a membership change wrote.
-type memberStats struct{ added, removed int }
-
-// ApplyMembers carries out a request's member operations on group g and
-// returns the group as it is afterwards. Pass ops through KnownMembers
-// first: then no client mistake can fail half-way.
-//
-// When members changed, the group object itself is touched too (its
-// last-modified annotation, by a merge patch that cannot conflict): that
-// one extra write is what moves the group's meta.version, ETag and
-// meta.lastModified on a membership change (RFC 7644 §3.14), so a client's
-// If-Match against an old member list fails as it must. A request that
-// changes nothing writes nothing.
-func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.ProvisionedGroup, ops []patch.MemberOp) (*scimv1.ProvisionedGroup, error) {
-	net := foldMemberOps(ops)
-	if len(net.want) == 0 && !net.replaceAll && !pending(g) {
-		return g, nil
-	}
-	var stats memberStats
-	var written []client.Object
-	for retry := newRetrier(); ; {
-		var err error
-		before := len(written)
-		if net.replaceAll {
-			err = r.replaceMembers(ctx, g, net, &written, &stats)
-		} else {
-			err = r.changeMembers(ctx, g, net, &written, &stats)
-		}
-		for _, obj := range written[before:] {
-			r.awaitCache(ctx, obj, false)
-		}
-		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
-			if !retry.wait(ctx) {
-				return nil, fmt.Errorf("%w: group %s membership kept changing under concurrent updates", ErrUnavailable, g.Name)
-			}
-			continue
-		}
-		if err != nil {
-			return nil, apiError(err, "group membership")
-		}
-		if len(written) == 0 && !pending(g) {
-			return g, nil
-		}
-		touched, err := r.touchGroup(ctx, g)
-		if err != nil {
-			return nil, err
-		}
-		if pending(g) {
-			// Completing the create is the write under the displayName's
-			// claim: fence it like any other (claims.go). The caller
-			// abandons the group on this error.
-			ok, err := r.stillClaimed(ctx, g.Namespace, r.groupKind().uniq, g.Spec.DisplayName, g.Name)
-			if err != nil {
-				return nil, err
-			}
-			if !ok {
-				return nil, scimerr.Uniqueness("displayName %q is already in use", g.Spec.DisplayName)
-			}
-		}
-		r.Activity.add(p, "group members added", stats.added)
-		r.Activity.add(p, "group members removed", stats.removed)
-		return touched, nil
-	}
-}
-
-// errWouldWrite ends a dry run (MembersWouldChange) at its first write.
-var errWouldWrite = errors.New("a membership change would write")
-
-// dryRun is a client whose writes do nothing but report errWouldWrite.
-type dryRun struct{ client.Client }
-
-func (dryRun) Create(context.Context, client.Object, ...client.CreateOption) error {
-	return errWouldWrite
-}
-
-func (dryRun) Update(context.Context, client.Object, ...client.UpdateOption) error {
-	return errWouldWrite
-}
-
-func (dryRun) Patch(context.Context, client.Object, client.Patch, ...client.PatchOption) error {
-	return errWouldWrite
-}
-
-func (dryRun) Delete(context.Context, client.Object, ...client.DeleteOption) error {
-	return errWouldWrite
-}
-
-// MembersWouldChange reports whether ApplyMembers(g, ops) would change the
-// membership now: it reads what ApplyMembers reads and writes nothing. A
-// request whose If-Match must guard its member changes (the server's
-// guardsMembers) uses it so that a no-op keeps the group's version.
-func (r *Repository) MembersWouldChange(ctx context.Context, g *scimv1.ProvisionedGroup, ops []patch.MemberOp) (bool, error) {
-	net := foldMemberOps(ops)
-	if len(net.want) == 0 && !net.replaceAll {
-		return false, nil
-	}
-	dry := *r
-	dry.Client = dryRun{r.Client}
-	var written []client.Object
-	var stats memberStats
-	var err error
+// Apply carries out net on group g's shards, writing through w and
+// counting into stats.
+func (sh Shards) Apply(ctx context.Context, g *scimv1.ProvisionedGroup, net Net, w Writer, stats *Stats) error {
 	if net.replaceAll {
-		err = dry.replaceMembers(ctx, g, net, &written, &stats)
-	} else {
-		err = dry.changeMembers(ctx, g, net, &written, &stats)
+		return sh.replace(ctx, g, net, w, stats)
 	}
-	if errors.Is(err, errWouldWrite) {
-		return true, nil
-	}
-	return false, apiError(err, "group membership")
+	return sh.change(ctx, g, net, w, stats)
 }
 
-// touchGroup stamps the group's last-modified annotation, giving it a new
-// resourceVersion. A group deleted in between is returned unchanged.
-func (r *Repository) touchGroup(ctx context.Context, g *scimv1.ProvisionedGroup) (*scimv1.ProvisionedGroup, error) {
-	cur := g.DeepCopy()
-	annotations := map[string]any{AnnotationLastModified: r.now().UTC().Format(time.RFC3339Nano)}
-	if pending(g) {
-		// The members are written: the create is complete, in this one write.
-		annotations[scimv1.AnnotationPendingMembers] = nil
-	}
-	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": annotations}})
+// change adds and removes the ids net names and sets the displays it
+// decides, touching only the shards that hold them plus the group's
+// newest shard(s).
+func (sh Shards) change(ctx context.Context, g *scimv1.ProvisionedGroup, net Net, w Writer, stats *Stats) error {
+	shards, tail, err := sh.relevant(ctx, g, net)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	err = r.Client.Patch(ctx, cur, client.RawPatch(types.MergePatchType, body))
-	if pending(g) && (apierrors.IsNotFound(err) || (err == nil && !cur.DeletionTimestamp.IsZero())) {
-		// A pending group deleted meanwhile was abandoned: its create
-		// must not be acknowledged.
-		return nil, fmt.Errorf("%w: group %s was removed before its members were complete", ErrUnavailable, g.Name)
-	}
-	if err != nil {
-		if apierrors.IsNotFound(err) {
-			return g, nil
+	add, removeFrom := plan(shards, net)
+	for name, ids := range removeFrom {
+		s := shards[name]
+		s.Spec.Members = slices.DeleteFunc(s.Spec.Members, func(m string) bool { return ids[m] })
+		for id := range ids {
+			setDisplay(s, id, "") // a display goes with its member
 		}
-		return nil, apiError(err, "group")
+		if err := w.Update(ctx, s); err != nil {
+			return err
+		}
+		stats.Removed += len(ids)
 	}
-	r.awaitCache(ctx, cur, false)
-	return cur, nil
+	if len(add) == 0 {
+		return nil
+	}
+	next := 0
+	if tail != nil {
+		if _, ok := removeFrom[tail.Name]; ok {
+			// Updated above; re-read for its new resourceVersion.
+			if tail, err = sh.liveShard(ctx, g.Namespace, tail.Name); err != nil {
+				return err
+			}
+		}
+		if add, err = appendToTail(ctx, tail, add, net, w, stats); err != nil {
+			return err
+		}
+		n, _ := shardIndex(g.Name, tail.Name)
+		next = n + 1
+	}
+	return createShards(ctx, g, next, add, net, w, stats)
 }
 
-// changeMembers adds and removes the given ids and sets the displays net
-// decides, touching only the shards that hold them plus the group's newest
-// shard(s).
-func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGroup, net netMembers, written *[]client.Object, stats *memberStats) error {
-	want := net.want
+// relevant reads live the shards that may hold the ids net names: those
+// the cache shows holding them, the last shard the cache knows and any
+// newer ones (the tail, the newest of them).
+func (sh Shards) relevant(ctx context.Context, g *scimv1.ProvisionedGroup, net Net) (map[string]*scimv1.GroupMembership, *scimv1.GroupMembership, error) {
 	candidates := map[string]bool{}
-	for id := range want {
+	for id := range net.want {
 		var list scimv1.GroupMembershipList
 		// The shards of every group holding id; a user is in few groups,
 		// and one index over members (not one per group and member) keeps
 		// the cache small: informer index entries dominate its memory.
-		if err := r.Cache.List(ctx, &list, client.InNamespace(g.Namespace),
+		if err := sh.Cache.List(ctx, &list, client.InNamespace(g.Namespace),
 			client.MatchingFields{IndexMemberGroups: id}, client.UnsafeDisableDeepCopy); err != nil {
-			return err
+			return nil, nil, err
 		}
 		for i := range list.Items {
 			if list.Items[i].Spec.Group == g.Name {
@@ -271,52 +202,55 @@ func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGro
 			}
 		}
 	}
-	last, err := r.cachedLastShard(ctx, g)
+	last, err := sh.cachedLastShard(ctx, g)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	shards := map[string]*scimv1.GroupMembership{}
 	for name := range candidates {
-		s, err := r.liveShard(ctx, g.Namespace, name)
+		s, err := sh.liveShard(ctx, g.Namespace, name)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if s != nil {
 			shards[name] = s
 		}
 	}
-	// The tail: the last shard the cache knows and any newer ones.
 	var tail *scimv1.GroupMembership
 	for n := last; ; n++ {
-		s, err := r.liveShard(ctx, g.Namespace, ShardName(g.Name, n))
+		s, err := sh.liveShard(ctx, g.Namespace, ShardName(g.Name, n))
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		if s == nil {
-			break
+			return shards, tail, nil
 		}
 		shards[s.Name], tail = s, s
 	}
+}
 
+// plan decides, from the shards that may hold them, which ids to add and
+// which shards to rewrite: to remove members (the ids to remove, by
+// shard), or because a member's display changed (set here already, with
+// an empty set of ids).
+func plan(shards map[string]*scimv1.GroupMembership, net Net) (add []string, removeFrom map[string]map[string]bool) {
 	where := map[string]string{} // member id -> shard holding it
 	for _, s := range shards {
 		for _, m := range s.Spec.Members {
-			if _, asked := want[m]; asked {
+			if _, asked := net.want[m]; asked {
 				where[m] = s.Name
 			}
 		}
 	}
-	removeFrom := map[string]map[string]bool{}
-	redisplayed := map[string]bool{} // shards whose displays changed
-	var add []string
-	for id, member := range want {
+	removeFrom = map[string]map[string]bool{}
+	for id, member := range net.want {
 		shard, present := where[id]
 		switch {
 		case member && !present:
 			add = append(add, id)
 		case member && present:
-			if d, decided := net.display[id]; decided && setDisplay(shards[shard], id, d) {
-				redisplayed[shard] = true
+			if d, decided := net.display[id]; decided && setDisplay(shards[shard], id, d) && removeFrom[shard] == nil {
+				removeFrom[shard] = map[string]bool{}
 			}
 		case !member && present:
 			if removeFrom[shard] == nil {
@@ -326,56 +260,28 @@ func (r *Repository) changeMembers(ctx context.Context, g *scimv1.ProvisionedGro
 		}
 	}
 	slices.Sort(add) // deterministic shard contents, easier to reason about
-	for name := range redisplayed {
-		if _, both := removeFrom[name]; !both {
-			removeFrom[name] = map[string]bool{}
-		}
+	return add, removeFrom
+}
+
+// appendToTail appends as many of add as fit to the tail shard and returns
+// the rest.
+func appendToTail(ctx context.Context, tail *scimv1.GroupMembership, add []string, net Net, w Writer, stats *Stats) ([]string, error) {
+	room := scimv1.MaxMembersPerShard - len(tail.Spec.Members)
+	if room <= 0 || len(add) == 0 {
+		return add, nil
 	}
-	for name, ids := range removeFrom {
-		s := shards[name]
-		s.Spec.Members = slices.DeleteFunc(s.Spec.Members, func(m string) bool { return ids[m] })
-		for id := range ids {
-			setDisplay(s, id, "") // a display goes with its member
-		}
-		r.touch(s)
-		if err := r.Client.Update(ctx, s); err != nil {
-			return err
-		}
-		*written = append(*written, s)
-		stats.removed += len(ids)
+	take := min(room, len(add))
+	appendMembers(tail, add[:take], net)
+	if err := w.Update(ctx, tail); err != nil {
+		return nil, err
 	}
-	if len(add) == 0 {
-		return nil
-	}
-	next := 0
-	if tail != nil {
-		if _, ok := removeFrom[tail.Name]; ok {
-			// Updated above; re-read for its new resourceVersion.
-			if tail, err = r.liveShard(ctx, g.Namespace, tail.Name); err != nil {
-				return err
-			}
-		}
-		room := scimv1.MaxMembersPerShard - len(tail.Spec.Members)
-		if room > 0 {
-			take := min(room, len(add))
-			appendMembers(tail, add[:take], net)
-			r.touch(tail)
-			if err := r.Client.Update(ctx, tail); err != nil {
-				return err
-			}
-			*written = append(*written, tail)
-			stats.added += take
-			add = add[take:]
-		}
-		n, _ := shardIndex(g.Name, tail.Name)
-		next = n + 1
-	}
-	return r.createShards(ctx, g, next, add, net, written, stats)
+	stats.Added += take
+	return add[take:], nil
 }
 
 // createShards writes ids, with the displays net decides, into new shards
 // numbered from next on.
-func (r *Repository) createShards(ctx context.Context, g *scimv1.ProvisionedGroup, next int, ids []string, net netMembers, written *[]client.Object, stats *memberStats) error {
+func createShards(ctx context.Context, g *scimv1.ProvisionedGroup, next int, ids []string, net Net, w Writer, stats *Stats) error {
 	for len(ids) > 0 {
 		take := min(scimv1.MaxMembersPerShard, len(ids))
 		s := &scimv1.GroupMembership{
@@ -390,24 +296,21 @@ func (r *Repository) createShards(ctx context.Context, g *scimv1.ProvisionedGrou
 			Spec: scimv1.GroupMembershipSpec{Group: g.Name},
 		}
 		appendMembers(s, ids[:take], net)
-		r.touch(s)
-		if err := r.Client.Create(ctx, s); err != nil {
+		if err := w.Create(ctx, s); err != nil {
 			return err // AlreadyExists: another replica appended first; the caller retries
 		}
-		*written = append(*written, s)
-		stats.added += take
+		stats.Added += take
 		ids, next = ids[take:], next+1
 	}
 	return nil
 }
 
-// replaceMembers makes the member list exactly net.want (ids mapped to
-// true), with the displays net decides: it reads every shard, since the
-// request names the whole list anyway.
-func (r *Repository) replaceMembers(ctx context.Context, g *scimv1.ProvisionedGroup, net netMembers, written *[]client.Object, stats *memberStats) error {
-	want := net.want
+// replace makes the member list exactly the ids net makes members, with
+// the displays net decides: it reads every shard, since the request names
+// the whole list anyway.
+func (sh Shards) replace(ctx context.Context, g *scimv1.ProvisionedGroup, net Net, w Writer, stats *Stats) error {
 	var list scimv1.GroupMembershipList
-	if err := r.Live.List(ctx, &list, client.InNamespace(g.Namespace), client.MatchingLabels{scimv1.LabelGroup: g.Name}); err != nil {
+	if err := sh.Live.List(ctx, &list, client.InNamespace(g.Namespace), client.MatchingLabels{scimv1.LabelGroup: g.Name}); err != nil {
 		return err
 	}
 	present := map[string]bool{}
@@ -415,66 +318,65 @@ func (r *Repository) replaceMembers(ctx context.Context, g *scimv1.ProvisionedGr
 	var tail *scimv1.GroupMembership
 	for i := range list.Items {
 		s := &list.Items[i]
-		kept := slices.DeleteFunc(slices.Clone(s.Spec.Members), func(m string) bool { return !want[m] || present[m] })
-		changed := false
-		if len(s.Spec.Displays) > 0 {
-			// A display goes with its member (and one without a member
-			// here, which no write leaves, goes too).
-			inKept := make(map[string]bool, len(kept))
-			for _, m := range kept {
-				inKept[m] = true
-			}
-			for m := range s.Spec.Displays {
-				if !inKept[m] {
-					changed = setDisplay(s, m, "") || changed
-				}
-			}
-		}
-		for _, m := range kept {
-			present[m] = true
-			if d, decided := net.display[m]; decided && setDisplay(s, m, d) {
-				changed = true
-			}
-		}
-		if len(kept) != len(s.Spec.Members) || changed {
-			stats.removed += len(s.Spec.Members) - len(kept)
-			s.Spec.Members = kept
-			r.touch(s)
-			if err := r.Client.Update(ctx, s); err != nil {
-				return err
-			}
-			*written = append(*written, s)
+		if err := keepOnly(ctx, s, net, present, w, stats); err != nil {
+			return err
 		}
 		if n, ok := shardIndex(g.Name, s.Name); ok && n >= next {
 			next, tail = n+1, s
 		}
 	}
 	var add []string
-	for id, member := range want {
+	for id, member := range net.want {
 		if member && !present[id] {
 			add = append(add, id)
 		}
 	}
 	slices.Sort(add)
-	if tail != nil && len(add) > 0 {
-		if room := scimv1.MaxMembersPerShard - len(tail.Spec.Members); room > 0 {
-			take := min(room, len(add))
-			appendMembers(tail, add[:take], net)
-			r.touch(tail)
-			if err := r.Client.Update(ctx, tail); err != nil {
-				return err
-			}
-			*written = append(*written, tail)
-			stats.added += take
-			add = add[take:]
+	if tail != nil {
+		var err error
+		if add, err = appendToTail(ctx, tail, add, net, w, stats); err != nil {
+			return err
 		}
 	}
-	return r.createShards(ctx, g, next, add, net, written, stats)
+	return createShards(ctx, g, next, add, net, w, stats)
 }
 
-func (r *Repository) cachedLastShard(ctx context.Context, g *scimv1.ProvisionedGroup) (int, error) {
+// keepOnly rewrites shard s to hold only the members net wants that no
+// earlier shard holds (present, which it extends), with the displays net
+// decides.
+func keepOnly(ctx context.Context, s *scimv1.GroupMembership, net Net, present map[string]bool, w Writer, stats *Stats) error {
+	kept := slices.DeleteFunc(slices.Clone(s.Spec.Members), func(m string) bool { return !net.want[m] || present[m] })
+	changed := false
+	if len(s.Spec.Displays) > 0 {
+		// A display goes with its member (and one without a member here,
+		// which no write leaves, goes too).
+		inKept := make(map[string]bool, len(kept))
+		for _, m := range kept {
+			inKept[m] = true
+		}
+		for m := range s.Spec.Displays {
+			if !inKept[m] {
+				changed = setDisplay(s, m, "") || changed
+			}
+		}
+	}
+	for _, m := range kept {
+		present[m] = true
+		if d, decided := net.display[m]; decided && setDisplay(s, m, d) {
+			changed = true
+		}
+	}
+	if len(kept) == len(s.Spec.Members) && !changed {
+		return nil
+	}
+	stats.Removed += len(s.Spec.Members) - len(kept)
+	s.Spec.Members = kept
+	return w.Update(ctx, s)
+}
+
+func (sh Shards) cachedLastShard(ctx context.Context, g *scimv1.ProvisionedGroup) (int, error) {
 	var list scimv1.GroupMembershipList
-	if err := r.Cache.List(ctx, &list, client.InNamespace(g.Namespace),
+	if err := sh.Cache.List(ctx, &list, client.InNamespace(g.Namespace),
 		client.MatchingFields{IndexShardGroup: g.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return 0, err
 	}
@@ -487,9 +389,9 @@ func (r *Repository) cachedLastShard(ctx context.Context, g *scimv1.ProvisionedG
 	return last, nil
 }
 
-func (r *Repository) liveShard(ctx context.Context, namespace, name string) (*scimv1.GroupMembership, error) {
+func (sh Shards) liveShard(ctx context.Context, namespace, name string) (*scimv1.GroupMembership, error) {
 	s := &scimv1.GroupMembership{}
-	if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
+	if err := sh.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, nil
 		}
@@ -498,21 +400,14 @@ func (r *Repository) liveShard(ctx context.Context, namespace, name string) (*sc
 	return s, nil
 }
 
-// CachedMembers returns a group's member ids from the cache. Entra never reads
-// members (it excludes them on every group read), so a moment of cache lag
-// here costs nothing; a large group is never loaded for Entra.
-func (r *Repository) CachedMembers(ctx context.Context, namespace, group string) ([]string, error) {
-	ids, _, err := r.CachedMembersWithDisplays(ctx, namespace, group)
-	return ids, err
-}
-
-// CachedMembersWithDisplays is CachedMembers with the displays clients sent for members
-// (id -> display, only for members that have one; nil when none has).
-func (r *Repository) CachedMembersWithDisplays(ctx context.Context, namespace, group string) ([]string, map[string]string, error) {
+// CachedMembers returns a group's member ids from the cache, with the displays
+// clients sent for members (id -> display, only for members that have
+// one; nil when none has).
+func (sh Shards) CachedMembers(ctx context.Context, namespace, group string) ([]string, map[string]string, error) {
 	var list scimv1.GroupMembershipList
-	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace),
+	if err := sh.Cache.List(ctx, &list, client.InNamespace(namespace),
 		client.MatchingFields{IndexShardGroup: group}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, nil, apiError(err, "group membership")
+		return nil, nil, err
 	}
 	slices.SortFunc(list.Items, func(a, b scimv1.GroupMembership) int {
 		x, _ := shardIndex(group, a.Name)
@@ -539,27 +434,17 @@ func addDisplays(displays map[string]string, s *scimv1.GroupMembership) map[stri
 	return displays
 }
 
-// LiveMembers returns a group's member ids from the API server, for a GET
-// of one group: it must show a membership change made on another replica
-// a moment ago (read-your-writes), which the cache may not have yet.
-// Shards are numbered from 0 without gaps (members are only appended to
-// the newest shard, and shards go only with their group), so reading them
-// by name until the first missing one costs one GET per 2,000 members and
-// never lists the namespace.
-func (r *Repository) LiveMembers(ctx context.Context, namespace, group string) ([]string, error) {
-	ids, _, err := r.LiveMembersWithDisplays(ctx, namespace, group)
-	return ids, err
-}
-
-// LiveMembersWithDisplays is LiveMembers with the displays clients sent
-// (see MembersWithDisplays).
-func (r *Repository) LiveMembersWithDisplays(ctx context.Context, namespace, group string) ([]string, map[string]string, error) {
+// LiveMembers is CachedMembers from the API server. Shards are numbered from 0 without
+// gaps (members are only appended to the newest shard, and shards go only
+// with their group), so reading them by name until the first missing one
+// costs one GET per 2,000 members and never lists the namespace.
+func (sh Shards) LiveMembers(ctx context.Context, namespace, group string) ([]string, map[string]string, error) {
 	var out []string
 	var displays map[string]string
 	for n := 0; ; n++ {
-		s, err := r.liveShard(ctx, namespace, ShardName(group, n))
+		s, err := sh.liveShard(ctx, namespace, ShardName(group, n))
 		if err != nil {
-			return nil, nil, apiError(err, "group membership")
+			return nil, nil, err
 		}
 		if s == nil {
 			return out, displays, nil
@@ -569,12 +454,13 @@ func (r *Repository) LiveMembersWithDisplays(ctx context.Context, namespace, gro
 	}
 }
 
-// GroupsOf returns the names of the groups member belongs to, from the cache.
-func (r *Repository) GroupsOf(ctx context.Context, namespace, member string) ([]string, error) {
+// GroupsOf returns the names of the groups member belongs to, from the
+// cache.
+func (sh Shards) GroupsOf(ctx context.Context, namespace, member string) ([]string, error) {
 	var list scimv1.GroupMembershipList
-	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace),
+	if err := sh.Cache.List(ctx, &list, client.InNamespace(namespace),
 		client.MatchingFields{IndexMemberGroups: member}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, apiError(err, "group membership")
+		return nil, err
 	}
 	var out []string
 	for i := range list.Items {
@@ -584,65 +470,4 @@ func (r *Repository) GroupsOf(ctx context.Context, namespace, member string) ([]
 	}
 	slices.Sort(out)
 	return out, nil
-}
-
-// RemoveFromAllGroups takes a deleted user out of every group (the user
-// controller calls it before releasing the user).
-func (r *Repository) RemoveFromAllGroups(ctx context.Context, namespace, member string) error {
-	groups, err := r.GroupsOf(ctx, namespace, member)
-	if err != nil {
-		return err
-	}
-	for _, name := range groups {
-		var g scimv1.ProvisionedGroup
-		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &g); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			return apiError(err, "group")
-		}
-		// A pending group is completed by its creator only: this removal
-		// must not complete it (ApplyMembers completes pending groups).
-		delete(g.Annotations, scimv1.AnnotationPendingMembers)
-		if _, err := r.ApplyMembers(ctx, Principal{Namespace: namespace}, &g, []patch.MemberOp{{Kind: patch.MemberRemove, IDs: []string{member}}}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// DisplayNames returns the displayName (else userName) of each member found
-// in the cache; missing users are left out. Two strings are read from each
-// user, so none is deep-copied (a group may have 100,000 members).
-func (r *Repository) DisplayNames(ctx context.Context, namespace string, ids []string) map[string]string {
-	out := make(map[string]string, len(ids))
-	var u scimv1.ProvisionedUser
-	for _, id := range ids {
-		if err := r.Cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: id}, &u, client.UnsafeDisableDeepCopy); err != nil {
-			continue
-		}
-		if u.Spec.DisplayName != "" {
-			out[id] = u.Spec.DisplayName
-		} else {
-			out[id] = u.Spec.UserName
-		}
-	}
-	return out
-}
-
-// LastMemberChange is the newest last-modified stamp of the group's shards:
-// when the membership last changed through SCIM (for the sync lag).
-func (r *Repository) LastMemberChange(ctx context.Context, namespace, group string) time.Time {
-	var list scimv1.GroupMembershipList
-	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace),
-		client.MatchingFields{IndexShardGroup: group}, client.UnsafeDisableDeepCopy); err != nil {
-		return time.Time{}
-	}
-	var last time.Time
-	for i := range list.Items {
-		if t, err := time.Parse(time.RFC3339Nano, list.Items[i].Annotations[AnnotationLastModified]); err == nil && t.After(last) {
-			last = t
-		}
-	}
-	return last
 }

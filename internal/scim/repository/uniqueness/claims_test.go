@@ -1,4 +1,4 @@
-package repository_test
+package uniqueness_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/uniqueness"
 	"github.com/scim-operator/scim-operator/internal/scim/scimerr"
 	"github.com/scim-operator/scim-operator/internal/testenv"
 )
@@ -44,7 +45,7 @@ func TestCreateAfterClaimOnAnotherReplica(t *testing.T) {
 	putClaim := func(value, owner string, retired bool, claimedAt time.Time) {
 		t.Helper()
 		c := &scimv1.NameClaim{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repository.ClaimName(scimv1.ClaimUserName, value)},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: uniqueness.ClaimName(scimv1.ClaimUserName, value)},
 			Spec:       scimv1.NameClaimSpec{Kind: scimv1.ClaimUserName, Value: value, Owner: owner, Retired: retired},
 		}
 		if !claimedAt.IsZero() {
@@ -57,7 +58,7 @@ func TestCreateAfterClaimOnAnotherReplica(t *testing.T) {
 	firstIDGone := func(value string) {
 		t.Helper()
 		var u scimv1.ProvisionedUser
-		err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: repository.FirstUserID(testenv.IDKey(), ns, value)}, &u)
+		err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: uniqueness.FirstUserID(testenv.IDKey(), ns, value)}, &u)
 		if err == nil && u.DeletionTimestamp.IsZero() {
 			t.Errorf("%s: the create under the first id was not undone", value)
 		}
@@ -107,12 +108,12 @@ func TestCreateAfterClaimOnAnotherReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.Name == repository.FirstUserID(testenv.IDKey(), ns, "retired") {
+	if u.Name == uniqueness.FirstUserID(testenv.IDKey(), ns, "retired") {
 		t.Errorf("retired first id given out again")
 	}
 	firstIDGone("retired")
 	var c scimv1.NameClaim
-	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: repository.ClaimName(scimv1.ClaimUserName, "retired")}, &c); err != nil {
+	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: uniqueness.ClaimName(scimv1.ClaimUserName, "retired")}, &c); err != nil {
 		t.Fatal(err)
 	}
 	if c.Spec.Owner != u.Name || !c.Spec.Retired {
@@ -128,11 +129,11 @@ func TestCreateAfterClaimOnAnotherReplica(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.Name == repository.FirstUserID(testenv.IDKey(), ns, "stale") {
+	if u.Name == uniqueness.FirstUserID(testenv.IDKey(), ns, "stale") {
 		t.Errorf("stale claim: the first id was used without taking the claim over")
 	}
 	firstIDGone("stale")
-	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: repository.ClaimName(scimv1.ClaimUserName, "stale")}, &c); err != nil {
+	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: uniqueness.ClaimName(scimv1.ClaimUserName, "stale")}, &c); err != nil {
 		t.Fatal(err)
 	}
 	if c.Spec.Owner != u.Name {

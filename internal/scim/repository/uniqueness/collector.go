@@ -1,4 +1,4 @@
-package repository
+package uniqueness
 
 import (
 	"context"
@@ -10,9 +10,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/apierror"
 )
 
-// ClaimCollector removes NameClaims that no live object holds: leftovers of
+// Collector removes NameClaims that no live object holds: leftovers of
 // requests that crashed between their claim and their write, and claims
 // whose release failed after a rename or deletion. Without it they stay
 // forever, cached on every replica.
@@ -22,12 +23,14 @@ import (
 // loses an owner that no longer holds it and is never deleted.
 //
 // Deleting a claim is safe against a writer still using it for the same
-// reason a takeover is (claims.go): a writer reads its claim again after
-// its write and undoes the write when the claim is gone. The collector
-// deletes with the claim's UID and resourceVersion as preconditions, so a
-// claim taken over or renewed since it was read is left alone.
-type ClaimCollector struct {
-	Repo *Repository
+// reason a takeover is (see the package doc): a writer reads its claim
+// again after its write and undoes the write when the claim is gone. The
+// collector deletes with the claim's UID and resourceVersion as
+// preconditions, so a claim taken over or renewed since it was read is
+// left alone.
+type Collector struct {
+	// Guards are the unique attributes by claim kind.
+	Guards map[scimv1.ClaimKind]Guard
 	// Every is the time between passes (default 10 minutes).
 	Every time.Duration
 	// Grace is how long after its claimedAt a claim is left alone whatever
@@ -41,10 +44,10 @@ type ClaimCollector struct {
 }
 
 // NeedLeaderElection: one collector per installation is enough.
-func (c *ClaimCollector) NeedLeaderElection() bool { return true }
+func (c *Collector) NeedLeaderElection() bool { return true }
 
 // Start runs passes until ctx ends.
-func (c *ClaimCollector) Start(ctx context.Context) error {
+func (c *Collector) Start(ctx context.Context) error {
 	every := c.Every
 	if every <= 0 {
 		every = 10 * time.Minute
@@ -67,27 +70,28 @@ func (c *ClaimCollector) Start(ctx context.Context) error {
 
 // Collect makes one pass and returns how many claims it deleted or
 // released.
-func (c *ClaimCollector) Collect(ctx context.Context) (int, error) {
+func (c *Collector) Collect(ctx context.Context) (int, error) {
 	grace := c.Grace
 	if grace <= 0 {
 		grace = 10 * time.Minute
 	}
+	users := c.Guards[scimv1.ClaimUserName]
 	var list scimv1.NameClaimList
-	if err := c.Repo.Cache.List(ctx, &list, client.InNamespace(c.Namespace), client.UnsafeDisableDeepCopy); err != nil {
-		return 0, apiError(err, "name claims")
+	if err := users.Claims.Cache.List(ctx, &list, client.InNamespace(c.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return 0, apierror.ForClient(err, "name claims")
 	}
-	now := c.Repo.now()
+	now := users.Claims.now()
 	collected := 0
 	for i := range list.Items {
 		cl := &list.Items[i]
 		if !collectable(cl, now, grace) {
 			continue
 		}
-		u := c.Repo.userKind().uniq
-		if cl.Spec.Kind == scimv1.ClaimDisplayName {
-			u = c.Repo.groupKind().uniq
+		g, ok := c.Guards[cl.Spec.Kind]
+		if !ok {
+			g = users
 		}
-		done, err := c.collect(ctx, u, cl.DeepCopy())
+		done, err := c.collect(ctx, g, cl.DeepCopy())
 		if err != nil {
 			return collected, err
 		}
@@ -119,47 +123,56 @@ const collectorOwner = "collector:"
 // collect deletes (or, retired, releases) one claim if its owner does not
 // hold it: first by the cache, which answers for nearly every claim
 // without an API call, then confirmed by a live read. It is fenced like a
-// takeover (claims.go): the claim is first taken (a write carrying the
-// resourceVersion read), then the owner is read again, and the claim given
-// back if the owner holds the value by then. A writer still using the
-// claim reads it again after its write and undoes the write when the claim
-// is no longer its own; of the two, at least one sees the other.
-func (c *ClaimCollector) collect(ctx context.Context, u uniqueness, cl *scimv1.NameClaim) (bool, error) {
-	prev := cl.Spec
-	if prev.Owner != "" {
-		cached, err := c.cachedHolds(ctx, u, cl)
-		if err != nil || cached {
-			return false, err
-		}
-		state, err := u.holds(ctx, cl.Namespace, prev.Owner, cl.Name)
-		if err != nil || state == ownerHolding {
-			return false, err
-		}
-		now := metav1.NewTime(c.Repo.now())
-		cl.Spec.Owner, cl.Spec.ClaimedAt = collectorOwner, &now
-		if err := c.Repo.Client.Update(ctx, cl); err != nil {
-			return false, ignoreRace(err)
-		}
-		if state, err := u.holds(ctx, cl.Namespace, prev.Owner, cl.Name); err != nil || state == ownerHolding {
-			// The owner's write landed meanwhile: the claim goes back.
-			cl.Spec = prev
-			if uerr := c.Repo.Client.Update(ctx, cl); uerr != nil && err == nil {
-				err = ignoreRace(uerr)
-			}
+// takeover: the claim is first taken (a write carrying the resourceVersion
+// read), then the owner is read again, and the claim given back if the
+// owner holds the value by then. A writer still using the claim reads it
+// again after its write and undoes the write when the claim is no longer
+// its own; of the two, at least one sees the other.
+func (c *Collector) collect(ctx context.Context, g Guard, cl *scimv1.NameClaim) (bool, error) {
+	if cl.Spec.Owner != "" {
+		if taken, err := c.take(ctx, g, cl); !taken || err != nil {
 			return false, err
 		}
 	}
 	var err error
 	if cl.Spec.Retired {
 		cl.Spec.Owner, cl.Spec.ClaimedAt = "", nil
-		err = c.Repo.Client.Update(ctx, cl) // carries the resourceVersion of our own write
+		err = g.Claims.Client.Update(ctx, cl) // carries the resourceVersion of our own write
 	} else {
-		err = c.Repo.Client.Delete(ctx, cl, client.Preconditions{UID: &cl.UID, ResourceVersion: &cl.ResourceVersion})
+		err = g.Claims.Client.Delete(ctx, cl, client.Preconditions{UID: &cl.UID, ResourceVersion: &cl.ResourceVersion})
 	}
 	if err != nil {
 		return false, ignoreRace(err)
 	}
 	c.Log.V(1).Info("collected a name claim no live object holds", "namespace", cl.Namespace, "retired", cl.Spec.Retired)
+	return true, nil
+}
+
+// take takes cl from an owner that does not hold it, fenced: false when
+// the owner holds it (by the cache, live, or again after the take).
+func (c *Collector) take(ctx context.Context, g Guard, cl *scimv1.NameClaim) (bool, error) {
+	prev := cl.Spec
+	cached, err := g.Holders.CachedHolds(ctx, cl.Namespace, prev.Owner, cl.Name)
+	if err != nil || cached {
+		return false, err
+	}
+	state, err := g.Holders.Holds(ctx, cl.Namespace, prev.Owner, cl.Name)
+	if err != nil || state == Holding {
+		return false, err
+	}
+	now := metav1.NewTime(g.Claims.now())
+	cl.Spec.Owner, cl.Spec.ClaimedAt = collectorOwner, &now
+	if err := g.Claims.Client.Update(ctx, cl); err != nil {
+		return false, ignoreRace(err)
+	}
+	if state, err := g.Holders.Holds(ctx, cl.Namespace, prev.Owner, cl.Name); err != nil || state == Holding {
+		// The owner's write landed meanwhile: the claim goes back.
+		cl.Spec = prev
+		if uerr := g.Claims.Client.Update(ctx, cl); uerr != nil && err == nil {
+			err = ignoreRace(uerr)
+		}
+		return false, err
+	}
 	return true, nil
 }
 
@@ -169,31 +182,5 @@ func ignoreRace(err error) error {
 	if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
 		return nil
 	}
-	return apiError(err, "name claim")
-}
-
-// cachedHolds reports whether the cache says the claim's owner holds it.
-func (c *ClaimCollector) cachedHolds(ctx context.Context, u uniqueness, cl *scimv1.NameClaim) (bool, error) {
-	key := client.ObjectKey{Namespace: cl.Namespace, Name: cl.Spec.Owner}
-	var obj client.Object = &scimv1.ProvisionedUser{}
-	if u.kind == scimv1.ClaimDisplayName {
-		obj = &scimv1.ProvisionedGroup{}
-	}
-	if err := c.Repo.Cache.Get(ctx, key, obj, client.UnsafeDisableDeepCopy); err != nil {
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		return false, apiError(err, "name claim owner")
-	}
-	if !obj.GetDeletionTimestamp().IsZero() || pending(obj) {
-		return false, nil
-	}
-	var value string
-	switch o := obj.(type) {
-	case *scimv1.ProvisionedUser:
-		value = o.Spec.UserName
-	case *scimv1.ProvisionedGroup:
-		value = o.Spec.DisplayName
-	}
-	return ClaimName(u.kind, value) == cl.Name, nil
+	return apierror.ForClient(err, "name claim")
 }

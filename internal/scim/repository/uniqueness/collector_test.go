@@ -1,4 +1,4 @@
-package repository_test
+package uniqueness_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/uniqueness"
 	"github.com/scim-operator/scim-operator/internal/testenv"
 )
 
@@ -26,7 +27,7 @@ func TestClaimCollector(t *testing.T) {
 	putClaim := func(kind scimv1.ClaimKind, value, owner string, retired bool, at time.Time) string {
 		t.Helper()
 		c := &scimv1.NameClaim{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repository.ClaimName(kind, value)},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: uniqueness.ClaimName(kind, value)},
 			Spec:       scimv1.NameClaimSpec{Kind: kind, Value: value, Owner: owner, Retired: retired},
 		}
 		if owner != "" {
@@ -186,7 +187,7 @@ func TestClaimCollectorIsFenced(t *testing.T) {
 	owner := &scimv1.ProvisionedUser{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "late-owner"},
 		Spec: scimv1.ProvisionedUserSpec{UserName: value}}
 	c := &scimv1.NameClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repository.ClaimName(scimv1.ClaimUserName, value)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: uniqueness.ClaimName(scimv1.ClaimUserName, value)},
 		Spec: scimv1.NameClaimSpec{Kind: scimv1.ClaimUserName, Value: value, Owner: owner.Name,
 			ClaimedAt: &metav1.Time{Time: time.Now().Add(-time.Hour)}},
 	}

@@ -1,4 +1,4 @@
-package repository_test
+package userindex_test
 
 import (
 	"slices"
@@ -8,7 +8,8 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
-	"github.com/scim-operator/scim-operator/internal/scim/repository"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/consistency"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/userindex"
 )
 
 func indexedUser(ns, name, rv, userName, externalID string, emails ...string) *scimv1.ProvisionedUser {
@@ -25,7 +26,7 @@ func indexedUser(ns, name, rv, userName, externalID string, emails ...string) *s
 // TestUserIndex: the index follows adds, updates and deletes, keeps
 // tenants apart, and holds values shared by several users.
 func TestUserIndex(t *testing.T) {
-	x := repository.NewUserIndex(repository.NewCacheSignals())
+	x := userindex.New(consistency.NewSignals())
 	h := x.Handler()
 	names := func(index, ns, value string) []string {
 		n := x.Names(index, ns, value)
@@ -42,31 +43,31 @@ func TestUserIndex(t *testing.T) {
 	ann := indexedUser("t1", "a", "10", "Ann@x.test", "ext-1", "ANN@x.test", "ann2@x.test")
 	h.OnAdd(ann, false)
 	h.OnAdd(indexedUser("t2", "b", "11", "ann@x.test", "ext-1"), false)
-	want(names(repository.IndexUserName, "t1", "ann@x.test"), "a")
-	want(names(repository.IndexUserName, "t2", "ann@x.test"), "b")
-	want(names(repository.IndexExternalID, "t1", "ext-1"), "a")
-	want(names(repository.IndexExternalID, "t1", "EXT-1")) // externalId is case-exact
-	want(names(repository.IndexEmail, "t1", "ann2@x.test"), "a")
-	if !x.Seen(11) || x.Seen(12) {
+	want(names(userindex.UserName, "t1", "ann@x.test"), "a")
+	want(names(userindex.UserName, "t2", "ann@x.test"), "b")
+	want(names(userindex.ExternalID, "t1", "ext-1"), "a")
+	want(names(userindex.ExternalID, "t1", "EXT-1")) // externalId is case-exact
+	want(names(userindex.Email, "t1", "ann2@x.test"), "a")
+	if !x.Seen("11") || x.Seen("12") {
 		t.Errorf("Seen follows the highest resourceVersion indexed")
 	}
 
 	// Rename and a changed email: old values go, new ones come.
 	renamed := indexedUser("t1", "a", "12", "anna@x.test", "ext-1", "ANN@x.test")
 	h.OnUpdate(ann, renamed)
-	want(names(repository.IndexUserName, "t1", "ann@x.test"))
-	want(names(repository.IndexUserName, "t1", "anna@x.test"), "a")
-	want(names(repository.IndexEmail, "t1", "ann2@x.test"))
-	want(names(repository.IndexEmail, "t1", "ann@x.test"), "a")
+	want(names(userindex.UserName, "t1", "ann@x.test"))
+	want(names(userindex.UserName, "t1", "anna@x.test"), "a")
+	want(names(userindex.Email, "t1", "ann2@x.test"))
+	want(names(userindex.Email, "t1", "ann@x.test"), "a")
 
 	// Two users with one value (created outside SCIM, or mid-rename).
 	dup := indexedUser("t1", "c", "13", "ANNA@x.test", "")
 	h.OnAdd(dup, false)
-	want(names(repository.IndexUserName, "t1", "anna@x.test"), "a", "c")
+	want(names(userindex.UserName, "t1", "anna@x.test"), "a", "c")
 	h.OnDelete(toolscache.DeletedFinalStateUnknown{Key: "t1/a", Obj: renamed})
-	want(names(repository.IndexUserName, "t1", "anna@x.test"), "c")
-	want(names(repository.IndexExternalID, "t1", "ext-1"))
+	want(names(userindex.UserName, "t1", "anna@x.test"), "c")
+	want(names(userindex.ExternalID, "t1", "ext-1"))
 	h.OnDelete(dup)
-	want(names(repository.IndexUserName, "t1", "anna@x.test"))
-	want(names(repository.IndexUserName, "t2", "ann@x.test"), "b")
+	want(names(userindex.UserName, "t1", "anna@x.test"))
+	want(names(userindex.UserName, "t2", "ann@x.test"), "b")
 }

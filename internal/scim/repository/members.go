@@ -1,0 +1,264 @@
+package repository
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/patch"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/apierror"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/membership"
+	"github.com/scim-operator/scim-operator/internal/scim/repository/retry"
+)
+
+func (r *Repository) shards() membership.Shards {
+	return membership.Shards{Cache: r.Cache, Live: r.Live}
+}
+
+// shardWriter writes shards through the write path, counting the writes.
+type shardWriter struct {
+	r       *Repository
+	p       Principal
+	written int
+}
+
+func (w *shardWriter) Create(ctx context.Context, s *scimv1.GroupMembership) error {
+	return w.write(ctx, s, func(ctx context.Context, o client.Object) error { return w.r.Client.Create(ctx, o) })
+}
+
+func (w *shardWriter) Update(ctx context.Context, s *scimv1.GroupMembership) error {
+	return w.write(ctx, s, func(ctx context.Context, o client.Object) error { return w.r.Client.Update(ctx, o) })
+}
+
+func (w *shardWriter) write(ctx context.Context, s *scimv1.GroupMembership, send func(context.Context, client.Object) error) error {
+	// No count here: the group's stamp that ends the change counts the
+	// members added and removed.
+	if _, err := w.r.commit(ctx, change{p: w.p, obj: s, send: send}); err != nil {
+		return err
+	}
+	w.written++
+	return nil
+}
+
+// ApplyMembers carries out a request's member operations on group g and
+// returns the group as it is afterwards. Pass ops through KnownMembers
+// first: then no client mistake can fail half-way.
+//
+// When members changed, the group object itself is touched too (its
+// last-modified annotation, by a merge patch that cannot conflict): that
+// one extra write is what moves the group's meta.version, ETag and
+// meta.lastModified on a membership change (RFC 7644 §3.14), so a client's
+// If-Match against an old member list fails as it must. A request that
+// changes nothing writes nothing.
+func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.ProvisionedGroup, ops []patch.MemberOp) (*scimv1.ProvisionedGroup, error) {
+	net := membership.Fold(ops)
+	if net.Empty() && !pending(g) {
+		return g, nil
+	}
+	var stats membership.Stats
+	w := &shardWriter{r: r, p: p}
+	for backoff := retry.New(); ; {
+		err := r.shards().Apply(ctx, g, net, w, &stats)
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			if !backoff.Wait(ctx) {
+				return nil, fmt.Errorf("%w: group %s membership kept changing under concurrent updates", ErrUnavailable, g.Name)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, apierror.ForClient(err, "group membership")
+		}
+		if w.written == 0 && !pending(g) {
+			return g, nil
+		}
+		return r.touchGroup(ctx, p, g, stats)
+	}
+}
+
+// errAbandoned: a pending group was deleted before its members were
+// complete (AbandonGroup or the group controller gave it up).
+var errAbandoned = errors.New("the group was removed before its members were complete")
+
+// touchGroup stamps the group's last-modified annotation, giving it a new
+// resourceVersion, and counts the membership change stats. A pending
+// group's create is complete with this write, which is the write under its
+// displayName's claim: it is fenced like any other (the caller abandons
+// the group on the error). A group deleted in between is returned
+// unchanged.
+func (r *Repository) touchGroup(ctx context.Context, p Principal, g *scimv1.ProvisionedGroup, stats membership.Stats) (*scimv1.ProvisionedGroup, error) {
+	cur := g.DeepCopy()
+	c := change{p: p, obj: cur,
+		send: func(ctx context.Context, o client.Object) error {
+			annotations := map[string]any{AnnotationLastModified: o.GetAnnotations()[AnnotationLastModified]}
+			if pending(g) {
+				// The members are written: the create is complete, in this one write.
+				annotations[scimv1.AnnotationPendingMembers] = nil
+			}
+			body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": annotations}})
+			if err != nil {
+				return err
+			}
+			err = r.Client.Patch(ctx, o, client.RawPatch(types.MergePatchType, body))
+			if pending(g) && (apierrors.IsNotFound(err) || (err == nil && !o.GetDeletionTimestamp().IsZero())) {
+				return errAbandoned // its create must not be acknowledged
+			}
+			return err
+		},
+		counts: []count{{"group members added", stats.Added}, {"group members removed", stats.Removed}}}
+	if pending(g) {
+		c.name = &nameChange{guard: r.groupKind().guard, to: g.Spec.DisplayName, hold: byEarlierClaim}
+	}
+	sent, err := r.commit(ctx, c)
+	switch {
+	case sent && err != nil:
+		return nil, err
+	case sent:
+		return cur, nil
+	case errors.Is(err, errAbandoned):
+		return nil, fmt.Errorf("%w: group %s was removed before its members were complete", ErrUnavailable, g.Name)
+	case apierrors.IsNotFound(err):
+		return g, nil
+	}
+	return nil, apierror.ForClient(err, "group")
+}
+
+// errWouldWrite ends a dry run (MembersWouldChange) at its first write.
+var errWouldWrite = errors.New("a membership change would write")
+
+// dryRun is a shard writer whose writes do nothing but report
+// errWouldWrite.
+type dryRun struct{}
+
+func (dryRun) Create(context.Context, *scimv1.GroupMembership) error { return errWouldWrite }
+func (dryRun) Update(context.Context, *scimv1.GroupMembership) error { return errWouldWrite }
+
+// MembersWouldChange reports whether ApplyMembers(g, ops) would change the
+// membership now: it reads what ApplyMembers reads and writes nothing. A
+// request whose If-Match must guard its member changes (the server's
+// guardsMembers) uses it so that a no-op keeps the group's version.
+func (r *Repository) MembersWouldChange(ctx context.Context, g *scimv1.ProvisionedGroup, ops []patch.MemberOp) (bool, error) {
+	net := membership.Fold(ops)
+	if net.Empty() {
+		return false, nil
+	}
+	var stats membership.Stats
+	err := r.shards().Apply(ctx, g, net, dryRun{}, &stats)
+	if errors.Is(err, errWouldWrite) {
+		return true, nil
+	}
+	return false, apierror.ForClient(err, "group membership")
+}
+
+// CachedMembers returns a group's member ids from the cache. Entra never reads
+// members (it excludes them on every group read), so a moment of cache lag
+// here costs nothing; a large group is never loaded for Entra.
+func (r *Repository) CachedMembers(ctx context.Context, namespace, group string) ([]string, error) {
+	ids, _, err := r.CachedMembersWithDisplays(ctx, namespace, group)
+	return ids, err
+}
+
+// CachedMembersWithDisplays is CachedMembers with the displays clients sent for members
+// (id -> display, only for members that have one; nil when none has).
+func (r *Repository) CachedMembersWithDisplays(ctx context.Context, namespace, group string) ([]string, map[string]string, error) {
+	ids, displays, err := r.shards().CachedMembers(ctx, namespace, group)
+	if err != nil {
+		return nil, nil, apierror.ForClient(err, "group membership")
+	}
+	return ids, displays, nil
+}
+
+// LiveMembers returns a group's member ids from the API server, for a GET
+// of one group: it must show a membership change made on another replica
+// a moment ago (read-your-writes), which the cache may not have yet. It
+// costs one GET per 2,000 members and never lists the namespace.
+func (r *Repository) LiveMembers(ctx context.Context, namespace, group string) ([]string, error) {
+	ids, _, err := r.LiveMembersWithDisplays(ctx, namespace, group)
+	return ids, err
+}
+
+// LiveMembersWithDisplays is LiveMembers with the displays clients sent
+// (see CachedMembersWithDisplays).
+func (r *Repository) LiveMembersWithDisplays(ctx context.Context, namespace, group string) ([]string, map[string]string, error) {
+	ids, displays, err := r.shards().LiveMembers(ctx, namespace, group)
+	if err != nil {
+		return nil, nil, apierror.ForClient(err, "group membership")
+	}
+	return ids, displays, nil
+}
+
+// GroupsOf returns the names of the groups member belongs to, from the cache.
+func (r *Repository) GroupsOf(ctx context.Context, namespace, member string) ([]string, error) {
+	groups, err := r.shards().GroupsOf(ctx, namespace, member)
+	if err != nil {
+		return nil, apierror.ForClient(err, "group membership")
+	}
+	return groups, nil
+}
+
+// RemoveFromAllGroups takes a deleted user out of every group (the user
+// controller calls it before releasing the user).
+func (r *Repository) RemoveFromAllGroups(ctx context.Context, namespace, member string) error {
+	groups, err := r.GroupsOf(ctx, namespace, member)
+	if err != nil {
+		return err
+	}
+	for _, name := range groups {
+		var g scimv1.ProvisionedGroup
+		if err := r.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &g); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return apierror.ForClient(err, "group")
+		}
+		// A pending group is completed by its creator only: this removal
+		// must not complete it (ApplyMembers completes pending groups).
+		delete(g.Annotations, scimv1.AnnotationPendingMembers)
+		if _, err := r.ApplyMembers(ctx, Principal{Namespace: namespace}, &g, []patch.MemberOp{{Kind: patch.MemberRemove, IDs: []string{member}}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DisplayNames returns the displayName (else userName) of each member found
+// in the cache; missing users are left out. Two strings are read from each
+// user, so none is deep-copied (a group may have 100,000 members).
+func (r *Repository) DisplayNames(ctx context.Context, namespace string, ids []string) map[string]string {
+	out := make(map[string]string, len(ids))
+	var u scimv1.ProvisionedUser
+	for _, id := range ids {
+		if err := r.Cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: id}, &u, client.UnsafeDisableDeepCopy); err != nil {
+			continue
+		}
+		if u.Spec.DisplayName != "" {
+			out[id] = u.Spec.DisplayName
+		} else {
+			out[id] = u.Spec.UserName
+		}
+	}
+	return out
+}
+
+// LastMemberChange is the newest last-modified stamp of the group's shards:
+// when the membership last changed through SCIM (for the sync lag).
+func (r *Repository) LastMemberChange(ctx context.Context, namespace, group string) time.Time {
+	var list scimv1.GroupMembershipList
+	if err := r.Cache.List(ctx, &list, client.InNamespace(namespace),
+		client.MatchingFields{IndexShardGroup: group}, client.UnsafeDisableDeepCopy); err != nil {
+		return time.Time{}
+	}
+	var last time.Time
+	for i := range list.Items {
+		if t, err := time.Parse(time.RFC3339Nano, list.Items[i].Annotations[AnnotationLastModified]); err == nil && t.After(last) {
+			last = t
+		}
+	}
+	return last
+}
