@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -48,10 +48,10 @@ type Freshness struct {
 	behind    map[string]lagRecord // tokens the cache was behind on
 }
 
-// lagRecord is a live resourceVersion the cache had not reached, and since
-// when.
+// lagRecord is a live resourceVersion the cache had not reached ("": the
+// token is deleted live but still cached), and since when.
 type lagRecord struct {
-	rv    uint64
+	rv    string
 	since time.Time
 }
 
@@ -111,9 +111,9 @@ func (f *Freshness) Check(ctx context.Context) error {
 	if err := f.Cache.List(ctx, &cached, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("listing ScimTokens in the cache: %w", err)
 	}
-	have := make(map[string]uint64, len(cached.Items))
+	have := make(map[string]string, len(cached.Items))
 	for i := range cached.Items {
-		have[client.ObjectKeyFromObject(&cached.Items[i]).String()] = rvOf(cached.Items[i].ResourceVersion)
+		have[client.ObjectKeyFromObject(&cached.Items[i]).String()] = cached.Items[i].ResourceVersion
 	}
 	live, err := f.liveVersions(ctx)
 	if err != nil {
@@ -133,7 +133,7 @@ func (f *Freshness) Check(ctx context.Context) error {
 	for key, rec := range f.behind {
 		_, still := behindNow[key]
 		got, cachedNow := have[key]
-		if !still || rec.rv != 0 && cachedNow && got >= rec.rv || rec.rv == 0 && !cachedNow {
+		if !still || rec.rv != "" && cachedNow && reached(got, rec.rv) || rec.rv == "" && !cachedNow {
 			delete(f.behind, key)
 		}
 	}
@@ -148,30 +148,45 @@ func (f *Freshness) Check(ctx context.Context) error {
 
 // behind returns the tokens the cache is behind on: live at a version the
 // cache has not reached (or not at all), and cached but deleted live
-// (version 0).
-func behind(have, live map[string]uint64) map[string]uint64 {
-	out := map[string]uint64{}
+// (version "").
+func behind(have, live map[string]string) map[string]string {
+	out := map[string]string{}
 	for key, rv := range live {
-		if got, ok := have[key]; !ok || got < rv {
+		if got, ok := have[key]; !ok || !reached(got, rv) {
 			out[key] = rv
 		}
 	}
 	for key := range have {
 		if _, ok := live[key]; !ok {
-			out[key] = 0
+			out[key] = ""
 		}
 	}
 	return out
 }
 
+// reached reports whether the cache's resourceVersion have is at least the
+// live want, compared as apimachinery compares them. A live version that
+// cannot be compared cannot be waited for and counts as reached; a cached
+// one that cannot be compared counts as behind.
+func reached(have, want string) bool {
+	if have == want {
+		return true
+	}
+	if _, err := resourceversion.CompareResourceVersion(want, want); err != nil {
+		return true
+	}
+	c, err := resourceversion.CompareResourceVersion(have, want)
+	return err == nil && c >= 0
+}
+
 // liveVersions lists the ScimTokens' resourceVersions from the API server
 // (metadata only).
-func (f *Freshness) liveVersions(ctx context.Context) (map[string]uint64, error) {
+func (f *Freshness) liveVersions(ctx context.Context) (map[string]string, error) {
 	namespaces := f.Namespaces
 	if len(namespaces) == 0 {
 		namespaces = []string{""}
 	}
-	out := map[string]uint64{}
+	out := map[string]string{}
 	for _, ns := range namespaces {
 		list := &metav1.PartialObjectMetadataList{}
 		list.SetGroupVersionKind(scimv1.GroupVersion.WithKind("ScimTokenList"))
@@ -179,17 +194,10 @@ func (f *Freshness) liveVersions(ctx context.Context) (map[string]uint64, error)
 			return nil, fmt.Errorf("listing ScimTokens from the API server: %w", err)
 		}
 		for i := range list.Items {
-			out[client.ObjectKeyFromObject(&list.Items[i]).String()] = rvOf(list.Items[i].ResourceVersion)
+			out[client.ObjectKeyFromObject(&list.Items[i]).String()] = list.Items[i].ResourceVersion
 		}
 	}
 	return out, nil
-}
-
-// rvOf reads a resourceVersion as the etcd revision it is (0 if not a
-// number, which then counts as behind).
-func rvOf(rv string) uint64 {
-	n, _ := strconv.ParseUint(rv, 10, 64)
-	return n
 }
 
 // Stale returns ErrStale (wrapped with the reason) when no token may be
