@@ -346,9 +346,6 @@ func (w *wiring) identity() error {
 		return err
 	}
 
-	if err := repository.RegisterIndexes(ctx, mgr.GetCache()); err != nil {
-		return err
-	}
 	if err := tokens.RegisterIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
@@ -379,21 +376,18 @@ func (w *wiring) repository() error {
 	if err := mgr.Add(activity); err != nil {
 		return err
 	}
-	// Registered now, so that the first create does not wait for the
-	// NameClaim informer to start (repository.usedBefore reads it).
-	if _, err := mgr.GetCache().GetInformer(ctx, &scimv1.NameClaim{}, cache.BlockUntilSynced(false)); err != nil {
-		return fmt.Errorf("watching NameClaims: %w", err)
+	// New wires the indexes, the NameClaim informer and the handlers
+	// itself, in the order they need.
+	repo, handlersSynced, err := repository.New(ctx, mgr.GetCache(), repository.Options{Live: mgr.GetAPIReader(), Client: writer,
+		Activity: activity, IDKey: op.Key.Derive(installkey.PurposeFirstID)})
+	if err != nil {
+		return err
 	}
-	op.Repo = &repository.Repository{Cache: mgr.GetCache(), Live: mgr.GetAPIReader(), Client: writer,
-		Activity: activity, IDKey: op.Key.Derive(installkey.PurposeFirstID)}
+	op.Repo = repo
 	if o.Component.runsControllers() {
 		if err := mgr.Add(&repository.ClaimCollector{Repo: op.Repo, Log: o.Log.WithName("claim-collector")}); err != nil {
 			return err
 		}
-	}
-	handlersSynced, err := op.Repo.InstallHandlers(ctx, mgr.GetCache())
-	if err != nil {
-		return err
 	}
 	// A replica answers SCIM once its caches synced and its handlers (the
 	// user index) have seen every object.
