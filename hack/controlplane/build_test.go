@@ -222,7 +222,7 @@ func TestFallsBackToBuildingWithOneLine(t *testing.T) {
 		reason  string
 	}{
 		"index unreachable": {
-			prepare: func(f *fixture) []string {
+			prepare: func(_ *fixture) []string {
 				ln, err := net.Listen("tcp", "127.0.0.1:0")
 				if err != nil {
 					t.Fatal(err)

@@ -25,8 +25,8 @@ import (
 // A start that finds such a record of a process still running (or an etcd
 // on this state folder started by an older version) stops it first.
 
-// ChildArg, right after `dev`, makes the binary the control plane's
-// launcher: `scim-operator dev ChildArg PARENT-PID PID-FILE SIGNAL BINARY ARGS...`.
+// ChildArg is the argument that, right after `dev`, makes the binary the
+// control plane's launcher: `scim-operator dev ChildArg PARENT-PID PID-FILE SIGNAL BINARY ARGS...`.
 const ChildArg = "--control-plane-child"
 
 // childSignals are what each binary gets when the dev process dies: etcd

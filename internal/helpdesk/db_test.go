@@ -28,7 +28,7 @@ const (
 func TestSQLite(t *testing.T) {
 	dir := t.TempDir()
 	n := 0
-	storeSuite(t, func(t *testing.T) string {
+	storeSuite(t, func(_ *testing.T) string {
 		n++
 		return "sqlite://" + filepath.Join(dir, fmt.Sprintf("db%d", n), "helpdesk.db")
 	})

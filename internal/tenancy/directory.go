@@ -18,11 +18,11 @@ import (
 )
 
 var (
-	// ErrPending: the tenant's ProvisioningConfig names a database the
+	// ErrPending means the tenant's ProvisioningConfig names a database the
 	// operator has not opened yet (just created or changed). Try again in
 	// a moment; nothing may go to the operator's database meanwhile.
 	ErrPending = errors.New("the tenant's ProvisioningConfig is being applied")
-	// ErrBusy: the tenant's database already runs as many writes as it may
+	// ErrBusy means the tenant's database already runs as many writes as it may
 	// (Directory.PerDatabase); the others wait without holding a worker.
 	ErrBusy = errors.New("the tenant's database is busy")
 )

@@ -60,7 +60,7 @@ const (
 // not hold, while that set is healthy (its last fetch succeeded).
 var errUnknownKey = errors.New("the token's signing key is not among the directory's keys")
 
-// ErrKeysUnavailable: the token cannot be checked now because the
+// ErrKeysUnavailable means the token cannot be checked now because the
 // directory's signing keys could not be fetched (none yet, the last fetch
 // failed and the token names a key not held, or the keys held are older
 // than EntraOptions.MaxKeyAge), or a fetch was started in the background

@@ -386,7 +386,7 @@ func TestEntraKeepsBearerTokens(t *testing.T) {
 // Pods), and a redirect out of the allowed prefixes is not followed.
 func TestEntraKeysOnlyFromAllowedURLs(t *testing.T) {
 	hits := 0
-	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		hits++
 		_, _ = w.Write([]byte(`{"keys":[]}`))
 	}))

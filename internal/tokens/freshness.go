@@ -18,7 +18,7 @@ import (
 	"github.com/scim-operator/scim-operator/internal/settings"
 )
 
-// ErrStale: this replica cannot confirm that its view of the ScimTokens is
+// ErrStale means this replica cannot confirm that its view of the ScimTokens is
 // current, so it accepts no token (a deleted or deactivated one could be
 // among them). The HTTP layer answers 503 with Retry-After, not 401: the
 // token may well be valid, and the identity provider should retry.

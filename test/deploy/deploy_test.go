@@ -1113,7 +1113,7 @@ func compareRenderings(t *testing.T, kustomized, helm []*unstructured.Unstructur
 			if key(h) != key(k) {
 				continue
 			}
-			a, b := comparable(k.Object), comparable(h.Object)
+			a, b := comparableParts(k.Object), comparableParts(h.Object)
 			if !reflect.DeepEqual(a, b) {
 				ya, _ := yaml.Marshal(a)
 				yb, _ := yaml.Marshal(b)
@@ -1123,9 +1123,9 @@ func compareRenderings(t *testing.T, kustomized, helm []*unstructured.Unstructur
 	}
 }
 
-// comparable drops what legitimately differs between kustomize and Helm
+// comparableParts drops what legitimately differs between kustomize and Helm
 // output: metadata (labels, annotations), label selectors and the image.
-func comparable(v any) any {
+func comparableParts(v any) any {
 	switch v := v.(type) {
 	case map[string]any:
 		out := map[string]any{}
@@ -1134,13 +1134,13 @@ func comparable(v any) any {
 			case "metadata", "selector", "labelSelector", "podSelector", "image":
 				continue
 			}
-			out[k] = comparable(e)
+			out[k] = comparableParts(e)
 		}
 		return out
 	case []any:
 		out := make([]any, len(v))
 		for i, e := range v {
-			out[i] = comparable(e)
+			out[i] = comparableParts(e)
 		}
 		return out
 	default:

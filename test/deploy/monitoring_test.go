@@ -255,7 +255,7 @@ func metricNames(expr string) ([]string, error) {
 	var names []string
 	s := expr
 	afterMetric := false // the previous token was a metric name
-	skipTo := func(i int, open, close byte) (int, error) {
+	skipTo := func(i int, opening, closing byte) (int, error) {
 		depth := 0
 		for ; i < len(s); i++ {
 			switch s[i] {
@@ -265,16 +265,16 @@ func metricNames(expr string) ([]string, error) {
 					return 0, err
 				}
 				i = j - 1
-			case open:
+			case opening:
 				depth++
-			case close:
+			case closing:
 				depth--
 				if depth == 0 {
 					return i + 1, nil
 				}
 			}
 		}
-		return 0, fmt.Errorf("unbalanced %c at offset %d", open, i)
+		return 0, fmt.Errorf("unbalanced %c at offset %d", opening, i)
 	}
 	nextNonSpace := func(i int) byte {
 		for ; i < len(s); i++ {

@@ -21,6 +21,7 @@ type Expr interface {
 // Op is a comparison operator.
 type Op string
 
+// The comparison operators of RFC 7644 §3.4.2.2.
 const (
 	Eq Op = "eq"
 	Ne Op = "ne"

@@ -100,8 +100,8 @@ func Decode(body []byte, lim Limits) (*Request, error) {
 	if len(items) == 0 {
 		return nil, scimerr.InvalidSyntax("Operations must not be empty")
 	}
-	if max := lim.maxOperations(); len(items) > max {
-		return nil, scimerr.TooMany("request has %d operations; at most %d are allowed", len(items), max)
+	if most := lim.maxOperations(); len(items) > most {
+		return nil, scimerr.TooMany("request has %d operations; at most %d are allowed", len(items), most)
 	}
 
 	req := &Request{Operations: make([]Operation, 0, len(items))}
@@ -221,9 +221,9 @@ func containsFold(list []string, s string) bool {
 
 // truncate keeps client text in error details short.
 func truncate(s string) string {
-	const max = 64
-	if len(s) <= max {
+	const maxLen = 64
+	if len(s) <= maxLen {
 		return s
 	}
-	return s[:max] + "…"
+	return s[:maxLen] + "…"
 }

@@ -17,6 +17,7 @@ import (
 // their intent and rules can diverge without changing call sites.
 type Mode int
 
+// The request a body comes from: POST or PUT.
 const (
 	ModeCreate Mode = iota
 	ModeReplace
@@ -43,7 +44,7 @@ const (
 // data nested under the canonical URN, booleans bool, integers int64,
 // decimals float64, cleared values absent. Read-only attributes and the
 // password are dropped; unknown attributes and schemas are ignored.
-func (rt *ResourceType) Canonicalize(body map[string]any, mode Mode) (map[string]any, error) {
+func (rt *ResourceType) Canonicalize(body map[string]any, _ Mode) (map[string]any, error) {
 	c := canonicalizer{rt: rt, out: map[string]any{}}
 	// Plain names and whole extension objects first, URN-qualified
 	// attribute keys second, each pass in key order: the more specific form

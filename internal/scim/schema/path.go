@@ -167,11 +167,11 @@ func SplitPath(path string) (urn, attr, sub string, err error) {
 
 // truncate keeps hostile input out of error messages and logs.
 func truncate(s string) string {
-	const max = 200
-	if len(s) <= max {
+	const maxLen = 200
+	if len(s) <= maxLen {
 		return s
 	}
-	return s[:max] + "..."
+	return s[:maxLen] + "..."
 }
 
 // Value returns the values at p in doc: one element for a single-valued

@@ -26,6 +26,7 @@ const (
 // Type is an attribute data type (RFC 7643 §2.3).
 type Type string
 
+// The data types of RFC 7643 §2.3.
 const (
 	String    Type = "string"
 	Boolean   Type = "boolean"

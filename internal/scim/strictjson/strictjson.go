@@ -274,11 +274,11 @@ func toSCIM(err error) error {
 
 // truncate keeps client text in error details short.
 func truncate(s string) string {
-	const max = 80
-	if len(s) <= max {
+	const maxLen = 80
+	if len(s) <= maxLen {
 		return s
 	}
-	cut := max
+	cut := maxLen
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

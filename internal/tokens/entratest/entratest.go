@@ -46,7 +46,7 @@ func NewKeyServer(t testing.TB, keys ...jose.JSONWebKey) *KeyServer {
 	t.Helper()
 	ks := &KeyServer{keys: keys, arrived: make(chan struct{}, 100)}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
 		ks.wait()
 		if ks.isDown() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
@@ -54,7 +54,7 @@ func NewKeyServer(t testing.TB, keys ...jose.JSONWebKey) *KeyServer {
 		}
 		_ = json.NewEncoder(w).Encode(map[string]string{"jwks_uri": ks.JWKSURL()})
 	})
-	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/keys", func(w http.ResponseWriter, _ *http.Request) {
 		ks.fetches.Add(1)
 		ks.wait()
 		if ks.isDown() {
