@@ -11,7 +11,7 @@ import (
 // Discovery endpoints (RFC 7644 §4): they say exactly what is supported,
 // since generic clients decide what to send from them.
 
-func (s *Server) serviceProviderConfig(w http.ResponseWriter, r *http.Request, rq *request) error {
+func (s *Server) serviceProviderConfig(w http.ResponseWriter, _ *http.Request, rq *request) error {
 	return writeJSON(w, rq, http.StatusOK, map[string]any{
 		"schemas":          []string{"urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"},
 		"documentationUri": "https://github.com/scim-operator/scim-operator/blob/main/docs/entra.md",
