@@ -125,10 +125,8 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 	if err != nil || !ready {
 		return err
 	}
-	for name, content := range map[string]string{"endpoint": publicURL + "\n", "token": token + "\n"} {
-		if err := os.WriteFile(filepath.Join(state, name), []byte(content), 0o600); err != nil {
-			return err
-		}
+	if err := writeEndpoint(state, publicURL, token); err != nil {
+		return err
 	}
 	printBanner(out, state, publicURL, token, kubeconfig, kubectlFor(o.AssetsDir))
 	select {
@@ -139,6 +137,17 @@ func Run(ctx context.Context, log logr.Logger, out io.Writer, o Options) (retErr
 		done <- err // for the deferred stop
 		return fmt.Errorf("the operator stopped: %w", err)
 	}
+}
+
+// writeEndpoint leaves the endpoint and the token in the state folder, for
+// scripts (make bench, the e2e test) to read.
+func writeEndpoint(state, publicURL, token string) error {
+	for name, content := range map[string]string{"endpoint": publicURL + "\n", "token": token + "\n"} {
+		if err := os.WriteFile(filepath.Join(state, name), []byte(content), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // prepareStart stops what an earlier dev process left running and checks,
