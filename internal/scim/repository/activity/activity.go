@@ -67,6 +67,14 @@ func (a *Recorder) Add(namespace, token, what string, n int) {
 	a.counts[key][what] += n
 }
 
+// Counted returns what has been counted for the token of namespace and not
+// reported yet.
+func (a *Recorder) Counted(namespace, token string) map[string]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return maps.Clone(a.counts[client.ObjectKey{Namespace: namespace, Name: token}])
+}
+
 // Start reports until ctx ends, then once more (manager.Runnable).
 func (a *Recorder) Start(ctx context.Context) error {
 	t := time.NewTicker(a.interval)
