@@ -31,124 +31,23 @@ func dur(s string) metav1.Duration {
 // API server as written.
 func durPtr(s string) *metav1.Duration { d := dur(s); return &d }
 
+// validationCase is one object sent to the API server and what it must answer.
+type validationCase struct {
+	name    string
+	obj     client.Object
+	wantErr string // empty: must be accepted
+}
+
 // TestValidation creates each object against the real API server: good ones
 // must be accepted, bad ones refused with a message a person understands.
 func TestValidation(t *testing.T) {
 	e := testenv.Require(t, env)
 	ns := e.Namespace(t)
 
-	user := func(mut func(*scimv1.ProvisionedUserSpec)) client.Object {
-		u := &scimv1.ProvisionedUser{
-			ObjectMeta: metav1.ObjectMeta{GenerateName: "u-", Namespace: ns},
-			Spec: scimv1.ProvisionedUserSpec{
-				UserName: "alice@contoso.test",
-				Emails:   []scimv1.MultiValuedAttribute{{Value: "alice@contoso.test", Type: "work", Primary: true}},
-			},
-		}
-		mut(&u.Spec)
-		return u
-	}
-	token := func(mut func(*scimv1.ScimTokenSpec)) client.Object {
-		tk := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-", Namespace: ns}}
-		mut(&tk.Spec)
-		return tk
-	}
-	group := func(name string) client.Object {
-		return &scimv1.ProvisionedGroup{
-			ObjectMeta: metav1.ObjectMeta{GenerateName: "g-", Namespace: ns},
-			Spec:       scimv1.ProvisionedGroupSpec{DisplayName: name},
-		}
-	}
-	groupWithExternalID := func(id string) client.Object {
-		g := group("With external id").(*scimv1.ProvisionedGroup)
-		g.Spec.ExternalID = id
-		return g
-	}
-
-	claim := func(value, owner string, retired bool) client.Object {
-		return &scimv1.NameClaim{
-			ObjectMeta: metav1.ObjectMeta{GenerateName: "c-", Namespace: ns},
-			Spec:       scimv1.NameClaimSpec{Kind: scimv1.ClaimUserName, Value: value, Owner: owner, Retired: retired},
-		}
-	}
-
-	cases := []struct {
-		name    string
-		obj     client.Object
-		wantErr string // empty: must be accepted
-	}{
-		{"user: minimal", user(func(*scimv1.ProvisionedUserSpec) {}), ""},
-		{"user: full enterprise and custom extension", user(func(s *scimv1.ProvisionedUserSpec) {
-			s.Name = &scimv1.PersonName{GivenName: "Alice", FamilyName: "Liddell"}
-			s.Active = ptr.To(false)
-			s.Addresses = []scimv1.Address{{Type: "work", Locality: "Redmond", Region: "WA"}}
-			s.Enterprise = &scimv1.EnterpriseUser{Department: "Sales", Manager: "7d3e9a10",
-				CustomFields: map[string]apiextensionsv1.JSON{"shoe-size": {Raw: []byte(`42`)}}}
-			s.Extensions = map[string]scimv1.ExtensionAttributes{
-				"urn:ietf:params:scim:schemas:extension:Contoso:2.0:User": {"badge": {Raw: []byte(`"B-7"`)}},
-			}
-		}), ""},
-		{"user: empty userName", user(func(s *scimv1.ProvisionedUserSpec) { s.UserName = "" }), "spec.userName"},
-		{"user: blank userName", user(func(s *scimv1.ProvisionedUserSpec) { s.UserName = "   " }), "userName must not be blank"},
-		// RFC 7643 §4.1.2: emails SHOULD be RFC 5321 addresses; stored as sent.
-		{"user: email without @", user(func(s *scimv1.ProvisionedUserSpec) {
-			s.Emails = []scimv1.MultiValuedAttribute{{Value: "emailName357"}}
-		}), ""},
-		{"user: x509Certificates of 16384 characters", user(func(s *scimv1.ProvisionedUserSpec) {
-			s.X509Certificates = []scimv1.X509Certificate{{Value: strings.Repeat("A", 16384), NotPrimary: true}}
-		}), ""},
-		// Key columns of the helpdesk database are VARCHAR(191) and cannot be
-		// stored cut: the API refuses longer values (lengths in characters).
-		{"user: userName of 191 characters", user(func(s *scimv1.ProvisionedUserSpec) { s.UserName = strings.Repeat("é", 191) }), ""},
-		{"user: overlong userName", user(func(s *scimv1.ProvisionedUserSpec) { s.UserName = strings.Repeat("a", 192) }), "Too long"},
-		{"user: externalId of 191 characters", user(func(s *scimv1.ProvisionedUserSpec) { s.ExternalID = strings.Repeat("x", 191) }), ""},
-		{"user: overlong externalId", user(func(s *scimv1.ProvisionedUserSpec) { s.ExternalID = strings.Repeat("x", 192) }), "spec.externalId: Too long"},
-		{"user: overlong employeeNumber", user(func(s *scimv1.ProvisionedUserSpec) {
-			s.Enterprise = &scimv1.EnterpriseUser{EmployeeNumber: strings.Repeat("1", 192)}
-		}), "spec.enterprise.employeeNumber: Too long"},
-		{"user: overlong manager", user(func(s *scimv1.ProvisionedUserSpec) {
-			s.Enterprise = &scimv1.EnterpriseUser{Manager: strings.Repeat("m", 192)}
-		}), "spec.enterprise.manager: Too long"},
-		// Optional columns narrower than the API are stored cut instead, so
-		// a long phone is accepted (helpdesk_users.phone holds 64).
-		{"user: phone of 65 characters", user(func(s *scimv1.ProvisionedUserSpec) {
-			s.PhoneNumbers = []scimv1.MultiValuedAttribute{{Value: strings.Repeat("5", 65), Type: "work"}}
-		}), ""},
-
-		{"group: ok", group("Sales"), ""},
-		{"group: displayName of 256 characters", group(strings.Repeat("g", 256)), ""},
-		{"group: externalId of 191 characters", groupWithExternalID(strings.Repeat("e", 191)), ""},
-		{"group: overlong externalId", groupWithExternalID(strings.Repeat("e", 192)), "spec.externalId: Too long"},
-
-		{"claim: held", claim("alice", "u-1", false), ""},
-		{"claim: retired, nobody holds it", claim("bob", "", true), ""},
-		{"claim: no owner, not retired", claim("carol", "", false), "spec.owner is required unless the claim is retired"},
-		{"group: blank displayName", group(" "), "displayName must not be blank"},
-
-		{"token: defaults", token(func(*scimv1.ScimTokenSpec) {}), ""},
-		{"token: rotation ok", token(func(s *scimv1.ScimTokenSpec) {
-			s.Rotation = &scimv1.TokenRotation{Interval: dur("720h"), Overlap: durPtr("24h")}
-		}), ""},
-		{"token: overlap 0 revokes at once", token(func(s *scimv1.ScimTokenSpec) {
-			s.Rotation = &scimv1.TokenRotation{Interval: dur("1h"), Overlap: durPtr("0s")}
-		}), ""},
-		{"token: overlap longer than interval", token(func(s *scimv1.ScimTokenSpec) {
-			s.Rotation = &scimv1.TokenRotation{Interval: dur("1h"), Overlap: durPtr("2h")}
-		}), "rotation.interval must be longer than rotation.overlap"},
-		{"token: negative interval", token(func(s *scimv1.ScimTokenSpec) {
-			s.Rotation = &scimv1.TokenRotation{Interval: dur("-1h")}
-		}), "rotation.interval must be at least 1m (and not negative)"},
-		{"token: negative overlap", token(func(s *scimv1.ScimTokenSpec) {
-			s.Rotation = &scimv1.TokenRotation{Interval: dur("1h"), Overlap: durPtr("-5m")}
-		}), "rotation.overlap must not be negative"},
-		{"token: rotation with adopted secret", token(func(s *scimv1.ScimTokenSpec) {
-			s.Rotation = &scimv1.TokenRotation{Interval: dur("1h")}
-			s.SecretRef = &scimv1.TokenSecretReference{Name: "vault-token"}
-		}), "rotation and secretRef cannot be combined"},
-		{"token: adopted secret without name", token(func(s *scimv1.ScimTokenSpec) {
-			s.SecretRef = &scimv1.TokenSecretReference{}
-		}), "spec.secretRef.name"},
-	}
+	var cases []validationCase
+	cases = append(cases, userValidationCases(ns)...)
+	cases = append(cases, groupAndClaimValidationCases(ns)...)
+	cases = append(cases, tokenValidationCases(ns)...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -163,6 +62,128 @@ func TestValidation(t *testing.T) {
 				t.Fatalf("want an error containing %q, got: %v", tc.wantErr, err)
 			}
 		})
+	}
+}
+
+func newUser(ns string, mut func(*scimv1.ProvisionedUserSpec)) client.Object {
+	u := &scimv1.ProvisionedUser{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "u-", Namespace: ns},
+		Spec: scimv1.ProvisionedUserSpec{
+			UserName: "alice@contoso.test",
+			Emails:   []scimv1.MultiValuedAttribute{{Value: "alice@contoso.test", Type: "work", Primary: true}},
+		},
+	}
+	mut(&u.Spec)
+	return u
+}
+
+func newToken(ns string, mut func(*scimv1.ScimTokenSpec)) client.Object {
+	tk := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-", Namespace: ns}}
+	mut(&tk.Spec)
+	return tk
+}
+
+func newGroup(ns, name string) client.Object {
+	return &scimv1.ProvisionedGroup{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "g-", Namespace: ns},
+		Spec:       scimv1.ProvisionedGroupSpec{DisplayName: name},
+	}
+}
+
+func newGroupWithExternalID(ns, id string) client.Object {
+	g := newGroup(ns, "With external id").(*scimv1.ProvisionedGroup)
+	g.Spec.ExternalID = id
+	return g
+}
+
+func newClaim(ns, value, owner string, retired bool) client.Object {
+	return &scimv1.NameClaim{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "c-", Namespace: ns},
+		Spec:       scimv1.NameClaimSpec{Kind: scimv1.ClaimUserName, Value: value, Owner: owner, Retired: retired},
+	}
+}
+
+func userValidationCases(ns string) []validationCase {
+	return []validationCase{
+		{"user: minimal", newUser(ns, func(*scimv1.ProvisionedUserSpec) {}), ""},
+		{"user: full enterprise and custom extension", newUser(ns, func(s *scimv1.ProvisionedUserSpec) {
+			s.Name = &scimv1.PersonName{GivenName: "Alice", FamilyName: "Liddell"}
+			s.Active = ptr.To(false)
+			s.Addresses = []scimv1.Address{{Type: "work", Locality: "Redmond", Region: "WA"}}
+			s.Enterprise = &scimv1.EnterpriseUser{Department: "Sales", Manager: "7d3e9a10",
+				CustomFields: map[string]apiextensionsv1.JSON{"shoe-size": {Raw: []byte(`42`)}}}
+			s.Extensions = map[string]scimv1.ExtensionAttributes{
+				"urn:ietf:params:scim:schemas:extension:Contoso:2.0:User": {"badge": {Raw: []byte(`"B-7"`)}},
+			}
+		}), ""},
+		{"user: empty userName", newUser(ns, func(s *scimv1.ProvisionedUserSpec) { s.UserName = "" }), "spec.userName"},
+		{"user: blank userName", newUser(ns, func(s *scimv1.ProvisionedUserSpec) { s.UserName = "   " }), "userName must not be blank"},
+		// RFC 7643 §4.1.2: emails SHOULD be RFC 5321 addresses; stored as sent.
+		{"user: email without @", newUser(ns, func(s *scimv1.ProvisionedUserSpec) {
+			s.Emails = []scimv1.MultiValuedAttribute{{Value: "emailName357"}}
+		}), ""},
+		{"user: x509Certificates of 16384 characters", newUser(ns, func(s *scimv1.ProvisionedUserSpec) {
+			s.X509Certificates = []scimv1.X509Certificate{{Value: strings.Repeat("A", 16384), NotPrimary: true}}
+		}), ""},
+		// Key columns of the helpdesk database are VARCHAR(191) and cannot be
+		// stored cut: the API refuses longer values (lengths in characters).
+		{"user: userName of 191 characters", newUser(ns, func(s *scimv1.ProvisionedUserSpec) { s.UserName = strings.Repeat("é", 191) }), ""},
+		{"user: overlong userName", newUser(ns, func(s *scimv1.ProvisionedUserSpec) { s.UserName = strings.Repeat("a", 192) }), "Too long"},
+		{"user: externalId of 191 characters", newUser(ns, func(s *scimv1.ProvisionedUserSpec) { s.ExternalID = strings.Repeat("x", 191) }), ""},
+		{"user: overlong externalId", newUser(ns, func(s *scimv1.ProvisionedUserSpec) { s.ExternalID = strings.Repeat("x", 192) }), "spec.externalId: Too long"},
+		{"user: overlong employeeNumber", newUser(ns, func(s *scimv1.ProvisionedUserSpec) {
+			s.Enterprise = &scimv1.EnterpriseUser{EmployeeNumber: strings.Repeat("1", 192)}
+		}), "spec.enterprise.employeeNumber: Too long"},
+		{"user: overlong manager", newUser(ns, func(s *scimv1.ProvisionedUserSpec) {
+			s.Enterprise = &scimv1.EnterpriseUser{Manager: strings.Repeat("m", 192)}
+		}), "spec.enterprise.manager: Too long"},
+		// Optional columns narrower than the API are stored cut instead, so
+		// a long phone is accepted (helpdesk_users.phone holds 64).
+		{"user: phone of 65 characters", newUser(ns, func(s *scimv1.ProvisionedUserSpec) {
+			s.PhoneNumbers = []scimv1.MultiValuedAttribute{{Value: strings.Repeat("5", 65), Type: "work"}}
+		}), ""},
+	}
+}
+
+func groupAndClaimValidationCases(ns string) []validationCase {
+	return []validationCase{
+		{"group: ok", newGroup(ns, "Sales"), ""},
+		{"group: displayName of 256 characters", newGroup(ns, strings.Repeat("g", 256)), ""},
+		{"group: externalId of 191 characters", newGroupWithExternalID(ns, strings.Repeat("e", 191)), ""},
+		{"group: overlong externalId", newGroupWithExternalID(ns, strings.Repeat("e", 192)), "spec.externalId: Too long"},
+
+		{"claim: held", newClaim(ns, "alice", "u-1", false), ""},
+		{"claim: retired, nobody holds it", newClaim(ns, "bob", "", true), ""},
+		{"claim: no owner, not retired", newClaim(ns, "carol", "", false), "spec.owner is required unless the claim is retired"},
+		{"group: blank displayName", newGroup(ns, " "), "displayName must not be blank"},
+	}
+}
+
+func tokenValidationCases(ns string) []validationCase {
+	return []validationCase{
+		{"token: defaults", newToken(ns, func(*scimv1.ScimTokenSpec) {}), ""},
+		{"token: rotation ok", newToken(ns, func(s *scimv1.ScimTokenSpec) {
+			s.Rotation = &scimv1.TokenRotation{Interval: dur("720h"), Overlap: durPtr("24h")}
+		}), ""},
+		{"token: overlap 0 revokes at once", newToken(ns, func(s *scimv1.ScimTokenSpec) {
+			s.Rotation = &scimv1.TokenRotation{Interval: dur("1h"), Overlap: durPtr("0s")}
+		}), ""},
+		{"token: overlap longer than interval", newToken(ns, func(s *scimv1.ScimTokenSpec) {
+			s.Rotation = &scimv1.TokenRotation{Interval: dur("1h"), Overlap: durPtr("2h")}
+		}), "rotation.interval must be longer than rotation.overlap"},
+		{"token: negative interval", newToken(ns, func(s *scimv1.ScimTokenSpec) {
+			s.Rotation = &scimv1.TokenRotation{Interval: dur("-1h")}
+		}), "rotation.interval must be at least 1m (and not negative)"},
+		{"token: negative overlap", newToken(ns, func(s *scimv1.ScimTokenSpec) {
+			s.Rotation = &scimv1.TokenRotation{Interval: dur("1h"), Overlap: durPtr("-5m")}
+		}), "rotation.overlap must not be negative"},
+		{"token: rotation with adopted secret", newToken(ns, func(s *scimv1.ScimTokenSpec) {
+			s.Rotation = &scimv1.TokenRotation{Interval: dur("1h")}
+			s.SecretRef = &scimv1.TokenSecretReference{Name: "vault-token"}
+		}), "rotation and secretRef cannot be combined"},
+		{"token: adopted secret without name", newToken(ns, func(s *scimv1.ScimTokenSpec) {
+			s.SecretRef = &scimv1.TokenSecretReference{}
+		}), "spec.secretRef.name"},
 	}
 }
 
