@@ -35,7 +35,7 @@ func (c *ClaimCollector) collector() *uniqueness.Collector {
 	}
 }
 
-// NeedLeaderElection: one collector per installation is enough.
+// NeedLeaderElection is true: one collector per installation is enough.
 func (c *ClaimCollector) NeedLeaderElection() bool { return true }
 
 // Start runs passes until ctx ends.

@@ -25,40 +25,60 @@ const (
 	MaxUserNameKey = convert.MaxUserNameKey
 )
 
-var (
-	UserDoc                 = convert.UserDoc
-	UserSpec                = convert.UserSpec
-	GroupDoc                = convert.GroupDoc
-	GroupSpec               = convert.GroupSpec
-	ExtensionAttributesFrom = convert.ExtensionAttributesFrom
-)
+// UserDoc renders a user spec as a canonical SCIM document (convert.UserDoc).
+var UserDoc = convert.UserDoc
 
-// Uniqueness: see uniqueness.
-var (
-	FirstUserID = uniqueness.FirstUserID
-	ClaimName   = uniqueness.ClaimName
-)
+// UserSpec builds a user spec from a canonical SCIM document (convert.UserSpec).
+var UserSpec = convert.UserSpec
 
-// The user index and read-your-writes: see userindex and consistency.
-type (
-	UserIndex    = userindex.Index
-	CacheSignals = consistency.Signals
-)
+// GroupDoc renders a group spec as a canonical SCIM document (convert.GroupDoc).
+var GroupDoc = convert.GroupDoc
 
-var (
-	NewUserIndex    = userindex.New
-	NewCacheSignals = consistency.NewSignals
-)
+// GroupSpec builds a group spec from a canonical SCIM document (convert.GroupSpec).
+var GroupSpec = convert.GroupSpec
 
-// Membership shards: see membership.
+// ExtensionAttributesFrom encodes an extension's attributes for the spec
+// (convert.ExtensionAttributesFrom).
+var ExtensionAttributesFrom = convert.ExtensionAttributesFrom
+
+// FirstUserID is the id of the first user with a userName in a namespace
+// (uniqueness.FirstUserID).
+var FirstUserID = uniqueness.FirstUserID
+
+// ClaimName is the NameClaim object name for a unique value
+// (uniqueness.ClaimName).
+var ClaimName = uniqueness.ClaimName
+
+// UserIndex finds users by userName, externalId and email (userindex.Index).
+type UserIndex = userindex.Index
+
+// CacheSignals wakes writes waiting for their own cache (consistency.Signals).
+type CacheSignals = consistency.Signals
+
+// NewUserIndex returns an empty user index that wakes signals after each
+// change (userindex.New).
+var NewUserIndex = userindex.New
+
+// NewCacheSignals returns signals to install on the informers
+// (consistency.NewSignals).
+var NewCacheSignals = consistency.NewSignals
+
+// ShardName is the name of a group's n-th membership shard
+// (membership.ShardName).
 var ShardName = membership.ShardName
 
-// Activity events: see activity.
+// Activity counts SCIM writes per token for the summary events
+// (activity.Recorder).
 type Activity = activity.Recorder
 
+// NewActivity reports every interval for the replica named instance
+// (activity.NewRecorder).
 var NewActivity = activity.NewRecorder
 
+// The summary events: see activity.
 const (
-	EventActivity      = activity.EventActivity
+	// EventActivity is the reason of the periodic summary event on a ScimToken.
+	EventActivity = activity.EventActivity
+	// ActivityController is the reportingController of the activity events.
 	ActivityController = activity.ActivityController
 )

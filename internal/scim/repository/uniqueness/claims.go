@@ -49,11 +49,11 @@ func ClaimName(kind scimv1.ClaimKind, value string) string {
 type OwnerState int
 
 const (
-	// Holding: the owner exists, is not terminating, and has the value.
+	// Holding means the owner exists, is not terminating, and has the value.
 	Holding OwnerState = iota
-	// Released: the owner is terminating or renamed: the claim is stale.
+	// Released means the owner is terminating or renamed: the claim is stale.
 	Released
-	// Missing: no owner object. Either its creator crashed between claim
+	// Missing means there is no owner object. Either its creator crashed between claim
 	// and create (stale), or the creator is between those two steps right
 	// now (live): see claimGrace.
 	Missing
@@ -384,7 +384,7 @@ const (
 	firstHolderPause  = 50 * time.Millisecond
 )
 
-// ErrFirstIDContested: a claim on the value exists, so the first id may
+// ErrFirstIDContested means a claim on the value exists, so the first id may
 // not hold it (contested, retired, or a stale claim whose takeover must be
 // fenced). The create is undone and goes to a random id under a claim.
 var ErrFirstIDContested = errors.New("the value is claimed: its first id may not hold it")

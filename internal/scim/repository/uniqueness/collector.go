@@ -43,7 +43,7 @@ type Collector struct {
 	Log       logr.Logger
 }
 
-// NeedLeaderElection: one collector per installation is enough.
+// NeedLeaderElection is true: one collector per installation is enough.
 func (c *Collector) NeedLeaderElection() bool { return true }
 
 // Start runs passes until ctx ends.

@@ -130,11 +130,11 @@ func TestClaimFencing(t *testing.T) {
 		// slow starts the slow request on repo and returns its outcome.
 		slow func(t *testing.T, repo *repository.Repository, p repository.Principal, value string) error
 	}{
-		{"create of a re-used userName", func(t *testing.T, repo *repository.Repository, p repository.Principal, value string) error {
+		{"create of a re-used userName", func(_ *testing.T, repo *repository.Repository, p repository.Principal, value string) error {
 			_, err := repo.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: value})
 			return err
 		}},
-		{"rename", func(t *testing.T, repo *repository.Repository, p repository.Principal, value string) error {
+		{"rename", func(_ *testing.T, repo *repository.Repository, p repository.Principal, value string) error {
 			// Created before the stall is armed by the caller (see below).
 			id := p.TokenName
 			_, err := repo.UpdateUser(ctx, repository.Principal{Namespace: p.Namespace}, id, "", func(u *scimv1.ProvisionedUser) (bool, error) {
