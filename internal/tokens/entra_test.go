@@ -134,15 +134,39 @@ func newEntraFixture(t *testing.T, objs ...client.Object) *entraFixture {
 	return f
 }
 
-// TestEntraIssuedTokens is the table of issue 19, item 2: each token
-// against a directory whose keys a local endpoint serves.
-func TestEntraIssuedTokens(t *testing.T) {
-	k1, k2, attacker := entratest.NewKey(t, "k1"), entratest.NewKey(t, "k2"), entratest.NewKey(t, "k1")
-	ks := entratest.NewKeyServer(t, k1.Public())
-	f := newEntraFixture(t,
-		entraScimToken("tenant-a", "entra", scimv1.EntraIssuedTokens{TenantID: strings.ToUpper(testTenant), KeysURL: ks.MetadataURL()}, true))
-	now := f.clk.Now()
-	pubDER, err := x509.MarshalPKIXPublicKey(&k1.Private.PublicKey)
+// entraScenario is one directory whose keys a local endpoint serves, with a
+// ScimToken accepting it in tenant-a; the steps of TestEntraIssuedTokens
+// share it (the key server's fetch count and the fake clock carry over).
+type entraScenario struct {
+	f                *entraFixture
+	ks               *entratest.KeyServer
+	k1, k2, attacker entratest.Key
+	issued           []string // every token made, none may reach the logs
+}
+
+func newEntraScenario(t *testing.T) *entraScenario {
+	t.Helper()
+	s := &entraScenario{k1: entratest.NewKey(t, "k1"), k2: entratest.NewKey(t, "k2"), attacker: entratest.NewKey(t, "k1")}
+	s.ks = entratest.NewKeyServer(t, s.k1.Public())
+	s.f = newEntraFixture(t,
+		entraScimToken("tenant-a", "entra", scimv1.EntraIssuedTokens{TenantID: strings.ToUpper(testTenant), KeysURL: s.ks.MetadataURL()}, true))
+	return s
+}
+
+// mk records a token so that the logs can be searched for it at the end.
+func (s *entraScenario) mk(tok string) string { s.issued = append(s.issued, tok); return tok }
+
+type entraCase struct {
+	name  string
+	token string
+	want  error // nil: accepted into tenant-a
+}
+
+// cases are tokens made now: the valid one and each way to break it.
+func (s *entraScenario) cases(t *testing.T) []entraCase {
+	t.Helper()
+	now := s.f.clk.Now()
+	pubDER, err := x509.MarshalPKIXPublicKey(&s.k1.Private.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,50 +176,49 @@ func TestEntraIssuedTokens(t *testing.T) {
 		change(&c)
 		return c
 	}
-	var issued []string // every token made, none may reach the logs
-	mk := func(s string) string { issued = append(issued, s); return s }
-
-	cases := []struct {
-		name  string
-		token string
-		want  error // nil: accepted into tenant-a
-	}{
-		{"valid", mk(sign(t, jose.RS256, k1.Private, "k1", validClaims(now))), nil},
-		{"within the clock skew after expiry", mk(sign(t, jose.RS256, k1.Private, "k1", with(func(c *entratest.Claims) {
+	return []entraCase{
+		{"valid", s.mk(sign(t, jose.RS256, s.k1.Private, "k1", validClaims(now))), nil},
+		{"within the clock skew after expiry", s.mk(sign(t, jose.RS256, s.k1.Private, "k1", with(func(c *entratest.Claims) {
 			c.Expiry = jwt.NewNumericDate(now.Add(-30 * time.Second))
 		}))), nil},
-		{"wrong issuer", mk(sign(t, jose.RS256, k1.Private, "k1", with(func(c *entratest.Claims) {
+		{"wrong issuer", s.mk(sign(t, jose.RS256, s.k1.Private, "k1", with(func(c *entratest.Claims) {
 			c.Issuer = "https://login.microsoftonline.com/" + testTenant + "/v2.0"
 		}))), ErrUnknown},
-		{"issuer of another directory", mk(sign(t, jose.RS256, k1.Private, "k1", with(func(c *entratest.Claims) {
+		{"issuer of another directory", s.mk(sign(t, jose.RS256, s.k1.Private, "k1", with(func(c *entratest.Claims) {
 			c.Issuer, c.TenantID = EntraIssuer(otherTenant), otherTenant
 		}))), ErrUnknown},
-		{"tid of another directory", mk(sign(t, jose.RS256, k1.Private, "k1", with(func(c *entratest.Claims) { c.TenantID = otherTenant }))), ErrUnknown},
-		{"wrong audience", mk(sign(t, jose.RS256, k1.Private, "k1", with(func(c *entratest.Claims) {
+		{"tid of another directory", s.mk(sign(t, jose.RS256, s.k1.Private, "k1", with(func(c *entratest.Claims) { c.TenantID = otherTenant }))), ErrUnknown},
+		{"wrong audience", s.mk(sign(t, jose.RS256, s.k1.Private, "k1", with(func(c *entratest.Claims) {
 			c.Audience = jwt.Audience{"https://graph.microsoft.com"}
 		}))), ErrUnknown},
-		{"wrong signature (another key, same kid)", mk(sign(t, jose.RS256, attacker.Private, "k1", validClaims(now))), ErrUnknown},
-		{"expired", mk(sign(t, jose.RS256, k1.Private, "k1", with(func(c *entratest.Claims) {
+		{"wrong signature (another key, same kid)", s.mk(sign(t, jose.RS256, s.attacker.Private, "k1", validClaims(now))), ErrUnknown},
+		{"expired", s.mk(sign(t, jose.RS256, s.k1.Private, "k1", with(func(c *entratest.Claims) {
 			c.Expiry = jwt.NewNumericDate(now.Add(-2 * time.Minute))
 		}))), ErrUnknown},
-		{"no expiry", mk(sign(t, jose.RS256, k1.Private, "k1", with(func(c *entratest.Claims) { c.Expiry = nil }))), ErrUnknown},
-		{"not yet valid", mk(sign(t, jose.RS256, k1.Private, "k1", with(func(c *entratest.Claims) {
+		{"no expiry", s.mk(sign(t, jose.RS256, s.k1.Private, "k1", with(func(c *entratest.Claims) { c.Expiry = nil }))), ErrUnknown},
+		{"not yet valid", s.mk(sign(t, jose.RS256, s.k1.Private, "k1", with(func(c *entratest.Claims) {
 			c.NotBefore = jwt.NewNumericDate(now.Add(5 * time.Minute))
 		}))), ErrUnknown},
-		{"alg none", mk(unsigned(t, "k1", validClaims(now))), ErrUnknown},
-		{"HMAC signed with the public key (PEM)", mk(sign(t, jose.HS256, pubPEM, "k1", validClaims(now))), ErrUnknown},
-		{"HMAC signed with the public key (DER)", mk(sign(t, jose.HS256, pubDER, "k1", validClaims(now))), ErrUnknown},
-		{"RS512", mk(sign(t, jose.RS512, k1.Private, "k1", validClaims(now))), ErrUnknown},
-		{"no kid", mk(sign(t, jose.RS256, k1.Private, "", validClaims(now))), ErrUnknown},
+		{"alg none", s.mk(unsigned(t, "k1", validClaims(now))), ErrUnknown},
+		{"HMAC signed with the public key (PEM)", s.mk(sign(t, jose.HS256, pubPEM, "k1", validClaims(now))), ErrUnknown},
+		{"HMAC signed with the public key (DER)", s.mk(sign(t, jose.HS256, pubDER, "k1", validClaims(now))), ErrUnknown},
+		{"RS512", s.mk(sign(t, jose.RS512, s.k1.Private, "k1", validClaims(now))), ErrUnknown},
+		{"no kid", s.mk(sign(t, jose.RS256, s.k1.Private, "", validClaims(now))), ErrUnknown},
 		{"not a JWT", "a.b.c", ErrUnknown},
-		{"delegated (user) token: scp", mk(sign(t, jose.RS256, k1.Private, "k1", with(func(c *entratest.Claims) { c.Scope = "User.Read" }))), ErrUnknown},
-		{"another application of the directory", mk(sign(t, jose.RS256, k1.Private, "k1", with(func(c *entratest.Claims) {
+		{"delegated (user) token: scp", s.mk(sign(t, jose.RS256, s.k1.Private, "k1", with(func(c *entratest.Claims) { c.Scope = "User.Read" }))), ErrUnknown},
+		{"another application of the directory", s.mk(sign(t, jose.RS256, s.k1.Private, "k1", with(func(c *entratest.Claims) {
 			c.ObjectID = "99999999-2222-4333-8444-555555555555"
 		}))), ErrUnknown},
 	}
-	for _, tc := range cases {
+}
+
+// TestEntraIssuedTokens is the table of issue 19, item 2: each token
+// against a directory whose keys a local endpoint serves.
+func TestEntraIssuedTokens(t *testing.T) {
+	s := newEntraScenario(t)
+	for _, tc := range s.cases(t) {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := f.auth.Authenticate(context.Background(), "Bearer "+tc.token)
+			p, err := s.f.auth.Authenticate(context.Background(), "Bearer "+tc.token)
 			if tc.want == nil {
 				want := Principal{Namespace: "tenant-a", TokenName: "entra", Fingerprint: EntraFingerprintPrefix + testTenant}
 				if err != nil || p != want {
@@ -208,83 +231,87 @@ func TestEntraIssuedTokens(t *testing.T) {
 			}
 		})
 	}
-	if n := ks.Fetches(); n != 1 {
+	if n := s.ks.Fetches(); n != 1 {
 		t.Errorf("the keys were fetched %d times for the table; want once, then cached", n)
 	}
 
-	t.Run("unknown key id: one refresh in the background, then 401 without fetching", func(t *testing.T) {
-		f.clk.Step(2 * time.Minute) // past MinRefreshInterval since the first fetch
-		before := ks.Fetches()
-		tok := mk(sign(t, jose.RS256, k2.Private, "k2", validClaims(f.clk.Now())))
-		if _, err := f.auth.Authenticate(context.Background(), "Bearer "+tok); !errors.Is(err, ErrUnknown) {
-			t.Fatalf("unknown kid: %v", err)
-		}
-		waitFetches(f.keys)
-		if n := ks.Fetches() - before; n != 1 {
-			t.Fatalf("unknown kid fetched %d times, want 1", n)
-		}
-		for range 3 {
-			if _, err := f.auth.Authenticate(context.Background(), "Bearer "+tok); !errors.Is(err, ErrUnknown) {
-				t.Fatalf("unknown kid again: %v", err)
-			}
-		}
-		if n := ks.Fetches() - before; n != 1 {
-			t.Fatalf("repeated unknown kids fetched %d times within MinRefreshInterval, want 1 in all", n)
-		}
-	})
+	t.Run("unknown key id: one refresh in the background, then 401 without fetching", s.unknownKeyID)
+	t.Run("key rotation at the endpoint", s.keyRotation)
+	t.Run("endpoint down with keys cached", s.endpointDown)
 
-	t.Run("key rotation at the endpoint", func(t *testing.T) {
-		ks.SetKeys(k2.Public())
-		f.clk.Step(2 * time.Minute)
-		tok := mk(sign(t, jose.RS256, k2.Private, "k2", validClaims(f.clk.Now())))
-		// The first token of a key not held yet starts a refetch in the
-		// background (Entra publishes keys before signing with them, and
-		// the hourly refresh normally has them already).
-		if _, err := f.auth.Authenticate(context.Background(), "Bearer "+tok); err != nil && !errors.Is(err, ErrUnknown) {
-			t.Fatalf("a token of the new key, first: %v", err)
-		}
-		waitFetches(f.keys)
-		if _, err := f.auth.Authenticate(context.Background(), "Bearer "+tok); err != nil {
-			t.Fatalf("a token of the new key: %v", err)
-		}
-		old := mk(sign(t, jose.RS256, k1.Private, "k1", validClaims(f.clk.Now())))
-		if _, err := f.auth.Authenticate(context.Background(), "Bearer "+old); !errors.Is(err, ErrUnknown) {
-			t.Fatalf("a token of the key no longer published: %v", err)
-		}
-	})
-
-	t.Run("endpoint down with keys cached", func(t *testing.T) {
-		ks.SetDown(true)
-		f.clk.Step(2 * time.Hour) // the set is due for its scheduled refresh
-		before := ks.Fetches()
-		tok := mk(sign(t, jose.RS256, k2.Private, "k2", validClaims(f.clk.Now())))
-		if _, err := f.auth.Authenticate(context.Background(), "Bearer "+tok); err != nil {
-			t.Fatalf("cached key during the outage: %v", err)
-		}
-		spec := &scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: ks.MetadataURL()}
-		st := f.keys.Check(context.Background(), spec) // waits for the background refresh
-		if st.Keys != 1 || st.LastError == "" || ks.Fetches() != before {
-			// The metadata document is down too: the key set is not reached.
-			t.Fatalf("status during the outage: %+v (fetches %d→%d)", st, before, ks.Fetches())
-		}
-		if _, err := f.auth.Authenticate(context.Background(), "Bearer "+tok); err != nil {
-			t.Fatalf("cached key after the failed refresh: %v", err)
-		}
-		ks.SetDown(false)
-		f.clk.Step(2 * time.Minute)
-		if st := f.keys.Check(context.Background(), spec); st.LastError != "" || st.Keys != 1 {
-			t.Fatalf("status after the outage: %+v", st)
-		}
-	})
-
-	for _, tok := range issued {
+	for _, tok := range s.issued {
 		sig := tok[strings.LastIndexByte(tok, '.')+1:]
-		if strings.Contains(f.logs.String(), tok) || (len(sig) > 8 && strings.Contains(f.logs.String(), sig)) {
-			t.Fatalf("token material in the logs:\n%s", f.logs.String())
+		if strings.Contains(s.f.logs.String(), tok) || (len(sig) > 8 && strings.Contains(s.f.logs.String(), sig)) {
+			t.Fatalf("token material in the logs:\n%s", s.f.logs.String())
 		}
 	}
-	if !strings.Contains(f.logs.String(), "fetched the Entra signing keys") {
-		t.Errorf("expected the key fetches to be logged:\n%s", f.logs.String())
+	if !strings.Contains(s.f.logs.String(), "fetched the Entra signing keys") {
+		t.Errorf("expected the key fetches to be logged:\n%s", s.f.logs.String())
+	}
+}
+
+func (s *entraScenario) unknownKeyID(t *testing.T) {
+	s.f.clk.Step(2 * time.Minute) // past MinRefreshInterval since the first fetch
+	before := s.ks.Fetches()
+	tok := s.mk(sign(t, jose.RS256, s.k2.Private, "k2", validClaims(s.f.clk.Now())))
+	if _, err := s.f.auth.Authenticate(context.Background(), "Bearer "+tok); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("unknown kid: %v", err)
+	}
+	waitFetches(s.f.keys)
+	if n := s.ks.Fetches() - before; n != 1 {
+		t.Fatalf("unknown kid fetched %d times, want 1", n)
+	}
+	for range 3 {
+		if _, err := s.f.auth.Authenticate(context.Background(), "Bearer "+tok); !errors.Is(err, ErrUnknown) {
+			t.Fatalf("unknown kid again: %v", err)
+		}
+	}
+	if n := s.ks.Fetches() - before; n != 1 {
+		t.Fatalf("repeated unknown kids fetched %d times within MinRefreshInterval, want 1 in all", n)
+	}
+}
+
+func (s *entraScenario) keyRotation(t *testing.T) {
+	s.ks.SetKeys(s.k2.Public())
+	s.f.clk.Step(2 * time.Minute)
+	tok := s.mk(sign(t, jose.RS256, s.k2.Private, "k2", validClaims(s.f.clk.Now())))
+	// The first token of a key not held yet starts a refetch in the
+	// background (Entra publishes keys before signing with them, and
+	// the hourly refresh normally has them already).
+	if _, err := s.f.auth.Authenticate(context.Background(), "Bearer "+tok); err != nil && !errors.Is(err, ErrUnknown) {
+		t.Fatalf("a token of the new key, first: %v", err)
+	}
+	waitFetches(s.f.keys)
+	if _, err := s.f.auth.Authenticate(context.Background(), "Bearer "+tok); err != nil {
+		t.Fatalf("a token of the new key: %v", err)
+	}
+	old := s.mk(sign(t, jose.RS256, s.k1.Private, "k1", validClaims(s.f.clk.Now())))
+	if _, err := s.f.auth.Authenticate(context.Background(), "Bearer "+old); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("a token of the key no longer published: %v", err)
+	}
+}
+
+func (s *entraScenario) endpointDown(t *testing.T) {
+	s.ks.SetDown(true)
+	s.f.clk.Step(2 * time.Hour) // the set is due for its scheduled refresh
+	before := s.ks.Fetches()
+	tok := s.mk(sign(t, jose.RS256, s.k2.Private, "k2", validClaims(s.f.clk.Now())))
+	if _, err := s.f.auth.Authenticate(context.Background(), "Bearer "+tok); err != nil {
+		t.Fatalf("cached key during the outage: %v", err)
+	}
+	spec := &scimv1.EntraIssuedTokens{TenantID: testTenant, KeysURL: s.ks.MetadataURL()}
+	st := s.f.keys.Check(context.Background(), spec) // waits for the background refresh
+	if st.Keys != 1 || st.LastError == "" || s.ks.Fetches() != before {
+		// The metadata document is down too: the key set is not reached.
+		t.Fatalf("status during the outage: %+v (fetches %d→%d)", st, before, s.ks.Fetches())
+	}
+	if _, err := s.f.auth.Authenticate(context.Background(), "Bearer "+tok); err != nil {
+		t.Fatalf("cached key after the failed refresh: %v", err)
+	}
+	s.ks.SetDown(false)
+	s.f.clk.Step(2 * time.Minute)
+	if st := s.f.keys.Check(context.Background(), spec); st.LastError != "" || st.Keys != 1 {
+		t.Fatalf("status after the outage: %+v", st)
 	}
 }
 
