@@ -101,7 +101,6 @@ func TestFreshness(t *testing.T) {
 // A token whose status is stamped every second, the cache always one step
 // behind at the moment of comparison: following, not stale.
 func freshnessBusyToken(t *testing.T, x *freshnessFixture) {
-	t.Helper()
 	for range 10 {
 		x.live.rv["a"]++
 		x.step(1)
@@ -112,7 +111,6 @@ func freshnessBusyToken(t *testing.T, x *freshnessFixture) {
 
 // A change the cache never receives (a stalled watch).
 func freshnessStalledWatch(t *testing.T, x *freshnessFixture) {
-	t.Helper()
 	x.live.rv["a"] = 100
 	x.step(6) // first seen at the first of these comparisons: 5 s behind now
 	x.fresh(t, "within the bound")
@@ -131,7 +129,6 @@ func freshnessStalledWatch(t *testing.T, x *freshnessFixture) {
 
 // Deleted on the API server, still in the cache.
 func freshnessDeletion(t *testing.T, x *freshnessFixture) {
-	t.Helper()
 	delete(x.live.rv, "a")
 	x.step(7)
 	x.stale(t, "a deletion missing past the bound")
@@ -144,7 +141,6 @@ func freshnessDeletion(t *testing.T, x *freshnessFixture) {
 // was created, or changed and then deleted, between them ends as soon as
 // cache and API server agree, whatever the record said.
 func freshnessListRaces(t *testing.T, x *freshnessFixture) {
-	t.Helper()
 	x.live.rv["b"] = 5 // created after the cache was listed
 	x.step(1)
 	x.cache.rv["b"] = 5
@@ -161,7 +157,6 @@ func freshnessListRaces(t *testing.T, x *freshnessFixture) {
 
 // The API server unreachable: nothing can be confirmed.
 func freshnessUnreachable(t *testing.T, x *freshnessFixture) {
-	t.Helper()
 	x.live.err = errors.New("connection refused")
 	x.step(5)
 	x.fresh(t, "within the bound of the last comparison")
