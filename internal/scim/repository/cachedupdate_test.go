@@ -74,61 +74,75 @@ func TestUpdateWritesWithTheCachedVersion(t *testing.T) {
 	}
 }
 
+// behindCache is a tenant whose users another replica changed after this
+// replica's cache last saw them (staleCache).
+type behindCache struct {
+	e     *testenv.Env
+	ns    string
+	stale *staleCache
+	repo  *repository.Repository
+}
+
+// newStale creates a user, remembers it as the cache's copy, then changes
+// it live (another replica's write the cache has not seen).
+func (b behindCache) newStale(t *testing.T, name string, elsewhere func(*scimv1.ProvisionedUser)) *scimv1.ProvisionedUser {
+	t.Helper()
+	ctx := context.Background()
+	u, err := b.repo.CreateUser(ctx, repository.Principal{Namespace: b.ns}, scimv1.ProvisionedUserSpec{UserName: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.stale.mu.Lock()
+	b.stale.users[u.Name] = u.DeepCopy()
+	b.stale.mu.Unlock()
+	cur := &scimv1.ProvisionedUser{}
+	if err := b.e.Client.Get(ctx, client.ObjectKeyFromObject(u), cur); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere(cur)
+	if err := b.e.Client.Update(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	return cur
+}
+
+func (b behindCache) liveUser(t *testing.T, name string) *scimv1.ProvisionedUser {
+	t.Helper()
+	u := &scimv1.ProvisionedUser{}
+	if err := b.e.Client.Get(context.Background(), client.ObjectKey{Namespace: b.ns, Name: name}, u); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func (b behindCache) update(id, ifMatch string, mutate func(*scimv1.ProvisionedUser) (bool, error)) error {
+	_, err := b.repo.UpdateUser(context.Background(), repository.Principal{Namespace: b.ns}, id, ifMatch, mutate)
+	return err
+}
+
 // A cache that is behind never decides an answer: every answer is the one
 // a live read would have given.
 func TestUpdateFromAStaleCache(t *testing.T) {
 	e := testenv.Require(t, env)
-	ns := e.Namespace(t)
-	ctx := context.Background()
 	stale := &staleCache{Reader: e.Client, users: map[string]*scimv1.ProvisionedUser{}}
-	repo := &repository.Repository{Cache: stale, Live: e.Client, Client: e.Client, IDKey: testenv.IDKey()}
-	p := repository.Principal{Namespace: ns}
-
-	// newStale creates a user, remembers it as the cache's copy, then
-	// changes it live (another replica's write the cache has not seen).
-	newStale := func(name string, elsewhere func(*scimv1.ProvisionedUser)) *scimv1.ProvisionedUser {
-		t.Helper()
-		u, err := repo.CreateUser(ctx, p, scimv1.ProvisionedUserSpec{UserName: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		stale.mu.Lock()
-		stale.users[u.Name] = u.DeepCopy()
-		stale.mu.Unlock()
-		cur := &scimv1.ProvisionedUser{}
-		if err := e.Client.Get(ctx, client.ObjectKeyFromObject(u), cur); err != nil {
-			t.Fatal(err)
-		}
-		elsewhere(cur)
-		if err := e.Client.Update(ctx, cur); err != nil {
-			t.Fatal(err)
-		}
-		return cur
-	}
-	liveUser := func(name string) *scimv1.ProvisionedUser {
-		t.Helper()
-		u := &scimv1.ProvisionedUser{}
-		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, u); err != nil {
-			t.Fatal(err)
-		}
-		return u
-	}
+	b := behindCache{e: e, ns: e.Namespace(t), stale: stale,
+		repo: &repository.Repository{Cache: stale, Live: e.Client, Client: e.Client, IDKey: testenv.IDKey()}}
 
 	// 1. A change made elsewhere is kept, and this one applied on top.
-	u := newStale("merge@example.test", func(u *scimv1.ProvisionedUser) { u.Spec.Title = "set elsewhere" })
-	if _, err := repo.UpdateUser(ctx, p, u.Name, "", func(u *scimv1.ProvisionedUser) (bool, error) {
+	u := b.newStale(t, "merge@example.test", func(u *scimv1.ProvisionedUser) { u.Spec.Title = "set elsewhere" })
+	if err := b.update(u.Name, "", func(u *scimv1.ProvisionedUser) (bool, error) {
 		u.Spec.DisplayName = "set here"
 		return true, nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if got := liveUser(u.Name).Spec; got.Title != "set elsewhere" || got.DisplayName != "set here" {
+	if got := b.liveUser(t, u.Name).Spec; got.Title != "set elsewhere" || got.DisplayName != "set here" {
 		t.Errorf("want both changes, got title %q and displayName %q", got.Title, got.DisplayName)
 	}
 
 	// 2. If-Match with the live version: no 412 because the cache is behind.
-	u = newStale("ifmatch@example.test", func(u *scimv1.ProvisionedUser) { u.Spec.Title = "v2" })
-	if _, err := repo.UpdateUser(ctx, p, u.Name, repository.Version(u), func(u *scimv1.ProvisionedUser) (bool, error) {
+	u = b.newStale(t, "ifmatch@example.test", func(u *scimv1.ProvisionedUser) { u.Spec.Title = "v2" })
+	if err := b.update(u.Name, repository.Version(u), func(u *scimv1.ProvisionedUser) (bool, error) {
 		u.Spec.DisplayName = "matched"
 		return true, nil
 	}); err != nil {
@@ -137,10 +151,9 @@ func TestUpdateFromAStaleCache(t *testing.T) {
 
 	// 3. No change against the cache, a change against the live object:
 	// the change is written (deactivated elsewhere, activated here).
-	inactive := false
-	u = newStale("noop@example.test", func(u *scimv1.ProvisionedUser) { u.Spec.Active = &inactive })
-	active := true
-	if _, err := repo.UpdateUser(ctx, p, u.Name, "", func(u *scimv1.ProvisionedUser) (bool, error) {
+	inactive, active := false, true
+	u = b.newStale(t, "noop@example.test", func(u *scimv1.ProvisionedUser) { u.Spec.Active = &inactive })
+	if err := b.update(u.Name, "", func(u *scimv1.ProvisionedUser) (bool, error) {
 		if u.IsActive() {
 			return false, nil
 		}
@@ -149,16 +162,16 @@ func TestUpdateFromAStaleCache(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if !liveUser(u.Name).IsActive() {
+	if !b.liveUser(t, u.Name).IsActive() {
 		t.Error("activating a user deactivated elsewhere answered success against the stale cache and wrote nothing")
 	}
 
 	// 4. Deleted elsewhere: 404, not a write to a user being deleted.
-	u = newStale("deleted@example.test", func(*scimv1.ProvisionedUser) {})
-	if err := e.Client.Delete(ctx, u); err != nil {
+	u = b.newStale(t, "deleted@example.test", func(*scimv1.ProvisionedUser) {})
+	if err := e.Client.Delete(context.Background(), u); err != nil {
 		t.Fatal(err)
 	}
-	_, err := repo.UpdateUser(ctx, p, u.Name, "", func(u *scimv1.ProvisionedUser) (bool, error) {
+	err := b.update(u.Name, "", func(u *scimv1.ProvisionedUser) (bool, error) {
 		u.Spec.DisplayName = "too late"
 		return true, nil
 	})
