@@ -158,7 +158,7 @@ func (x *entraHTTP) provisionsIntoItsNamespace(t *testing.T) string {
 		t.Fatalf("the user is not in the Entra tenant's namespace %s: %v", x.nsA, err)
 	}
 	if code, body := call(t, x.base, x.bearer, "GET", "/Users", ""); code != 200 || strings.Contains(body, "jwt@example.test") {
-		t.Fatalf("the x.bearer-token tenant: %d %s", code, body)
+		t.Fatalf("the bearer-token tenant: %d %s", code, body)
 	}
 	if code, body := call(t, x.base, jwt, "GET", "/Users", ""); code != 200 || !strings.Contains(body, "jwt@example.test") {
 		t.Fatalf("the Entra tenant lists its user: %d %s", code, body)

@@ -118,10 +118,33 @@ func runtimeConvert(in any, out any) error {
 // server reads, lists and creates no Secret of the tenant; the controllers
 // list no Secret outside the tenant namespaces.
 func TestLeastPrivilege(t *testing.T) {
-	e := testenv.Require(t, env)
-	ctx := context.Background()
-	ns, other, system := e.Namespace(t), e.Namespace(t), e.Namespace(t)
+	x := newLeastPrivilege(t)
+	x.flowPassesTheRoles(t)
+	x.scimWritesOnlyUsageToStatus(t)
+	x.noTokenOutsideTenantNamespaces(t)
+	x.rolesForbid(t)
+}
 
+// leastPrivilege is the split operator of TestLeastPrivilege: the
+// controllers and the SCIM server each run as a user bound to its roles,
+// serving the tenant namespace ns; other is not served; system is the
+// operator's own namespace (the installation key).
+type leastPrivilege struct {
+	e                  *testenv.Env
+	ctx                context.Context
+	ns, other, system  string
+	ctrlUser, scimUser string
+	ctrlCfg, scimCfg   *rest.Config
+	store              helpdesk.Store
+	base, token        string
+}
+
+// newLeastPrivilege binds each part to its roles from config/rbac.
+func newLeastPrivilege(t *testing.T) *leastPrivilege {
+	t.Helper()
+	e := testenv.Require(t, env)
+	x := &leastPrivilege{e: e, ctx: context.Background(), ns: e.Namespace(t), other: e.Namespace(t), system: e.Namespace(t)}
+	var err error
 	cluster := rbacObjects(t, "role.yaml")
 	keyRoles := rbacObjects(t, "installation_key_role.yaml")
 	for _, name := range []string{"controller-role", "scim-role", "token-secrets"} {
@@ -132,87 +155,107 @@ func TestLeastPrivilege(t *testing.T) {
 	if cluster["manager-role"] != nil {
 		t.Error("config/rbac/role.yaml still has the one-for-all manager-role")
 	}
-	ctrlUser, scimUser := "ctrl-"+strings.ToLower(ns), "scim-"+strings.ToLower(ns)
-	grant(t, cluster["controller-role"], ctrlUser, "")
-	grant(t, cluster["token-secrets"], ctrlUser, ns)
-	grant(t, keyRoles["installation-key-creator"], ctrlUser, system)
-	grant(t, cluster["scim-role"], scimUser, "")
-	grant(t, keyRoles["installation-key-reader"], scimUser, system)
-	ctrlCfg, err := e.ConfigFor(ctrlUser)
+	x.ctrlUser, x.scimUser = "ctrl-"+strings.ToLower(x.ns), "scim-"+strings.ToLower(x.ns)
+	grant(t, cluster["controller-role"], x.ctrlUser, "")
+	grant(t, cluster["token-secrets"], x.ctrlUser, x.ns)
+	grant(t, keyRoles["installation-key-creator"], x.ctrlUser, x.system)
+	grant(t, cluster["scim-role"], x.scimUser, "")
+	grant(t, keyRoles["installation-key-reader"], x.scimUser, x.system)
+	x.ctrlCfg, err = e.ConfigFor(x.ctrlUser)
 	if err != nil {
 		t.Fatal(err)
 	}
-	scimCfg, err := e.ConfigFor(scimUser)
+	x.scimCfg, err = e.ConfigFor(x.scimUser)
 	if err != nil {
 		t.Fatal(err)
 	}
+	x.startOperators(t)
+	return x
+}
 
-	store, err := helpdesk.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "helpdesk.db"))
+// startOperators runs both parts on one helpdesk database and issues the
+// tenant's token.
+func (x *leastPrivilege) startOperators(t *testing.T) {
+	t.Helper()
+	store, err := helpdesk.Open(x.ctx, "sqlite://"+filepath.Join(t.TempDir(), "helpdesk.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	key := client.ObjectKey{Namespace: system, Name: installkey.DefaultSecretName}
-	startOperator(t, ctrlCfg, operator.Options{Component: operator.ComponentControllers, Helpdesk: store,
-		InstallationKeySecret: key, TokenNamespaces: []string{ns}})
-	base := startOperator(t, scimCfg, operator.Options{Component: operator.ComponentSCIM, Helpdesk: store,
+	t.Cleanup(func() { _ = store.Close() })
+	x.store = store
+	key := client.ObjectKey{Namespace: x.system, Name: installkey.DefaultSecretName}
+	startOperator(t, x.ctrlCfg, operator.Options{Component: operator.ComponentControllers, Helpdesk: x.store,
+		InstallationKeySecret: key, TokenNamespaces: []string{x.ns}})
+	x.base = startOperator(t, x.scimCfg, operator.Options{Component: operator.ComponentSCIM, Helpdesk: x.store,
 		InstallationKeySecret: key})
-	token := issueToken(t, ns, base)
-	mustCall := func(want int, method, path, body string) string {
-		t.Helper()
-		code, out := call(t, base, token, method, path, body)
-		if code != want {
-			t.Fatalf("%s %s: want %d, got %d %s", method, path, want, code, out)
-		}
-		return out
+	x.token = issueToken(t, x.ns, x.base)
+}
+
+// mustCall makes a SCIM request with the tenant's token and wants the code.
+func (x *leastPrivilege) mustCall(t *testing.T, want int, method, path, body string) string {
+	t.Helper()
+	code, out := call(t, x.base, x.token, method, path, body)
+	if code != want {
+		t.Fatalf("%s %s: want %d, got %d %s", method, path, want, code, out)
 	}
-	idOf := func(body string) string {
-		i := strings.Index(body, `"id":"`)
-		return body[i+6 : i+6+36]
-	}
-	uid := idOf(mustCall(201, "POST", "/Users", `{"userName":"rbac@example.test"}`))
-	gid := idOf(mustCall(201, "POST", "/Groups", `{"displayName":"RBAC"}`))
-	mustCall(204, "PATCH", "/Groups/"+gid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"members","value":[{"value":"`+uid+`"}]}]}`)
-	mustCall(204, "PATCH", "/Users/"+uid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"active","value":false}]}`)
+	return out
+}
+
+// idOf is the id of the resource in a SCIM response body.
+func idOf(body string) string {
+	i := strings.Index(body, `"id":"`)
+	return body[i+6 : i+6+36]
+}
+
+// flowPassesTheRoles drives a whole flow (SCIM user and group writes,
+// membership, the helpdesk sync, deletion): a verb the code uses but a role
+// lacks fails it.
+func (x *leastPrivilege) flowPassesTheRoles(t *testing.T) {
+	uid := idOf(x.mustCall(t, 201, "POST", "/Users", `{"userName":"rbac@example.test"}`))
+	gid := idOf(x.mustCall(t, 201, "POST", "/Groups", `{"displayName":"RBAC"}`))
+	x.mustCall(t, 204, "PATCH", "/Groups/"+gid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"members","value":[{"value":"`+uid+`"}]}]}`)
+	x.mustCall(t, 204, "PATCH", "/Users/"+uid, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"active","value":false}]}`)
 	waitFor(t, func() error {
-		members, err := store.GroupMembers(ctx, ns, gid)
+		members, err := x.store.GroupMembers(x.ctx, x.ns, gid)
 		if err != nil || len(members) != 1 {
 			return fmt.Errorf("members %v, %v", members, err)
 		}
-		row, err := store.GetUser(ctx, ns, uid)
+		row, err := x.store.GetUser(x.ctx, x.ns, uid)
 		if err != nil || row.Active {
 			return fmt.Errorf("user row %+v, %v", row, err)
 		}
 		return nil
 	})
-	mustCall(204, "DELETE", "/Users/"+uid, "")
-	mustCall(204, "DELETE", "/Groups/"+gid, "")
+	x.mustCall(t, 204, "DELETE", "/Users/"+uid, "")
+	x.mustCall(t, 204, "DELETE", "/Groups/"+gid, "")
 	waitFor(t, func() error {
-		row, err := store.GetUser(ctx, ns, uid)
+		row, err := x.store.GetUser(x.ctx, x.ns, uid)
 		if err != nil || row.DeletedAt == nil {
 			return fmt.Errorf("deleted user row %+v, %v", row, err)
 		}
-		g, err := store.GetGroup(ctx, ns, gid)
+		g, err := x.store.GetGroup(x.ctx, x.ns, gid)
 		if err != nil || g.DeletedAt == nil {
 			return fmt.Errorf("deleted group row %+v, %v", g, err)
 		}
 		return nil
 	})
+}
 
-	// The SCIM server may stamp token usage in status, and nothing else
-	// there: config/rbac/scim_status_policy.yaml, bound to this test's SCIM
-	// user. Without it the SCIM process could write a fingerprint and mint
-	// a token (review finding).
-	statusPolicy(t, scimUser)
-	scimClient, err := client.New(scimCfg, client.Options{Scheme: env.Scheme})
+// The SCIM server may stamp token usage in status, and nothing else
+// there: config/rbac/scim_status_policy.yaml, bound to this test's SCIM
+// user. Without it the SCIM process could write a fingerprint and mint
+// a token (review finding).
+func (x *leastPrivilege) scimWritesOnlyUsageToStatus(t *testing.T) {
+	statusPolicy(t, x.scimUser)
+	scimClient, err := client.New(x.scimCfg, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Dry runs: admission judges them, nothing is stored (a write let
 	// through before the policy is active must not stick).
 	patchStatus := func(body string, opts ...client.SubResourcePatchOption) error {
-		tok := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "t"}}
-		return scimClient.Status().Patch(ctx, tok, client.RawPatch(types.MergePatchType, []byte(body)), opts...)
+		tok := &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Namespace: x.ns, Name: "t"}}
+		return scimClient.Status().Patch(x.ctx, tok, client.RawPatch(types.MergePatchType, []byte(body)), opts...)
 	}
 	dryRun := client.DryRunAll
 	waitFor(t, func() error {
@@ -237,18 +280,20 @@ func TestLeastPrivilege(t *testing.T) {
 	if err := patchStatus(`{"status":{"activity":{"refusedTotal":2},"fingerprint":"hmac-sha256:minted"}}`, dryRun); !apierrors.IsForbidden(err) {
 		t.Errorf("the SCIM user writing activity and a fingerprint: want Forbidden, got %v", err)
 	}
-	if code, _ := call(t, base, token, "GET", "/ServiceProviderConfig", ""); code != 200 {
+	if code, _ := call(t, x.base, x.token, "GET", "/ServiceProviderConfig", ""); code != 200 {
 		t.Errorf("the token stopped working after the refused status writes: %d", code)
 	}
+}
 
-	// A ScimToken outside the tenant namespaces gets no token and says why;
-	// the controllers touch no Secret there.
-	if err := env.Client.Create(ctx, &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: "elsewhere"}}); err != nil {
+// A ScimToken outside the tenant namespaces gets no token and says why;
+// the controllers touch no Secret there.
+func (x *leastPrivilege) noTokenOutsideTenantNamespaces(t *testing.T) {
+	if err := env.Client.Create(x.ctx, &scimv1.ScimToken{ObjectMeta: metav1.ObjectMeta{Namespace: x.other, Name: "elsewhere"}}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() error {
 		var tok scimv1.ScimToken
-		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: other, Name: "elsewhere"}, &tok); err != nil {
+		if err := env.Client.Get(x.ctx, client.ObjectKey{Namespace: x.other, Name: "elsewhere"}, &tok); err != nil {
 			return err
 		}
 		c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady)
@@ -258,38 +303,42 @@ func TestLeastPrivilege(t *testing.T) {
 		return nil
 	})
 	var secrets corev1.SecretList
-	if err := env.Client.List(ctx, &secrets, client.InNamespace(other)); err != nil || len(secrets.Items) != 0 {
+	if err := env.Client.List(x.ctx, &secrets, client.InNamespace(x.other)); err != nil || len(secrets.Items) != 0 {
 		t.Errorf("Secrets in a namespace the controllers do not serve: %d, %v", len(secrets.Items), err)
 	}
+}
 
-	// What the roles must not allow.
-	forbidden := func(what string, cfg *rest.Config, do func(c client.Client) error) {
-		t.Helper()
-		c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := do(c); !apierrors.IsForbidden(err) {
-			t.Errorf("%s: want Forbidden, got %v", what, err)
-		}
+// forbidden wants the API server to refuse do, run as cfg's user.
+func (x *leastPrivilege) forbidden(t *testing.T, what string, cfg *rest.Config, do func(c client.Client) error) {
+	t.Helper()
+	c, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
 	}
-	forbidden("the SCIM server reads the tenant's token Secret", scimCfg, func(c client.Client) error {
-		return c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "t-token"}, &corev1.Secret{})
+	if err := do(c); !apierrors.IsForbidden(err) {
+		t.Errorf("%s: want Forbidden, got %v", what, err)
+	}
+}
+
+// rolesForbid: what the roles must not allow.
+func (x *leastPrivilege) rolesForbid(t *testing.T) {
+	x.forbidden(t, "the SCIM server reads the tenant's token Secret", x.scimCfg, func(c client.Client) error {
+		return c.Get(x.ctx, client.ObjectKey{Namespace: x.ns, Name: "t-token"}, &corev1.Secret{})
 	})
-	forbidden("the SCIM server lists the tenant's Secrets", scimCfg, func(c client.Client) error {
-		return c.List(ctx, &corev1.SecretList{}, client.InNamespace(ns))
+	x.forbidden(t, "the SCIM server lists the tenant's Secrets", x.scimCfg, func(c client.Client) error {
+		return c.List(x.ctx, &corev1.SecretList{}, client.InNamespace(x.ns))
 	})
-	forbidden("the SCIM server creates a Secret in its own namespace", scimCfg, func(c client.Client) error {
-		return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: system, Name: "minted"}})
+	x.forbidden(t, "the SCIM server creates a Secret in its own namespace", x.scimCfg, func(c client.Client) error {
+		return c.Create(x.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: x.system, Name: "minted"}})
 	})
-	forbidden("the controllers list Secrets outside the tenant namespaces", ctrlCfg, func(c client.Client) error {
-		return c.List(ctx, &corev1.SecretList{}, client.InNamespace(other))
+	x.forbidden(t, "the controllers list Secrets outside the tenant namespaces", x.ctrlCfg, func(c client.Client) error {
+		return c.List(x.ctx, &corev1.SecretList{}, client.InNamespace(x.other))
 	})
-	forbidden("the controllers list Secrets cluster-wide", ctrlCfg, func(c client.Client) error {
-		return c.List(ctx, &corev1.SecretList{})
+	x.forbidden(t, "the controllers list Secrets cluster-wide", x.ctrlCfg, func(c client.Client) error {
+		return c.List(x.ctx, &corev1.SecretList{})
 	})
-	forbidden("the controllers create a Secret outside the tenant namespaces", ctrlCfg, func(c client.Client) error {
-		return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: other, Name: "minted"}})
+	x.forbidden(t, "the controllers create a Secret outside the tenant namespaces", x.ctrlCfg, func(c client.Client) error {
+		return c.Create(x.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: x.other, Name: "minted"}})
 	})
 }
 
