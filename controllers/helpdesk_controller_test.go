@@ -198,7 +198,7 @@ func TestUserSyncUpsertAndDriftRepair(t *testing.T) {
 	if _, err := db.Exec(`DELETE FROM helpdesk_users WHERE scim_id = 'u1'`); err != nil {
 		t.Fatal(err)
 	}
-	s.waitRow(t, "u1", func(r helpdesk.User) error { return nil })
+	s.waitRow(t, "u1", func(helpdesk.User) error { return nil })
 }
 
 func TestDeletionPolicies(t *testing.T) {

@@ -58,8 +58,8 @@ type ProvisioningConfigReconciler struct {
 // +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisioningconfigs/status,verbs=get;update;patch,roleName=controller-role
 // +kubebuilder:rbac:groups=scim.helpdesk.dev,resources=provisioningconfigs,verbs=get;list;watch,roleName=scim-role
 
-// ReasonDatabaseNotAllowed: spec.database names a place outside the
-// operator's --tenant-database-prefixes.
+// ReasonDatabaseNotAllowed is the reason when spec.database names a place
+// outside the operator's --tenant-database-prefixes.
 const ReasonDatabaseNotAllowed = "DatabaseNotAllowed"
 
 const (

@@ -80,7 +80,7 @@ func (s statusSnapshot) patch(ctx context.Context, c client.Client, obj client.O
 	case err == nil, apierrors.IsNotFound(err):
 		return nil
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
-		return nil
+		return nil //nolint:nilerr // the manager is stopping; see above
 	}
 	return fmt.Errorf("writing status: %w", err)
 }

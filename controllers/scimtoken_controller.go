@@ -162,8 +162,8 @@ type ScimTokenReconciler struct {
 	EntraKeys EntraKeyChecker
 }
 
-// ReasonNamespaceNotServed: the ScimToken's namespace is not one of the
-// controller's tenant namespaces.
+// ReasonNamespaceNotServed is the reason when the ScimToken's namespace is
+// not one of the controller's tenant namespaces.
 const ReasonNamespaceNotServed = "NamespaceNotServed"
 
 // GeneratedSecretSelector selects the Secrets this controller generates;
