@@ -41,32 +41,14 @@ func TestCustomFieldsSurviveDefinitionOutage(t *testing.T) {
 	ns := e.Namespace(t)
 	ctx := context.Background()
 	store := sqliteStore(t, `(?, 'Shoe Size (EU)', 'integer')`, ns)
-	const ext = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+	const ext = enterpriseURN
 
 	// Replica A reads the definitions; the user gets a custom field.
-	up := &definitionsDown{Store: store}
-	baseA := startOperator(t, e.Config, operator.Options{Namespaces: []string{ns}, Helpdesk: up})
-	token := issueToken(t, ns, baseA)
-	code, body := call(t, baseA, token, "POST", "/Users", `{"userName":"feet@example.test","`+ext+`":{"shoe-size-eu":44,"department":"Ops"}}`)
-	if code != 201 {
-		t.Fatalf("POST with a custom field: %d %s", code, body)
-	}
-	var created map[string]any
-	_ = json.Unmarshal([]byte(body), &created)
-	id := created["id"].(string)
-
+	token, id := userWithCustomFieldOnReplicaA(t, e, ns, store)
 	// Replica B starts while the definitions cannot be read.
-	down := &definitionsDown{Store: store}
-	down.down.Store(true)
-	baseB := startOperator(t, e.Config, operator.Options{Namespaces: []string{ns}, Helpdesk: down})
-	waitFor(t, func() error {
-		if code, _ := call(t, baseB, token, "GET", "/ServiceProviderConfig", ""); code != 200 {
-			return fmt.Errorf("token not accepted yet (%d)", code)
-		}
-		return nil
-	})
+	baseB, down := startReplicaWithoutDefinitions(t, e, ns, store, token)
 
-	code, body = call(t, baseB, token, "PUT", "/Users/"+id, `{"userName":"feet@example.test","`+ext+`":{"department":"Sales"}}`)
+	code, body := call(t, baseB, token, "PUT", "/Users/"+id, `{"userName":"feet@example.test","`+ext+`":{"department":"Sales"}}`)
 	if code != 200 {
 		t.Fatalf("PUT without the custom field: %d %s", code, body)
 	}
@@ -124,4 +106,39 @@ func TestCustomFieldsSurviveDefinitionOutage(t *testing.T) {
 	if code != 201 || !strings.Contains(body, `"shoe-size-eu":45`) {
 		t.Fatalf("POST after the outage: %d %s", code, body)
 	}
+}
+
+const enterpriseURN = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+// userWithCustomFieldOnReplicaA starts a replica that reads the definitions
+// and creates a user with shoe-size-eu 44 through it; it returns the
+// tenant's token and the user's id.
+func userWithCustomFieldOnReplicaA(t *testing.T, e *testenv.Env, ns string, store helpdesk.Store) (token, id string) {
+	t.Helper()
+	baseA := startOperator(t, e.Config, operator.Options{Namespaces: []string{ns}, Helpdesk: &definitionsDown{Store: store}})
+	token = issueToken(t, ns, baseA)
+	code, body := call(t, baseA, token, "POST", "/Users", `{"userName":"feet@example.test","`+enterpriseURN+`":{"shoe-size-eu":44,"department":"Ops"}}`)
+	if code != 201 {
+		t.Fatalf("POST with a custom field: %d %s", code, body)
+	}
+	var created map[string]any
+	_ = json.Unmarshal([]byte(body), &created)
+	return token, created["id"].(string)
+}
+
+// startReplicaWithoutDefinitions starts a replica whose custom field
+// definitions cannot be read until down is cleared, and waits until it
+// accepts token.
+func startReplicaWithoutDefinitions(t *testing.T, e *testenv.Env, ns string, store helpdesk.Store, token string) (string, *definitionsDown) {
+	t.Helper()
+	down := &definitionsDown{Store: store}
+	down.down.Store(true)
+	baseB := startOperator(t, e.Config, operator.Options{Namespaces: []string{ns}, Helpdesk: down})
+	waitFor(t, func() error {
+		if code, _ := call(t, baseB, token, "GET", "/ServiceProviderConfig", ""); code != 200 {
+			return fmt.Errorf("token not accepted yet (%d)", code)
+		}
+		return nil
+	})
+	return baseB, down
 }

@@ -33,7 +33,54 @@ func TestCustomFieldsDeclaredInGit(t *testing.T) {
 	def := sqliteStore(t, "")
 	dir := filepath.Join(t.TempDir(), "tenants")
 	tenantURL := "sqlite://" + filepath.Join(dir, ns+".db")
-	tenantDB, err := helpdesk.Open(ctx, tenantURL) // migrated, as the operator will find it
+	tenantDB := tenantDatabaseWithFields(t, dir, ns)
+
+	base := startOperator(t, e.Config, operator.Options{Namespaces: []string{ns}, Helpdesk: def,
+		TenantDatabasePrefixes: []string{"sqlite://" + dir + "/"}})
+	declareCustomFieldsInGit(t, e, ns, tenantURL)
+	token := issueToken(t, ns, base)
+
+	served := servedEnterpriseAttributes(t, base, token)
+	for name, want := range map[string]string{"cost-center": "string/false", "projects": "string/true", "badge-number": "integer/false", "shoe-size": "integer/false"} {
+		if served[name] != want {
+			t.Errorf("/Schemas: %s is %q, want %q", name, served[name], want)
+		}
+	}
+
+	const ext = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+	code, body := call(t, base, token, "POST", "/Users", `{"userName":"gitops@example.test","`+ext+`":{"cost-center":"CC-7","projects":["alpha","beta"],"badge-number":12}}`)
+	if code != 201 {
+		t.Fatalf("POST with custom fields declared in Git: %d %s", code, body)
+	}
+	var created map[string]any
+	_ = json.Unmarshal([]byte(body), &created)
+	id, _ := created["id"].(string)
+	waitFor(t, func() error {
+		row, err := tenantDB.GetUser(ctx, ns, id)
+		if err != nil {
+			return err
+		}
+		got, _ := json.Marshal(row.CustomFields)
+		if row.CustomFields["cost-center"] != "CC-7" || row.CustomFields["badge-number"] != float64(12) || !strings.Contains(string(got), `"projects":["alpha","beta"]`) {
+			return fmt.Errorf("custom fields in the tenant's database: %s", got)
+		}
+		return nil
+	})
+	if _, err := def.GetUser(ctx, ns, id); !errors.Is(err, helpdesk.ErrNotFound) {
+		t.Errorf("the tenant has its own database, yet the operator's has the user: %v", err)
+	}
+	// The table's type is served for the clashing name.
+	if code, body := call(t, base, token, "POST", "/Users", `{"userName":"feet@example.test","`+ext+`":{"shoe-size":"large"}}`); code != 400 {
+		t.Errorf("a string for the table's integer shoe-size: want 400, got %d %s", code, body)
+	}
+}
+
+// tenantDatabaseWithFields makes ns's own database in dir, migrated as the
+// operator will find it, whose table declares Badge Number (for ns) and
+// Shoe Size (for every tenant) as integers.
+func tenantDatabaseWithFields(t *testing.T, dir, ns string) helpdesk.Store {
+	t.Helper()
+	tenantDB, err := helpdesk.Open(context.Background(), "sqlite://"+filepath.Join(dir, ns+".db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,9 +93,15 @@ func TestCustomFieldsDeclaredInGit(t *testing.T) {
 	if _, err := raw.Exec(`INSERT INTO helpdesk_custom_fields (tenant, name, type) VALUES (?, 'Badge Number', 'integer'), ('*', 'Shoe Size', 'integer')`, ns); err != nil {
 		t.Fatal(err)
 	}
+	return tenantDB
+}
 
-	base := startOperator(t, e.Config, operator.Options{Namespaces: []string{ns}, Helpdesk: def,
-		TenantDatabasePrefixes: []string{"sqlite://" + dir + "/"}})
+// declareCustomFieldsInGit creates ns's ProvisioningConfig naming its
+// database and three fields, one of which (shoe-size) the table declares
+// with another type, and waits until the clash is reported.
+func declareCustomFieldsInGit(t *testing.T, e *testenv.Env, ns, tenantURL string) {
+	t.Helper()
+	ctx := context.Background()
 	if err := e.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns},
 		StringData: map[string]string{"url": tenantURL}}); err != nil {
 		t.Fatal(err)
@@ -78,8 +131,12 @@ func TestCustomFieldsDeclaredInGit(t *testing.T) {
 		}
 		return nil
 	})
-	token := issueToken(t, ns, base)
+}
 
+// servedEnterpriseAttributes is the enterprise extension's attributes in
+// /Schemas, as "type/multiValued" by name.
+func servedEnterpriseAttributes(t *testing.T, base, token string) map[string]string {
+	t.Helper()
 	code, body := call(t, base, token, "GET", "/Schemas/urn:ietf:params:scim:schemas:extension:enterprise:2.0:User", "")
 	if code != 200 {
 		t.Fatalf("GET the enterprise schema: %d %s", code, body)
@@ -96,36 +153,5 @@ func TestCustomFieldsDeclaredInGit(t *testing.T) {
 	for _, a := range sch.Attributes {
 		served[a.Name] = fmt.Sprintf("%s/%t", a.Type, a.MultiValued)
 	}
-	for name, want := range map[string]string{"cost-center": "string/false", "projects": "string/true", "badge-number": "integer/false", "shoe-size": "integer/false"} {
-		if served[name] != want {
-			t.Errorf("/Schemas: %s is %q, want %q", name, served[name], want)
-		}
-	}
-
-	const ext = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-	code, body = call(t, base, token, "POST", "/Users", `{"userName":"gitops@example.test","`+ext+`":{"cost-center":"CC-7","projects":["alpha","beta"],"badge-number":12}}`)
-	if code != 201 {
-		t.Fatalf("POST with custom fields declared in Git: %d %s", code, body)
-	}
-	var created map[string]any
-	_ = json.Unmarshal([]byte(body), &created)
-	id, _ := created["id"].(string)
-	waitFor(t, func() error {
-		row, err := tenantDB.GetUser(ctx, ns, id)
-		if err != nil {
-			return err
-		}
-		got, _ := json.Marshal(row.CustomFields)
-		if row.CustomFields["cost-center"] != "CC-7" || row.CustomFields["badge-number"] != float64(12) || !strings.Contains(string(got), `"projects":["alpha","beta"]`) {
-			return fmt.Errorf("custom fields in the tenant's database: %s", got)
-		}
-		return nil
-	})
-	if _, err := def.GetUser(ctx, ns, id); !errors.Is(err, helpdesk.ErrNotFound) {
-		t.Errorf("the tenant has its own database, yet the operator's has the user: %v", err)
-	}
-	// The table's type is served for the clashing name.
-	if code, body := call(t, base, token, "POST", "/Users", `{"userName":"feet@example.test","`+ext+`":{"shoe-size":"large"}}`); code != 400 {
-		t.Errorf("a string for the table's integer shoe-size: want 400, got %d %s", code, body)
-	}
+	return served
 }
