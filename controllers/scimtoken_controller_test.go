@@ -798,32 +798,18 @@ func TestNoTokenInLogsEventsStatusOrMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var seen []string
-	var statuses []string
-	remember := func() string {
-		token := f.token("life")
-		seen = append(seen, token)
-		b, _ := json.Marshal(f.get("life"))
-		statuses = append(statuses, string(b))
-		return token
-	}
-	authFail := func(header string) {
-		if _, err := f.auth.Authenticate(ctx, header); err != nil {
-			metrics.Failed(tokens.FailureReason(err))
-			statuses = append(statuses, err.Error())
-		}
-	}
+	tr := &tokenTrail{f: f, metrics: metrics}
 
 	f.create("life", withRotation(time.Hour, 10*time.Minute))
 	f.waitReady("life", metav1.ConditionTrue, ReasonIssued)
-	first := remember()
+	first := tr.remember()
 	f.usage.Record(f.accepted("life", first))
-	authFail("Bearer " + first + "typo")
-	authFail("Basic " + first)
+	tr.authFail("Bearer " + first + "typo")
+	tr.authFail("Basic " + first)
 
 	f.patch("life", `{"metadata":{"annotations":{"scim.helpdesk.dev/rotate":"a"}}}`)
 	f.waitEvent("life", corev1.EventTypeNormal, EventRotated)
-	second := remember()
+	second := tr.remember()
 	f.usage.Record(f.accepted("life", first))
 	f.usage.Record(f.accepted("life", second))
 
@@ -831,8 +817,8 @@ func TestNoTokenInLogsEventsStatusOrMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.waitEvent("life", corev1.EventTypeWarning, EventSecretReissued)
-	third := remember()
-	authFail("Bearer " + second)
+	third := tr.remember()
+	tr.authFail("Bearer " + second)
 
 	edited := "hand-" + strings.Repeat("f6", 20)
 	s := f.secret("life-token")
@@ -841,19 +827,19 @@ func TestNoTokenInLogsEventsStatusOrMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.waitReady("life", metav1.ConditionFalse, ReasonUnexpectedToken)
-	seen = append(seen, edited)
-	authFail("Bearer " + edited)
+	tr.seen = append(tr.seen, edited)
+	tr.authFail("Bearer " + edited)
 
 	// The scheduled rotation writes a new token over the edited one.
 	f.clock.Step(time.Hour + time.Second)
 	f.poke("life")
 	f.waitReady("life", metav1.ConditionTrue, ReasonIssued)
-	remember()
-	authFail("Bearer " + edited)
+	tr.remember()
+	tr.authFail("Bearer " + edited)
 
 	f.patch("life", `{"spec":{"active":false}}`)
 	f.waitReady("life", metav1.ConditionFalse, ReasonInactive)
-	authFail("Bearer " + third)
+	tr.authFail("Bearer " + third)
 	f.patch("life", `{"spec":{"active":true}}`)
 	f.waitReady("life", metav1.ConditionTrue, ReasonIssued)
 
@@ -863,6 +849,53 @@ func TestNoTokenInLogsEventsStatusOrMetrics(t *testing.T) {
 	f.waitEvent("life", corev1.EventTypeNormal, EventRevoked)
 	time.Sleep(500 * time.Millisecond) // let the last log lines land
 
+	text, events := leakCorpus(t, f, reg, tr.statuses)
+	if events < 6 || !strings.Contains(text, "scim_auth_failures_total") || !strings.Contains(f.logs.String(), "rotated") {
+		t.Fatalf("the corpus is too thin to prove anything (%d events):\n%s", events, text)
+	}
+	for _, token := range tr.seen {
+		// A distinctive part, plain and encoded as it would be in a
+		// dumped object, so that a shortened or quoted token is caught too.
+		part := strings.TrimPrefix(token, tokens.Prefix)[:24]
+		for _, form := range []string{part, base64.StdEncoding.EncodeToString([]byte(token))[:24], hex.EncodeToString([]byte(part))} {
+			if strings.Contains(text, form) {
+				t.Errorf("a token appears in the logs, events, status or metrics")
+			}
+		}
+	}
+	t.Logf("searched %d log bytes, %d events, %d statuses for %d tokens", len(f.logs.String()), events, len(tr.statuses), len(tr.seen))
+}
+
+// tokenTrail keeps every token of the ScimToken "life" that existed and
+// every status and refusal seen, for TestNoTokenInLogsEventsStatusOrMetrics.
+type tokenTrail struct {
+	f        *fixture
+	metrics  *tokens.Metrics
+	seen     []string
+	statuses []string
+}
+
+// remember records the current token and status, and returns the token.
+func (tr *tokenTrail) remember() string {
+	token := tr.f.token("life")
+	tr.seen = append(tr.seen, token)
+	b, _ := json.Marshal(tr.f.get("life"))
+	tr.statuses = append(tr.statuses, string(b))
+	return token
+}
+
+// authFail presents header; a refusal is counted and its error kept.
+func (tr *tokenTrail) authFail(header string) {
+	if _, err := tr.f.auth.Authenticate(context.Background(), header); err != nil {
+		tr.metrics.Failed(tokens.FailureReason(err))
+		tr.statuses = append(tr.statuses, err.Error())
+	}
+}
+
+// leakCorpus is every log line, event (new and legacy API), status and
+// metric of the fixture as one text, and the number of events.
+func leakCorpus(t *testing.T, f *fixture, reg *prometheus.Registry, statuses []string) (string, int) {
+	t.Helper()
 	var corpus strings.Builder
 	corpus.WriteString(f.logs.String())
 	events := f.events()
@@ -870,7 +903,7 @@ func TestNoTokenInLogsEventsStatusOrMetrics(t *testing.T) {
 		fmt.Fprintf(&corpus, "%s %s %s %s\n", e.Type, e.Reason, e.Action, e.Note)
 	}
 	var legacy corev1.EventList
-	if err := f.c.List(ctx, &legacy, client.InNamespace(f.ns)); err != nil {
+	if err := f.c.List(context.Background(), &legacy, client.InNamespace(f.ns)); err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range legacy.Items {
@@ -886,22 +919,7 @@ func TestNoTokenInLogsEventsStatusOrMetrics(t *testing.T) {
 	for _, mf := range families {
 		_, _ = expfmt.MetricFamilyToText(&corpus, mf)
 	}
-
-	text := corpus.String()
-	if len(events) < 6 || !strings.Contains(text, "scim_auth_failures_total") || !strings.Contains(f.logs.String(), "rotated") {
-		t.Fatalf("the corpus is too thin to prove anything (%d events):\n%s", len(events), text)
-	}
-	for _, token := range seen {
-		// A distinctive part, plain and encoded as it would be in a
-		// dumped object, so that a shortened or quoted token is caught too.
-		part := strings.TrimPrefix(token, tokens.Prefix)[:24]
-		for _, form := range []string{part, base64.StdEncoding.EncodeToString([]byte(token))[:24], hex.EncodeToString([]byte(part))} {
-			if strings.Contains(text, form) {
-				t.Errorf("a token appears in the logs, events, status or metrics")
-			}
-		}
-	}
-	t.Logf("searched %d log bytes, %d events, %d statuses for %d tokens", len(f.logs.String()), len(events), len(statuses), len(seen))
+	return corpus.String(), len(events)
 }
 
 func containsString(list []string, s string) bool {
