@@ -355,27 +355,9 @@ func TestSuspendThenResume(t *testing.T) {
 	for _, u := range during {
 		newUser(t, ns, u)
 	}
+	// Meanwhile: a rename, a deletion, a group with two of the new users.
+	g := changeWhileSuspended(t, st, ns, before, during)
 	ctx := context.Background()
-	var renamed scimv1.ProvisionedUser
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: before[0]}, &renamed); err != nil {
-		t.Fatal(err)
-	}
-	renamed.Spec.DisplayName = "changed while suspended"
-	if err := env.Client.Update(ctx, &renamed); err != nil {
-		t.Fatal(err)
-	}
-	if err := env.Client.Delete(ctx, &scimv1.ProvisionedUser{ObjectMeta: metav1.ObjectMeta{Name: before[1], Namespace: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	g := &scimv1.ProvisionedGroup{ObjectMeta: metav1.ObjectMeta{Name: "support", Namespace: ns},
-		Spec: scimv1.ProvisionedGroupSpec{DisplayName: "Support"}}
-	if err := env.Client.Create(ctx, g); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.repo.ApplyMembers(ctx, repository.Principal{Namespace: ns}, g,
-		[]patch.MemberOp{{Kind: patch.MemberAdd, IDs: []string{during[0], during[1]}}}); err != nil {
-		t.Fatal(err)
-	}
 	// Every user changed meanwhile says it waits; none of it is written.
 	for _, u := range append([]string{before[0]}, during...) {
 		eventually(t, 30*time.Second, func() error {
@@ -423,6 +405,34 @@ func TestSuspendThenResume(t *testing.T) {
 		return nil
 	})
 	waitConfigCondition(t, ns, scimv1.ConditionSynced, metav1.ConditionTrue, ReasonSynced)
+}
+
+// changeWhileSuspended renames before[0], deletes before[1] and creates a
+// group holding during[0] and during[1], which it returns.
+func changeWhileSuspended(t *testing.T, st *tenantStack, ns string, before, during []string) *scimv1.ProvisionedGroup {
+	t.Helper()
+	ctx := context.Background()
+	var renamed scimv1.ProvisionedUser
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: before[0]}, &renamed); err != nil {
+		t.Fatal(err)
+	}
+	renamed.Spec.DisplayName = "changed while suspended"
+	if err := env.Client.Update(ctx, &renamed); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Delete(ctx, &scimv1.ProvisionedUser{ObjectMeta: metav1.ObjectMeta{Name: before[1], Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	g := &scimv1.ProvisionedGroup{ObjectMeta: metav1.ObjectMeta{Name: "support", Namespace: ns},
+		Spec: scimv1.ProvisionedGroupSpec{DisplayName: "Support"}}
+	if err := env.Client.Create(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.repo.ApplyMembers(ctx, repository.Principal{Namespace: ns}, g,
+		[]patch.MemberOp{{Kind: patch.MemberAdd, IDs: []string{during[0], during[1]}}}); err != nil {
+		t.Fatal(err)
+	}
+	return g
 }
 
 // A new value in the database Secret (rotated credentials) is picked up

@@ -474,38 +474,7 @@ func TestAdoption(t *testing.T) {
 		t.Errorf("a generated Secret exists next to the adopted one: %v", err)
 	}
 
-	// Whoever manages the Secret rotates it: the operator follows.
-	second := "vault-made-" + strings.Repeat("b2", 20)
-	ext = f.secret("from-vault")
-	ext.Data["scim"] = []byte(second)
-	if err := f.c.Update(ctx, ext); err != nil {
-		t.Fatal(err)
-	}
-	f.waitFor("adopt", func(tok *scimv1.ScimToken) error {
-		if tok.Status.Fingerprint != testFingerprints.Of(second) {
-			return fmt.Errorf("still the first token")
-		}
-		return nil
-	})
-	f.accepted("adopt", second)
-	f.refused(first, tokens.ErrUnknown)
-	f.waitEvent("adopt", corev1.EventTypeNormal, EventAdoptedChanged)
-
-	// Too short: refused, with a condition.
-	ext = f.secret("from-vault")
-	ext.Data["scim"] = []byte("short")
-	if err := f.c.Update(ctx, ext); err != nil {
-		t.Fatal(err)
-	}
-	tok = f.waitReady("adopt", metav1.ConditionFalse, ReasonTokenTooShort)
-	if tok.Status.Fingerprint != "" {
-		t.Errorf("a refused token kept its fingerprint")
-	}
-	f.refused(second, tokens.ErrUnknown)
-	f.waitEvent("adopt", corev1.EventTypeWarning, ReasonTokenTooShort)
-	if c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady); !strings.Contains(c.Message, "from-vault") {
-		t.Errorf("message does not name the Secret: %q", c.Message)
-	}
+	ext = adoptedSecretChanges(t, f, first)
 
 	// The operator never wrote the adopted Secret: the version is ours.
 	written := ext.ResourceVersion
@@ -543,6 +512,46 @@ func TestAdoption(t *testing.T) {
 	})
 	f.refused(third, tokens.ErrUnknown)
 	f.secret("from-vault")
+}
+
+// adoptedSecretChanges: whoever manages the adopted Secret rotates it and
+// the operator follows; then a too short token is refused. It returns the
+// Secret as last written by the test.
+func adoptedSecretChanges(t *testing.T, f *fixture, first string) *corev1.Secret {
+	ctx := context.Background()
+	// Whoever manages the Secret rotates it: the operator follows.
+	second := "vault-made-" + strings.Repeat("b2", 20)
+	ext := f.secret("from-vault")
+	ext.Data["scim"] = []byte(second)
+	if err := f.c.Update(ctx, ext); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("adopt", func(tok *scimv1.ScimToken) error {
+		if tok.Status.Fingerprint != testFingerprints.Of(second) {
+			return fmt.Errorf("still the first token")
+		}
+		return nil
+	})
+	f.accepted("adopt", second)
+	f.refused(first, tokens.ErrUnknown)
+	f.waitEvent("adopt", corev1.EventTypeNormal, EventAdoptedChanged)
+
+	// Too short: refused, with a condition.
+	ext = f.secret("from-vault")
+	ext.Data["scim"] = []byte("short")
+	if err := f.c.Update(ctx, ext); err != nil {
+		t.Fatal(err)
+	}
+	tok := f.waitReady("adopt", metav1.ConditionFalse, ReasonTokenTooShort)
+	if tok.Status.Fingerprint != "" {
+		t.Errorf("a refused token kept its fingerprint")
+	}
+	f.refused(second, tokens.ErrUnknown)
+	f.waitEvent("adopt", corev1.EventTypeWarning, ReasonTokenTooShort)
+	if c := meta.FindStatusCondition(tok.Status.Conditions, scimv1.ConditionReady); !strings.Contains(c.Message, "from-vault") {
+		t.Errorf("message does not name the Secret: %q", c.Message)
+	}
+	return ext
 }
 
 // 5: a ScimToken created before its Secret waits for it.
