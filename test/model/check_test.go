@@ -75,72 +75,112 @@ func (m *model) problems(ctx context.Context, c *cluster) ([]problem, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []problem
-	add := func(inv string, converging bool, refs []string, format string, args ...any) {
-		out = append(out, problem{inv: inv, refs: refs, msg: fmt.Sprintf(format, args...), converging: converging})
+	k := &checker{ctx: ctx, c: c, m: m, s: s}
+	k.snapshot()
+	for _, step := range []func() error{k.toldUsers, k.untoldUsers, k.toldGroups, k.untoldGroups} {
+		if err := step(); err != nil {
+			return nil, err
+		}
 	}
+	return k.out, nil
+}
+
+// checker holds one comparison: a copy of the model taken under its lock,
+// the API server's state, and the problems found so far.
+type checker struct {
+	ctx    context.Context
+	c      *cluster
+	m      *model
+	s      *state
+	users  []mUser
+	groups []mGroup
+	maybe  map[string]bool
+	out    []problem
+}
+
+func (k *checker) add(inv string, converging bool, refs []string, format string, args ...any) {
+	k.out = append(k.out, problem{inv: inv, refs: refs, msg: fmt.Sprintf(format, args...), converging: converging})
+}
+
+// snapshot copies what the model holds, so that the checks run unlocked.
+func (k *checker) snapshot() {
+	m := k.m
 	m.mu.Lock()
-	users := make([]mUser, 0, len(m.users))
+	defer m.mu.Unlock()
+	k.users = make([]mUser, 0, len(m.users))
 	for _, u := range m.users {
-		users = append(users, *u)
+		k.users = append(k.users, *u)
 	}
-	groups := make([]mGroup, 0, len(m.groups))
+	k.groups = make([]mGroup, 0, len(m.groups))
 	for _, g := range m.groups {
 		cp := *g
 		cp.members = maps.Clone(g.members)
-		groups = append(groups, cp)
+		k.groups = append(k.groups, cp)
 	}
-	maybe := maps.Clone(m.maybe)
-	m.mu.Unlock()
-	known := map[string]bool{}
+	k.maybe = maps.Clone(m.maybe)
+}
 
-	// Users the client was told about.
-	for _, u := range users {
-		known[u.id] = true
-		obj := s.users[u.id]
+// toldUsers: users the client was told about.
+func (k *checker) toldUsers() error {
+	for _, u := range k.users {
+		obj := k.s.users[u.id]
 		live := obj != nil && obj.DeletionTimestamp.IsZero()
-		row, rowErr := c.direct.GetUser(ctx, c.ns, u.id)
+		row, rowErr := k.c.direct.GetUser(k.ctx, k.c.ns, u.id)
 		if rowErr != nil && !errors.Is(rowErr, helpdesk.ErrNotFound) {
-			return nil, rowErr
+			return rowErr
 		}
-		hasRow := rowErr == nil
-		refs := []string{u.id, userKey(u.userName)}
-		switch {
-		case u.tainted:
-			// State unknown to the model; only the database is compared below.
-		case u.deleted:
-			if live {
-				add("I5", false, refs, "user %s was deleted (204) but is still live in the API server as %+q", u.id, obj.Spec.UserName)
-			}
-			if hasRow && (row.DeletedAt == nil || row.Active) {
-				add("I1", true, refs, "user %s was deleted (204) but its database row is live (active=%v, deleted_at=%v)", u.id, row.Active, row.DeletedAt)
-			}
-			continue
-		case !live:
-			add("I5", false, refs, "user %s (%+q) was acknowledged and never deleted, but the API server has no live object", u.id, u.userName)
-			continue
-		default:
-			if obj.Spec.UserName != u.userName {
-				add("I5", false, refs, "user %s: the last acknowledged write set userName %+q, the API server holds %+q", u.id, u.userName, obj.Spec.UserName)
-			}
-			if obj.IsActive() != u.active {
-				add("I5", false, refs, "user %s: the last acknowledged write set active=%v, the API server holds %v", u.id, u.active, obj.IsActive())
-			}
-			// A user that never reached the database cannot sign in: no row
-			// is fine for I1 (I3 below still wants one).
-			if !u.active && hasRow && row.Active {
-				add("I1", true, refs, "user %s was deactivated (2xx) but its database row is %s", u.id, describeRow(hasRow, row))
-				continue // the same row fails I3 too; once is enough
-			}
-		}
-		if live {
-			out = append(out, rowProblems(obj, hasRow, row)...)
+		if k.toldUser(u, obj, live, rowErr == nil, row) && live {
+			k.out = append(k.out, rowProblems(obj, rowErr == nil, row)...)
 		}
 	}
+	return nil
+}
 
-	// Objects nobody was told about, and uniqueness among the live ones.
+// toldUser compares one user the client was told about with the API
+// server (I5) and its database row (I1). It reports whether the row is
+// still to be compared with the spec (I3).
+func (k *checker) toldUser(u mUser, obj *scimv1.ProvisionedUser, live, hasRow bool, row helpdesk.User) bool {
+	refs := []string{u.id, userKey(u.userName)}
+	switch {
+	case u.tainted:
+		// State unknown to the model; only the database is compared below.
+	case u.deleted:
+		if live {
+			k.add("I5", false, refs, "user %s was deleted (204) but is still live in the API server as %+q", u.id, obj.Spec.UserName)
+		}
+		if hasRow && (row.DeletedAt == nil || row.Active) {
+			k.add("I1", true, refs, "user %s was deleted (204) but its database row is live (active=%v, deleted_at=%v)", u.id, row.Active, row.DeletedAt)
+		}
+		return false
+	case !live:
+		k.add("I5", false, refs, "user %s (%+q) was acknowledged and never deleted, but the API server has no live object", u.id, u.userName)
+		return false
+	default:
+		if obj.Spec.UserName != u.userName {
+			k.add("I5", false, refs, "user %s: the last acknowledged write set userName %+q, the API server holds %+q", u.id, u.userName, obj.Spec.UserName)
+		}
+		if obj.IsActive() != u.active {
+			k.add("I5", false, refs, "user %s: the last acknowledged write set active=%v, the API server holds %v", u.id, u.active, obj.IsActive())
+		}
+		// A user that never reached the database cannot sign in: no row
+		// is fine for I1 (I3 below still wants one).
+		if !u.active && hasRow && row.Active {
+			k.add("I1", true, refs, "user %s was deactivated (2xx) but its database row is %s", u.id, describeRow(hasRow, row))
+			return false // the same row fails I3 too; once is enough
+		}
+	}
+	return true
+}
+
+// untoldUsers: objects nobody was told about, and uniqueness among the
+// live ones.
+func (k *checker) untoldUsers() error {
+	known := map[string]bool{}
+	for _, u := range k.users {
+		known[u.id] = true
+	}
 	byKey := map[string][]string{}
-	for _, obj := range s.users {
+	for _, obj := range k.s.users {
 		if !obj.DeletionTimestamp.IsZero() {
 			continue
 		}
@@ -149,107 +189,137 @@ func (m *model) problems(ctx context.Context, c *cluster) ([]problem, error) {
 		if known[obj.Name] {
 			continue
 		}
-		if !maybe[key] {
-			add("4xx", false, []string{obj.Name, key}, "user %s (%+q) exists, but no request creating it was acknowledged", obj.Name, obj.Spec.UserName)
+		if !k.maybe[key] {
+			k.add("4xx", false, []string{obj.Name, key}, "user %s (%+q) exists, but no request creating it was acknowledged", obj.Name, obj.Spec.UserName)
 		}
-		row, err := c.direct.GetUser(ctx, c.ns, obj.Name)
+		row, err := k.c.direct.GetUser(k.ctx, k.c.ns, obj.Name)
 		if err != nil && !errors.Is(err, helpdesk.ErrNotFound) {
-			return nil, err
+			return err
 		}
-		out = append(out, rowProblems(obj, err == nil, row)...)
+		k.out = append(k.out, rowProblems(obj, err == nil, row)...)
 	}
+	k.sharedNames("users", "user:", byKey, func(id string) string { return k.s.users[id].Spec.UserName })
+	return nil
+}
+
+// sharedNames: I2, no two live objects of a kind share a name key.
+func (k *checker) sharedNames(kind, prefix string, byKey map[string][]string, nameOf func(id string) string) {
 	for key, ids := range byKey {
 		if len(ids) > 1 {
 			slices.Sort(ids)
 			var names []string
 			for _, id := range ids {
-				names = append(names, fmt.Sprintf("%s %+q", id, s.users[id].Spec.UserName))
+				names = append(names, fmt.Sprintf("%s %+q", id, nameOf(id)))
 			}
-			add("I2", false, append(ids, key), "%d live users share the name key %+q: %s", len(ids), strings.TrimPrefix(key, "user:"), strings.Join(names, ", "))
-			out[len(out)-1].dedup = pairKey(key, ids...)
+			k.add("I2", false, append(ids, key), "%d live %s share the name key %+q: %s", len(ids), kind, strings.TrimPrefix(key, prefix), strings.Join(names, ", "))
+			k.out[len(k.out)-1].dedup = pairKey(key, ids...)
 		}
 	}
+}
 
-	// Groups.
-	clear(known)
+// toldGroups: groups the client was told about.
+func (k *checker) toldGroups() error {
+	for _, g := range k.groups {
+		obj := k.s.groups[g.id]
+		live := obj != nil && obj.DeletionTimestamp.IsZero()
+		row, rowErr := k.c.direct.GetGroup(k.ctx, k.c.ns, g.id)
+		if rowErr != nil && !errors.Is(rowErr, helpdesk.ErrNotFound) {
+			return rowErr
+		}
+		if !k.toldGroup(g, obj, live, rowErr == nil, row) || !live || pending(obj) {
+			continue
+		}
+		p, err := k.m.groupRowProblems(k.ctx, k.c, obj, rowErr == nil, row, sortedKeys(k.s.members[g.id]))
+		if err != nil {
+			return err
+		}
+		k.out = append(k.out, p...)
+	}
+	return nil
+}
+
+// toldGroup compares one group the client was told about with the API
+// server (I5) and its database row (I1). It reports whether the row is
+// still to be compared with the object.
+func (k *checker) toldGroup(g mGroup, obj *scimv1.ProvisionedGroup, live, hasRow bool, row helpdesk.Group) bool {
+	refs := []string{g.id, groupKey(g.displayName)}
+	switch {
+	case g.tainted:
+	case g.deleted:
+		if live {
+			k.add("I5", false, refs, "group %s was deleted (204) but is still live in the API server", g.id)
+		}
+		if hasRow && row.DeletedAt == nil {
+			k.add("I1", true, refs, "group %s was deleted (204) but its database row is live", g.id)
+		}
+		return false
+	case !live:
+		k.add("I5", false, refs, "group %s (%+q) was acknowledged and never deleted, but the API server has no live object", g.id, g.displayName)
+		return false
+	default:
+		if pending(obj) {
+			k.add("I5", false, refs, "group %s was created (201) but is still marked %s", g.id, scimv1.AnnotationPendingMembers)
+		}
+		if obj.Spec.DisplayName != g.displayName {
+			k.add("I5", false, refs, "group %s: the last acknowledged write set displayName %+q, the API server holds %+q", g.id, g.displayName, obj.Spec.DisplayName)
+		}
+		k.groupMembers(g, refs)
+	}
+	return true
+}
+
+// groupMembers: I5, the members the client was told about are the API
+// server's.
+func (k *checker) groupMembers(g mGroup, refs []string) {
+	got := k.s.members[g.id]
+	var missing, extra []string
+	for id := range g.members {
+		if !got[id] {
+			missing = append(missing, id)
+		}
+	}
+	for id := range got {
+		if !g.members[id] {
+			extra = append(extra, id)
+		}
+	}
+	if len(missing) == 0 && len(extra) == 0 {
+		return
+	}
+	slices.Sort(missing)
+	slices.Sort(extra)
 	deleted := map[string]bool{}
-	for _, u := range users {
+	for _, u := range k.users {
 		if u.deleted {
 			deleted[u.id] = true
 		}
 	}
-	for _, g := range groups {
-		known[g.id] = true
-		obj := s.groups[g.id]
-		live := obj != nil && obj.DeletionTimestamp.IsZero()
-		row, rowErr := c.direct.GetGroup(ctx, c.ns, g.id)
-		if rowErr != nil && !errors.Is(rowErr, helpdesk.ErrNotFound) {
-			return nil, rowErr
-		}
-		hasRow := rowErr == nil
-		refs := []string{g.id, groupKey(g.displayName)}
-		switch {
-		case g.tainted:
-		case g.deleted:
-			if live {
-				add("I5", false, refs, "group %s was deleted (204) but is still live in the API server", g.id)
-			}
-			if hasRow && row.DeletedAt == nil {
-				add("I1", true, refs, "group %s was deleted (204) but its database row is live", g.id)
-			}
-			continue
-		case !live:
-			add("I5", false, refs, "group %s (%+q) was acknowledged and never deleted, but the API server has no live object", g.id, g.displayName)
-			continue
-		default:
-			if pending(obj) {
-				add("I5", false, refs, "group %s was created (201) but is still marked %s", g.id, scimv1.AnnotationPendingMembers)
-			}
-			if obj.Spec.DisplayName != g.displayName {
-				add("I5", false, refs, "group %s: the last acknowledged write set displayName %+q, the API server holds %+q", g.id, g.displayName, obj.Spec.DisplayName)
-			}
-			got := s.members[g.id]
-			var missing, extra []string
-			for id := range g.members {
-				if !got[id] {
-					missing = append(missing, id)
-				}
-			}
-			for id := range got {
-				if !g.members[id] {
-					extra = append(extra, id)
-				}
-			}
-			if len(missing) > 0 || len(extra) > 0 {
-				slices.Sort(missing)
-				slices.Sort(extra)
-				// Members of deleted users go when the user controller
-				// gets to them; anything else is final.
-				converging := len(missing) == 0
-				for _, id := range extra {
-					converging = converging && deleted[id]
-				}
-				add("I5", converging, append(append(refs, missing...), extra...),
-					"group %s: acknowledged members differ from the API server's: missing %v, extra %v (created with %v)", g.id, missing, extra, g.created)
-			}
-		}
-		if live && !pending(obj) {
-			p, err := m.groupRowProblems(ctx, c, obj, hasRow, row, sortedKeys(s.members[g.id]))
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, p...)
-		}
+	// Members of deleted users go when the user controller gets to them;
+	// anything else is final.
+	converging := len(missing) == 0
+	for _, id := range extra {
+		converging = converging && deleted[id]
 	}
-	byKey = map[string][]string{}
-	for _, obj := range s.groups {
+	k.add("I5", converging, append(append(refs, missing...), extra...),
+		"group %s: acknowledged members differ from the API server's: missing %v, extra %v (created with %v)", g.id, missing, extra, g.created)
+}
+
+// untoldGroups: group objects nobody was told about (a pending one of an
+// unacknowledged create is left behind), and uniqueness among the live ones.
+func (k *checker) untoldGroups() error {
+	known := map[string]bool{}
+	for _, g := range k.groups {
+		known[g.id] = true
+	}
+	byKey := map[string][]string{}
+	for _, obj := range k.s.groups {
 		if !obj.DeletionTimestamp.IsZero() {
 			continue
 		}
 		key := groupKey(obj.Spec.DisplayName)
 		if pending(obj) {
 			if !known[obj.Name] {
-				add("I5", true, []string{obj.Name, key}, "group %s (%+q) of a create that was not acknowledged is left behind (%s)",
+				k.add("I5", true, []string{obj.Name, key}, "group %s (%+q) of a create that was not acknowledged is left behind (%s)",
 					obj.Name, obj.Spec.DisplayName, scimv1.AnnotationPendingMembers)
 			}
 			continue
@@ -258,31 +328,21 @@ func (m *model) problems(ctx context.Context, c *cluster) ([]problem, error) {
 		if known[obj.Name] {
 			continue
 		}
-		if !maybe[key] {
-			add("4xx", false, []string{obj.Name, key}, "group %s (%+q) exists, but no request creating it was acknowledged", obj.Name, obj.Spec.DisplayName)
+		if !k.maybe[key] {
+			k.add("4xx", false, []string{obj.Name, key}, "group %s (%+q) exists, but no request creating it was acknowledged", obj.Name, obj.Spec.DisplayName)
 		}
-		row, err := c.direct.GetGroup(ctx, c.ns, obj.Name)
+		row, err := k.c.direct.GetGroup(k.ctx, k.c.ns, obj.Name)
 		if err != nil && !errors.Is(err, helpdesk.ErrNotFound) {
-			return nil, err
+			return err
 		}
-		p, err := m.groupRowProblems(ctx, c, obj, err == nil, row, sortedKeys(s.members[obj.Name]))
+		p, err := k.m.groupRowProblems(k.ctx, k.c, obj, err == nil, row, sortedKeys(k.s.members[obj.Name]))
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, p...)
+		k.out = append(k.out, p...)
 	}
-	for key, ids := range byKey {
-		if len(ids) > 1 {
-			slices.Sort(ids)
-			var names []string
-			for _, id := range ids {
-				names = append(names, fmt.Sprintf("%s %+q", id, s.groups[id].Spec.DisplayName))
-			}
-			add("I2", false, append(ids, key), "%d live groups share the name key %+q: %s", len(ids), strings.TrimPrefix(key, "group:"), strings.Join(names, ", "))
-			out[len(out)-1].dedup = pairKey(key, ids...)
-		}
-	}
-	return out, nil
+	k.sharedNames("groups", "group:", byKey, func(id string) string { return k.s.groups[id].Spec.DisplayName })
+	return nil
 }
 
 func describeRow(has bool, row helpdesk.User) string {

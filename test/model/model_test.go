@@ -112,40 +112,11 @@ func runModel(t *testing.T, cfg config, db string) {
 		}
 	})
 	c := newCluster(t, db)
-	var rs []*replica
-	for range 2 {
-		r, err := c.startReplica()
-		if err != nil {
-			t.Fatal(err)
-		}
-		rs = append(rs, r)
-	}
-	c.issueToken(t)
-	for _, r := range rs {
-		if err := c.serve(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	leader, err := c.leader()
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader := serveTwoReplicas(t, c)
 	m := newModel(t, cfg.seed, db)
 	m.note("replicas r0 and r1 serving, %s leads; database %s reachable", leader.name, db)
 
-	var wg sync.WaitGroup
-	for i := range workers {
-		w := &worker{id: i + 1, m: m, c: c, rng: rand.New(rand.NewPCG(cfg.seed, uint64(i+1)))}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for m.ops.Add(1) <= cfg.ops {
-				w.step()
-			}
-		}()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	done := startWorkers(m, c, cfg)
 	// The faults, in this goroutine: the database goes down at 15% of the
 	// operations, the leader is replaced at 35% (with the database still
 	// down), and the database comes back at 55%, or once the new replica
@@ -190,4 +161,48 @@ func runModel(t *testing.T, cfg config, db string) {
 	if t.Failed() {
 		m.writeHistory()
 	}
+}
+
+// serveTwoReplicas starts replicas r0 and r1, issues the token, has both
+// serve, and returns the leader.
+func serveTwoReplicas(t *testing.T, c *cluster) *replica {
+	t.Helper()
+	var rs []*replica
+	for range 2 {
+		r, err := c.startReplica()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	c.issueToken(t)
+	for _, r := range rs {
+		if err := c.serve(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leader, err := c.leader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leader
+}
+
+// startWorkers runs the workers until cfg.ops operations are drawn; the
+// channel closes when all of them are answered.
+func startWorkers(m *model, c *cluster, cfg config) <-chan struct{} {
+	var wg sync.WaitGroup
+	for i := range workers {
+		w := &worker{id: i + 1, m: m, c: c, rng: rand.New(rand.NewPCG(cfg.seed, uint64(i+1)))}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m.ops.Add(1) <= cfg.ops {
+				w.step()
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	return done
 }

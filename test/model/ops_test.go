@@ -942,20 +942,31 @@ func (w *worker) staleMembers(g *mGroup) {
 
 // ---- client mistakes: each must get a 4xx and change nothing.
 
+// mistakeTry is one client mistake to send.
+type mistakeTry struct {
+	what string
+	req  request
+	refs []string
+	// skipped: not a mistake any more. A member id that is no user of
+	// the tenant is skipped with a Warning event and the rest of the
+	// request applies (issue 15, RFC 7644 leniency): a 2xx is right,
+	// and the group keeps the members it had.
+	skipped bool
+}
+
 func (w *worker) mistake() {
 	n := w.next()
 	name := fmt.Sprintf("w%d-mistake%d@example.test", w.id, n)
-	type try struct {
-		what string
-		req  request
-		refs []string
-		// skipped: not a mistake any more. A member id that is no user of
-		// the tenant is skipped with a Warning event and the rest of the
-		// request applies (issue 15, RFC 7644 leniency): a 2xx is right,
-		// and the group keeps the members it had.
-		skipped bool
-	}
-	tries := []try{
+	tries := w.mistakes(name, n)
+	tr := tries[w.rng.IntN(len(tries))]
+	ev := w.m.send(w.c, w, nil, "mistake: "+tr.what, tr.req, tr.refs...)
+	w.judgeMistake(tr, ev)
+}
+
+// mistakes are the mistakes that can be made now: some need a user, a
+// deleted user or a group of the worker's.
+func (w *worker) mistakes(name string, n int) []mistakeTry {
+	tries := []mistakeTry{
 		{"POST truncated JSON", request{method: "POST", path: "/Users", body: `{"userName":"` + name + `",`}, nil, false},
 		{"POST without userName", request{method: "POST", path: "/Users", body: map[string]any{"schemas": []string{userURN}, "active": true}}, nil, false},
 		{"POST active \"maybe\"", request{method: "POST", path: "/Users", body: map[string]any{"schemas": []string{userURN}, "userName": name, "active": "maybe"}}, []string{userKey(name)}, false},
@@ -965,22 +976,22 @@ func (w *worker) mistake() {
 	}
 	if u := w.pickUser(nil); u != nil {
 		tries = append(tries,
-			try{"PATCH op Frobnicate on " + short(u.id), request{method: "PATCH", path: "/Users/" + u.id,
+			mistakeTry{"PATCH op Frobnicate on " + short(u.id), request{method: "PATCH", path: "/Users/" + u.id,
 				body: map[string]any{"schemas": []string{patchOpURN}, "Operations": []any{op("Frobnicate", "active", "False")}}}, []string{u.id}, false},
-			try{"PATCH active \"maybe\" on " + short(u.id), request{method: "PATCH", path: "/Users/" + u.id,
+			mistakeTry{"PATCH active \"maybe\" on " + short(u.id), request{method: "PATCH", path: "/Users/" + u.id,
 				body: map[string]any{"schemas": []string{patchOpURN}, "Operations": []any{op("Replace", "active", "maybe")}}}, []string{u.id}, false},
-			try{"PUT without userName on " + short(u.id), request{method: "PUT", path: "/Users/" + u.id,
+			mistakeTry{"PUT without userName on " + short(u.id), request{method: "PUT", path: "/Users/" + u.id,
 				body: map[string]any{"schemas": []string{userURN}, "active": false}}, []string{u.id}, false})
 	}
 	if len(w.gone) > 0 {
 		u := w.gone[w.rng.IntN(len(w.gone))]
 		tries = append(tries,
-			try{"PATCH deleted user " + short(u.id), request{method: "PATCH", path: "/Users/" + u.id,
+			mistakeTry{"PATCH deleted user " + short(u.id), request{method: "PATCH", path: "/Users/" + u.id,
 				body: map[string]any{"schemas": []string{patchOpURN}, "Operations": []any{op("Replace", "active", "True")}}}, []string{u.id}, false},
-			try{"DELETE deleted user " + short(u.id), request{method: "DELETE", path: "/Users/" + u.id}, []string{u.id}, false})
+			mistakeTry{"DELETE deleted user " + short(u.id), request{method: "DELETE", path: "/Users/" + u.id}, []string{u.id}, false})
 		if len(w.groups) > 0 {
 			g := w.pickGroup()
-			tries = append(tries, try{"add deleted user " + short(u.id) + " to " + short(g.id), request{method: "PATCH", path: "/Groups/" + g.id,
+			tries = append(tries, mistakeTry{"add deleted user " + short(u.id) + " to " + short(g.id), request{method: "PATCH", path: "/Groups/" + g.id,
 				body: map[string]any{"schemas": []string{patchOpURN}, "Operations": []any{op("Add", "members", memberValues([]string{u.id}))}}}, []string{g.id, u.id}, true})
 		}
 	}
@@ -988,13 +999,17 @@ func (w *worker) mistake() {
 		g := w.pickGroup()
 		other := w.pickGroup()
 		tries = append(tries,
-			try{"add unknown member to " + short(g.id), request{method: "PATCH", path: "/Groups/" + g.id,
+			mistakeTry{"add unknown member to " + short(g.id), request{method: "PATCH", path: "/Groups/" + g.id,
 				body: map[string]any{"schemas": []string{patchOpURN}, "Operations": []any{op("Add", "members", memberValues([]string{uuid.NewString()}))}}}, []string{g.id}, true},
-			try{"add group " + short(other.id) + " as a member of " + short(g.id), request{method: "PATCH", path: "/Groups/" + g.id,
+			mistakeTry{"add group " + short(other.id) + " as a member of " + short(g.id), request{method: "PATCH", path: "/Groups/" + g.id,
 				body: map[string]any{"schemas": []string{patchOpURN}, "Operations": []any{op("Add", "members", memberValues([]string{other.id}))}}}, []string{g.id, other.id}, true})
 	}
-	tr := tries[w.rng.IntN(len(tries))]
-	ev := w.m.send(w.c, w, nil, "mistake: "+tr.what, tr.req, tr.refs...)
+	return tries
+}
+
+// judgeMistake: a mistake gets a 4xx and changes nothing; a skipped member
+// gets a 2xx. Whatever an accepted mistake changed is no longer known.
+func (w *worker) judgeMistake(tr mistakeTry, ev *event) {
 	if tr.skipped && is4xx(ev) {
 		w.m.fail("unexpected", w.m.refsOf(ev), "a member the server skips was refused: %s -> %s", ascii(tr.what), statusText(ev.res))
 	}
