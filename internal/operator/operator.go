@@ -501,12 +501,15 @@ func setupHelpdesk(mgr ctrl.Manager, op *Operator, o Options) error {
 	if err != nil {
 		return err
 	}
-	// Each database takes at most SyncWorkers writes of a kind at a time;
-	// one worker more than that keeps a hung database from holding every
-	// worker while the other tenants wait.
+	// Each database takes at most SyncWorkers writes of a kind at a time.
+	// A reconcile holds its slot only for the database write; most of its
+	// time is the status write to the API server after it. So there are
+	// statusWritersPerSlot workers per slot: the database stays busy while
+	// status writes wait on the API server, and a hung database holds
+	// SyncWorkers of them while the others write the other tenants.
 	op.Tenants = &tenancy.Directory{Configs: mgr.GetCache(), Default: o.Helpdesk, DefaultPolicy: o.DeletionPolicy,
 		Pools: tenancy.NewPools(nil), PerDatabase: o.SyncWorkers}
-	workers := o.SyncWorkers + 1
+	workers := o.SyncWorkers * statusWritersPerSlot
 	if err := (&controllers.ProvisioningConfigReconciler{
 		Client: writer, SecretReader: mgr.GetAPIReader(), Directory: op.Tenants, Allowed: allowed,
 	}).SetupWithManager(mgr); err != nil {
@@ -536,3 +539,7 @@ func setupHelpdesk(mgr ctrl.Manager, op *Operator, o Options) error {
 	}
 	return mgr.Add(reporter)
 }
+
+// statusWritersPerSlot is how many sync workers there are per database
+// write slot (see setupHelpdesk's comment).
+const statusWritersPerSlot = 4
