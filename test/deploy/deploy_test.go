@@ -66,11 +66,9 @@ var root = testenv.RepoRoot()
 // TestKustomizeDefault renders config/default and has the API server accept
 // every object, with and without the optional components.
 func TestKustomizeDefault(t *testing.T) {
-	e := testenv.Require(t, env)
-	kubectl := kubectlPath(t)
-	kubeconfig := writeKubeconfig(t, e.Config)
+	k := newDeployKit(t)
 
-	rendered := run(t, nil, kubectl, "kustomize", filepath.Join(root, "config", "default"))
+	rendered := run(t, nil, k.kubectl, "kustomize", filepath.Join(root, "config", "default"))
 	objs := decode(t, rendered)
 	checkDeployment(t, objs, systemNamespace, "scim-operator")
 	for _, name := range []string{"scim-operator-scim", "scim-operator-controllers"} {
@@ -89,89 +87,95 @@ func TestKustomizeDefault(t *testing.T) {
 	if ns == nil {
 		t.Fatalf("config/default renders no Namespace")
 	}
-	run(t, ns, kubectl, "--kubeconfig", kubeconfig, "apply", "-f", "-")
-	dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
+	run(t, ns, k.kubectl, "--kubeconfig", k.kubeconfig, "apply", "-f", "-")
+	dryRunApply(t, k.kubectl, k.kubeconfig, rendered, len(objs))
 
-	// A control: the same Deployment without its security contexts draws a
-	// Pod Security warning, so the absence of warnings above means something.
-	t.Run("pod security is checked", func(t *testing.T) {
-		dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-scim").DeepCopy()
-		unstructured.RemoveNestedField(dep.Object, "spec", "template", "spec", "securityContext")
-		containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
-		for _, c := range containers {
-			delete(c.(map[string]any), "securityContext")
-		}
-		if err := unstructured.SetNestedSlice(dep.Object, containers, "spec", "template", "spec", "containers"); err != nil {
-			t.Fatal(err)
-		}
-		_, stderr, err := runFull(t, mustYAML(t, dep), kubectl, "--kubeconfig", kubeconfig, "apply", "--dry-run=server", "-f", "-")
-		if err != nil {
-			t.Fatalf("dry run: %v\n%s", err, stderr)
-		}
-		if !bytes.Contains(stderr, []byte("PodSecurity")) {
-			t.Errorf("an unconfined Deployment drew no Pod Security warning (is the PodSecurity admission plugin off?): %q", stderr)
-		}
-	})
+	t.Run("pod security is checked", func(t *testing.T) { kustomizePodSecurityControl(t, k, objs) })
+	t.Run("scim-tls component", func(t *testing.T) { kustomizeSCIMTLS(t, k) })
+	t.Run("sqlite component", func(t *testing.T) { kustomizeSQLite(t, k) })
+	t.Run("tenant namespaces overlay as documented", func(t *testing.T) { kustomizeTenantOverlay(t, k) })
+}
 
-	t.Run("scim-tls component", func(t *testing.T) {
-		rendered := kustomizeWith(t, kubectl, "scim-tls")
-		objs := decode(t, rendered)
-		checkDeployment(t, objs, systemNamespace, "scim-operator")
-		dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-scim")
-		args := containerArgs(t, dep)
-		for _, want := range []string{"--scim-tls-cert-file=/etc/scim-operator/tls/tls.crt", "--scim-tls-key-file=/etc/scim-operator/tls/tls.key"} {
-			if !slices.Contains(args, want) {
-				t.Errorf("with scim-tls the SCIM server lacks %s; args: %v", want, args)
-			}
-		}
-		ing := find(t, objs, "Ingress", systemNamespace, "scim-operator-scim")
-		if got := ing.GetAnnotations()["nginx.ingress.kubernetes.io/backend-protocol"]; got != "HTTPS" {
-			t.Errorf("with scim-tls the Ingress backend protocol is %q, want HTTPS", got)
-		}
-		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
-	})
+// A control: the same Deployment without its security contexts draws a
+// Pod Security warning, so the absence of warnings above means something.
+func kustomizePodSecurityControl(t *testing.T, k *deployKit, objs []*unstructured.Unstructured) {
+	dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-scim").DeepCopy()
+	unstructured.RemoveNestedField(dep.Object, "spec", "template", "spec", "securityContext")
+	containers, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+	for _, c := range containers {
+		delete(c.(map[string]any), "securityContext")
+	}
+	if err := unstructured.SetNestedSlice(dep.Object, containers, "spec", "template", "spec", "containers"); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := runFull(t, mustYAML(t, dep), k.kubectl, "--kubeconfig", k.kubeconfig, "apply", "--dry-run=server", "-f", "-")
+	if err != nil {
+		t.Fatalf("dry run: %v\n%s", err, stderr)
+	}
+	if !bytes.Contains(stderr, []byte("PodSecurity")) {
+		t.Errorf("an unconfined Deployment drew no Pod Security warning (is the PodSecurity admission plugin off?): %q", stderr)
+	}
+}
 
-	// The default needs the database Secret; the sqlite component is the
-	// way to try the operator out without one, and must then run one Pod
-	// with both parts (--component=all), no PodDisruptionBudget
-	// (checkDeployment checks these) and no route to a database.
-	t.Run("sqlite component", func(t *testing.T) {
-		rendered := kustomizeWith(t, kubectl, "sqlite")
-		objs := decode(t, rendered)
-		checkDeployment(t, objs, systemNamespace, "scim-operator")
-		dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-scim")
-		if e := envVar(t, dep, "HELPDESK_DATABASE_URL"); e == nil || e.Value != "sqlite:///var/lib/scim-operator/helpdesk.db" {
-			t.Errorf("with the sqlite component HELPDESK_DATABASE_URL is %+v, want the SQLite file on the data volume", e)
+// kustomizeSCIMTLS: subtest "scim-tls component" of TestKustomizeDefault.
+func kustomizeSCIMTLS(t *testing.T, k *deployKit) {
+	rendered := kustomizeWith(t, k.kubectl, "scim-tls")
+	objs := decode(t, rendered)
+	checkDeployment(t, objs, systemNamespace, "scim-operator")
+	dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-scim")
+	args := containerArgs(t, dep)
+	for _, want := range []string{"--scim-tls-cert-file=/etc/scim-operator/tls/tls.crt", "--scim-tls-key-file=/etc/scim-operator/tls/tls.key"} {
+		if !slices.Contains(args, want) {
+			t.Errorf("with scim-tls the SCIM server lacks %s; args: %v", want, args)
 		}
-		// The controllers' flags come along, with the values of
-		// config/manager/controllers.yaml.
-		controllers := containerArgs(t, find(t, decode(t, run(t, nil, kubectl, "kustomize", filepath.Join(root, "config", "default"))), "Deployment", systemNamespace, "scim-operator-controllers"))
-		for _, a := range controllers {
-			if f, _, _ := strings.Cut(a, "="); f != "--component" && !slices.Contains(containerArgs(t, dep), a) {
-				t.Errorf("with the sqlite component the one Pod lacks the controllers' %s", a)
-			}
-		}
-		np := find(t, objs, "NetworkPolicy", systemNamespace, "scim-operator-pods")
-		if r := egressRuleFor(t, np, 5432); r != nil {
-			t.Errorf("with the sqlite component the NetworkPolicy still lets the Pods reach a database: %+v", r)
-		}
-		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
-	})
+	}
+	ing := find(t, objs, "Ingress", systemNamespace, "scim-operator-scim")
+	if got := ing.GetAnnotations()["nginx.ingress.kubernetes.io/backend-protocol"]; got != "HTTPS" {
+		t.Errorf("with scim-tls the Ingress backend protocol is %q, want HTTPS", got)
+	}
+	dryRunApply(t, k.kubectl, k.kubeconfig, rendered, len(objs))
+}
 
-	// config/default/kustomization.yaml shows, in a comment, the overlay
-	// that binds the token Secrets in the tenant namespaces only; built as
-	// written, it must do that.
-	t.Run("tenant namespaces overlay as documented", func(t *testing.T) {
-		dir := documentedTenantOverlay(t)
-		rendered := run(t, nil, kubectl, "kustomize", dir)
-		objs := decode(t, rendered)
-		checkDeployment(t, objs, systemNamespace, "scim-operator")
-		checkTenantNamespaces(t, objs, []string{"tenant-a", "tenant-b"})
-		for _, ns := range []string{"tenant-a", "tenant-b"} {
-			ensureNamespace(t, e, ns)
+// The default needs the database Secret; the sqlite component is the
+// way to try the operator out without one, and must then run one Pod
+// with both parts (--component=all), no PodDisruptionBudget
+// (checkDeployment checks these) and no route to a database.
+func kustomizeSQLite(t *testing.T, k *deployKit) {
+	rendered := kustomizeWith(t, k.kubectl, "sqlite")
+	objs := decode(t, rendered)
+	checkDeployment(t, objs, systemNamespace, "scim-operator")
+	dep := find(t, objs, "Deployment", systemNamespace, "scim-operator-scim")
+	if e := envVar(t, dep, "HELPDESK_DATABASE_URL"); e == nil || e.Value != "sqlite:///var/lib/scim-operator/helpdesk.db" {
+		t.Errorf("with the sqlite component HELPDESK_DATABASE_URL is %+v, want the SQLite file on the data volume", e)
+	}
+	// The controllers' flags come along, with the values of
+	// config/manager/controllers.yaml.
+	controllers := containerArgs(t, find(t, decode(t, run(t, nil, k.kubectl, "kustomize", filepath.Join(root, "config", "default"))), "Deployment", systemNamespace, "scim-operator-controllers"))
+	for _, a := range controllers {
+		if f, _, _ := strings.Cut(a, "="); f != "--component" && !slices.Contains(containerArgs(t, dep), a) {
+			t.Errorf("with the sqlite component the one Pod lacks the controllers' %s", a)
 		}
-		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
-	})
+	}
+	np := find(t, objs, "NetworkPolicy", systemNamespace, "scim-operator-pods")
+	if r := egressRuleFor(t, np, 5432); r != nil {
+		t.Errorf("with the sqlite component the NetworkPolicy still lets the Pods reach a database: %+v", r)
+	}
+	dryRunApply(t, k.kubectl, k.kubeconfig, rendered, len(objs))
+}
+
+// config/default/kustomization.yaml shows, in a comment, the overlay
+// that binds the token Secrets in the tenant namespaces only; built as
+// written, it must do that.
+func kustomizeTenantOverlay(t *testing.T, k *deployKit) {
+	dir := documentedTenantOverlay(t)
+	rendered := run(t, nil, k.kubectl, "kustomize", dir)
+	objs := decode(t, rendered)
+	checkDeployment(t, objs, systemNamespace, "scim-operator")
+	checkTenantNamespaces(t, objs, []string{"tenant-a", "tenant-b"})
+	for _, ns := range []string{"tenant-a", "tenant-b"} {
+		ensureNamespace(t, k.e, ns)
+	}
+	dryRunApply(t, k.kubectl, k.kubeconfig, rendered, len(objs))
 }
 
 // documentedTenantOverlay writes the overlay that the comment in
@@ -331,254 +335,278 @@ func TestHelmChartCopiesAreCurrent(t *testing.T) {
 // TestHelmChart renders the chart with helm and has the API server accept
 // it; with default values it must render what config/default renders.
 func TestHelmChart(t *testing.T) {
-	e := testenv.Require(t, env)
-	kubectl := kubectlPath(t)
-	kubeconfig := writeKubeconfig(t, e.Config)
-	helm := helmTool(t)
-	chart := filepath.Join(root, "charts", "scim-operator")
-	// template renders the chart as release name in namespace ns, with
-	// values to --set and flags (--include-crds).
-	template := func(t *testing.T, name, ns string, set ...string) []byte {
-		t.Helper()
-		args := []string{"template", name, chart, "--namespace", ns}
-		for _, s := range set {
-			if strings.HasPrefix(s, "--") {
-				args = append(args, s)
-			} else {
-				args = append(args, "--set", s)
-			}
-		}
-		return run(t, nil, helm(args...)...)
-	}
+	k := newDeployKit(t)
+	k.helm = helmTool(t)
+	k.chart = filepath.Join(root, "charts", "scim-operator")
 
-	out := run(t, nil, helm("lint", chart)...)
+	out := run(t, nil, k.helm("lint", k.chart)...)
 	t.Logf("helm lint:\n%s", out)
 
-	t.Run("defaults match config/default", func(t *testing.T) {
-		ensureNamespace(t, e, systemNamespace)
-		rendered := run(t, nil, helm("template", releaseName, chart, "--namespace", systemNamespace, "--include-crds")...)
-		objs := decode(t, rendered)
-		checkDeployment(t, objs, systemNamespace, "scim-operator")
-		for _, name := range []string{"scim-operator-scim", "scim-operator-controllers"} {
-			dep := find(t, objs, "Deployment", systemNamespace, name)
-			checkSizedFor100k(t, dep)
-			if ref := databaseSecretRef(t, dep); ref.Name != "scim-operator-helpdesk-db" || ref.Key != "url" {
-				t.Errorf("by default %s reads HELPDESK_DATABASE_URL from %+v, want the key url of Secret scim-operator-helpdesk-db", name, ref)
-			}
-		}
-		kustomized := decode(t, run(t, nil, kubectl, "kustomize", filepath.Join(root, "config", "default")))
-		compareRenderings(t, kustomized, objs)
-		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
+	t.Run("defaults match config/default", func(t *testing.T) { helmDefaults(t, k) })
+	t.Run("SQLite matches config/default with the sqlite component", func(t *testing.T) { helmSQLite(t, k) })
+	t.Run("production values", func(t *testing.T) { helmProductionValues(t, k) })
+	t.Run("two replicas on PostgreSQL", func(t *testing.T) { helmTwoReplicasOnPostgreSQL(t, k) })
+	t.Run("tenant namespaces", func(t *testing.T) { helmTenantNamespaces(t, k) })
+	t.Run("one replica", func(t *testing.T) { helmOneReplica(t, k) })
+	t.Run("GOMEMLIMIT follows the memory limit", func(t *testing.T) { helmGoMemLimit(t, k) })
+	t.Run("bad values are refused", func(t *testing.T) { helmBadValues(t, k) })
+}
 
-		// The notes helm prints after an install tell where the Tenant URL
-		// and the Secret Token are, how to create the database Secret the
-		// Pods wait for, and that the controllers reach every Secret until
-		// tenantNamespaces is set.
-		notes := string(run(t, nil, helm("install", releaseName, chart, "--namespace", systemNamespace, "--dry-run=client")...))
-		for _, want := range []string{
-			"https://helpdesk.example.com/scim/v2",
-			"kubectl -n helpdesk get scimtoken entra -o jsonpath='{.status.endpoint}'",
-			"kubectl -n helpdesk get secret entra-token -o jsonpath='{.data.token}' | base64 -d",
-			"kubectl -n scim-operator-system create secret generic scim-operator-helpdesk-db",
-			"--set database.sqlite.enabled=true --set replicaCount=1",
-			"tenantNamespaces is empty",
-			"--set 'tenantNamespaces={helpdesk}'",
-		} {
-			if !strings.Contains(notes, want) {
-				t.Errorf("helm's notes lack %q", want)
-			}
-		}
-	})
+// deployKit is what the deployment tests render and apply with: kubectl
+// and a kubeconfig for the test's API server, and for the chart tests helm
+// and the chart's directory.
+type deployKit struct {
+	e                   *testenv.Env
+	kubectl, kubeconfig string
+	helm                func(args ...string) []string
+	chart               string
+}
 
-	t.Run("SQLite matches config/default with the sqlite component", func(t *testing.T) {
-		rendered := template(t, releaseName, systemNamespace, "--include-crds", "database.sqlite.enabled=true", "replicaCount=1")
-		objs := decode(t, rendered)
-		checkDeployment(t, objs, systemNamespace, "scim-operator")
-		compareRenderings(t, decode(t, kustomizeWith(t, kubectl, "sqlite")), objs)
-		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
-	})
+func newDeployKit(t *testing.T) *deployKit {
+	t.Helper()
+	e := testenv.Require(t, env)
+	return &deployKit{e: e, kubectl: kubectlPath(t), kubeconfig: writeKubeconfig(t, e.Config)}
+}
 
-	t.Run("production values", func(t *testing.T) {
-		ns := "helpdesk-sso"
-		ensureNamespace(t, e, ns)
-		rendered := template(t, "helpdesk", ns,
-			"replicaCount=3",
-			"database.existingSecret=helpdesk-db",
-			"database.existingSecretKey=dsn",
-			"scim.tls.enabled=true",
-			"scim.tls.secretName=scim-serving-cert",
-			"ingress.host=sso.example.org",
-			"deletionPolicy=delete",
-			"networkPolicy.egress.database.cidrs={10.20.0.0/16,fd12:3456::/48}",
-			"networkPolicy.egress.apiServer.cidrs={192.0.2.10/32}",
-			"resources.limits.memory=4Gi",
-			"controllers.replicaCount=3",
-		)
-		objs := decode(t, rendered)
-		checkDeployment(t, objs, ns, "helpdesk-scim-operator")
-		for name, wants := range map[string][]string{
-			"helpdesk-scim-operator-scim":        {"--public-url=https://sso.example.org/scim/v2", "--scim-tls-cert-file=/etc/scim-operator/tls/tls.crt"},
-			"helpdesk-scim-operator-controllers": {"--public-url=https://sso.example.org/scim/v2", "--deletion-policy=delete"},
-		} {
-			dep := find(t, objs, "Deployment", ns, name)
-			args := containerArgs(t, dep)
-			for _, want := range wants {
-				if !slices.Contains(args, want) {
-					t.Errorf("%s: args lack %s: %v", name, want, args)
-				}
-			}
-			ref := databaseSecretRef(t, dep)
-			if ref.Name != "helpdesk-db" || ref.Key != "dsn" || (ref.Optional != nil && *ref.Optional) {
-				t.Errorf("%s: HELPDESK_DATABASE_URL comes from %+v, want the required key dsn of Secret helpdesk-db", name, ref)
-			}
-			// 85 % of 4Gi, in whole MiB.
-			if e := envVar(t, dep, "GOMEMLIMIT"); e == nil || e.Value != "3481MiB" {
-				t.Errorf("%s: with a 4Gi limit GOMEMLIMIT is %+v, want 3481MiB", name, e)
-			}
+// template renders the chart as release name in namespace ns, with values
+// to --set and flags (--include-crds).
+func (k *deployKit) template(t *testing.T, name, ns string, set ...string) []byte {
+	t.Helper()
+	args := []string{"template", name, k.chart, "--namespace", ns}
+	for _, s := range set {
+		if strings.HasPrefix(s, "--") {
+			args = append(args, s)
+		} else {
+			args = append(args, "--set", s)
 		}
-		if n := *typed[deployment](t, find(t, objs, "Deployment", ns, "helpdesk-scim-operator-controllers")).Spec.Replicas; n != 3 {
-			t.Errorf("controllers.replicaCount=3 gave %d replicas", n)
-		}
-		// Each egress rule goes to exactly the configured CIDRs.
-		np := find(t, objs, "NetworkPolicy", ns, "helpdesk-scim-operator-pods")
-		for port, want := range map[int32][]string{5432: {"10.20.0.0/16", "fd12:3456::/48"}, 3306: {"10.20.0.0/16", "fd12:3456::/48"}, 443: {"192.0.2.10/32"}, 6443: {"192.0.2.10/32"}} {
-			if r := egressRuleFor(t, np, port); r == nil || !slices.Equal(r.To, want) {
-				t.Errorf("egress on port %d goes to %+v, want %v", port, r, want)
-			}
-		}
-		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
-	})
+	}
+	return run(t, nil, k.helm(args...)...)
+}
 
-	t.Run("two replicas on PostgreSQL", func(t *testing.T) {
-		ns := "helpdesk-small"
-		ensureNamespace(t, e, ns)
-		rendered := template(t, "scim-operator", ns, "replicaCount=2", "database.url=postgres://scim:secret@db:5432/helpdesk")
+func helmDefaults(t *testing.T, k *deployKit) {
+	ensureNamespace(t, k.e, systemNamespace)
+	rendered := run(t, nil, k.helm("template", releaseName, k.chart, "--namespace", systemNamespace, "--include-crds")...)
+	objs := decode(t, rendered)
+	checkDeployment(t, objs, systemNamespace, "scim-operator")
+	for _, name := range []string{"scim-operator-scim", "scim-operator-controllers"} {
+		dep := find(t, objs, "Deployment", systemNamespace, name)
+		checkSizedFor100k(t, dep)
+		if ref := databaseSecretRef(t, dep); ref.Name != "scim-operator-helpdesk-db" || ref.Key != "url" {
+			t.Errorf("by default %s reads HELPDESK_DATABASE_URL from %+v, want the key url of Secret scim-operator-helpdesk-db", name, ref)
+		}
+	}
+	kustomized := decode(t, run(t, nil, k.kubectl, "kustomize", filepath.Join(root, "config", "default")))
+	compareRenderings(t, kustomized, objs)
+	dryRunApply(t, k.kubectl, k.kubeconfig, rendered, len(objs))
+
+	// The notes helm prints after an install tell where the Tenant URL
+	// and the Secret Token are, how to create the database Secret the
+	// Pods wait for, and that the controllers reach every Secret until
+	// tenantNamespaces is set.
+	notes := string(run(t, nil, k.helm("install", releaseName, k.chart, "--namespace", systemNamespace, "--dry-run=client")...))
+	for _, want := range []string{
+		"https://helpdesk.example.com/scim/v2",
+		"kubectl -n helpdesk get scimtoken entra -o jsonpath='{.status.endpoint}'",
+		"kubectl -n helpdesk get secret entra-token -o jsonpath='{.data.token}' | base64 -d",
+		"kubectl -n scim-operator-system create secret generic scim-operator-helpdesk-db",
+		"--set database.sqlite.enabled=true --set replicaCount=1",
+		"tenantNamespaces is empty",
+		"--set 'tenantNamespaces={helpdesk}'",
+	} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("helm's notes lack %q", want)
+		}
+	}
+}
+
+func helmSQLite(t *testing.T, k *deployKit) {
+	rendered := k.template(t, releaseName, systemNamespace, "--include-crds", "database.sqlite.enabled=true", "replicaCount=1")
+	objs := decode(t, rendered)
+	checkDeployment(t, objs, systemNamespace, "scim-operator")
+	compareRenderings(t, decode(t, kustomizeWith(t, k.kubectl, "sqlite")), objs)
+	dryRunApply(t, k.kubectl, k.kubeconfig, rendered, len(objs))
+}
+
+func helmProductionValues(t *testing.T, k *deployKit) {
+	ns := "helpdesk-sso"
+	ensureNamespace(t, k.e, ns)
+	rendered := k.template(t, "helpdesk", ns,
+		"replicaCount=3",
+		"database.existingSecret=helpdesk-db",
+		"database.existingSecretKey=dsn",
+		"scim.tls.enabled=true",
+		"scim.tls.secretName=scim-serving-cert",
+		"ingress.host=sso.example.org",
+		"deletionPolicy=delete",
+		"networkPolicy.egress.database.cidrs={10.20.0.0/16,fd12:3456::/48}",
+		"networkPolicy.egress.apiServer.cidrs={192.0.2.10/32}",
+		"resources.limits.memory=4Gi",
+		"controllers.replicaCount=3",
+	)
+	objs := decode(t, rendered)
+	checkDeployment(t, objs, ns, "helpdesk-scim-operator")
+	for name, wants := range map[string][]string{
+		"helpdesk-scim-operator-scim":        {"--public-url=https://sso.example.org/scim/v2", "--scim-tls-cert-file=/etc/scim-operator/tls/tls.crt"},
+		"helpdesk-scim-operator-controllers": {"--public-url=https://sso.example.org/scim/v2", "--deletion-policy=delete"},
+	} {
+		dep := find(t, objs, "Deployment", ns, name)
+		args := containerArgs(t, dep)
+		for _, want := range wants {
+			if !slices.Contains(args, want) {
+				t.Errorf("%s: args lack %s: %v", name, want, args)
+			}
+		}
+		ref := databaseSecretRef(t, dep)
+		if ref.Name != "helpdesk-db" || ref.Key != "dsn" || (ref.Optional != nil && *ref.Optional) {
+			t.Errorf("%s: HELPDESK_DATABASE_URL comes from %+v, want the required key dsn of Secret helpdesk-db", name, ref)
+		}
+		// 85 % of 4Gi, in whole MiB.
+		if e := envVar(t, dep, "GOMEMLIMIT"); e == nil || e.Value != "3481MiB" {
+			t.Errorf("%s: with a 4Gi limit GOMEMLIMIT is %+v, want 3481MiB", name, e)
+		}
+	}
+	if n := *typed[deployment](t, find(t, objs, "Deployment", ns, "helpdesk-scim-operator-controllers")).Spec.Replicas; n != 3 {
+		t.Errorf("controllers.replicaCount=3 gave %d replicas", n)
+	}
+	// Each egress rule goes to exactly the configured CIDRs.
+	np := find(t, objs, "NetworkPolicy", ns, "helpdesk-scim-operator-pods")
+	for port, want := range map[int32][]string{5432: {"10.20.0.0/16", "fd12:3456::/48"}, 3306: {"10.20.0.0/16", "fd12:3456::/48"}, 443: {"192.0.2.10/32"}, 6443: {"192.0.2.10/32"}} {
+		if r := egressRuleFor(t, np, port); r == nil || !slices.Equal(r.To, want) {
+			t.Errorf("egress on port %d goes to %+v, want %v", port, r, want)
+		}
+	}
+	dryRunApply(t, k.kubectl, k.kubeconfig, rendered, len(objs))
+}
+
+func helmTwoReplicasOnPostgreSQL(t *testing.T, k *deployKit) {
+	ns := "helpdesk-small"
+	ensureNamespace(t, k.e, ns)
+	rendered := k.template(t, "scim-operator", ns, "replicaCount=2", "database.url=postgres://scim:secret@db:5432/helpdesk")
+	objs := decode(t, rendered)
+	checkDeployment(t, objs, ns, "scim-operator")
+	find(t, objs, "Secret", ns, "scim-operator-helpdesk-db")
+	find(t, objs, "PodDisruptionBudget", ns, "scim-operator-scim")
+	find(t, objs, "PodDisruptionBudget", ns, "scim-operator-controllers")
+	dryRunApply(t, k.kubectl, k.kubeconfig, rendered, len(objs))
+}
+
+// The tenants' token Secrets: RoleBindings in the listed namespaces and
+// --token-namespaces for the controllers, no ClusterRoleBinding on
+// Secrets (checkTenantNamespaces), with a database and with SQLite.
+func helmTenantNamespaces(t *testing.T, k *deployKit) {
+	ns := "helpdesk-tenants"
+	tenants := []string{"tenant-a", "tenant-b"}
+	for _, n := range append([]string{ns}, tenants...) {
+		ensureNamespace(t, k.e, n)
+	}
+	for _, set := range [][]string{
+		{"database.existingSecret=helpdesk-db"},
+		{"database.sqlite.enabled=true", "replicaCount=1"},
+	} {
+		rendered := k.template(t, "scim-operator", ns, append(set, "tenantNamespaces={"+strings.Join(tenants, ",")+"}")...)
 		objs := decode(t, rendered)
 		checkDeployment(t, objs, ns, "scim-operator")
-		find(t, objs, "Secret", ns, "scim-operator-helpdesk-db")
-		find(t, objs, "PodDisruptionBudget", ns, "scim-operator-scim")
-		find(t, objs, "PodDisruptionBudget", ns, "scim-operator-controllers")
-		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
-	})
+		checkTenantNamespaces(t, objs, tenants)
+		for _, n := range tenants {
+			find(t, objs, "RoleBinding", n, "scim-operator-token-secrets-rolebinding")
+		}
+		dryRunApply(t, k.kubectl, k.kubeconfig, rendered, len(objs))
+	}
+	notes := string(run(t, nil, k.helm("install", "scim-operator", k.chart, "--namespace", ns, "--dry-run=client", "--set", "tenantNamespaces={tenant-a,tenant-b}", "--set", "database.existingSecret=db")...))
+	for _, want := range []string{"kubectl apply -n tenant-a -f scimtoken.yaml", "token Secrets in tenant-a, tenant-b only"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("helm's notes lack %q", want)
+		}
+	}
+}
 
-	// The tenants' token Secrets: RoleBindings in the listed namespaces and
-	// --token-namespaces for the controllers, no ClusterRoleBinding on
-	// Secrets (checkTenantNamespaces), with a database and with SQLite.
-	t.Run("tenant namespaces", func(t *testing.T) {
-		ns := "helpdesk-tenants"
-		tenants := []string{"tenant-a", "tenant-b"}
-		for _, n := range append([]string{ns}, tenants...) {
-			ensureNamespace(t, e, n)
-		}
-		for _, set := range [][]string{
-			{"database.existingSecret=helpdesk-db"},
-			{"database.sqlite.enabled=true", "replicaCount=1"},
-		} {
-			rendered := template(t, "scim-operator", ns, append(set, "tenantNamespaces={"+strings.Join(tenants, ",")+"}")...)
-			objs := decode(t, rendered)
-			checkDeployment(t, objs, ns, "scim-operator")
-			checkTenantNamespaces(t, objs, tenants)
-			for _, n := range tenants {
-				find(t, objs, "RoleBinding", n, "scim-operator-token-secrets-rolebinding")
-			}
-			dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
-		}
-		notes := string(run(t, nil, helm("install", "scim-operator", chart, "--namespace", ns, "--dry-run=client", "--set", "tenantNamespaces={tenant-a,tenant-b}", "--set", "database.existingSecret=db")...))
-		for _, want := range []string{"kubectl apply -n tenant-a -f scimtoken.yaml", "token Secrets in tenant-a, tenant-b only"} {
-			if !strings.Contains(notes, want) {
-				t.Errorf("helm's notes lack %q", want)
-			}
-		}
-	})
+func helmOneReplica(t *testing.T, k *deployKit) {
+	ns := "helpdesk-small"
+	ensureNamespace(t, k.e, ns)
+	// On a database: no PodDisruptionBudget, which would block drains
+	// (checkDeployment).
+	rendered := k.template(t, "scim-operator", ns, "replicaCount=1", "database.existingSecret=helpdesk-db")
+	objs := decode(t, rendered)
+	checkDeployment(t, objs, ns, "scim-operator")
+	dryRunApply(t, k.kubectl, k.kubeconfig, rendered, len(objs))
 
-	t.Run("one replica", func(t *testing.T) {
-		ns := "helpdesk-small"
-		ensureNamespace(t, e, ns)
-		// On a database: no PodDisruptionBudget, which would block drains
-		// (checkDeployment).
-		rendered := template(t, "scim-operator", ns, "replicaCount=1", "database.existingSecret=helpdesk-db")
-		objs := decode(t, rendered)
-		checkDeployment(t, objs, ns, "scim-operator")
-		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
+	// On SQLite on a volume, without Ingress.
+	rendered = k.template(t, "scim-operator", ns,
+		"replicaCount=1", "database.sqlite.enabled=true", "database.sqlite.persistence.enabled=true", "ingress.enabled=false",
+		"publicURL=https://internal.example.com/scim/v2",
+	)
+	objs = decode(t, rendered)
+	checkDeployment(t, objs, ns, "scim-operator")
+	find(t, objs, "PersistentVolumeClaim", ns, "scim-operator-data")
+	for _, o := range objs {
+		if k := o.GetKind(); k == "Ingress" || k == "Secret" {
+			t.Errorf("SQLite without Ingress still renders a %s", k)
+		}
+	}
+	dryRunApply(t, k.kubectl, k.kubeconfig, rendered, len(objs))
+}
 
-		// On SQLite on a volume, without Ingress.
-		rendered = template(t, "scim-operator", ns,
-			"replicaCount=1", "database.sqlite.enabled=true", "database.sqlite.persistence.enabled=true", "ingress.enabled=false",
-			"publicURL=https://internal.example.com/scim/v2",
-		)
-		objs = decode(t, rendered)
-		checkDeployment(t, objs, ns, "scim-operator")
-		find(t, objs, "PersistentVolumeClaim", ns, "scim-operator-data")
-		for _, o := range objs {
-			if k := o.GetKind(); k == "Ingress" || k == "Secret" {
-				t.Errorf("SQLite without Ingress still renders a %s", k)
+func helmGoMemLimit(t *testing.T, k *deployKit) {
+	for _, c := range []struct {
+		set  []string
+		want string // "" for no GOMEMLIMIT
+	}{
+		{[]string{"resources.limits.memory=1500M"}, "1215MiB"},
+		{[]string{"resources.limits.memory=1.5Gi", "goMemLimitPercent=80"}, "1228MiB"},
+		{[]string{"goMemLimitPercent=0"}, ""},
+		{[]string{"resources.limits.memory=null"}, ""},
+	} {
+		dep := find(t, decode(t, k.template(t, releaseName, systemNamespace, c.set...)), "Deployment", systemNamespace, "scim-operator-scim")
+		got := ""
+		if e := envVar(t, dep, "GOMEMLIMIT"); e != nil {
+			got = e.Value
+			if e.ValueFrom != nil {
+				got = fmt.Sprintf("%+v", e.ValueFrom)
 			}
 		}
-		dryRunApply(t, kubectl, kubeconfig, rendered, len(objs))
-	})
-
-	t.Run("GOMEMLIMIT follows the memory limit", func(t *testing.T) {
-		for _, c := range []struct {
-			set  []string
-			want string // "" for no GOMEMLIMIT
-		}{
-			{[]string{"resources.limits.memory=1500M"}, "1215MiB"},
-			{[]string{"resources.limits.memory=1.5Gi", "goMemLimitPercent=80"}, "1228MiB"},
-			{[]string{"goMemLimitPercent=0"}, ""},
-			{[]string{"resources.limits.memory=null"}, ""},
-		} {
-			dep := find(t, decode(t, template(t, releaseName, systemNamespace, c.set...)), "Deployment", systemNamespace, "scim-operator-scim")
-			got := ""
-			if e := envVar(t, dep, "GOMEMLIMIT"); e != nil {
-				got = e.Value
-				if e.ValueFrom != nil {
-					got = fmt.Sprintf("%+v", e.ValueFrom)
-				}
-			}
-			if got != c.want {
-				t.Errorf("--set %v: GOMEMLIMIT %q, want %q", c.set, got, c.want)
-			}
+		if got != c.want {
+			t.Errorf("--set %v: GOMEMLIMIT %q, want %q", c.set, got, c.want)
 		}
-	})
+	}
+}
 
-	t.Run("bad values are refused", func(t *testing.T) {
-		for _, c := range []struct {
-			set  []string
-			want string
-		}{
-			{[]string{"deletionPolicy=purge"}, "deletionPolicy must be retain or delete"},
-			{[]string{"leaderElection=false"}, "leaderElection must be true"},
-			{[]string{"controllers.replicaCount=0"}, "controllers.replicaCount must be 1 or more"},
-			{[]string{"serviceAccount.name=x"}, "serviceAccount.name was replaced"},
-			{[]string{"tenantNamespaces={Tenant_A}"}, `"Tenant_A" is not a namespace name`},
-			{[]string{"tenantNamespaces={a,a}"}, "tenantNamespaces lists a namespace twice"},
-			{[]string{"ingress.enabled=false"}, "set publicURL"},
-			{[]string{"scim.tls.enabled=true"}, "scim.tls.secretName is required"},
-			{[]string{"database.url=postgres://x", "database.existingSecret=y"}, "not both"},
-			// SQLite is one file in one Pod: two replicas would each write
-			// their own.
-			{[]string{"database.sqlite.enabled=true", "replicaCount=2"}, "database.sqlite.enabled with replicaCount 2"},
-			{[]string{"database.sqlite.enabled=true", "replicaCount=2"}, "set replicaCount: 1"},
-			{[]string{"database.sqlite.enabled=true", "replicaCount=2"}, "set database.existingSecret"},
-			{[]string{"database.sqlite.enabled=true", "replicaCount=1", "database.existingSecret=y"}, "not both"},
-			{[]string{"database.sqlite.persistence.enabled=true", "replicaCount=1"}, "needs database.sqlite.enabled"},
-			{[]string{"podDisruptionBudget.minAvailable=2"}, "would block every node drain"},
-			{[]string{"networkPolicy.egress.apiServer.cidrs=null"}, "networkPolicy.egress.apiServer.cidrs is empty"},
-			{[]string{"networkPolicy.egress.database.cidrs=null"}, "networkPolicy.egress.database.cidrs is empty"},
-			{[]string{"networkPolicy.egress.database.cidrs={10.20.0.5}"}, `"10.20.0.5" is not a CIDR`},
-			{[]string{"goMemLimitPercent=150"}, "goMemLimitPercent must be a number from 0 to 100"},
-			{[]string{"resources.limits.memory=2e9"}, "reads only plain quantities"},
-		} {
-			args := []string{"template", releaseName, chart}
-			for _, s := range c.set {
-				args = append(args, "--set", s)
-			}
-			out, err := runErr(t, nil, helm(args...)...)
-			if err == nil || !strings.Contains(string(out), c.want) {
-				t.Errorf("helm template --set %v: err=%v, want a failure saying %q; output:\n%s", c.set, err, c.want, out)
-			}
+func helmBadValues(t *testing.T, k *deployKit) {
+	for _, c := range []struct {
+		set  []string
+		want string
+	}{
+		{[]string{"deletionPolicy=purge"}, "deletionPolicy must be retain or delete"},
+		{[]string{"leaderElection=false"}, "leaderElection must be true"},
+		{[]string{"controllers.replicaCount=0"}, "controllers.replicaCount must be 1 or more"},
+		{[]string{"serviceAccount.name=x"}, "serviceAccount.name was replaced"},
+		{[]string{"tenantNamespaces={Tenant_A}"}, `"Tenant_A" is not a namespace name`},
+		{[]string{"tenantNamespaces={a,a}"}, "tenantNamespaces lists a namespace twice"},
+		{[]string{"ingress.enabled=false"}, "set publicURL"},
+		{[]string{"scim.tls.enabled=true"}, "scim.tls.secretName is required"},
+		{[]string{"database.url=postgres://x", "database.existingSecret=y"}, "not both"},
+		// SQLite is one file in one Pod: two replicas would each write
+		// their own.
+		{[]string{"database.sqlite.enabled=true", "replicaCount=2"}, "database.sqlite.enabled with replicaCount 2"},
+		{[]string{"database.sqlite.enabled=true", "replicaCount=2"}, "set replicaCount: 1"},
+		{[]string{"database.sqlite.enabled=true", "replicaCount=2"}, "set database.existingSecret"},
+		{[]string{"database.sqlite.enabled=true", "replicaCount=1", "database.existingSecret=y"}, "not both"},
+		{[]string{"database.sqlite.persistence.enabled=true", "replicaCount=1"}, "needs database.sqlite.enabled"},
+		{[]string{"podDisruptionBudget.minAvailable=2"}, "would block every node drain"},
+		{[]string{"networkPolicy.egress.apiServer.cidrs=null"}, "networkPolicy.egress.apiServer.cidrs is empty"},
+		{[]string{"networkPolicy.egress.database.cidrs=null"}, "networkPolicy.egress.database.cidrs is empty"},
+		{[]string{"networkPolicy.egress.database.cidrs={10.20.0.5}"}, `"10.20.0.5" is not a CIDR`},
+		{[]string{"goMemLimitPercent=150"}, "goMemLimitPercent must be a number from 0 to 100"},
+		{[]string{"resources.limits.memory=2e9"}, "reads only plain quantities"},
+	} {
+		args := []string{"template", releaseName, k.chart}
+		for _, s := range c.set {
+			args = append(args, "--set", s)
 		}
-	})
+		out, err := runErr(t, nil, k.helm(args...)...)
+		if err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("helm template --set %v: err=%v, want a failure saying %q; output:\n%s", c.set, err, c.want, out)
+		}
+	}
 }
 
 type egressRule struct {

@@ -252,120 +252,140 @@ var labelListWords = map[string]bool{
 // identifier is a metric name. A selector without a metric name
 // ({__name__="x"}) is an error: it could hide a name from the check.
 func metricNames(expr string) ([]string, error) {
-	var names []string
-	s := expr
-	afterMetric := false // the previous token was a metric name
-	skipTo := func(i int, opening, closing byte) (int, error) {
-		depth := 0
-		for ; i < len(s); i++ {
-			switch s[i] {
-			case '"', '\'', '`':
-				j, err := skipString(s, i)
-				if err != nil {
-					return 0, err
-				}
-				i = j - 1
-			case opening:
-				depth++
-			case closing:
-				depth--
-				if depth == 0 {
-					return i + 1, nil
-				}
-			}
+	sc := &promScanner{s: expr}
+	for sc.i < len(sc.s) {
+		if err := sc.token(); err != nil {
+			return nil, err
 		}
-		return 0, fmt.Errorf("unbalanced %c at offset %d", opening, i)
 	}
-	nextNonSpace := func(i int) byte {
-		for ; i < len(s); i++ {
-			if !isSpace(s[i]) {
-				return s[i]
-			}
+	return sc.names, nil
+}
+
+// promScanner is metricNames' position in the expression.
+type promScanner struct {
+	s           string
+	i           int
+	names       []string
+	afterMetric bool // the previous token was a metric name
+}
+
+// token consumes one token (or a run of space, or a comment).
+func (sc *promScanner) token() error {
+	s, c := sc.s, sc.s[sc.i]
+	var err error
+	switch {
+	case isSpace(c):
+		sc.i++
+		return nil
+	case c == '#':
+		for sc.i < len(s) && s[sc.i] != '\n' {
+			sc.i++
 		}
-		return 0
+		return nil
+	case c == '"' || c == '\'' || c == '`':
+		sc.i, err = skipString(s, sc.i)
+	case c == '{':
+		if !sc.afterMetric {
+			return fmt.Errorf("a selector without a metric name at offset %d", sc.i)
+		}
+		sc.i, err = sc.skipTo(sc.i, '{', '}')
+	case c == '[':
+		sc.i, err = sc.skipTo(sc.i, '[', ']')
+	case c == '$':
+		err = sc.variable()
+	case isDigit(c) || (c == '.' && sc.i+1 < len(s) && isDigit(s[sc.i+1])):
+		for sc.i < len(s) && (isIdent(s[sc.i]) || s[sc.i] == '.') {
+			sc.i++
+		}
+	case isIdentStart(c):
+		return sc.word()
+	default:
+		sc.i++
 	}
-	for i := 0; i < len(s); {
-		c := s[i]
-		switch {
-		case isSpace(c):
-			i++
-			continue
-		case c == '#':
-			for i < len(s) && s[i] != '\n' {
-				i++
+	sc.afterMetric = false
+	return err
+}
+
+// variable skips a Grafana variable, $x or ${x}.
+func (sc *promScanner) variable() error {
+	sc.i++
+	if sc.i < len(sc.s) && sc.s[sc.i] == '{' {
+		j, err := sc.skipTo(sc.i, '{', '}')
+		if err != nil {
+			return err
+		}
+		sc.i = j
+	}
+	for sc.i < len(sc.s) && isIdent(sc.s[sc.i]) {
+		sc.i++
+	}
+	return nil
+}
+
+// word consumes an identifier: a label list word with its list, a
+// function, a keyword, or else a metric name.
+func (sc *promScanner) word() error {
+	s, j := sc.s, sc.i
+	for j < len(s) && isIdent(s[j]) {
+		j++
+	}
+	word := s[sc.i:j]
+	lower := strings.ToLower(word)
+	sc.i = j
+	next := sc.nextNonSpace(j)
+	switch {
+	case labelListWords[lower]:
+		sc.afterMetric = false
+		if next == '(' {
+			k := strings.IndexByte(s[j:], '(') + j
+			end, err := sc.skipTo(k, '(', ')')
+			if err != nil {
+				return err
 			}
-			continue
-		case c == '"' || c == '\'' || c == '`':
+			sc.i = end
+		}
+		return nil
+	case promKeywords[lower], next == '(':
+		sc.afterMetric = false
+		return nil
+	}
+	sc.names = append(sc.names, word)
+	sc.afterMetric = true
+	return nil
+}
+
+// skipTo returns the offset after the bracket that closes the one at i,
+// skipping strings.
+func (sc *promScanner) skipTo(i int, opening, closing byte) (int, error) {
+	s := sc.s
+	depth := 0
+	for ; i < len(s); i++ {
+		switch s[i] {
+		case '"', '\'', '`':
 			j, err := skipString(s, i)
 			if err != nil {
-				return nil, err
+				return 0, err
 			}
-			i = j
-		case c == '{':
-			if !afterMetric {
-				return nil, fmt.Errorf("a selector without a metric name at offset %d", i)
+			i = j - 1
+		case opening:
+			depth++
+		case closing:
+			depth--
+			if depth == 0 {
+				return i + 1, nil
 			}
-			j, err := skipTo(i, '{', '}')
-			if err != nil {
-				return nil, err
-			}
-			i = j
-		case c == '[':
-			j, err := skipTo(i, '[', ']')
-			if err != nil {
-				return nil, err
-			}
-			i = j
-		case c == '$':
-			i++
-			if i < len(s) && s[i] == '{' {
-				j, err := skipTo(i, '{', '}')
-				if err != nil {
-					return nil, err
-				}
-				i = j
-			}
-			for i < len(s) && isIdent(s[i]) {
-				i++
-			}
-		case isDigit(c) || (c == '.' && i+1 < len(s) && isDigit(s[i+1])):
-			for i < len(s) && (isIdent(s[i]) || s[i] == '.') {
-				i++
-			}
-		case isIdentStart(c):
-			j := i
-			for j < len(s) && isIdent(s[j]) {
-				j++
-			}
-			word := s[i:j]
-			lower := strings.ToLower(word)
-			i = j
-			next := nextNonSpace(j)
-			switch {
-			case labelListWords[lower]:
-				afterMetric = false
-				if next == '(' {
-					k := strings.IndexByte(s[j:], '(') + j
-					end, err := skipTo(k, '(', ')')
-					if err != nil {
-						return nil, err
-					}
-					i = end
-				}
-				continue
-			case promKeywords[lower], next == '(':
-				afterMetric = false
-				continue
-			}
-			names = append(names, word)
-			afterMetric = true
-			continue
-		default:
-			i++
 		}
-		afterMetric = false
 	}
-	return names, nil
+	return 0, fmt.Errorf("unbalanced %c at offset %d", opening, i)
+}
+
+func (sc *promScanner) nextNonSpace(i int) byte {
+	for ; i < len(sc.s); i++ {
+		if !isSpace(sc.s[i]) {
+			return sc.s[i]
+		}
+	}
+	return 0
 }
 
 func skipString(s string, i int) (int, error) {

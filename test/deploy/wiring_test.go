@@ -146,10 +146,30 @@ func checkDeployment(t *testing.T, objs []*unstructured.Unstructured, ns, prefix
 // locked-down Pod, the database.
 func checkPart(t *testing.T, p *part) {
 	t.Helper()
-	pod := p.dep.Spec.Template
 	if len(selected(t, key(p.u), p.dep.Spec.Selector, []*part{p})) == 0 {
 		return
 	}
+	checkPartRole(t, p)
+	checkPartFlags(t, p)
+	checkPartPorts(t, p)
+	checkPartLockedDown(t, p)
+	checkPartDatabase(t, p)
+	checkPartSpread(t, p)
+}
+
+// mountPaths are the paths the part's container mounts volumes at.
+func mountPaths(p *part) map[string]bool {
+	mounts := map[string]bool{}
+	for _, m := range p.c.VolumeMounts {
+		mounts[m.MountPath] = true
+	}
+	return mounts
+}
+
+// checkPartRole: replicas, its own ServiceAccount, a known component, and
+// leader election exactly where controllers run on several replicas.
+func checkPartRole(t *testing.T, p *part) {
+	t.Helper()
 	if p.replicas() < 1 {
 		t.Errorf("%s: replicas = %d", p, p.replicas())
 	}
@@ -166,6 +186,11 @@ func checkPart(t *testing.T, p *part) {
 	if p.run == "scim" && leader {
 		t.Errorf("%s: the SCIM server alone needs no leader, and its ServiceAccount holds no Lease: drop --leader-elect", p)
 	}
+}
+
+// checkPartFlags: the flags every part needs, and a plain image name.
+func checkPartFlags(t *testing.T, p *part) {
+	t.Helper()
 	flags := []string{"--metrics-bind-address", "--health-probe-bind-address", "--public-url"}
 	if p.servesSCIM() {
 		flags = append(flags, "--scim-bind-address")
@@ -181,6 +206,12 @@ func checkPart(t *testing.T, p *part) {
 	if p.c.Image == "" || strings.Contains(p.c.Image, "gcr.io") || strings.Contains(p.c.Image, "docker.io") {
 		t.Errorf("%s: image %q: want a plain image name", p, p.c.Image)
 	}
+}
+
+// checkPartPorts: each named port matches its flag (a scim port only on a
+// SCIM server), and the probes use the health port.
+func checkPartPorts(t *testing.T, p *part) {
+	t.Helper()
 	named := map[string]string{"metrics": "--metrics-bind-address", "health": "--health-probe-bind-address"}
 	if p.servesSCIM() {
 		named["scim"] = "--scim-bind-address"
@@ -197,10 +228,16 @@ func checkPart(t *testing.T, p *part) {
 			t.Errorf("%s: want an HTTP probe of %s on the health port, got %+v", p, path, probe)
 		}
 	}
+}
+
+// checkPartLockedDown: memory request and limit, GOMEMLIMIT below the
+// limit, and the restricted Pod Security profile with a writable /tmp.
+func checkPartLockedDown(t *testing.T, p *part) {
+	t.Helper()
 	if p.c.Resources.Requests.Memory().IsZero() || p.c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("%s has no memory request or limit: %+v", p, p.c.Resources)
 	}
-	sc, psc := p.c.SecurityContext, pod.Spec.SecurityContext
+	sc, psc := p.c.SecurityContext, p.dep.Spec.Template.Spec.SecurityContext
 	if sc == nil || psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot ||
 		sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
 		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
@@ -208,13 +245,20 @@ func checkPart(t *testing.T, p *part) {
 		psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("%s is not locked down (non-root, read-only root, no capabilities, RuntimeDefault seccomp): pod %+v, container %+v", p, psc, sc)
 	}
-	mounts := map[string]bool{}
-	for _, m := range p.c.VolumeMounts {
-		mounts[m.MountPath] = true
-	}
-	if !mounts["/tmp"] {
+	if !mountPaths(p)["/tmp"] {
 		t.Errorf("%s: read-only root filesystem without a writable /tmp", p)
 	}
+	// GOMEMLIMIT leaves 10 to 20 % of the limit to memory the Go runtime
+	// does not count (values.yaml has the formula).
+	if _, _, ratio, ok := goMemLimitRatio(t, p.u); ok && (ratio < 0.80 || ratio > 0.90) {
+		t.Errorf("%s: GOMEMLIMIT is %.1f %% of the memory limit, want 80 to 90 %%", p, 100*ratio)
+	}
+}
+
+// checkPartDatabase: the database the part is given, and how.
+func checkPartDatabase(t *testing.T, p *part) {
+	t.Helper()
+	mounts := mountPaths(p)
 	// The database comes from HELPDESK_DATABASE_URL, which is only the
 	// default of --helpdesk-database: the flag must not be given.
 	if db, ok := p.args["--helpdesk-database"]; ok {
@@ -242,11 +286,13 @@ func checkPart(t *testing.T, p *part) {
 	default:
 		t.Errorf("%s: HELPDESK_DATABASE_URL is neither from a Secret nor a SQLite file: %+v", p, dbURL)
 	}
-	// GOMEMLIMIT leaves 10 to 20 % of the limit to memory the Go runtime
-	// does not count (values.yaml has the formula).
-	if _, _, ratio, ok := goMemLimitRatio(t, p.u); ok && (ratio < 0.80 || ratio > 0.90) {
-		t.Errorf("%s: GOMEMLIMIT is %.1f %% of the memory limit, want 80 to 90 %%", p, 100*ratio)
-	}
+}
+
+// checkPartSpread: several replicas are spread over nodes, by constraints
+// that select the part's own Pods.
+func checkPartSpread(t *testing.T, p *part) {
+	t.Helper()
+	pod := p.dep.Spec.Template
 	if p.replicas() > 1 && len(pod.Spec.TopologySpreadConstraints) == 0 && (pod.Spec.Affinity == nil || pod.Spec.Affinity.PodAntiAffinity == nil) {
 		t.Errorf("%s: %d replicas and nothing spreads them over nodes", p, p.replicas())
 	}
