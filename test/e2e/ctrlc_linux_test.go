@@ -36,19 +36,7 @@ func TestMakeRunCtrlC(t *testing.T) {
 	defer master.Close()
 
 	state := filepath.Join(t.TempDir(), "state")
-	cmd := exec.Command("make", "--no-print-directory", "run", "DIR="+state, "DEV_FLAGS=--scim-bind-address="+freeAddr(t))
-	cmd.Dir = testenv.RepoRoot()
-	for _, kv := range os.Environ() {
-		// An outer make (make test) must not hand its jobserver down.
-		if !strings.HasPrefix(kv, "MAKEFLAGS=") && !strings.HasPrefix(kv, "MFLAGS=") && !strings.HasPrefix(kv, "MAKELEVEL=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "KUBEBUILDER_ASSETS="+assets)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	// A session of its own with the pty as controlling terminal: what a
-	// shell gives the command typed into it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	cmd := makeRunInTerminal(t, assets, state, slave)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -64,31 +52,7 @@ func TestMakeRunCtrlC(t *testing.T) {
 		}
 	}()
 
-	var mu sync.Mutex
-	var out strings.Builder
-	ready := make(chan struct{})
-	go func() {
-		buf := make([]byte, 4096)
-		seen := false
-		for {
-			n, err := master.Read(buf)
-			mu.Lock()
-			out.Write(buf[:n])
-			if !seen && strings.Contains(out.String(), "\nready: ") {
-				seen = true
-				close(ready)
-			}
-			mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	}()
-	printed := func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		return out.String()
-	}
+	printed, ready := readTerminal(master)
 
 	select {
 	case <-ready:
@@ -119,6 +83,57 @@ func TestMakeRunCtrlC(t *testing.T) {
 	if left := processesMentioning(state); len(left) > 0 {
 		t.Errorf("processes survived Ctrl-C: %v", left)
 	}
+}
+
+// makeRunInTerminal is `make run` on the control plane in assets, with its
+// state in state and the pty's slave end as its terminal.
+func makeRunInTerminal(t *testing.T, assets, state string, slave *os.File) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("make", "--no-print-directory", "run", "DIR="+state, "DEV_FLAGS=--scim-bind-address="+freeAddr(t))
+	cmd.Dir = testenv.RepoRoot()
+	for _, kv := range os.Environ() {
+		// An outer make (make test) must not hand its jobserver down.
+		if !strings.HasPrefix(kv, "MAKEFLAGS=") && !strings.HasPrefix(kv, "MFLAGS=") && !strings.HasPrefix(kv, "MAKELEVEL=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "KUBEBUILDER_ASSETS="+assets)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	// A session of its own with the pty as controlling terminal: what a
+	// shell gives the command typed into it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	return cmd
+}
+
+// readTerminal reads the master end of the pty until it closes: printed is
+// everything read so far, and ready closes once the ready line is seen.
+func readTerminal(master *os.File) (printed func() string, ready <-chan struct{}) {
+	var mu sync.Mutex
+	var out strings.Builder
+	readyc := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		seen := false
+		for {
+			n, err := master.Read(buf)
+			mu.Lock()
+			out.Write(buf[:n])
+			if !seen && strings.Contains(out.String(), "\nready: ") {
+				seen = true
+				close(readyc)
+			}
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	printed = func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.String()
+	}
+	return printed, readyc
 }
 
 // openPTY opens a pseudo-terminal pair with the kernel's default settings
