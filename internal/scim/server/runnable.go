@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/scim-operator/scim-operator/internal/settings"
 )
 
 // Listener serves the SCIM handler as a controller-runtime Runnable that
@@ -26,8 +28,8 @@ type Listener struct {
 	// Synced, when set, is waited for before listening: a replica serves
 	// SCIM only once its caches and indexes hold every object.
 	Synced func(context.Context) bool
-	// ReadHeaderTimeout and ReadTimeout cut off slow clients (defaults 10s
-	// and 30s): a SCIM request is small and quick.
+	// ReadHeaderTimeout and ReadTimeout cut off slow clients (defaults in
+	// settings.Default): a SCIM request is small and quick.
 	ReadHeaderTimeout, ReadTimeout time.Duration
 }
 
@@ -38,8 +40,8 @@ func (l *Listener) NeedLeaderElection() bool { return false }
 func (l *Listener) Start(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           l.Handler,
-		ReadHeaderTimeout: cmp.Or(l.ReadHeaderTimeout, 10*time.Second),
-		ReadTimeout:       cmp.Or(l.ReadTimeout, 30*time.Second),
+		ReadHeaderTimeout: cmp.Or(l.ReadHeaderTimeout, settings.Default().ReadHeaderTimeout),
+		ReadTimeout:       cmp.Or(l.ReadTimeout, settings.Default().ReadTimeout),
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,

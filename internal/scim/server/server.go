@@ -64,8 +64,8 @@ type Config struct {
 	// so set it well above that.
 	RateLimit float64
 	RateBurst int
-	// ReadHeaderTimeout and ReadTimeout cut off slow clients (defaults 10s
-	// and 30s; see Listener).
+	// ReadHeaderTimeout and ReadTimeout cut off slow clients (defaults in
+	// settings.Default; see Listener).
 	ReadHeaderTimeout, ReadTimeout time.Duration
 	// TrustedProxies are the address ranges of the proxies (the ingress
 	// controller's Pods) whose X-Forwarded-For and Forwarded headers name
