@@ -53,18 +53,64 @@ func TestClientErrors(t *testing.T) {
 	tok := issueToken(t, ns, "entra", r)
 	uid := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"keep@contoso.test","displayName":"Keep","active":true}`), 201).str("id")
 	gid := expect(t, r.do(t, tok, "POST", "/Groups", `{"displayName":"Keep"}`), 201).str("id")
+
+	for _, row := range clientErrorRows(uid, gid) {
+		t.Run(row.name, func(t *testing.T) {
+			expect(t, r.do(t, tok, row.method, row.path, row.body, row.headers...), row.status, row.scimType)
+		})
+	}
+
+	// Nothing was written by any of the refused requests.
+	u := expect(t, r.do(t, tok, "GET", "/Users/"+uid, nil), 200)
+	if u.str("displayName") != "Keep" || u.body["active"] != true {
+		t.Errorf("a refused request changed the user: %s", u.raw)
+	}
+	if g := expect(t, r.do(t, tok, "GET", "/Groups/"+gid, nil), 200); g.str("displayName") != "Keep" {
+		t.Errorf("a refused request changed the group: %s", g.raw)
+	}
+	if res := expect(t, r.do(t, tok, "GET", "/Users", nil), 200); res.total() != 1 {
+		t.Errorf("a refused create stored a user: %s", res)
+	}
+
+	// application/json is accepted, with and without parameters, and so is
+	// a request without Content-Type; answers are always application/scim+json.
+	expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"json@contoso.test"}`, "Content-Type", "application/json"), 201)
+	expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"charset@contoso.test"}`, "Content-Type", "application/scim+json; charset=utf-8"), 201)
+	expectPatched(t, r.do(t, tok, "PATCH", "/Users/"+uid, patchOp(`{"op":"replace","path":"title","value":"Boss"}`), "Content-Type", "Application/JSON; charset=UTF-8"))
+	req, _ := http.NewRequest("POST", r.url+"/Users", bytes.NewReader([]byte(`{"userName":"noct@contoso.test"}`)))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 201 {
+		t.Errorf("POST without Content-Type: %d", res.StatusCode)
+	}
+
+	// 204 answers have no body; everything else is scim+json (do checks it).
+	if strings.Contains(r.log.String(), "internal error") || strings.Contains(r.log.String(), "panicked") {
+		t.Errorf("a client mistake produced a 500:\n%s", r.log.String())
+	}
+}
+
+type clientErrorRow struct {
+	name         string
+	method, path string
+	body         any
+	headers      []string
+	status       int
+	scimType     string
+}
+
+// clientErrorRows is TestClientErrors' table: one row per client mistake
+// on the tenant's user uid and group gid (which must stay as they are),
+// with the status and scimType ("" for none checked) it gets.
+func clientErrorRows(uid, gid string) []clientErrorRow {
 	const missing = "2819c223-7f76-453a-919d-413861904646"
 	big := `{"userName":"big@contoso.test","displayName":"` + strings.Repeat("x", 1<<20+10) + `"}`
 	replace := patchOp(`{"op":"replace","path":"displayName","value":"Changed"}`)
-
-	rows := []struct {
-		name         string
-		method, path string
-		body         any
-		headers      []string
-		status       int
-		scimType     string
-	}{
+	return []clientErrorRow{
 		// Bodies.
 		{"malformed JSON", "POST", "/Users", `{"userName":`, nil, 400, "invalidSyntax"},
 		{"JSON array body", "POST", "/Users", `[{"userName":"x"}]`, nil, 400, "invalidSyntax"},
@@ -127,44 +173,6 @@ func TestClientErrors(t *testing.T) {
 		{"Me", "GET", "/Me", nil, nil, 501, ""},
 		{"Me subpath", "PATCH", "/Me/x", replace, nil, 501, ""},
 	}
-	for _, row := range rows {
-		t.Run(row.name, func(t *testing.T) {
-			expect(t, r.do(t, tok, row.method, row.path, row.body, row.headers...), row.status, row.scimType)
-		})
-	}
-
-	// Nothing was written by any of the refused requests.
-	u := expect(t, r.do(t, tok, "GET", "/Users/"+uid, nil), 200)
-	if u.str("displayName") != "Keep" || u.body["active"] != true {
-		t.Errorf("a refused request changed the user: %s", u.raw)
-	}
-	if g := expect(t, r.do(t, tok, "GET", "/Groups/"+gid, nil), 200); g.str("displayName") != "Keep" {
-		t.Errorf("a refused request changed the group: %s", g.raw)
-	}
-	if res := expect(t, r.do(t, tok, "GET", "/Users", nil), 200); res.total() != 1 {
-		t.Errorf("a refused create stored a user: %s", res)
-	}
-
-	// application/json is accepted, with and without parameters, and so is
-	// a request without Content-Type; answers are always application/scim+json.
-	expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"json@contoso.test"}`, "Content-Type", "application/json"), 201)
-	expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"charset@contoso.test"}`, "Content-Type", "application/scim+json; charset=utf-8"), 201)
-	expectPatched(t, r.do(t, tok, "PATCH", "/Users/"+uid, patchOp(`{"op":"replace","path":"title","value":"Boss"}`), "Content-Type", "Application/JSON; charset=UTF-8"))
-	req, _ := http.NewRequest("POST", r.url+"/Users", bytes.NewReader([]byte(`{"userName":"noct@contoso.test"}`)))
-	req.Header.Set("Authorization", "Bearer "+tok)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != 201 {
-		t.Errorf("POST without Content-Type: %d", res.StatusCode)
-	}
-
-	// 204 answers have no body; everything else is scim+json (do checks it).
-	if strings.Contains(r.log.String(), "internal error") || strings.Contains(r.log.String(), "panicked") {
-		t.Errorf("a client mistake produced a 500:\n%s", r.log.String())
-	}
 }
 
 // TestDiscovery: the discovery endpoints describe what the server does.
@@ -213,17 +221,26 @@ func TestDiscovery(t *testing.T) {
 		}
 	}
 
+	checkSchemas(t, r, tok)
+}
+
+// schemaAttributes are the attributes /Schemas must define, by schema URN.
+var schemaAttributes = map[string][]string{
+	"urn:ietf:params:scim:schemas:core:2.0:User":                 {"userName", "name", "emails", "active", "groups", "addresses"},
+	"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber", "department", "manager"},
+	"urn:ietf:params:scim:schemas:core:2.0:Group":                {"displayName", "members"},
+}
+
+// checkSchemas: /Schemas lists every schema of schemaAttributes, and
+// /Schemas/{urn} defines its attributes (and userName and groups as the
+// clients rely on).
+func checkSchemas(t *testing.T, r *replica, tok string) {
 	all := expect(t, r.do(t, tok, "GET", "/Schemas", nil), 200)
 	ids := map[string]bool{}
 	for _, s := range all.resources() {
 		ids[s["id"].(string)] = true
 	}
-	urns := map[string][]string{
-		"urn:ietf:params:scim:schemas:core:2.0:User":                 {"userName", "name", "emails", "active", "groups", "addresses"},
-		"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber", "department", "manager"},
-		"urn:ietf:params:scim:schemas:core:2.0:Group":                {"displayName", "members"},
-	}
-	for urn, attrs := range urns {
+	for urn, attrs := range schemaAttributes {
 		if !ids[urn] {
 			t.Errorf("/Schemas lacks %s: %s", urn, all.raw)
 		}

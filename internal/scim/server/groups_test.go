@@ -87,23 +87,64 @@ func createUsers(t *testing.T, r *replica, tok string, names ...string) []string
 	return ids
 }
 
+// groupLife is TestGroupLifecycle's state: one tenant, four users (u), the
+// group under test (gid, named Sales at first) and Entra's match probe for
+// it. The steps run in order, each starting from where the last one left
+// the group.
+type groupLife struct {
+	t     *testing.T
+	r     *replica
+	tok   string
+	u     []string
+	probe string // Entra's match probe for "Sales", members excluded
+	gid   string
+	other string // a second group, holding u[3]; set by memberFilters
+}
+
 func TestGroupLifecycle(t *testing.T) {
 	ns := env.Namespace(t)
 	r := startReplica(t, ns)
 	tok := issueToken(t, ns, "entra", r)
-	u := createUsers(t, r, tok, "u0@contoso.test", "u1@contoso.test", "u2@contoso.test", "u3@contoso.test")
+	g := &groupLife{t: t, r: r, tok: tok,
+		u:     createUsers(t, r, tok, "u0@contoso.test", "u1@contoso.test", "u2@contoso.test", "u3@contoso.test"),
+		probe: "/Groups?excludedAttributes=members&filter=" + urlq(`displayName eq "Sales"`)}
+	g.create()
+	g.patchMembers()
+	g.readsExcludingMembers()
+	g.userGroups()
+	g.memberFilters()
+	g.renames()
+	g.refusedMemberPatches()
+	g.put()
+	g.delete()
+}
 
-	// Match probe before creation: 200 and nothing.
-	probe := "/Groups?excludedAttributes=members&filter=" + urlq(`displayName eq "Sales"`)
-	if res := expect(t, r.do(t, tok, "GET", probe, nil), 200); res.total() != 0 {
+// wantMembers checks the group's members against want (ids), failing at
+// once with fatal set, because the following steps assume them.
+func (g *groupLife) wantMembers(fatal bool, what string, want ...string) {
+	g.t.Helper()
+	if got := g.r.members(g.t, g.tok, g.gid); !sameIDs(got, want) {
+		if fatal {
+			g.t.Fatalf("%s: %v", what, got)
+		}
+		g.t.Errorf("%s: %v", what, got)
+	}
+}
+
+// create: the match probe finds nothing, POST mints the id and answers
+// with meta, Location and ETag, a name taken in another case is 409, and
+// the probe then finds the group.
+func (g *groupLife) create() {
+	t, r, tok := g.t, g.r, g.tok
+	if res := expect(t, r.do(t, tok, "GET", g.probe, nil), 200); res.total() != 0 {
 		t.Fatalf("probe before create: %s", res)
 	}
 	created := expect(t, r.do(t, tok, "POST", "/Groups", entraGroup("Sales", "ext-sales")), 201)
-	gid := created.str("id")
-	if gid == "" || gid == "client-chosen-id" {
+	g.gid = created.str("id")
+	if g.gid == "" || g.gid == "client-chosen-id" {
 		t.Fatalf("the server mints the id: %s", created)
 	}
-	if created.header.Get("Location") != "https://scim.example.test/scim/v2/Groups/"+gid ||
+	if created.header.Get("Location") != "https://scim.example.test/scim/v2/Groups/"+g.gid ||
 		created.str("meta.resourceType") != "Group" || created.header.Get("ETag") != created.str("meta.version") {
 		t.Errorf("created group meta/Location/ETag: %s (Location %q, ETag %q)", created.raw, created.header.Get("Location"), created.header.Get("ETag"))
 	}
@@ -116,16 +157,19 @@ func TestGroupLifecycle(t *testing.T) {
 	expect(t, r.do(t, tok, "POST", "/Groups", entraGroup("SALES", "other")), 409, "uniqueness")
 
 	// Entra's reads exclude members.
-	res := expect(t, r.do(t, tok, "GET", probe, nil), 200)
-	if res.total() != 1 || res.resources()[0]["id"] != gid {
+	res := expect(t, r.do(t, tok, "GET", g.probe, nil), 200)
+	if res.total() != 1 || res.resources()[0]["id"] != g.gid {
 		t.Fatalf("probe after create: %s", res)
 	}
 	if res := expect(t, r.do(t, tok, "GET", "/Groups?filter="+urlq(`displayName eq "sales"`), nil), 200); res.total() != 1 {
 		t.Errorf("displayName filter is case-insensitive: %s", res)
 	}
+}
 
-	// Membership PATCHes: one row per client habit. want is the member list
-	// afterwards (indices into u).
+// patchMembers: membership PATCHes, one row per client habit, applied in
+// order. want is the member list afterwards (indices into u).
+func (g *groupLife) patchMembers() {
+	t, r, tok, u := g.t, g.r, g.tok, g.u
 	rows := []struct {
 		name string
 		body string
@@ -150,19 +194,23 @@ func TestGroupLifecycle(t *testing.T) {
 		{"add a single object", patchOp(`{"op":"add","path":"members","value":{"value":"` + u[2] + `"}}`), []int{2}},
 	}
 	for _, row := range rows {
-		expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, row.body), 204)
+		expect(t, r.do(t, tok, "PATCH", "/Groups/"+g.gid, row.body), 204)
 		want := make([]string, len(row.want))
 		for i, k := range row.want {
 			want[i] = u[k]
 		}
-		if got := r.members(t, tok, gid); !sameIDs(got, want) {
+		if got := r.members(t, tok, g.gid); !sameIDs(got, want) {
 			t.Errorf("%s: members %v, want %v", row.name, got, want)
 		}
 	}
+}
 
-	// Reads that exclude members never carry the key.
-	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"add","path":"members","value":`+memberValues(u[0], u[1])+`}`)), 204)
-	for _, path := range []string{"/Groups/" + gid + "?excludedAttributes=members", probe, "/Groups?excludedAttributes=members"} {
+// readsExcludingMembers: with members u0-u2, reads that exclude members
+// never carry the key, by id, by filter or in a list.
+func (g *groupLife) readsExcludingMembers() {
+	t, r, tok, u := g.t, g.r, g.tok, g.u
+	expect(t, r.do(t, tok, "PATCH", "/Groups/"+g.gid, patchOp(`{"op":"add","path":"members","value":`+memberValues(u[0], u[1])+`}`)), 204)
+	for _, path := range []string{"/Groups/" + g.gid + "?excludedAttributes=members", g.probe, "/Groups?excludedAttributes=members"} {
 		res := expect(t, r.do(t, tok, "GET", path, nil), 200)
 		docs := []map[string]any{res.body}
 		if _, isList := res.body["Resources"]; isList {
@@ -177,28 +225,32 @@ func TestGroupLifecycle(t *testing.T) {
 			}
 		}
 	}
-	if got := r.members(t, tok, gid); !sameIDs(got, []string{u[0], u[1], u[2]}) {
-		t.Fatalf("members: %v", got)
-	}
+	g.wantMembers(true, "members", u[0], u[1], u[2])
+}
 
-	// A user's read-only groups attribute comes from memberships.
+// userGroups: a user's read-only groups attribute comes from memberships;
+// clients sending groups in a user PUT or POST do not change membership.
+func (g *groupLife) userGroups() {
+	t, r, tok, u := g.t, g.r, g.tok, g.u
 	ures := expect(t, r.do(t, tok, "GET", "/Users/"+u[0], nil), 200)
 	groups, _ := ures.body["groups"].([]any)
-	if len(groups) != 1 || groups[0].(map[string]any)["value"] != gid || groups[0].(map[string]any)["display"] != "Sales" {
+	if len(groups) != 1 || groups[0].(map[string]any)["value"] != g.gid || groups[0].(map[string]any)["display"] != "Sales" {
 		t.Errorf("groups attribute of a member: %s", ures.raw)
 	}
 	if ures := expect(t, r.do(t, tok, "GET", "/Users/"+u[3], nil), 200); ures.body["groups"] != nil {
 		t.Errorf("a non-member has no groups: %s", ures.raw)
 	}
-	// Clients sending groups in a user PUT or POST do not change membership.
-	expect(t, r.do(t, tok, "PUT", "/Users/"+u[3], `{"userName":"u3@contoso.test","groups":[{"value":"`+gid+`"}]}`), 200)
+	expect(t, r.do(t, tok, "PUT", "/Users/"+u[3], `{"userName":"u3@contoso.test","groups":[{"value":"`+g.gid+`"}]}`), 200)
 	expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"okta@contoso.test","password":"secret","groups":[]}`), 201)
-	if got := r.members(t, tok, gid); !sameIDs(got, []string{u[0], u[1], u[2]}) {
-		t.Errorf("groups sent on a user changed membership: %v", got)
-	}
+	g.wantMembers(false, "groups sent on a user changed membership", u[0], u[1], u[2])
+}
 
-	// Membership filters (Entra's reference checks).
-	other := expect(t, r.do(t, tok, "POST", "/Groups", `{"displayName":"Other","members":[{"value":"`+u[3]+`"}]}`), 201).str("id")
+// memberFilters: membership filters (Entra's reference checks), against
+// the group and a second one holding u3.
+func (g *groupLife) memberFilters() {
+	t, r, tok, u, gid := g.t, g.r, g.tok, g.u, g.gid
+	g.other = expect(t, r.do(t, tok, "POST", "/Groups", `{"displayName":"Other","members":[{"value":"`+u[3]+`"}]}`), 201).str("id")
+	other := g.other
 	filters := []struct {
 		f    string
 		want []string
@@ -225,55 +277,63 @@ func TestGroupLifecycle(t *testing.T) {
 			t.Errorf("filter %s: got %v (total %d), want %v", f.f, got, res.total(), f.want)
 		}
 	}
+}
 
-	// No-path replaces: validator (externalId, displayName) and Okta (with id).
+// renames: no-path replaces (validator: externalId, displayName; Okta:
+// with id) keep the members; after Entra's rename form the old name is
+// free and the new one taken. The group ends as "Marketing EU", ext-2.
+func (g *groupLife) renames() {
+	t, r, tok, u, gid := g.t, g.r, g.tok, g.u, g.gid
 	v0 := expect(t, r.do(t, tok, "GET", "/Groups/"+gid+"?excludedAttributes=members", nil), 200).str("meta.version")
 	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"replace","value":{"externalId":"ext-2"}}`)), 204)
 	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"replace","value":{"id":"`+gid+`","displayName":"Marketing"}}`)), 204)
-	g := expect(t, r.do(t, tok, "GET", "/Groups/"+gid+"?excludedAttributes=members", nil), 200)
-	if g.str("displayName") != "Marketing" || g.str("externalId") != "ext-2" || g.str("meta.version") == v0 {
-		t.Errorf("after no-path replaces: %s (version before %s)", g.raw, v0)
+	got := expect(t, r.do(t, tok, "GET", "/Groups/"+gid+"?excludedAttributes=members", nil), 200)
+	if got.str("displayName") != "Marketing" || got.str("externalId") != "ext-2" || got.str("meta.version") == v0 {
+		t.Errorf("after no-path replaces: %s (version before %s)", got.raw, v0)
 	}
-	if got := r.members(t, tok, gid); !sameIDs(got, []string{u[0], u[1], u[2]}) {
-		t.Errorf("a rename must keep members: %v", got)
-	}
-	// Entra's rename form, then the old name is free and the new one taken.
+	g.wantMembers(false, "a rename must keep members", u[0], u[1], u[2])
 	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"Replace","path":"displayName","value":"Marketing EU"}`)), 204)
 	expect(t, r.do(t, tok, "POST", "/Groups", `{"displayName":"marketing eu"}`), 409, "uniqueness")
-	expect(t, r.do(t, tok, "PATCH", "/Groups/"+other, patchOp(`{"op":"Replace","path":"displayName","value":"MARKETING EU"}`)), 409, "uniqueness")
+	expect(t, r.do(t, tok, "PATCH", "/Groups/"+g.other, patchOp(`{"op":"Replace","path":"displayName","value":"MARKETING EU"}`)), 409, "uniqueness")
 	freed := expect(t, r.do(t, tok, "POST", "/Groups", `{"displayName":"Sales"}`), 201).str("id")
 	expect(t, r.do(t, tok, "POST", "/Groups", `{"displayName":"Marketing"}`), 201)
 	if res := expect(t, r.do(t, tok, "GET", "/Groups?filter="+urlq(`displayName eq "Sales"`), nil), 200); res.total() != 1 || res.resources()[0]["id"] != freed {
 		t.Errorf("old name must point at the new group only: %s", res)
 	}
+}
 
-	// Client mistakes on members answer 400 and write nothing.
+// refusedMemberPatches: client mistakes on members answer 400 and write
+// nothing.
+func (g *groupLife) refusedMemberPatches() {
+	t, r, tok, u := g.t, g.r, g.tok, g.u
 	for _, bad := range []struct{ body, scimType string }{
 		// (Ids that are no user of the tenant are skipped, not refused:
 		// TestMemberLeniency.)
 		{patchOp(`{"op":"add","path":"members","value":[{"display":"x"}]}`), "invalidValue"},
 		{patchOp(`{"op":"remove","path":"members[display eq \"x\"]"}`), "invalidFilter"},
 	} {
-		expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, bad.body), 400, bad.scimType)
+		expect(t, r.do(t, tok, "PATCH", "/Groups/"+g.gid, bad.body), 400, bad.scimType)
 	}
-	if got := r.members(t, tok, gid); !sameIDs(got, []string{u[0], u[1], u[2]}) {
-		t.Errorf("a refused PATCH changed members: %v", got)
-	}
+	g.wantMembers(false, "a refused PATCH changed members", u[0], u[1], u[2])
+}
 
-	// PUT replaces members when it lists them, and keeps them otherwise.
-	expect(t, r.do(t, tok, "PUT", "/Groups/"+gid, `{"displayName":"Marketing EU","externalId":"ext-2"}`), 200)
-	if got := r.members(t, tok, gid); !sameIDs(got, []string{u[0], u[1], u[2]}) {
-		t.Errorf("PUT without members: %v", got)
-	}
-	put := expect(t, r.do(t, tok, "PUT", "/Groups/"+gid, `{"displayName":"Marketing EU","members":[{"value":"`+u[3]+`"}]}`), 200)
+// put: PUT replaces members when it lists them, and keeps them otherwise;
+// it clears omitted attributes.
+func (g *groupLife) put() {
+	t, r, tok, u := g.t, g.r, g.tok, g.u
+	expect(t, r.do(t, tok, "PUT", "/Groups/"+g.gid, `{"displayName":"Marketing EU","externalId":"ext-2"}`), 200)
+	g.wantMembers(false, "PUT without members", u[0], u[1], u[2])
+	put := expect(t, r.do(t, tok, "PUT", "/Groups/"+g.gid, `{"displayName":"Marketing EU","members":[{"value":"`+u[3]+`"}]}`), 200)
 	if _, ok := put.body["externalId"]; ok {
 		t.Errorf("PUT clears omitted attributes: %s", put.raw)
 	}
-	if got := r.members(t, tok, gid); !sameIDs(got, []string{u[3]}) {
-		t.Errorf("PUT with members: %v", got)
-	}
+	g.wantMembers(false, "PUT with members", u[3])
+}
 
-	// DELETE -> 204, then 404 everywhere, and zero results.
+// delete: DELETE -> 204, then 404 everywhere, zero results, no trace in
+// the former member's groups, and the name is free again.
+func (g *groupLife) delete() {
+	t, r, tok, gid := g.t, g.r, g.tok, g.gid
 	expect(t, r.do(t, tok, "DELETE", "/Groups/"+gid, nil), 204)
 	expect(t, r.do(t, tok, "GET", "/Groups/"+gid, nil), 404)
 	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"replace","path":"displayName","value":"x"}`)), 404)
@@ -282,7 +342,7 @@ func TestGroupLifecycle(t *testing.T) {
 	if res := expect(t, r.do(t, tok, "GET", "/Groups?filter="+urlq(`displayName eq "Marketing EU"`), nil), 200); res.total() != 0 {
 		t.Errorf("deleted group still found: %s", res)
 	}
-	if ures := expect(t, r.do(t, tok, "GET", "/Users/"+u[3], nil), 200); groupsOf(ures)[gid] {
+	if ures := expect(t, r.do(t, tok, "GET", "/Users/"+g.u[3], nil), 200); groupsOf(ures)[gid] {
 		t.Errorf("a deleted group stays in a user's groups: %s", ures.raw)
 	}
 	expect(t, r.do(t, tok, "POST", "/Groups", `{"displayName":"Marketing EU"}`), 201)

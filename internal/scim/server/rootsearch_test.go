@@ -80,35 +80,93 @@ func inOrder(all, names []string) []string {
 	return out
 }
 
+// rootSearchKit is TestRootSearch's two tenants: A with alice and bob and
+// the groups Admins (alice in it) and Builders; B with look-alikes that
+// would match A's searches. all is A's resources in root search order:
+// users first, then groups, each in the order their endpoint lists them
+// (oldest first, then id: same-second creations order by id).
+type rootSearchKit struct {
+	t          *testing.T
+	r          *replica
+	tokA, tokB string
+	alice      string
+	all        []string
+}
+
 // TestRootSearch: mixed results with their types, filters on attributes of
 // one type or both, sorting and paging across types, attributes and
 // excludedAttributes, tenancy, and client mistakes as 400s.
 func TestRootSearch(t *testing.T) {
 	nsA, nsB := env.Namespace(t), env.Namespace(t)
 	r := startReplica(t, nsA, nsB)
-	tokA := issueToken(t, nsA, "tenant-a", r)
-	tokB := issueToken(t, nsB, "tenant-b", r)
+	k := &rootSearchKit{t: t, r: r, tokA: issueToken(t, nsA, "tenant-a", r), tokB: issueToken(t, nsB, "tenant-b", r)}
+	k.populate()
+	k.noFilter()
+	k.filters()
+	k.sorting()
+	k.paging()
+	k.attributes()
+	k.tenantB()
+	// Client mistakes.
+	for _, c := range rootSearchMistakes {
+		res := r.do(t, k.tokA, "POST", "/.search", c.body)
+		if res.status != 400 || c.scimType != "" && res.str("scimType") != c.scimType {
+			t.Errorf("%s: want 400 %s, got %s", c.body, c.scimType, res)
+		}
+	}
+	expect(t, r.do(t, "", "POST", "/.search", `{}`), 401)
+}
 
-	alice := expect(t, r.do(t, tokA, "POST", "/Users", `{"userName":"alice@example.test","displayName":"Alice Archer"}`), 201).str("id")
+// rootSearchMistakes are client mistakes in a root SearchRequest body: 400
+// with the scimType ("" for any).
+var rootSearchMistakes = []struct {
+	body     string
+	scimType string
+}{
+	{`{`, "invalidSyntax"},
+	{`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"]}`, "invalidSyntax"},
+	{`{"filter":"userName eq"}`, "invalidFilter"},
+	{`{"filter":"userName eq \"a\" and ("}`, "invalidFilter"},
+	{`{"filter":"nosuch eq \"x\""}`, "invalidFilter"},
+	{`{"filter":"userName eq \"a\" or nosuch pr"}`, "invalidFilter"},
+	{`{"filter":"emails[nosuch eq \"x\"]"}`, "invalidFilter"},
+	{`{"filter":42}`, "invalidSyntax"},
+	{`{"filter":"displayName pr","filter":"id pr"}`, ""},
+	{`{"sortBy":"nosuch"}`, "invalidValue"},
+	{`{"sortOrder":"sideways"}`, "invalidValue"},
+	{`{"count":"many"}`, "invalidSyntax"},
+	{`{"attributes":{"a":1}}`, "invalidSyntax"},
+}
+
+// populate creates both tenants' resources and reads A's order into all.
+func (k *rootSearchKit) populate() {
+	t, r, tokA, tokB := k.t, k.r, k.tokA, k.tokB
+	k.alice = expect(t, r.do(t, tokA, "POST", "/Users", `{"userName":"alice@example.test","displayName":"Alice Archer"}`), 201).str("id")
 	expect(t, r.do(t, tokA, "POST", "/Users", `{"userName":"bob@example.test","displayName":"Bob Baker"}`), 201)
-	expect(t, r.do(t, tokA, "POST", "/Groups", `{"displayName":"Admins","members":[{"value":"`+alice+`"}]}`), 201)
+	expect(t, r.do(t, tokA, "POST", "/Groups", `{"displayName":"Admins","members":[{"value":"`+k.alice+`"}]}`), 201)
 	expect(t, r.do(t, tokA, "POST", "/Groups", `{"displayName":"Builders"}`), 201)
-	// Tenant B: resources that would match tenant A's searches.
 	expect(t, r.do(t, tokB, "POST", "/Users", `{"userName":"alice@example.test","displayName":"Alice Archer"}`), 201)
 	expect(t, r.do(t, tokB, "POST", "/Users", `{"userName":"anna@b.example.test","displayName":"Anna B"}`), 201)
 	expect(t, r.do(t, tokB, "POST", "/Groups", `{"displayName":"Admins"}`), 201)
 
-	// Users first, then groups, each in the order their endpoint lists
-	// them (oldest first, then id: same-second creations order by id).
-	all := append(typed(t, expect(t, r.do(t, tokA, "GET", "/Users", nil), 200)),
+	k.all = append(typed(t, expect(t, r.do(t, tokA, "GET", "/Users", nil), 200)),
 		typed(t, expect(t, r.do(t, tokA, "GET", "/Groups", nil), 200))...)
-	if len(all) != 4 {
-		t.Fatalf("tenant A lists %q", all)
+	if len(k.all) != 4 {
+		t.Fatalf("tenant A lists %q", k.all)
 	}
-	display := map[string]string{"User:alice@example.test": "User:Alice Archer", "User:bob@example.test": "User:Bob Baker",
-		"Group:Admins": "Group:Admins", "Group:Builders": "Group:Builders"}
+}
+
+// search is a root search as tenant A, expected to succeed.
+func (k *rootSearchKit) search(members map[string]any) response {
+	k.t.Helper()
+	return expect(k.t, rootSearch(k.t, k.r, k.tokA, members), 200)
+}
+
+// noFilter: everything of A's, as a ListResponse, with members and groups.
+func (k *rootSearchKit) noFilter() {
+	t, all := k.t, k.all
 	aliceAt := slices.Index(all, "User:alice@example.test")
-	res := expect(t, rootSearch(t, r, tokA, nil), 200)
+	res := k.search(nil)
 	wantPage(t, "no filter", res, 4, all...)
 	if rs := res.resources(); len(rs) == 4 {
 		admins := rs[slices.Index(all, "Group:Admins")]
@@ -122,7 +180,10 @@ func TestRootSearch(t *testing.T) {
 	if !strings.Contains(string(res.raw), "urn:ietf:params:scim:api:messages:2.0:ListResponse") {
 		t.Errorf("not a ListResponse: %s", res.raw)
 	}
+}
 
+// filters on attributes of one type or both.
+func (k *rootSearchKit) filters() {
 	for _, c := range []struct {
 		filter string
 		want   []string
@@ -133,94 +194,80 @@ func TestRootSearch(t *testing.T) {
 		{`members pr`, []string{"Group:Admins"}},
 		{`not (userName pr)`, []string{"Group:Admins", "Group:Builders"}},
 		{`userName eq "bob@example.test" or displayName eq "Builders"`, []string{"User:bob@example.test", "Group:Builders"}},
-		{`members.value eq "` + alice + `"`, []string{"Group:Admins"}},
+		{`members.value eq "` + k.alice + `"`, []string{"Group:Admins"}},
 		{`userName eq "alice@example.test" and members pr`, nil},
 		{`meta.resourceType eq "Group"`, []string{"Group:Admins", "Group:Builders"}},
 	} {
-		res := expect(t, rootSearch(t, r, tokA, map[string]any{"filter": c.filter}), 200)
-		wantPage(t, "filter "+c.filter, res, len(c.want), inOrder(all, c.want)...)
+		res := k.search(map[string]any{"filter": c.filter})
+		wantPage(k.t, "filter "+c.filter, res, len(c.want), inOrder(k.all, c.want)...)
 	}
+}
 
-	// Sorting across types; no value sorts last ascending, first descending.
-	byName := []string{"Group:Admins", "User:alice@example.test", "User:bob@example.test", "Group:Builders"}
-	wantPage(t, "sortBy displayName", expect(t, rootSearch(t, r, tokA, map[string]any{"sortBy": "displayName"}), 200), 4, byName...)
-	rev := slices.Clone(byName)
+// rootSearchByName is tenant A's resources sorted by displayName.
+var rootSearchByName = []string{"Group:Admins", "User:alice@example.test", "User:bob@example.test", "Group:Builders"}
+
+// sorting across types; no value sorts last ascending, first descending.
+func (k *rootSearchKit) sorting() {
+	t, all := k.t, k.all
+	wantPage(t, "sortBy displayName", k.search(map[string]any{"sortBy": "displayName"}), 4, rootSearchByName...)
+	rev := slices.Clone(rootSearchByName)
 	slices.Reverse(rev)
-	wantPage(t, "sortBy displayName descending", expect(t, rootSearch(t, r, tokA,
-		map[string]any{"sortBy": "displayName", "sortOrder": "descending"}), 200), 4, rev...)
-	wantPage(t, "sortBy userName", expect(t, rootSearch(t, r, tokA, map[string]any{"sortBy": "userName"}), 200), 4,
+	wantPage(t, "sortBy displayName descending", k.search(map[string]any{"sortBy": "displayName", "sortOrder": "descending"}), 4, rev...)
+	wantPage(t, "sortBy userName", k.search(map[string]any{"sortBy": "userName"}), 4,
 		"User:alice@example.test", "User:bob@example.test", all[2], all[3])
-	wantPage(t, "sortBy userName descending", expect(t, rootSearch(t, r, tokA,
-		map[string]any{"sortBy": "userName", "sortOrder": "descending"}), 200), 4,
+	wantPage(t, "sortBy userName descending", k.search(map[string]any{"sortBy": "userName", "sortOrder": "descending"}), 4,
 		all[2], all[3], "User:bob@example.test", "User:alice@example.test")
+}
 
-	// Paging across types, with and without sorting.
-	page := expect(t, rootSearch(t, r, tokA, map[string]any{"startIndex": 2, "count": 2}), 200)
+// paging across types, with and without sorting.
+func (k *rootSearchKit) paging() {
+	t, all := k.t, k.all
+	page := k.search(map[string]any{"startIndex": 2, "count": 2})
 	wantPage(t, "page 2-3", page, 4, all[1:3]...)
 	if page.body["startIndex"] != float64(2) {
 		t.Errorf("startIndex not echoed: %s", page.raw)
 	}
-	wantPage(t, "sorted page 3-4", expect(t, rootSearch(t, r, tokA,
-		map[string]any{"sortBy": "displayName", "startIndex": 3, "count": 5}), 200), 4, byName[2:]...)
-	wantPage(t, "filtered page", expect(t, rootSearch(t, r, tokA,
-		map[string]any{"filter": `displayName pr`, "startIndex": 4, "count": 1}), 200), 4, all[3])
-	wantPage(t, "count 0", expect(t, rootSearch(t, r, tokA, map[string]any{"count": 0}), 200), 4)
-	wantPage(t, "past the end", expect(t, rootSearch(t, r, tokA, map[string]any{"startIndex": 9}), 200), 4)
+	wantPage(t, "sorted page 3-4", k.search(map[string]any{"sortBy": "displayName", "startIndex": 3, "count": 5}), 4, rootSearchByName[2:]...)
+	wantPage(t, "filtered page", k.search(map[string]any{"filter": `displayName pr`, "startIndex": 4, "count": 1}), 4, all[3])
+	wantPage(t, "count 0", k.search(map[string]any{"count": 0}), 4)
+	wantPage(t, "past the end", k.search(map[string]any{"startIndex": 9}), 4)
+}
 
-	// attributes and excludedAttributes; the type is named regardless.
-	res = expect(t, rootSearch(t, r, tokA, map[string]any{"attributes": []string{"displayName"}}), 200)
+// attributes and excludedAttributes; the type is named regardless.
+func (k *rootSearchKit) attributes() {
+	t, all := k.t, k.all
+	display := map[string]string{"User:alice@example.test": "User:Alice Archer", "User:bob@example.test": "User:Bob Baker",
+		"Group:Admins": "Group:Admins", "Group:Builders": "Group:Builders"}
+	res := k.search(map[string]any{"attributes": []string{"displayName"}})
 	var shown []string
 	for _, a := range all {
 		shown = append(shown, display[a])
 	}
 	wantPage(t, "attributes displayName", res, 4, shown...)
 	for _, doc := range res.resources() {
-		for _, k := range []string{"userName", "members", "groups"} {
-			if _, ok := doc[k]; ok {
-				t.Errorf("attributes=displayName returned %s: %v", k, doc)
+		for _, key := range []string{"userName", "members", "groups"} {
+			if _, ok := doc[key]; ok {
+				t.Errorf("attributes=displayName returned %s: %v", key, doc)
 			}
 		}
 	}
-	res = expect(t, rootSearch(t, r, tokA, map[string]any{"excludedAttributes": "members,groups,meta"}), 200)
+	res = k.search(map[string]any{"excludedAttributes": "members,groups,meta"})
 	wantPage(t, "excludedAttributes", res, 4, all...)
 	for _, doc := range res.resources() {
 		if _, ok := doc["members"]; ok {
 			t.Errorf("excludedAttributes=members returned members: %v", doc)
 		}
 	}
+}
 
-	// Tenant B sees only its own.
+// tenantB sees only its own, and nothing by tenant A's id.
+func (k *rootSearchKit) tenantB() {
+	t, r, tokB := k.t, k.r, k.tokB
 	allB := typed(t, expect(t, r.do(t, tokB, "GET", "/Users", nil), 200))
 	wantPage(t, "tenant B", expect(t, rootSearch(t, r, tokB, map[string]any{"filter": `displayName sw "a"`}), 200), 3,
 		append(allB, "Group:Admins")...)
 	wantPage(t, "tenant B, tenant A's id", expect(t, rootSearch(t, r, tokB,
-		map[string]any{"filter": `id eq "` + alice + `" or members.value eq "` + alice + `"`}), 200), 0)
-
-	// Client mistakes.
-	for _, c := range []struct {
-		body     string
-		scimType string
-	}{
-		{`{`, "invalidSyntax"},
-		{`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"]}`, "invalidSyntax"},
-		{`{"filter":"userName eq"}`, "invalidFilter"},
-		{`{"filter":"userName eq \"a\" and ("}`, "invalidFilter"},
-		{`{"filter":"nosuch eq \"x\""}`, "invalidFilter"},
-		{`{"filter":"userName eq \"a\" or nosuch pr"}`, "invalidFilter"},
-		{`{"filter":"emails[nosuch eq \"x\"]"}`, "invalidFilter"},
-		{`{"filter":42}`, "invalidSyntax"},
-		{`{"filter":"displayName pr","filter":"id pr"}`, ""},
-		{`{"sortBy":"nosuch"}`, "invalidValue"},
-		{`{"sortOrder":"sideways"}`, "invalidValue"},
-		{`{"count":"many"}`, "invalidSyntax"},
-		{`{"attributes":{"a":1}}`, "invalidSyntax"},
-	} {
-		res := r.do(t, tokA, "POST", "/.search", c.body)
-		if res.status != 400 || c.scimType != "" && res.str("scimType") != c.scimType {
-			t.Errorf("%s: want 400 %s, got %s", c.body, c.scimType, res)
-		}
-	}
-	expect(t, r.do(t, "", "POST", "/.search", `{}`), 401)
+		map[string]any{"filter": `id eq "` + k.alice + `" or members.value eq "` + k.alice + `"`}), 200), 0)
 }
 
 // TestRootSearchBounds: the root search reads no more than the per-type

@@ -17,6 +17,20 @@ const entraCreate = `{
   "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"Sales","employeeNumber":"1042"}
 }`
 
+// entraUserPatches are Entra's default-dialect PATCHes of the user
+// entraCreate made: deactivation, value-path adds and the manager, and a
+// no-path replace with dotted and URN keys.
+var entraUserPatches = []string{
+	`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Replace","path":"active","value":"False"}]}`,
+	`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[
+	  {"op":"Add","path":"addresses[type eq \"work\"].locality","value":"Redmond"},
+	  {"op":"Add","path":"addresses[type eq \"work\"].region","value":"WA"},
+	  {"op":"Replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":"7d3e9a10"}]}`,
+	`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{
+	  "displayName":"Alice L.","name.givenName":"Alicia",
+	  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber":"2042"}}]}`,
+}
+
 func TestUserLifecycle(t *testing.T) {
 	ns := env.Namespace(t)
 	r := startReplica(t, ns)
@@ -28,6 +42,51 @@ func TestUserLifecycle(t *testing.T) {
 		t.Fatalf("empty query: %s", res)
 	}
 
+	id := createEntraUser(t, r, tok)
+	checkUserFilters(t, r, tok, id)
+
+	// Duplicate userName in another case -> 409 uniqueness.
+	dup := strings.Replace(entraCreate, "Alice@Contoso.test", "alice@CONTOSO.test", 1)
+	expect(t, r.do(t, tok, "POST", "/Users", dup), 409, "uniqueness")
+
+	v1 := applyEntraPatches(t, r, tok, id)
+
+	// Re-applying a PATCH changes nothing, not even the version.
+	expect(t, r.do(t, tok, "PATCH", "/Users/"+id, entraUserPatches[0]), 204)
+	if again := expect(t, r.do(t, tok, "GET", "/Users/"+id, nil), 200); again.str("meta.version") != v1 {
+		t.Errorf("idempotent PATCH wrote anyway: version %s -> %s", v1, again.str("meta.version"))
+	}
+
+	// If-Match: a stale version gets 412; the current one works.
+	expect(t, r.do(t, tok, "PATCH", "/Users/"+id, entraUserPatches[2], "If-Match", `W/"1"`), 412)
+	expect(t, r.do(t, tok, "PUT", "/Users/"+id, `{"userName":"alice@contoso.test","active":true}`, "If-Match", v1), 200)
+	put := expect(t, r.do(t, tok, "GET", "/Users/"+id, nil), 200)
+	if _, ok := put.body["displayName"]; ok || put.body["active"] != true {
+		t.Errorf("PUT replaces the whole resource: %s", put.raw)
+	}
+
+	// Rename frees the old userName and claims the new one.
+	expect(t, r.do(t, tok, "PATCH", "/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"userName","value":"alice.new@contoso.test"}]}`), 204)
+	bob := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"alice@contoso.test"}`), 201)
+	expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"ALICE.NEW@contoso.test"}`), 409, "uniqueness")
+
+	// DELETE -> 204, then 404 everywhere, and zero results from filters.
+	expect(t, r.do(t, tok, "DELETE", "/Users/"+id, nil), 204)
+	expect(t, r.do(t, tok, "GET", "/Users/"+id, nil), 404)
+	expect(t, r.do(t, tok, "DELETE", "/Users/"+id, nil), 404)
+	expect(t, r.do(t, tok, "PATCH", "/Users/"+id, entraUserPatches[0]), 404)
+	if res := expect(t, r.do(t, tok, "GET", "/Users?filter="+urlq(`userName eq "alice.new@contoso.test"`), nil), 200); res.total() != 0 {
+		t.Errorf("deleted user still found: %s", res)
+	}
+	// Its userName is free again.
+	expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"alice.new@contoso.test"}`), 201)
+	expect(t, r.do(t, tok, "DELETE", "/Users/"+bob.str("id"), nil), 204)
+}
+
+// createEntraUser POSTs entraCreate and checks the answer: Location, a
+// JSON boolean for "True", meta and ETag, no null title, and the
+// enterprise extension. It returns the id.
+func createEntraUser(t *testing.T, r *replica, tok string) string {
 	created := expect(t, r.do(t, tok, "POST", "/Users", entraCreate), 201)
 	id := created.str("id")
 	if id == "" || created.header.Get("Location") != "https://scim.example.test/scim/v2/Users/"+id {
@@ -47,8 +106,13 @@ func TestUserLifecycle(t *testing.T) {
 	if ent["department"] != "Sales" {
 		t.Errorf("enterprise extension lost: %s", created.raw)
 	}
+	return id
+}
 
-	// Read-your-writes and case-insensitive matching.
+// checkUserFilters: the user entraCreate made (id) is readable at once,
+// and filters match it case-insensitively where RFC 7643 says so
+// (externalId is case-exact).
+func checkUserFilters(t *testing.T, r *replica, tok, id string) {
 	expect(t, r.do(t, tok, "GET", "/Users/"+id, nil), 200)
 	for _, f := range []string{
 		`userName eq "alice@contoso.test"`, `userName eq "ALICE@CONTOSO.TEST"`, `externalId eq "alice"`,
@@ -65,23 +129,13 @@ func TestUserLifecycle(t *testing.T) {
 			t.Errorf("filter %s: want 0 results, got %s", f, res)
 		}
 	}
+}
 
-	// Duplicate userName in another case -> 409 uniqueness.
-	dup := strings.Replace(entraCreate, "Alice@Contoso.test", "alice@CONTOSO.test", 1)
-	expect(t, r.do(t, tok, "POST", "/Users", dup), 409, "uniqueness")
-
-	// Entra's default-dialect PATCHes.
-	patches := []string{
-		`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Replace","path":"active","value":"False"}]}`,
-		`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[
-		  {"op":"Add","path":"addresses[type eq \"work\"].locality","value":"Redmond"},
-		  {"op":"Add","path":"addresses[type eq \"work\"].region","value":"WA"},
-		  {"op":"Replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager","value":"7d3e9a10"}]}`,
-		`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{
-		  "displayName":"Alice L.","name.givenName":"Alicia",
-		  "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber":"2042"}}]}`,
-	}
-	for _, p := range patches {
+// applyEntraPatches sends entraUserPatches to the user id, checks that
+// each landed and that the now inactive user stays filterable, and returns
+// the version afterwards.
+func applyEntraPatches(t *testing.T, r *replica, tok, id string) string {
+	for _, p := range entraUserPatches {
 		expect(t, r.do(t, tok, "PATCH", "/Users/"+id, p), 204)
 	}
 	got := expect(t, r.do(t, tok, "GET", "/Users/"+id, nil), 200)
@@ -92,7 +146,7 @@ func TestUserLifecycle(t *testing.T) {
 	if len(addrs) != 1 || addrs[0].(map[string]any)["locality"] != "Redmond" || addrs[0].(map[string]any)["region"] != "WA" {
 		t.Errorf("two value-path adds must land on one work address: %s", got.raw)
 	}
-	ent, _ = got.body["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"].(map[string]any)
+	ent, _ := got.body["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"].(map[string]any)
 	if m, _ := ent["manager"].(map[string]any); m["value"] != "7d3e9a10" || ent["employeeNumber"] != "2042" {
 		t.Errorf("manager/employeeNumber: %s", got.raw)
 	}
@@ -100,38 +154,7 @@ func TestUserLifecycle(t *testing.T) {
 	if res := expect(t, r.do(t, tok, "GET", "/Users?filter="+urlq(`active eq false`), nil), 200); res.total() != 1 {
 		t.Errorf("inactive user must stay filterable: %s", res)
 	}
-
-	// Re-applying a PATCH changes nothing, not even the version.
-	v1 := got.str("meta.version")
-	expect(t, r.do(t, tok, "PATCH", "/Users/"+id, patches[0]), 204)
-	if again := expect(t, r.do(t, tok, "GET", "/Users/"+id, nil), 200); again.str("meta.version") != v1 {
-		t.Errorf("idempotent PATCH wrote anyway: version %s -> %s", v1, again.str("meta.version"))
-	}
-
-	// If-Match: a stale version gets 412; the current one works.
-	expect(t, r.do(t, tok, "PATCH", "/Users/"+id, patches[2], "If-Match", `W/"1"`), 412)
-	expect(t, r.do(t, tok, "PUT", "/Users/"+id, `{"userName":"alice@contoso.test","active":true}`, "If-Match", v1), 200)
-	put := expect(t, r.do(t, tok, "GET", "/Users/"+id, nil), 200)
-	if _, ok := put.body["displayName"]; ok || put.body["active"] != true {
-		t.Errorf("PUT replaces the whole resource: %s", put.raw)
-	}
-
-	// Rename frees the old userName and claims the new one.
-	expect(t, r.do(t, tok, "PATCH", "/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","path":"userName","value":"alice.new@contoso.test"}]}`), 204)
-	bob := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"alice@contoso.test"}`), 201)
-	expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"ALICE.NEW@contoso.test"}`), 409, "uniqueness")
-
-	// DELETE -> 204, then 404 everywhere, and zero results from filters.
-	expect(t, r.do(t, tok, "DELETE", "/Users/"+id, nil), 204)
-	expect(t, r.do(t, tok, "GET", "/Users/"+id, nil), 404)
-	expect(t, r.do(t, tok, "DELETE", "/Users/"+id, nil), 404)
-	expect(t, r.do(t, tok, "PATCH", "/Users/"+id, patches[0]), 404)
-	if res := expect(t, r.do(t, tok, "GET", "/Users?filter="+urlq(`userName eq "alice.new@contoso.test"`), nil), 200); res.total() != 0 {
-		t.Errorf("deleted user still found: %s", res)
-	}
-	// Its userName is free again.
-	expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"alice.new@contoso.test"}`), 201)
-	expect(t, r.do(t, tok, "DELETE", "/Users/"+bob.str("id"), nil), 204)
+	return got.str("meta.version")
 }
 
 func TestListPagingAndSorting(t *testing.T) {
