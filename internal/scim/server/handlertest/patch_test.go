@@ -23,74 +23,80 @@ func emailsOf(t *testing.T, res response) map[string]string {
 	return out
 }
 
+// patchUserCases are PATCHes of TestPatchUser's bob (active, "Bob Jones",
+// a work and a home email), each with a check of bob afterwards.
+var patchUserCases = []struct {
+	name  string
+	ops   []map[string]any
+	check func(t *testing.T, after response)
+}{{
+	// Entra's deactivation: the op capitalised, the boolean a string.
+	name: `Entra Replace active "False"`,
+	ops:  []map[string]any{op("Replace", "active", "False")},
+	check: func(t *testing.T, after response) {
+		if after.get("active") != false {
+			t.Errorf("active = %v, want false", after.get("active"))
+		}
+	},
+}, {
+	name: "replace without a path",
+	ops:  []map[string]any{op("replace", "", map[string]any{"displayName": "Bobby", "title": "Lead"})},
+	check: func(t *testing.T, after response) {
+		if after.str("displayName") != "Bobby" || after.str("title") != "Lead" {
+			t.Errorf("got displayName %q, title %q", after.str("displayName"), after.str("title"))
+		}
+	},
+}, {
+	name: "a value path selects one email",
+	ops:  []map[string]any{op("replace", `emails[type eq "work"].value`, "robert@work.example")},
+	check: func(t *testing.T, after response) {
+		want := map[string]string{"work": "robert@work.example", "home": "bob@home.example"}
+		if got := emailsOf(t, after); !mapsEqual(got, want) {
+			t.Errorf("emails %v, want %v", got, want)
+		}
+	},
+}, {
+	name: "a value path that matches nothing creates the element",
+	ops:  []map[string]any{op("add", `emails[type eq "other"].value`, "bob@other.example")},
+	check: func(t *testing.T, after response) {
+		if got := emailsOf(t, after)["other"]; got != "bob@other.example" {
+			t.Errorf("other email %q, want bob@other.example; %s", got, after)
+		}
+	},
+}, {
+	name: "remove by filter",
+	ops:  []map[string]any{op("remove", `emails[type eq "home"]`, nil)},
+	check: func(t *testing.T, after response) {
+		want := map[string]string{"work": "bob@work.example"}
+		if got := emailsOf(t, after); !mapsEqual(got, want) {
+			t.Errorf("emails %v, want %v", got, want)
+		}
+	},
+}, {
+	name: "an enterprise attribute by its URN path",
+	ops:  []map[string]any{op("add", enterpriseURN+":department", "Support")},
+	check: func(t *testing.T, after response) {
+		ext, _ := after.body[enterpriseURN].(map[string]any)
+		if got := ext["department"]; got != "Support" {
+			t.Errorf("department %v, want Support; %s", got, after)
+		}
+	},
+}, {
+	name: "operations apply in order",
+	ops: []map[string]any{
+		op("replace", "title", "First"), op("remove", "title", nil), op("add", "nickName", "Bo"),
+	},
+	check: func(t *testing.T, after response) {
+		if after.get("title") != nil || after.str("nickName") != "Bo" {
+			t.Errorf("title %v, nickName %q", after.get("title"), after.str("nickName"))
+		}
+	},
+}}
+
+// TestPatchUser applies each of patchUserCases to a new bob, and checks
+// the ETag moved and is the PATCH answer's and meta.version.
 func TestPatchUser(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		ops   []map[string]any
-		check func(t *testing.T, after response)
-	}{{
-		// Entra's deactivation: the op capitalised, the boolean a string.
-		name: `Entra Replace active "False"`,
-		ops:  []map[string]any{op("Replace", "active", "False")},
-		check: func(t *testing.T, after response) {
-			if after.get("active") != false {
-				t.Errorf("active = %v, want false", after.get("active"))
-			}
-		},
-	}, {
-		name: "replace without a path",
-		ops:  []map[string]any{op("replace", "", map[string]any{"displayName": "Bobby", "title": "Lead"})},
-		check: func(t *testing.T, after response) {
-			if after.str("displayName") != "Bobby" || after.str("title") != "Lead" {
-				t.Errorf("got displayName %q, title %q", after.str("displayName"), after.str("title"))
-			}
-		},
-	}, {
-		name: "a value path selects one email",
-		ops:  []map[string]any{op("replace", `emails[type eq "work"].value`, "robert@work.example")},
-		check: func(t *testing.T, after response) {
-			want := map[string]string{"work": "robert@work.example", "home": "bob@home.example"}
-			if got := emailsOf(t, after); !mapsEqual(got, want) {
-				t.Errorf("emails %v, want %v", got, want)
-			}
-		},
-	}, {
-		name: "a value path that matches nothing creates the element",
-		ops:  []map[string]any{op("add", `emails[type eq "other"].value`, "bob@other.example")},
-		check: func(t *testing.T, after response) {
-			if got := emailsOf(t, after)["other"]; got != "bob@other.example" {
-				t.Errorf("other email %q, want bob@other.example; %s", got, after)
-			}
-		},
-	}, {
-		name: "remove by filter",
-		ops:  []map[string]any{op("remove", `emails[type eq "home"]`, nil)},
-		check: func(t *testing.T, after response) {
-			want := map[string]string{"work": "bob@work.example"}
-			if got := emailsOf(t, after); !mapsEqual(got, want) {
-				t.Errorf("emails %v, want %v", got, want)
-			}
-		},
-	}, {
-		name: "an enterprise attribute by its URN path",
-		ops:  []map[string]any{op("add", enterpriseURN+":department", "Support")},
-		check: func(t *testing.T, after response) {
-			ext, _ := after.body[enterpriseURN].(map[string]any)
-			if got := ext["department"]; got != "Support" {
-				t.Errorf("department %v, want Support; %s", got, after)
-			}
-		},
-	}, {
-		name: "operations apply in order",
-		ops: []map[string]any{
-			op("replace", "title", "First"), op("remove", "title", nil), op("add", "nickName", "Bo"),
-		},
-		check: func(t *testing.T, after response) {
-			if after.get("title") != nil || after.str("nickName") != "Bo" {
-				t.Errorf("title %v, nickName %q", after.get("title"), after.str("nickName"))
-			}
-		},
-	}} {
+	for _, tc := range patchUserCases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := start(t, server.Config{})
 			bob := h.createUser(map[string]any{
