@@ -86,12 +86,27 @@ func TestTokenActivity(t *testing.T) {
 
 	// kubectl get scimtokens: the columns and the row, as the API server
 	// renders them from the CRD's additionalPrinterColumns.
+	names, cells := tokenTable(t, ns, "entra")
+	last, refused := slices.Index(names, "Last Request"), slices.Index(names, "Refused (1h)")
+	if last < 0 || refused < 0 {
+		t.Fatalf("columns %v lack Last Request and Refused (1h)", names)
+	}
+	if fmt.Sprint(cells[refused]) != "2" || fmt.Sprint(cells[last]) == "<nil>" || fmt.Sprint(cells[last]) == "" {
+		t.Errorf("row %v: want Refused (1h) 2 and a Last Request", cells)
+	}
+}
+
+// tokenTable gets the ScimToken ns/name as `kubectl get` does, as a Table
+// the API server renders from the CRD's additionalPrinterColumns, and
+// returns the column names and the one row's cells.
+func tokenTable(t *testing.T, ns, name string) (columns []string, cells []any) {
+	t.Helper()
 	hc, err := rest.HTTPClientFor(env.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req, err := http.NewRequest("GET", strings.TrimRight(env.Config.Host, "/")+
-		"/apis/scim.helpdesk.dev/v1alpha1/namespaces/"+ns+"/scimtokens/entra", nil)
+		"/apis/scim.helpdesk.dev/v1alpha1/namespaces/"+ns+"/scimtokens/"+name, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,16 +124,8 @@ func TestTokenActivity(t *testing.T) {
 	if err := json.Unmarshal(body, &table); err != nil || len(table.Rows) != 1 {
 		t.Fatalf("the Table of the ScimToken: %v: %s", err, body)
 	}
-	var names []string
 	for _, c := range table.Columns {
-		names = append(names, c.Name)
+		columns = append(columns, c.Name)
 	}
-	last, refused := slices.Index(names, "Last Request"), slices.Index(names, "Refused (1h)")
-	if last < 0 || refused < 0 {
-		t.Fatalf("columns %v lack Last Request and Refused (1h)", names)
-	}
-	cells := table.Rows[0].Cells
-	if fmt.Sprint(cells[refused]) != "2" || fmt.Sprint(cells[last]) == "<nil>" || fmt.Sprint(cells[last]) == "" {
-		t.Errorf("row %v: want Refused (1h) 2 and a Last Request", cells)
-	}
+	return columns, table.Rows[0].Cells
 }

@@ -65,45 +65,14 @@ func TestFrontDoorValidTokenNotRefused(t *testing.T) {
 	expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"front@example.test"}`), 201)
 
 	const attempts, burst = 10000, 10
-	limited := make(chan struct{}) // closed at the attacker's first 429
-	warm := make(chan struct{})    // closed once the valid client sent 10 requests during the attack
-	attackDone := make(chan struct{})
+	// The valid client starts at the attacker's first 429 (limited).
+	vc := &validClient{tok: tok, url: r.url,
+		limited: make(chan struct{}), warm: make(chan struct{}), attackDone: make(chan struct{})}
 	var limitedOnce sync.Once
-
-	type refusal struct {
-		n   int
-		res string
-	}
-	var (
-		valid     int
-		refusals  []refusal
-		validDone = make(chan struct{})
-	)
+	validDone := make(chan struct{})
 	go func() {
 		defer close(validDone)
-		// Entra's pace: one request every 40 ms. Bounded: at most 100,000
-		// requests, and in practice it stops when the attack is over.
-		tick := time.NewTicker(40 * time.Millisecond)
-		defer tick.Stop()
-		<-limited
-		for valid < 100000 {
-			res := doQuiet(tok, r.url+"/Users?filter="+urlq(`userName eq "front@example.test"`))
-			valid++
-			if res.status != 200 {
-				refusals = append(refusals, refusal{valid, res.String()})
-			}
-			if valid == 10 {
-				close(warm)
-			}
-			select {
-			case <-attackDone:
-				if valid >= 10 {
-					return
-				}
-			default:
-			}
-			<-tick.C
-		}
+		vc.run()
 	}()
 
 	counts := attack{n: attempts, workers: 4,
@@ -112,18 +81,19 @@ func TestFrontDoorValidTokenNotRefused(t *testing.T) {
 			// swing, so that its requests meet a limited address in the
 			// middle of the attack.
 			if i == attempts-1000 {
-				limitedOnce.Do(func() { close(limited) }) // never limited: start it anyway
-				<-warm
+				limitedOnce.Do(func() { close(vc.limited) }) // never limited: start it anyway
+				<-vc.warm
 			}
 		},
 		seen: func(status int) {
 			if status == http.StatusTooManyRequests {
-				limitedOnce.Do(func() { close(limited) })
+				limitedOnce.Do(func() { close(vc.limited) })
 			}
 		},
 	}.run(t, r)
-	close(attackDone)
+	close(vc.attackDone)
 	<-validDone
+	valid, refusals := vc.valid, vc.refusals
 
 	t.Logf("attacker: %v; valid client: %d requests", counts, valid)
 	if len(refusals) > 0 {
@@ -147,6 +117,49 @@ func TestFrontDoorValidTokenNotRefused(t *testing.T) {
 	}
 	// And the valid token still works.
 	expect(t, r.do(t, tok, "GET", "/Users?count=1", nil), 200)
+}
+
+// validClient is the valid identity provider of
+// TestFrontDoorValidTokenNotRefused: it starts when limited is closed (at
+// the attacker's first 429), closes warm after its 10th request, and stops
+// once attackDone is closed and it sent at least 10. valid counts its
+// requests, refusals lists the ones not answered 200.
+type validClient struct {
+	tok, url                  string
+	limited, warm, attackDone chan struct{}
+	valid                     int
+	refusals                  []refusal
+}
+
+type refusal struct {
+	n   int
+	res string
+}
+
+func (v *validClient) run() {
+	// Entra's pace: one request every 40 ms. Bounded: at most 100,000
+	// requests, and in practice it stops when the attack is over.
+	tick := time.NewTicker(40 * time.Millisecond)
+	defer tick.Stop()
+	<-v.limited
+	for v.valid < 100000 {
+		res := doQuiet(v.tok, v.url+"/Users?filter="+urlq(`userName eq "front@example.test"`))
+		v.valid++
+		if res.status != 200 {
+			v.refusals = append(v.refusals, refusal{v.valid, res.String()})
+		}
+		if v.valid == 10 {
+			close(v.warm)
+		}
+		select {
+		case <-v.attackDone:
+			if v.valid >= 10 {
+				return
+			}
+		default:
+		}
+		<-tick.C
+	}
 }
 
 // run sends the attack and counts the answers by status.

@@ -39,6 +39,23 @@ func checkDisplays(t *testing.T, r *replica, tok, ns, gid string, want map[strin
 	}
 }
 
+// memberDisplayKit is TestMemberDisplay's tenant: users a (displayName
+// "lennay"), b ("Bee") and c (none), and the group gid the steps work on.
+type memberDisplayKit struct {
+	t       *testing.T
+	r       *replica
+	tok, ns string
+	a, b, c string
+	gid     string
+}
+
+// patch sends a PATCH of the group with the given operations (and
+// headers), expecting status.
+func (k *memberDisplayKit) patch(status int, ops string, headers ...string) {
+	k.t.Helper()
+	expect(k.t, k.r.do(k.t, k.tok, "PATCH", "/Groups/"+k.gid, patchOp(ops), headers...), status)
+}
+
 // TestMemberDisplay: a member's display is the one the client last sent
 // for it, else the user's displayName (issue 15, item 4;
 // docs/conformance.md), through POST, PUT and PATCH add, replace and
@@ -47,50 +64,82 @@ func TestMemberDisplay(t *testing.T) {
 	ns := env.Namespace(t)
 	r := startReplica(t, ns)
 	tok := issueToken(t, ns, "validator", r)
+	k := &memberDisplayKit{t: t, r: r, tok: tok, ns: ns}
+	k.a = expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"a@example.test","displayName":"lennay"}`), 201).str("id")
+	k.b = expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"b@example.test","displayName":"Bee"}`), 201).str("id")
+	k.c = expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"c@example.test"}`), 201).str("id")
+	a, b, c := k.a, k.b, k.c
 
-	a := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"a@example.test","displayName":"lennay"}`), 201).str("id")
-	b := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"b@example.test","displayName":"Bee"}`), 201).str("id")
-	c := expect(t, r.do(t, tok, "POST", "/Users", `{"userName":"c@example.test"}`), 201).str("id")
+	k.addNewUser()
+	k.lastDisplayWins()
+	k.storedDisplayRead()
 
-	// Microsoft's collection: "Patch add user4 to group1" sends the
-	// member's name as "displayName" (members have none), and "Get group
-	// by id" looks for it although the user has its own displayName.
-	gid := expect(t, r.do(t, tok, "POST", "/Groups", `{"displayName":"Group1DisplayName","members":[]}`), 201).str("id")
-	addNewUser := patchOp(`{"name":"addMember","op":"add","path":"members","value":[{"displayName":"new User","value":"` + a + `"}]}`)
-	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, addNewUser), 204)
+	// PATCH replace: the displays become exactly the ones sent.
+	k.patch(204, `{"op":"replace","path":"members","value":[{"value":"`+a+`"},{"value":"`+b+`","display":"B"}]}`)
+	checkDisplays(t, r, tok, ns, k.gid, map[string]string{a: "lennay", b: "B"})
+	// Remove without a filter clears members and displays.
+	k.patch(204, `{"op":"remove","path":"members"}`)
+	checkDisplays(t, r, tok, ns, k.gid, map[string]string{})
+
+	k.postAndPut()
+	k.longDisplay()
+
+	// Entra's remove with a value array takes the display out too.
+	k.patch(204, `{"op":"Remove","path":"members","value":`+memberValues(c)+`}`)
+	for name, s := range shards(t, ns, k.gid) {
+		if len(s.Spec.Members) > 0 || len(s.Spec.Displays) > 0 {
+			t.Errorf("shard %s after the last member's removal: %+v", name, s.Spec)
+		}
+	}
+}
+
+// addNewUser: Microsoft's collection: "Patch add user4 to group1" sends
+// the member's name as "displayName" (members have none), and "Get group
+// by id" looks for it although the user has its own displayName. Removed,
+// and added again without a display, the member shows its own.
+func (k *memberDisplayKit) addNewUser() {
+	t, r, tok, ns, a := k.t, k.r, k.tok, k.ns, k.a
+	k.gid = expect(t, r.do(t, tok, "POST", "/Groups", `{"displayName":"Group1DisplayName","members":[]}`), 201).str("id")
+	gid := k.gid
+	k.patch(204, `{"name":"addMember","op":"add","path":"members","value":[{"displayName":"new User","value":"`+a+`"}]}`)
 	if res := expect(t, r.do(t, tok, "GET", "/Groups/"+gid, nil), 200); !strings.Contains(string(res.raw), "new User") {
 		t.Errorf("the display sent for a member is not returned: %s", res.raw)
 	}
 	checkDisplays(t, r, tok, ns, gid, map[string]string{a: "new User"})
-	// Removed, and added again without a display: the old display went.
-	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"remove","path":"members[value eq \"`+a+`\"]"}`)), 204)
+	k.patch(204, `{"op":"remove","path":"members[value eq \"`+a+`\"]"}`)
 	if s := shards(t, ns, gid); len(s) != 1 || len(s[gid+"-0"].Spec.Displays) != 0 {
 		t.Errorf("a removed member's display stays in its shard: %+v", s)
 	}
-	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"add","path":"members","value":[{"value":"`+a+`"}]}`)), 204)
+	k.patch(204, `{"op":"add","path":"members","value":[{"value":"`+a+`"}]}`)
 	checkDisplays(t, r, tok, ns, gid, map[string]string{a: "lennay"})
+}
 
-	// The last display sent wins; an add without one keeps it, and writes
-	// nothing (the version stays).
-	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"add","path":"members","value":[{"value":"`+a+`","display":"VP"},{"value":"`+c+`"}]}`)), 204)
+// lastDisplayWins: the last display sent wins; an add without one keeps
+// it, and writes nothing (the version stays). A new display for a current
+// member is a change: the version moves, so an If-Match with the old ETag
+// fails afterwards.
+func (k *memberDisplayKit) lastDisplayWins() {
+	t, r, tok, ns, a, c, gid := k.t, k.r, k.tok, k.ns, k.a, k.c, k.gid
+	k.patch(204, `{"op":"add","path":"members","value":[{"value":"`+a+`","display":"VP"},{"value":"`+c+`"}]}`)
 	checkDisplays(t, r, tok, ns, gid, map[string]string{a: "VP", c: "c@example.test"})
 	tag := expect(t, r.do(t, tok, "GET", "/Groups/"+gid, nil), 200).header.Get("ETag")
-	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"add","path":"members","value":["`+a+`",{"value":"`+c+`"}]}`)), 204)
+	k.patch(204, `{"op":"add","path":"members","value":["`+a+`",{"value":"`+c+`"}]}`)
 	if now := expect(t, r.do(t, tok, "GET", "/Groups/"+gid, nil), 200).header.Get("ETag"); now != tag {
 		t.Errorf("re-adding members without displays changed the version: %s -> %s", tag, now)
 	}
 	checkDisplays(t, r, tok, ns, gid, map[string]string{a: "VP", c: "c@example.test"})
-	// A new display for a current member is a change: the version moves,
-	// so an If-Match with the old ETag fails afterwards.
-	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"add","path":"members","value":[{"value":"`+a+`","display":"Chief"}]}`), "If-Match", tag), 204)
+	k.patch(204, `{"op":"add","path":"members","value":[{"value":"`+a+`","display":"Chief"}]}`, "If-Match", tag)
 	checkDisplays(t, r, tok, ns, gid, map[string]string{a: "Chief", c: "c@example.test"})
-	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"add","path":"members","value":[{"value":"`+a+`","display":"Boss"}]}`), "If-Match", tag), 412)
+	k.patch(412, `{"op":"add","path":"members","value":[{"value":"`+a+`","display":"Boss"}]}`, "If-Match", tag)
+}
 
-	// A filter sees the stored display.
+// storedDisplayRead: a filter sees the stored display ("Chief" for a);
+// lists and the root search (read from the cache) show it too.
+func (k *memberDisplayKit) storedDisplayRead() {
+	t, r, tok, a, c, gid := k.t, k.r, k.tok, k.a, k.c, k.gid
 	if res := expect(t, r.do(t, tok, "GET", "/Groups?filter="+urlq(`members.display eq "Chief"`), nil), 200); res.total() != 1 {
 		t.Errorf("filter on a stored member display: %s", res)
 	}
-	// Lists and the root search (read from the cache) show it too.
 	eventually(t, 10*time.Second, func() error {
 		res := expect(t, r.do(t, tok, "GET", "/Groups?filter="+urlq(`id eq "`+gid+`"`), nil), 200)
 		if got := displays(res.resources()[0]); got[a] != "Chief" || got[c] != "c@example.test" {
@@ -102,15 +151,12 @@ func TestMemberDisplay(t *testing.T) {
 		}
 		return nil
 	})
+}
 
-	// PATCH replace: the displays become exactly the ones sent.
-	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"replace","path":"members","value":[{"value":"`+a+`"},{"value":"`+b+`","display":"B"}]}`)), 204)
-	checkDisplays(t, r, tok, ns, gid, map[string]string{a: "lennay", b: "B"})
-	// Remove without a filter clears members and displays.
-	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"remove","path":"members"}`)), 204)
-	checkDisplays(t, r, tok, ns, gid, map[string]string{})
-
-	// Microsoft's collection: POST and PUT with "display".
+// postAndPut: Microsoft's collection: POST and PUT of a second group with
+// "display"; a member without one shows its displayName.
+func (k *memberDisplayKit) postAndPut() {
+	t, r, tok, ns, a, b := k.t, k.r, k.tok, k.ns, k.a, k.b
 	g2 := expect(t, r.do(t, tok, "POST", "/Groups", `{"displayName":"GroupDisplayName2","members":[{"value":"`+a+`","display":"VP"},{"value":"`+b+`"}]}`), 201)
 	if got := displays(g2.body); got[a] != "VP" || got[b] != "Bee" {
 		t.Errorf("POST answer: %v", got)
@@ -121,22 +167,18 @@ func TestMemberDisplay(t *testing.T) {
 		t.Errorf("PUT answer: %v", got)
 	}
 	checkDisplays(t, r, tok, ns, g2.str("id"), map[string]string{a: "lennay", b: "SenorVP"})
+}
 
-	// A display is at most 256 bytes: a longer one is refused, not cut.
+// longDisplay: a display is at most 256 bytes: a longer one is refused,
+// not cut, and the stored one stays.
+func (k *memberDisplayKit) longDisplay() {
+	t, r, tok, ns, c, gid := k.t, k.r, k.tok, k.ns, k.c, k.gid
 	long := strings.Repeat("é", 128) // 256 bytes
-	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"add","path":"members","value":[{"value":"`+c+`","display":"`+long+`"}]}`)), 204)
+	k.patch(204, `{"op":"add","path":"members","value":[{"value":"`+c+`","display":"`+long+`"}]}`)
 	checkDisplays(t, r, tok, ns, gid, map[string]string{c: long})
 	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"add","path":"members","value":[{"value":"`+c+`","display":"`+long+`x"}]}`)), 400, "invalidValue")
 	expect(t, r.do(t, tok, "POST", "/Groups", `{"displayName":"G3","members":[{"value":"`+c+`","display":"`+long+`x"}]}`), 400, "invalidValue")
 	checkDisplays(t, r, tok, ns, gid, map[string]string{c: long})
-
-	// Entra's remove with a value array takes the display out too.
-	expect(t, r.do(t, tok, "PATCH", "/Groups/"+gid, patchOp(`{"op":"Remove","path":"members","value":`+memberValues(c)+`}`)), 204)
-	for name, s := range shards(t, ns, gid) {
-		if len(s.Spec.Members) > 0 || len(s.Spec.Displays) > 0 {
-			t.Errorf("shard %s after the last member's removal: %+v", name, s.Spec)
-		}
-	}
 }
 
 // TestMemberDisplayShards: a display lives in the shard of its member; a
