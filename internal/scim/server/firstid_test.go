@@ -46,14 +46,7 @@ func TestFirstIDs(t *testing.T) {
 	// The id is keyed: whoever holds it (a log line) cannot confirm a
 	// guessed userName without the installation key. Before issue 13 it
 	// was an unkeyed name-based UUID anybody could recompute.
-	for _, guess := range []string{"ann@example.test", ns + "/ann@example.test"} {
-		for _, space := range []uuid.UUID{uuid.NameSpaceDNS, uuid.NameSpaceURL, uuid.NameSpaceOID, uuid.NameSpaceX500,
-			uuid.MustParse("5f0d6a52-3a8e-4c8e-9b0e-2f6f1d6c9a41")} {
-			if uuid.NewSHA1(space, []byte(guess)).String() == ann || uuid.NewMD5(space, []byte(guess)).String() == ann {
-				t.Fatalf("the first id %s is a name-based UUID of %q: a guessed userName can be confirmed from it", ann, guess)
-			}
-		}
-	}
+	checkNotNameBased(t, ann, "ann@example.test", ns+"/ann@example.test")
 	if other := repository.FirstUserID(testenv.IDKey(), ns, "ann@example.test"); other == ann {
 		t.Error("another installation key derives the same first id")
 	}
@@ -115,6 +108,20 @@ func TestFirstIDs(t *testing.T) {
 	expect(t, rename(bob, "EVE@example.test"), 409, "uniqueness")
 	if got := expect(t, r.do(t, tok, "GET", "/Users/"+eve, nil), 200).str("userName"); got != "eve@example.test" {
 		t.Errorf("eve: %s", got)
+	}
+}
+
+// checkNotNameBased fails if id is a name-based (SHA-1 or MD5) UUID of one
+// of guesses in a well-known or a made-up namespace.
+func checkNotNameBased(t *testing.T, id string, guesses ...string) {
+	t.Helper()
+	for _, guess := range guesses {
+		for _, space := range []uuid.UUID{uuid.NameSpaceDNS, uuid.NameSpaceURL, uuid.NameSpaceOID, uuid.NameSpaceX500,
+			uuid.MustParse("5f0d6a52-3a8e-4c8e-9b0e-2f6f1d6c9a41")} {
+			if uuid.NewSHA1(space, []byte(guess)).String() == id || uuid.NewMD5(space, []byte(guess)).String() == id {
+				t.Fatalf("the first id %s is a name-based UUID of %q: a guessed userName can be confirmed from it", id, guess)
+			}
+		}
 	}
 }
 

@@ -25,45 +25,10 @@ func TestReplicasConcurrentDuplicates(t *testing.T) {
 	tok := issueToken(t, ns, "entra", a, b)
 	const rounds, perReplica = 20, 4
 
+	// Each round sends the same create perReplica times to each replica
+	// at once.
 	race := func(t *testing.T, path string, body func(round int) string) {
-		for round := 0; round < rounds; round++ {
-			var wg sync.WaitGroup
-			results := make(chan response, 2*perReplica)
-			start := make(chan struct{})
-			for _, r := range []*replica{a, b} {
-				for i := 0; i < perReplica; i++ {
-					wg.Add(1)
-					go func(r *replica, i int) {
-						defer wg.Done()
-						<-start
-						// Vary the case: uniqueness ignores it.
-						text := body(round)
-						if i%2 == 1 {
-							text = strings.Replace(text, "dup", "DUP", 1)
-						}
-						results <- r.do(t, tok, "POST", path, text)
-					}(r, i)
-				}
-			}
-			close(start)
-			wg.Wait()
-			close(results)
-			created, conflicts := 0, 0
-			for res := range results {
-				switch res.status {
-				case 201:
-					created++
-				case 409:
-					conflicts++
-					expect(t, res, 409, "uniqueness")
-				default:
-					t.Errorf("round %d: unexpected answer %s", round, res)
-				}
-			}
-			if created != 1 || conflicts != 2*perReplica-1 {
-				t.Errorf("round %d: %d created, %d conflicts; want 1 and %d", round, created, conflicts, 2*perReplica-1)
-			}
-		}
+		raceCreates(t, []*replica{a, b}, tok, path, rounds, perReplica, body)
 	}
 
 	t.Run("users", func(t *testing.T) {
@@ -108,6 +73,52 @@ func TestReplicasConcurrentDuplicates(t *testing.T) {
 			t.Errorf("%d ProvisionedGroups, want %d", len(list.Items), rounds)
 		}
 	})
+}
+
+// raceCreates runs rounds of a race: each round, perReplica goroutines per
+// replica POST body(round) to path at the same moment (every other one
+// with "dup" upper-cased), and exactly one must get 201, the others 409
+// uniqueness.
+func raceCreates(t *testing.T, replicas []*replica, tok, path string, rounds, perReplica int, body func(round int) string) {
+	want := len(replicas)*perReplica - 1
+	for round := 0; round < rounds; round++ {
+		var wg sync.WaitGroup
+		results := make(chan response, len(replicas)*perReplica)
+		start := make(chan struct{})
+		for _, r := range replicas {
+			for i := 0; i < perReplica; i++ {
+				wg.Add(1)
+				go func(r *replica, i int) {
+					defer wg.Done()
+					<-start
+					// Vary the case: uniqueness ignores it.
+					text := body(round)
+					if i%2 == 1 {
+						text = strings.Replace(text, "dup", "DUP", 1)
+					}
+					results <- r.do(t, tok, "POST", path, text)
+				}(r, i)
+			}
+		}
+		close(start)
+		wg.Wait()
+		close(results)
+		created, conflicts := 0, 0
+		for res := range results {
+			switch res.status {
+			case 201:
+				created++
+			case 409:
+				conflicts++
+				expect(t, res, 409, "uniqueness")
+			default:
+				t.Errorf("round %d: unexpected answer %s", round, res)
+			}
+		}
+		if created != 1 || conflicts != want {
+			t.Errorf("round %d: %d created, %d conflicts; want 1 and %d", round, created, conflicts, want)
+		}
+	}
 }
 
 // TestReplicasReadYourWrites: a write on one replica is seen at once by a
