@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -325,6 +326,16 @@ func TestDeletionPolicyFollowsTheConfig(t *testing.T) {
 			return errors.New("not marked deleted yet")
 		}
 		return nil
+	})
+	// The deletion is complete once the finalizer is gone; until then a
+	// retry (say, a finalizer patch that met a late status write) applies
+	// the policy in force at that moment.
+	eventually(t, 30*time.Second, func() error {
+		err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "kept"}, &scimv1.ProvisionedUser{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("ProvisionedUser kept still there (%v)", err)
 	})
 	updateConfig(t, ns, func(s *scimv1.ProvisioningConfigSpec) { s.DeletionPolicy = "delete" })
 	deleteUser("purged")

@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -25,16 +26,13 @@ import (
 // the deferred patch, and only when it changed. Events use corev1's
 // EventType constants, logs ctrl.LoggerFrom(ctx), time a clock.PassiveClock.
 
-// addFinalizer adds name to obj with a patch that fails on a concurrent
-// change (a merge patch replaces the whole finalizer list). It reports
-// whether it wrote: the caller's reconcile starts again from the update.
+// addFinalizer adds name to obj. It reports whether it wrote: the
+// caller's reconcile starts again from the update.
 func addFinalizer(ctx context.Context, c client.Client, obj client.Object, name string) (bool, error) {
 	if controllerutil.ContainsFinalizer(obj, name) {
 		return false, nil
 	}
-	base := obj.DeepCopyObject().(client.Object)
-	controllerutil.AddFinalizer(obj, name)
-	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := patchFinalizers(ctx, c, obj, func(o client.Object) bool { return controllerutil.AddFinalizer(o, name) }); err != nil {
 		return true, fmt.Errorf("adding finalizer %s: %w", name, err)
 	}
 	return true, nil
@@ -43,16 +41,34 @@ func addFinalizer(ctx context.Context, c client.Client, obj client.Object, name 
 // removeFinalizer removes name from obj, the last step of a deletion; an
 // object already gone is fine.
 func removeFinalizer(ctx context.Context, c client.Client, obj client.Object, name string) error {
-	if !controllerutil.ContainsFinalizer(obj, name) {
-		return nil
-	}
-	base := obj.DeepCopyObject().(client.Object)
-	controllerutil.RemoveFinalizer(obj, name)
-	err := c.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+	err := patchFinalizers(ctx, c, obj, func(o client.Object) bool { return controllerutil.RemoveFinalizer(o, name) })
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("removing finalizer %s: %w", name, err)
 	}
 	return nil
+}
+
+// patchFinalizers applies change to obj's finalizers with a patch that
+// fails on a concurrent change (a merge patch replaces the whole list, so
+// without the lock another writer's finalizer could be lost). A conflict
+// is mostly a status write that landed after the cache read (the
+// ScimToken's usage stamps, a sync's own status): the object is read
+// again and the change retried, instead of failing the reconcile and
+// repeating its side effects.
+func patchFinalizers(ctx context.Context, c client.Client, obj client.Object, change func(client.Object) bool) error {
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		base := obj.DeepCopyObject().(client.Object)
+		if !change(obj) {
+			return nil
+		}
+		err := c.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		if apierrors.IsConflict(err) {
+			if gerr := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); gerr != nil {
+				return gerr
+			}
+		}
+		return err
+	})
 }
 
 // statusSnapshot is an object as the reconcile read it; patch writes the
