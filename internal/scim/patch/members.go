@@ -200,3 +200,48 @@ func dedupe(ids []string) []string {
 	}
 	return out
 }
+
+// MemberNet is a request's member operations folded, in order, into their
+// final outcome, the one decision both the repository's shards and the
+// in-memory test store act on.
+type MemberNet struct {
+	// Want says, for each id the request names, whether it is a member
+	// afterwards.
+	Want map[string]bool
+	// ReplaceAll says every member not in Want goes (a replace or clear).
+	ReplaceAll bool
+	// Display holds the display of the members whose display the request
+	// decides: those it adds with a display, and every member of a
+	// replace ("" = none). Members it adds without one keep theirs.
+	Display map[string]string
+}
+
+// Empty reports whether the operations change nothing.
+func (n MemberNet) Empty() bool { return len(n.Want) == 0 && !n.ReplaceAll }
+
+// FoldMembers folds ops into their net effect.
+func FoldMembers(ops []MemberOp) MemberNet {
+	n := MemberNet{Want: map[string]bool{}, Display: map[string]string{}}
+	for _, op := range ops {
+		switch op.Kind {
+		case MemberAdd:
+			for _, id := range op.IDs {
+				n.Want[id] = true
+				if d, ok := op.Displays[id]; ok {
+					n.Display[id] = d
+				}
+			}
+		case MemberRemove:
+			for _, id := range op.IDs {
+				n.Want[id] = false
+				delete(n.Display, id)
+			}
+		case MemberClear, MemberReplace:
+			n = MemberNet{ReplaceAll: true, Want: map[string]bool{}, Display: map[string]string{}}
+			for _, id := range op.IDs { // none for a clear
+				n.Want[id], n.Display[id] = true, op.Displays[id]
+			}
+		}
+	}
+	return n
+}

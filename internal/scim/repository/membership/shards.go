@@ -59,50 +59,12 @@ type Shards struct {
 // Stats counts what a membership change wrote.
 type Stats struct{ Added, Removed int }
 
-// Net is a request's member operations folded, in order, into the final
-// outcome: which ids must be members, which must not, whether everyone
-// else must go (replace or clear), and the displays the request decides.
-type Net struct {
-	want       map[string]bool // id -> member afterwards?
-	replaceAll bool
-	// display holds the display of the members whose display the request
-	// decides: those it adds with a display, and every member of a
-	// replace ("" = none). Members it adds without one keep theirs.
-	display map[string]string
-}
-
-// Empty reports whether the operations change nothing.
-func (n Net) Empty() bool { return len(n.want) == 0 && !n.replaceAll }
+// Net is a request's member operations folded into their outcome
+// (patch.FoldMembers).
+type Net = patch.MemberNet
 
 // Fold folds ops into their net effect.
-func Fold(ops []patch.MemberOp) Net {
-	n := Net{want: map[string]bool{}, display: map[string]string{}}
-	for _, op := range ops {
-		switch op.Kind {
-		case patch.MemberAdd:
-			for _, id := range op.IDs {
-				n.want[id] = true
-				if d, ok := op.Displays[id]; ok {
-					n.display[id] = d
-				}
-			}
-		case patch.MemberRemove:
-			for _, id := range op.IDs {
-				n.want[id] = false
-				delete(n.display, id)
-			}
-		case patch.MemberClear:
-			n.replaceAll, n.want, n.display = true, map[string]bool{}, map[string]string{}
-		case patch.MemberReplace:
-			n.replaceAll, n.want, n.display = true, map[string]bool{}, map[string]string{}
-			for _, id := range op.IDs {
-				n.want[id] = true
-				n.display[id] = op.Displays[id]
-			}
-		}
-	}
-	return n
-}
+func Fold(ops []patch.MemberOp) Net { return patch.FoldMembers(ops) }
 
 // setDisplay records d as member id's display in shard s ("" removes it)
 // and reports whether that changed the shard.
@@ -129,14 +91,14 @@ func setDisplay(s *scimv1.GroupMembership, id, d string) bool {
 func appendMembers(s *scimv1.GroupMembership, ids []string, net Net) {
 	s.Spec.Members = append(s.Spec.Members, ids...)
 	for _, id := range ids {
-		setDisplay(s, id, net.display[id])
+		setDisplay(s, id, net.Display[id])
 	}
 }
 
 // Apply carries out net on group g's shards, writing through w and
 // counting into stats.
 func (sh Shards) Apply(ctx context.Context, g *scimv1.ProvisionedGroup, net Net, w Writer, stats *Stats) error {
-	if net.replaceAll {
+	if net.ReplaceAll {
 		return sh.replace(ctx, g, net, w, stats)
 	}
 	return sh.change(ctx, g, net, w, stats)
@@ -187,7 +149,7 @@ func (sh Shards) change(ctx context.Context, g *scimv1.ProvisionedGroup, net Net
 // newer ones (the tail, the newest of them).
 func (sh Shards) relevant(ctx context.Context, g *scimv1.ProvisionedGroup, net Net) (map[string]*scimv1.GroupMembership, *scimv1.GroupMembership, error) {
 	candidates := map[string]bool{}
-	for id := range net.want {
+	for id := range net.Want {
 		var list scimv1.GroupMembershipList
 		// The shards of every group holding id; a user is in few groups,
 		// and one index over members (not one per group and member) keeps
@@ -237,19 +199,19 @@ func plan(shards map[string]*scimv1.GroupMembership, net Net) (add []string, rem
 	where := map[string]string{} // member id -> shard holding it
 	for _, s := range shards {
 		for _, m := range s.Spec.Members {
-			if _, asked := net.want[m]; asked {
+			if _, asked := net.Want[m]; asked {
 				where[m] = s.Name
 			}
 		}
 	}
 	removeFrom = map[string]map[string]bool{}
-	for id, member := range net.want {
+	for id, member := range net.Want {
 		shard, present := where[id]
 		switch {
 		case member && !present:
 			add = append(add, id)
 		case member && present:
-			if d, decided := net.display[id]; decided && setDisplay(shards[shard], id, d) && removeFrom[shard] == nil {
+			if d, decided := net.Display[id]; decided && setDisplay(shards[shard], id, d) && removeFrom[shard] == nil {
 				removeFrom[shard] = map[string]bool{}
 			}
 		case !member && present:
@@ -326,7 +288,7 @@ func (sh Shards) replace(ctx context.Context, g *scimv1.ProvisionedGroup, net Ne
 		}
 	}
 	var add []string
-	for id, member := range net.want {
+	for id, member := range net.Want {
 		if member && !present[id] {
 			add = append(add, id)
 		}
@@ -345,7 +307,7 @@ func (sh Shards) replace(ctx context.Context, g *scimv1.ProvisionedGroup, net Ne
 // earlier shard holds (present, which it extends), with the displays net
 // decides.
 func keepOnly(ctx context.Context, s *scimv1.GroupMembership, net Net, present map[string]bool, w Writer, stats *Stats) error {
-	kept := slices.DeleteFunc(slices.Clone(s.Spec.Members), func(m string) bool { return !net.want[m] || present[m] })
+	kept := slices.DeleteFunc(slices.Clone(s.Spec.Members), func(m string) bool { return !net.Want[m] || present[m] })
 	changed := false
 	if len(s.Spec.Displays) > 0 {
 		// A display goes with its member (and one without a member here,
@@ -362,7 +324,7 @@ func keepOnly(ctx context.Context, s *scimv1.GroupMembership, net Net, present m
 	}
 	for _, m := range kept {
 		present[m] = true
-		if d, decided := net.display[m]; decided && setDisplay(s, m, d) {
+		if d, decided := net.Display[m]; decided && setDisplay(s, m, d) {
 			changed = true
 		}
 	}

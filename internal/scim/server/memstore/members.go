@@ -19,41 +19,6 @@ type members struct {
 	displays map[string]string
 }
 
-// outcome is what a request's member operations decide, folded in order.
-type outcome struct {
-	replace bool            // every member not in want goes
-	want    map[string]bool // id -> a member afterwards?
-	// display holds the displays the request decides ("" for none): those
-	// of members it adds with one and of every member of a replace.
-	display map[string]string
-}
-
-func fold(ops []patch.MemberOp) outcome {
-	o := outcome{want: map[string]bool{}, display: map[string]string{}}
-	for _, op := range ops {
-		switch op.Kind {
-		case patch.MemberClear, patch.MemberReplace:
-			o = outcome{replace: true, want: map[string]bool{}, display: map[string]string{}}
-			for _, id := range op.IDs { // none for a clear
-				o.want[id], o.display[id] = true, op.Displays[id]
-			}
-		case patch.MemberAdd:
-			for _, id := range op.IDs {
-				o.want[id] = true
-				if d, ok := op.Displays[id]; ok {
-					o.display[id] = d
-				}
-			}
-		case patch.MemberRemove:
-			for _, id := range op.IDs {
-				o.want[id] = false
-				delete(o.display, id)
-			}
-		}
-	}
-	return o
-}
-
 func removal(id string) []patch.MemberOp {
 	return []patch.MemberOp{{Kind: patch.MemberRemove, IDs: []string{id}}}
 }
@@ -61,22 +26,22 @@ func removal(id string) []patch.MemberOp {
 // apply returns the member list o leaves and whether it differs from m.
 // Members stay in their order; new ones are appended in id order, as the
 // repository appends them to its newest shard.
-func (m members) apply(o outcome) (members, bool) {
+func (m members) apply(o patch.MemberNet) (members, bool) {
 	next := members{displays: map[string]string{}}
 	present := map[string]bool{}
 	for _, id := range m.ids {
-		if w, asked := o.want[id]; (o.replace && !w) || (asked && !w) || present[id] {
+		if w, asked := o.Want[id]; (o.ReplaceAll && !w) || (asked && !w) || present[id] {
 			continue
 		}
 		present[id] = true
 		next.ids = append(next.ids, id)
 		next.displays[id] = m.displays[id]
-		if d, decided := o.display[id]; decided {
+		if d, decided := o.Display[id]; decided {
 			next.displays[id] = d
 		}
 	}
 	var add []string
-	for id, w := range o.want {
+	for id, w := range o.Want {
 		if w && !present[id] {
 			add = append(add, id)
 		}
@@ -84,7 +49,7 @@ func (m members) apply(o outcome) (members, bool) {
 	slices.Sort(add)
 	for _, id := range add {
 		next.ids = append(next.ids, id)
-		next.displays[id] = o.display[id]
+		next.displays[id] = o.Display[id]
 	}
 	maps.DeleteFunc(next.displays, func(_, d string) bool { return d == "" })
 	changed := !slices.Equal(m.ids, next.ids) || !maps.Equal(m.displays, next.displays)
@@ -154,7 +119,7 @@ func (s *Store) ApplyMembers(_ context.Context, _ repository.Principal, g *scimv
 		}
 		return g, nil // deleted meanwhile: its members went with it
 	}
-	next, changed := s.members[k].apply(fold(ops))
+	next, changed := s.members[k].apply(patch.FoldMembers(ops))
 	if !changed && !pending(stored) {
 		return g, nil
 	}
@@ -169,7 +134,7 @@ func (s *Store) ApplyMembers(_ context.Context, _ repository.Principal, g *scimv
 func (s *Store) MembersWouldChange(_ context.Context, g *scimv1.ProvisionedGroup, ops []patch.MemberOp) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, changed := s.members[key{g.Namespace, g.Name}].apply(fold(ops))
+	_, changed := s.members[key{g.Namespace, g.Name}].apply(patch.FoldMembers(ops))
 	return changed, nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/namekey"
+	"github.com/scim-operator/scim-operator/internal/scim/patch"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
 )
 
@@ -49,7 +50,7 @@ func (s *Store) DeleteUser(_ context.Context, p repository.Principal, id, ifMatc
 		if g.namespace != p.Namespace {
 			continue
 		}
-		if next, changed := m.apply(fold(removal(id))); changed {
+		if next, changed := m.apply(patch.FoldMembers(removal(id))); changed {
 			s.setMembers(g, next)
 			if grp, ok := s.groups.objs[g]; ok {
 				s.stamp(grp)
