@@ -66,7 +66,24 @@ func ping(ctx context.Context, db *sql.DB) error {
 	}
 }
 
+// poolConnections is how many connections a store holds, open and idle
+// alike. database/sql keeps only 2 idle by default: with the 4 user and 4
+// group writes a database takes at once (plus reads), every transaction
+// beyond the second opened a new connection, which costs PostgreSQL a
+// backend process and a handshake and drops pgx's statement cache. That
+// made a PostgreSQL tenant's sync lag p99 26 s where SQLite's was 0.3 s
+// (make bench, 2,000 users).
+const poolConnections = 10
+
 func openDB(rawURL string) (*sql.DB, dialect, error) {
+	db, d, err := openDialect(rawURL)
+	if err == nil {
+		db.SetMaxIdleConns(poolConnections)
+	}
+	return db, d, err
+}
+
+func openDialect(rawURL string) (*sql.DB, dialect, error) {
 	scheme, _, ok := strings.Cut(rawURL, "://")
 	if !ok {
 		return nil, nil, fmt.Errorf("helpdesk: database URL %q has no scheme: %s", Redact(rawURL), urlHelp)
@@ -157,7 +174,7 @@ func openPostgres(rawURL string) (*sql.DB, error) {
 		cfg.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	}
 	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(10)
+	db.SetMaxOpenConns(poolConnections)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	return db, nil
 }
@@ -222,7 +239,7 @@ func openMySQL(rawURL string) (*sql.DB, error) {
 		return nil, fmt.Errorf("helpdesk: mysql config for %s: %w", Redact(rawURL), err)
 	}
 	db := sql.OpenDB(conn)
-	db.SetMaxOpenConns(10)
+	db.SetMaxOpenConns(poolConnections)
 	// Below the server's default wait_timeout so idle connections are not
 	// closed under us.
 	db.SetConnMaxLifetime(5 * time.Minute)

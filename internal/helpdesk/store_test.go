@@ -26,6 +26,7 @@ func storeSuite(t *testing.T, newDB func(t *testing.T) string) {
 	t.Run("UpsertUser", func(t *testing.T) { testUpsertUser(ctx, t, s) })
 	t.Run("CustomFieldsJSON", func(t *testing.T) { testCustomFieldsJSON(ctx, t, s) })
 	t.Run("ConcurrentUpsert", func(t *testing.T) { testConcurrentUpsert(ctx, t, s) })
+	t.Run("PoolKeepsConnections", func(t *testing.T) { testPoolKeepsConnections(ctx, t, s) })
 	t.Run("UserNameConflict", func(t *testing.T) { testUserNameConflict(ctx, t, s) })
 	t.Run("DeleteUser", func(t *testing.T) { testDeleteUser(ctx, t, s) })
 	t.Run("Truncation", func(t *testing.T) { testTruncation(ctx, t, s) })
@@ -722,5 +723,38 @@ func testReleaseUserName(ctx context.Context, t *testing.T, s *sqlStore) {
 	}
 	if _, err := s.ReleaseUserName(ctx, tenant, "b", ""); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("ReleaseUserName with an empty key: err = %v, want ErrInvalid", err)
+	}
+}
+
+// testPoolKeepsConnections: as many writes at once as the operator runs
+// against one database (4 user and 4 group slots) reuse their connections
+// instead of closing and opening one per transaction.
+func testPoolKeepsConnections(ctx context.Context, t *testing.T, s *sqlStore) {
+	const writers, rounds = 8, 5
+	before := s.db.Stats()
+	for r := range rounds {
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := fmt.Sprintf("pool-%d-%d", w, r)
+				_, err := s.UpsertUser(ctx, newUser("pool", id, id+"@example.com"))
+				errs <- err
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	after := s.db.Stats()
+	if closed := after.MaxIdleClosed - before.MaxIdleClosed; closed > 0 {
+		t.Errorf("%d connections were closed for want of idle room after %d rounds of %d concurrent writes (open %d, idle %d): each costs a new connection next time",
+			closed, rounds, writers, after.OpenConnections, after.Idle)
 	}
 }
