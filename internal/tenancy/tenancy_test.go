@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
@@ -165,6 +166,53 @@ func TestWriteSlots(t *testing.T) {
 	}
 	t2.Release()
 	t3.Release()
+}
+
+// TestWriteSlotWaits: a write that finds a moving database full waits for
+// the next slot instead of giving its worker back (and losing its turn to
+// newer writes); on a database none of whose writes end (hung), it does
+// not wait, so that the hung tenant holds no worker beyond its slots.
+func TestWriteSlotWaits(t *testing.T) {
+	t.Run("hung database: no wait", func(t *testing.T) {
+		d := &Directory{PerDatabase: 1}
+		st := &fakeStore{}
+		held, err := d.take(Target{Store: st}, "user")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Freed while a waiting take would still wait: it must not get it.
+		go func() { time.Sleep(slotWait / 5); held.Release() }()
+		if got, err := d.take(Target{Store: st}, "user"); !errors.Is(err, ErrBusy) {
+			got.Release()
+			t.Fatalf("a full database none of whose writes ended: want ErrBusy at once, got %v", err)
+		}
+	})
+	t.Run("moving database: waits its turn", func(t *testing.T) {
+		d := &Directory{PerDatabase: 1}
+		st := &fakeStore{}
+		first, err := d.take(Target{Store: st}, "user")
+		if err != nil {
+			t.Fatal(err)
+		}
+		first.Release() // a write ended: the database is moving
+		held, err := d.take(Target{Store: st}, "user")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make(chan error, 1)
+		go func() {
+			w, err := d.take(Target{Store: st}, "user")
+			if err == nil {
+				w.Release()
+			}
+			got <- err
+		}()
+		time.Sleep(slotWait / 5)
+		held.Release()
+		if err := <-got; err != nil {
+			t.Fatalf("a full, moving database: want the slot once a write ends, got %v", err)
+		}
+	})
 }
 
 func TestAttributeName(t *testing.T) {
