@@ -77,9 +77,8 @@ func startSyncWith(t *testing.T, store helpdesk.Store, o syncOptions) *syncStack
 			repo, groupRepo = nil, nil
 		}
 		if o.brokenMembers {
-			broken := *s.repo
-			broken.Cache = failingShardReader{mgr.GetCache()}
-			groupRepo = &broken
+			groupRepo = &repository.Repository{Cache: failingShardReader{mgr.GetCache()}, Live: s.repo.Live, Client: s.repo.Client,
+				IDKey: s.repo.IDKey, Now: s.repo.Now, Users: s.repo.Users, Signals: s.repo.Signals, Activity: s.repo.Activity}
 		}
 		if err := (&ProvisionedUserReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Store: store, Repo: repo,
 			DeletionPolicy: o.policy, ResyncPeriod: o.resync, MaxConcurrentReconciles: 4, Metrics: m, Clock: o.clock}).SetupWithManager(mgr); err != nil {

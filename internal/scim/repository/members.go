@@ -62,23 +62,39 @@ func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.Pr
 	if net.Empty() && !pending(g) {
 		return g, nil
 	}
+	stats, written, err := r.applyShards(ctx, p, g, net)
+	if err != nil {
+		return nil, err
+	}
+	if written == 0 && !pending(g) {
+		return g, nil
+	}
+	return r.touchGroup(ctx, p, g, stats)
+}
+
+// applyShards writes net into g's shards, one change of the group at a
+// time on this replica (memberTurns; the group's stamp comes after, outside
+// the turn): it reports how many shard writes it made.
+func (r *Repository) applyShards(ctx context.Context, p Principal, g *scimv1.ProvisionedGroup, net membership.Net) (membership.Stats, int, error) {
 	var stats membership.Stats
+	release, err := r.memberTurns.take(ctx, g.Namespace+"/"+g.Name)
+	if err != nil {
+		return stats, 0, apierror.ForClient(err, "group membership")
+	}
+	defer release()
 	w := &shardWriter{r: r, p: p}
 	for backoff := retry.New(); ; {
 		err := r.shards().Apply(ctx, g, net, w, &stats)
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 			if !backoff.Wait(ctx) {
-				return nil, fmt.Errorf("%w: group %s membership kept changing under concurrent updates", ErrUnavailable, g.Name)
+				return stats, 0, fmt.Errorf("%w: group %s membership kept changing under concurrent updates", ErrUnavailable, g.Name)
 			}
 			continue
 		}
 		if err != nil {
-			return nil, apierror.ForClient(err, "group membership")
+			return stats, 0, apierror.ForClient(err, "group membership")
 		}
-		if w.written == 0 && !pending(g) {
-			return g, nil
-		}
-		return r.touchGroup(ctx, p, g, stats)
+		return stats, w.written, nil
 	}
 }
 

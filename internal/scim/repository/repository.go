@@ -79,6 +79,9 @@ type Repository struct {
 	// Activity, when set, counts SCIM writes per token for the summary
 	// events on ScimTokens. Notes carry counts only, never personal data.
 	Activity *Activity
+
+	// memberTurns queues this replica's membership changes of one group.
+	memberTurns turns
 }
 
 // InformerCache is the manager's informer cache: the repository reads it,
