@@ -94,9 +94,12 @@ databases: ## Check that PostgreSQL and MariaDB answer on 127.0.0.1, starting th
 conformance: envtest-bins ## Run Microsoft's SCIM Postman collection with newman against `scim-operator dev`.
 	hack/conformance.sh
 
+# The PostgreSQL section's database (dropped and created afresh); empty skips it.
+BENCH_POSTGRES ?= postgres://root@127.0.0.1:5432/scim_bench
+
 .PHONY: bench
-bench: envtest-bins ## Measure SCIM throughput, sync lag and memory against the raw API server (~5 min); writes docs/benchmarks.md.
-	$(GO) run ./hack/bench $(BENCH_FLAGS)
+bench: envtest-bins ## Measure SCIM throughput, sync lag and memory against the raw API server, the cycle on SQLite and PostgreSQL (~18 min); writes docs/benchmarks.md.
+	$(GO) run ./hack/bench --postgres "$(BENCH_POSTGRES)" $(BENCH_FLAGS)
 
 .PHONY: bench-100k
 bench-100k: envtest-bins ## The 100,000-user cycle alone (memory, sync lag, filter GET at that size; ~35 min); writes docs/benchmarks-100k.md.

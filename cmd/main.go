@@ -208,6 +208,8 @@ func devMain(args []string) int {
 	fs.StringVar(&o.SCIMAddr, "scim-bind-address", "127.0.0.1:18443", "Address the SCIM server listens on.")
 	fs.StringVar(&o.PprofAddr, "pprof-bind-address", "0", "Address serving the operator's Go profiles at /debug/pprof; \"0\" disables it.")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", "0", "Address of the operator's Prometheus metrics endpoint, such as 127.0.0.1:18080; \"0\" disables it.")
+	fs.Func("tenant-database-prefixes", "Comma-separated URL `prefixes` where a ProvisioningConfig's spec.database may point besides STATE/tenants/, such as postgres://root@127.0.0.1:5432/ (make bench's PostgreSQL tenant).",
+		appendList(&o.TenantDatabasePrefixes))
 	fs.StringVar(&o.AssetsDir, "control-plane-dir", os.Getenv("KUBEBUILDER_ASSETS"), "Folder with kube-apiserver and etcd (make envtest-bins builds them; `make run` passes it).")
 	zo := zap.Options{Development: true, Level: zapcore.InfoLevel}
 	zo.BindFlags(fs)

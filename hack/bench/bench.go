@@ -35,6 +35,7 @@ const (
 )
 
 type bench struct {
+	pg      *sql.DB // the PostgreSQL section's database (--postgres), or nil
 	o       *options
 	st      *stack
 	cfg     *rest.Config // no client-side rate limit

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -22,6 +23,7 @@ import (
 // CycleResult is section 3 (and the filter GETs of section 4).
 type CycleResult struct {
 	Tenant            string      `json:"tenant"`
+	Database          string      `json:"database,omitempty"` // sqlite or postgres
 	Users             int         `json:"users"`
 	Managers          int         `json:"managers"`
 	Groups            int         `json:"groups"`
@@ -130,13 +132,8 @@ func groupSizes(n, groups int) []int {
 	return sizes
 }
 
-// newTenant creates a ScimToken in the cycle's namespace and returns a
-// client once the SCIM server accepts its token.
-func (b *bench) newTenant(ctx context.Context) (*scimClient, error) {
-	return b.newTenantIn(ctx, cycleNS, cycleToken, "make bench: Entra-like initial cycle")
-}
-
-// newTenantIn is newTenant for any namespace and token name.
+// newTenantIn creates a ScimToken in namespace ns and returns a client once
+// the SCIM server accepts its token.
 func (b *bench) newTenantIn(ctx context.Context, ns, token, description string) (*scimClient, error) {
 	tk := &scimv1.ScimToken{
 		ObjectMeta: metav1.ObjectMeta{Name: token, Namespace: ns},
@@ -162,22 +159,82 @@ func (b *bench) newTenantIn(ctx context.Context, ns, token, description string) 
 
 type dbCounts struct{ users, members, managers int }
 
-func (b *bench) dbCounts(ctx context.Context, tenant string) (dbCounts, error) {
+// cycleTarget is where a cycle runs: a tenant namespace, its token, and the
+// helpdesk database its users reach (the dev stack's SQLite, or the
+// PostgreSQL database of --postgres).
+type cycleTarget struct {
+	ns, token, description string
+	dialect                string // "sqlite" or "postgres"
+	db                     *sql.DB
+}
+
+// rebind turns '?' placeholders into the target's own.
+func (t cycleTarget) rebind(q string) string {
+	if t.dialect != "postgres" {
+		return q
+	}
+	var out strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			fmt.Fprintf(&out, "$%d", n)
+			continue
+		}
+		out.WriteRune(r)
+	}
+	return out.String()
+}
+
+func (b *bench) dbCounts(ctx context.Context, t cycleTarget) (dbCounts, error) {
 	var c dbCounts
-	err := b.db.QueryRowContext(ctx, `SELECT
+	err := t.db.QueryRowContext(ctx, t.rebind(`SELECT
 		(SELECT COUNT(*) FROM helpdesk_users WHERE tenant = ? AND deleted_at IS NULL),
 		(SELECT COUNT(*) FROM helpdesk_group_members WHERE tenant = ?),
-		(SELECT COUNT(*) FROM helpdesk_users WHERE tenant = ? AND manager_scim_id IS NOT NULL)`,
-		tenant, tenant, tenant).Scan(&c.users, &c.members, &c.managers)
+		(SELECT COUNT(*) FROM helpdesk_users WHERE tenant = ? AND manager_scim_id IS NOT NULL)`),
+		t.ns, t.ns, t.ns).Scan(&c.users, &c.members, &c.managers)
 	return c, err
 }
 
-// cycle is sections 3 and 4.
+// cycleRun is what a cycle leaves for the sections after it.
+type cycleRun struct {
+	sc   *scimClient
+	ids  []string // user ids by index
+	gids []string // group ids; gids[0] is "All users"
+}
+
+// cycleUserName is the userName of the cycle's i-th user.
+func cycleUserName(i int) string { return fmt.Sprintf("user%06d@cycle.test", i) }
+
+// cycle is sections 3 and 4 on the dev stack's SQLite, then the member
+// PATCH cost by group size.
 func (b *bench) cycle(ctx context.Context, res *Results) error {
+	t := cycleTarget{ns: cycleNS, token: cycleToken, description: "make bench: Entra-like initial cycle", dialect: "sqlite", db: b.db}
+	run, err := b.runCycle(ctx, t, &res.Cycle, func() {
+		progress("memory before the cycle (quiet %s)", b.o.Quiet)
+		res.Memory.Base = b.memory(ctx)
+	})
+	if err != nil {
+		return err
+	}
+	b.large = run.sc
+	b.afterCycle(ctx, res, run)
+	if err := b.groupScale(ctx, res, run); err != nil {
+		return err
+	}
+	return b.postgresCycle(ctx, res)
+}
+
+// runCycle is section 3 in one tenant: Entra's initial cycle, then the
+// wait for its database and the sync lag. beforeStart runs once the tenant
+// exists, before the first request.
+func (b *bench) runCycle(ctx context.Context, t cycleTarget, cr *CycleResult, beforeStart func()) (cycleRun, error) {
 	o := b.o
 	n, c := o.Users, o.Concurrency
-	cr := &res.Cycle
-	cr.Tenant, cr.Users, cr.Concurrency, cr.Groups = cycleNS, n, c, o.Groups
+	if t.dialect == "postgres" && o.PostgresUsers > 0 {
+		n = o.PostgresUsers
+	}
+	cr.Tenant, cr.Users, cr.Concurrency, cr.Groups, cr.Database = t.ns, n, c, o.Groups, t.dialect
 	cr.Managers = max(1, n/100)
 	sizes := groupSizes(n, o.Groups)
 	for _, s := range sizes {
@@ -185,17 +242,17 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 	}
 	cr.LargestGroups = append([]int(nil), sizes[:min(5, len(sizes))]...)
 
-	progress("section 3: new tenant %q", cycleNS)
-	sc, err := b.newTenant(ctx)
+	progress("section 3: new tenant %q (database: %s)", t.ns, t.dialect)
+	sc, err := b.newTenantIn(ctx, t.ns, t.token, t.description)
 	if err != nil {
-		return err
+		return cycleRun{}, err
 	}
-	b.large = sc
-	progress("memory before the cycle (quiet %s)", o.Quiet)
-	res.Memory.Base = b.memory(ctx)
+	if beforeStart != nil {
+		beforeStart()
+	}
 	lagBefore, err := b.opMetrics(ctx)
 	if err != nil {
-		return err
+		return cycleRun{}, err
 	}
 
 	progress("cycle: %d users (%d managers), %d groups, %d memberships, concurrency %d",
@@ -222,7 +279,7 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 				return
 			case <-time.After(500 * time.Millisecond):
 			}
-			got, err := b.dbCounts(ctx, cycleNS)
+			got, err := b.dbCounts(ctx, t)
 			if err == nil {
 				cnt = got
 			}
@@ -241,7 +298,7 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 	ids := make([]string, n)
 	written := make([]time.Time, n) // meta.lastModified of each create
 	mgrSent := make([]time.Time, n) // when each manager PATCH was sent
-	name := func(i int) string { return fmt.Sprintf("user%06d@cycle.test", i) }
+	name := cycleUserName
 	var match, create recorder
 	var unexpected atomic.Int64
 	wall := pool(ctx, n, c, func(i int) {
@@ -376,7 +433,7 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 		progress("database NOT complete within %s: users %d/%d, memberships %d/%d, managers %d/%d",
 			o.SyncTimeout, d.counts.users, n, d.counts.members, cr.Memberships, d.counts.managers, n-cr.Managers)
 	}
-	if lags, err := b.userLag(ctx, ids, written, mgrSent); err != nil {
+	if lags, err := b.userLag(ctx, t, ids, written, mgrSent); err != nil {
 		progress("reading the database timestamps: %v", err)
 	} else {
 		cr.DBLag = lags
@@ -387,7 +444,7 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 	b.settle(ctx, 3*time.Minute)
 	lagAfter, err := b.opMetrics(ctx)
 	if err != nil {
-		return err
+		return cycleRun{}, err
 	}
 	kinds := map[string]bool{}
 	for _, s := range lagAfter {
@@ -408,8 +465,14 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 		addLag(k, map[string]string{"kind": k})
 	}
 
-	// Section 4: memory with every user cached, object counts, filter GETs.
-	progress("memory after the cycle (quiet %s)", o.Quiet)
+	return cycleRun{sc: sc, ids: ids, gids: gids}, nil
+}
+
+// afterCycle is section 4: memory with every user cached, object counts,
+// filter GETs.
+func (b *bench) afterCycle(ctx context.Context, res *Results, run cycleRun) {
+	n := res.Cycle.Users
+	progress("memory after the cycle (quiet %s)", b.o.Quiet)
 	res.Memory.After = b.memory(ctx)
 	if b.o.HeapProfile != "" && b.saveHeapProfile(ctx) {
 		res.HeapTop = heapTop(ctx, b.o.HeapProfile)
@@ -426,21 +489,33 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 			}
 		}
 	}
-	progress("filter GET latency with %d users in the tenant (%d requests, concurrency 1)", n, o.FilterGets)
+	progress("filter GET latency with %d users in the tenant (%d requests, concurrency 1)", n, b.o.FilterGets)
 	var fg recorder
-	wall = pool(ctx, o.FilterGets, 1, func(i int) {
+	wall := pool(ctx, b.o.FilterGets, 1, func(i int) {
 		u := (i * 7919) % n
 		_ = fg.time(func() error {
-			got, err := sc.findUser(ctx, name(u))
+			got, err := run.sc.findUser(ctx, cycleUserName(u))
 			if err == nil && got != 1 {
-				return fmt.Errorf("filter for %s found %d users", name(u), got)
+				return fmt.Errorf("filter for %s found %d users", cycleUserName(u), got)
 			}
 			return err
 		})
 	})
 	res.FilterGet = fg.result("GET /Users?filter=userName eq", 1, wall)
 	progress("  p50 %.2f ms  p95 %.2f ms  p99 %.2f ms", res.FilterGet.P50ms, res.FilterGet.P95ms, res.FilterGet.P99ms)
-	return nil
+}
+
+// dbTime reads a timestamp column of either dialect.
+func dbTime(v any) (time.Time, error) {
+	switch v := v.(type) {
+	case time.Time:
+		return v, nil
+	case string:
+		return time.Parse(time.RFC3339Nano, v)
+	case []byte:
+		return time.Parse(time.RFC3339Nano, string(v))
+	}
+	return time.Time{}, fmt.Errorf("unexpected timestamp type %T", v)
 }
 
 // userLag measures the sync lag of users without the histogram's buckets:
@@ -449,14 +524,14 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 // uses; and updated_at minus the moment the manager PATCH was sent, an
 // upper bound since it includes the request itself. PATCH answers 204
 // without meta, so there is no exact start for it.
-func (b *bench) userLag(ctx context.Context, ids []string, written, mgrSent []time.Time) ([]ExactLag, error) {
+func (b *bench) userLag(ctx context.Context, t cycleTarget, ids []string, written, mgrSent []time.Time) ([]ExactLag, error) {
 	index := make(map[string]int, len(ids))
 	for i, id := range ids {
 		if id != "" {
 			index[id] = i
 		}
 	}
-	rows, err := b.db.QueryContext(ctx, `SELECT scim_id, created_at, updated_at FROM helpdesk_users WHERE tenant = ?`, cycleNS)
+	rows, err := t.db.QueryContext(ctx, t.rebind(`SELECT scim_id, created_at, updated_at FROM helpdesk_users WHERE tenant = ?`), t.ns)
 	if err != nil {
 		return nil, err
 	}
@@ -464,7 +539,8 @@ func (b *bench) userLag(ctx context.Context, ids []string, written, mgrSent []ti
 	var create, manager []time.Duration
 	var negC, negM int
 	for rows.Next() {
-		var id, c, u string
+		var id string
+		var c, u any // text in SQLite, timestamptz in PostgreSQL
 		if err := rows.Scan(&id, &c, &u); err != nil {
 			return nil, err
 		}
@@ -472,10 +548,10 @@ func (b *bench) userLag(ctx context.Context, ids []string, written, mgrSent []ti
 		if !ok {
 			continue
 		}
-		ct, err1 := time.Parse(time.RFC3339Nano, c)
-		ut, err2 := time.Parse(time.RFC3339Nano, u)
+		ct, err1 := dbTime(c)
+		ut, err2 := dbTime(u)
 		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("parsing timestamps %q %q", c, u)
+			return nil, fmt.Errorf("parsing timestamps %v %v", c, u)
 		}
 		if !written[i].IsZero() {
 			d := ct.Sub(written[i])

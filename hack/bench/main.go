@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -40,6 +41,8 @@ type options struct {
 	SyncTimeout    time.Duration `json:"syncTimeout"`
 	VictimUsers    int           `json:"hostileVictimUsersPerPhase"`
 	HostileAtOnce  int           `json:"hostileConcurrency"`
+	Postgres       string        `json:"postgres,omitempty"`
+	PostgresUsers  int           `json:"postgresUsers,omitempty"`
 	JSONPath       string        `json:"-"`
 	MarkdownPath   string        `json:"-"`
 	KeepState      bool          `json:"-"`
@@ -79,6 +82,8 @@ func main() {
 	fs.IntVar(&o.VictimUsers, "hostile-victim-users", 1000, "Section 5: users another tenant provisions in each kind of phase (alone, then beside the hostile queries).")
 	fs.IntVar(&o.HostileAtOnce, "hostile-concurrency", 8, "Section 5: worst-case queries running at once against the cycle's tenant.")
 	fs.BoolVar(&o.skipHostile, "skip-hostile", false, "Skip section 5 (hostile queries beside another tenant's provisioning).")
+	fs.StringVar(&o.Postgres, "postgres", "", "Run the cycle again in a tenant whose helpdesk database is this PostgreSQL database, such as postgres://root@127.0.0.1:5432/scim_bench (dropped and created afresh); empty skips that section.")
+	fs.IntVar(&o.PostgresUsers, "postgres-users", 0, "Users in the PostgreSQL cycle (default: --users).")
 	fromJSON := fs.String("from-json", "", "Measure nothing: render --markdown again from a results file of an earlier run.")
 	_ = fs.Parse(os.Args[1:])
 	o.Args = os.Args[1:]
@@ -132,7 +137,24 @@ func run(ctx context.Context, o *options) (retErr error) {
 			return err
 		}
 	}
-	st, err := startStack(ctx, bin, assets, filepath.Join(tmp, "state"))
+	// PostgreSQL first: a server that is not there fails the run now, not
+	// after the other sections.
+	var extra []string
+	var pg *sql.DB
+	if o.Postgres != "" {
+		prefix, err := postgresPrefix(o.Postgres)
+		if err != nil {
+			return err
+		}
+		if pg, err = freshPostgres(ctx, o.Postgres); err != nil {
+			return err
+		}
+		defer pg.Close()
+		extra = append(extra, "--tenant-database-prefixes", prefix)
+	}
+	progress("helpdesk database write rates (the store alone, before the stack starts)")
+	res.DBRates = dbRates(ctx, o, tmp)
+	st, err := startStack(ctx, bin, assets, filepath.Join(tmp, "state"), extra...)
 	if err != nil {
 		return err
 	}
@@ -148,6 +170,7 @@ func run(ctx context.Context, o *options) (retErr error) {
 	if err != nil {
 		return err
 	}
+	b.pg = pg
 	defer b.close()
 	progress("stack ready: SCIM %s, operator metrics %s", st.endpoint, st.metricsURL)
 

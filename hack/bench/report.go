@@ -27,6 +27,9 @@ type Results struct {
 	UpdateRatios   []UpdateRatio               `json:"scimUpdateToCachedBaseline,omitempty"`
 	APICalls       []APICalls                  `json:"apiCallsPerRequest"`
 	Cycle          CycleResult                 `json:"cycle"`
+	PostgresCycle  *CycleResult                `json:"postgresCycle,omitempty"`
+	GroupScale     []GroupScaleRow             `json:"memberPatchByGroupSize,omitempty"`
+	DBRates        []DBRate                    `json:"databaseWriteRates,omitempty"`
 	Memory         MemoryResult                `json:"memory"`
 	Objects        map[string]map[string]int64 `json:"objects"`
 	StorageObjects map[string]float64          `json:"apiserverStorageObjects,omitempty"`
@@ -323,6 +326,7 @@ func (r *Results) evaluate() {
 			"(userName, externalId, email, membership; one set each per value in client-go's indexer) and the informer's copy of the object "+
 			"with its labels, annotation, finalizer and status conditions. Run with --heap-profile for the split.", c.Memberships, c.Users))
 	}
+	r.evaluateScale()
 }
 
 func secs(s float64) string {
@@ -501,12 +505,59 @@ func printTable(out io.Writer, r *Results) {
 	}
 	fg := r.FilterGet
 	fmt.Fprintf(out, "filter GET at %d users (n=%d, c=1): p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, errors %d\n", c.Users, fg.Count, fg.P50ms, fg.P95ms, fg.P99ms, fg.Errors)
+	for _, g := range r.GroupScale {
+		fmt.Fprintf(out, "member PATCH into %d members (c=%d): +100 p50 %.1f ms p99 %.1f ms, -100 p50 %.1f ms p99 %.1f ms; %.2f writes, %.2f reads per PATCH\n",
+			g.Members, g.Concurrency, g.Add.P50ms, g.Add.P99ms, g.Remove.P50ms, g.Remove.P99ms, g.WritesPerReq, g.ReadsPerReq)
+	}
+	for _, d := range r.DBRates {
+		fmt.Fprintf(out, "%s store alone (c=%d): %.0f user upserts/s, %.0f member rows/s\n", d.Database, d.Concurrency, d.UserUpserts, d.MemberRows)
+	}
+	if pg := r.PostgresCycle; pg != nil {
+		fmt.Fprintf(out, "PostgreSQL cycle: %d users, %.1f requests/s, database complete %.1f s after the last request\n", pg.Users, pg.RequestsPerSecond, pg.DBAfterLastReq)
+		for _, l := range pg.Lag {
+			fmt.Fprintf(out, "  sync lag (%s, %d syncs): p50 %s, p99 %s\n", l.Kind, l.Observations, secs(l.P50Seconds), secs(l.P99Seconds))
+		}
+	}
 	if r.Hostile != nil {
 		printHostile(out, r.Hostile)
 	}
 	fmt.Fprintf(out, "\n== Targets (issues 8 and 20)\n")
 	for _, t := range r.Targets {
 		fmt.Fprintf(out, "- %s: %s -> %s\n", t.Target, t.Measured, t.Status)
+	}
+}
+
+// markdownCycleFigures is a cycle's phases, sync lag and database
+// completion (section 3, and the PostgreSQL section).
+func markdownCycleFigures(p func(string, ...any), c *CycleResult, db string, timeout time.Duration) {
+	p("| phase | requests | per second | p50 ms | p95 ms | p99 ms | errors |\n|---|--:|--:|--:|--:|--:|--:|\n")
+	for _, x := range c.Phases {
+		p("| %s | %d | %.1f | %.1f | %.1f | %.1f | %d |\n", x.Op, x.Count, float64(x.Count)/x.WallSeconds, x.P50ms, x.P95ms, x.P99ms, x.Errors)
+	}
+	p("| **whole cycle** | **%d** | **%.1f** | | | | %d |\n\n", c.Requests, c.RequestsPerSecond, c.Errors)
+	p("Wall time %.1f s. Matches that unexpectedly found something: %d.\n\n", c.WallSeconds, c.UnexpectedMatches)
+	p("Sync lag from the SCIM write (the object's last-modified annotation) to the helpdesk database commit, from the operator's ")
+	p("`scim_helpdesk_sync_lag_seconds` histogram (observations of this cycle only). **Bucket resolution**: quantiles are interpolated linearly inside the buckets ")
+	p("5 ms, 10 ms, 25 ms, 50 ms, 100 ms, 250 ms, 500 ms, 1 s, 2 s, 5 s, 10 s, 30 s, 60 s, 300 s, so a p99 of 1.5 s means \"between 1 and 2 s\".\n\n")
+	p("| kind | syncs | p50 | p99 |\n|---|--:|--:|--:|\n")
+	for _, l := range c.Lag {
+		p("| %s | %d | %s | %s |\n", l.Kind, l.Observations, secs(l.P50Seconds), secs(l.P99Seconds))
+	}
+	if len(c.DBLag) > 0 {
+		p("\nThe same lag computed per user from the database's own timestamps (exact, not bucketed): ")
+		p("a create from its `meta.lastModified` (the operator's start of the lag) to `helpdesk_users.created_at` (the commit); ")
+		p("a manager PATCH from the moment it was sent to `updated_at` (an upper bound: PATCH answers 204 without `meta`, so it includes the request).\n\n")
+		p("| what | samples | p50 ms | p95 ms | p99 ms | max ms |\n|---|--:|--:|--:|--:|--:|\n")
+		for _, e := range c.DBLag {
+			p("| %s | %d | %.0f | %.0f | %.0f | %.0f |\n", e.What, e.Samples, e.P50ms, e.P95ms, e.P99ms, e.MaxMs)
+		}
+	}
+	if c.DBCompleteSeconds >= 0 {
+		p("\nThe %s database (polled every 0.5 s) held all %d users, their managers and all %d memberships **%.1f s after the first request**, %.1f s after the last one.\n",
+			db, c.Users, c.Memberships, c.DBCompleteSeconds, c.DBAfterLastReq)
+	} else {
+		p("\nThe %s database was **not complete** within %s after the last request: %d/%d users, %d/%d memberships, %d users with a manager.\n",
+			db, timeout, c.DBUsers, c.Users, c.DBMemberships, c.Memberships, c.DBManagers)
 	}
 }
 
@@ -632,35 +683,7 @@ func writeMarkdown(path string, r *Results) error {
 	p("%d of them (1%%) are managers and every other user gets a manager PATCH; %d groups, matched and created, with a long-tailed size distribution ", c.Managers, c.Groups)
 	p("(group k of the others holds about 0.4·N/k^1.1 users; largest sizes %v) including one group of every user, filled by `Add members` PATCHes of up to 100 members, ", c.LargestGroups)
 	p("each group's PATCHes in order and the largest groups first; %d memberships in all. Concurrency %d.\n\n", c.Memberships, c.Concurrency)
-	p("| phase | requests | per second | p50 ms | p95 ms | p99 ms | errors |\n|---|--:|--:|--:|--:|--:|--:|\n")
-	for _, x := range c.Phases {
-		p("| %s | %d | %.1f | %.1f | %.1f | %.1f | %d |\n", x.Op, x.Count, float64(x.Count)/x.WallSeconds, x.P50ms, x.P95ms, x.P99ms, x.Errors)
-	}
-	p("| **whole cycle** | **%d** | **%.1f** | | | | %d |\n\n", c.Requests, c.RequestsPerSecond, c.Errors)
-	p("Wall time %.1f s. Matches that unexpectedly found something: %d.\n\n", c.WallSeconds, c.UnexpectedMatches)
-	p("Sync lag from the SCIM write (the object's last-modified annotation) to the helpdesk database commit, from the operator's ")
-	p("`scim_helpdesk_sync_lag_seconds` histogram (observations of this cycle only). **Bucket resolution**: quantiles are interpolated linearly inside the buckets ")
-	p("5 ms, 10 ms, 25 ms, 50 ms, 100 ms, 250 ms, 500 ms, 1 s, 2 s, 5 s, 10 s, 30 s, 60 s, 300 s, so a p99 of 1.5 s means \"between 1 and 2 s\".\n\n")
-	p("| kind | syncs | p50 | p99 |\n|---|--:|--:|--:|\n")
-	for _, l := range c.Lag {
-		p("| %s | %d | %s | %s |\n", l.Kind, l.Observations, secs(l.P50Seconds), secs(l.P99Seconds))
-	}
-	if len(c.DBLag) > 0 {
-		p("\nThe same lag computed per user from the database's own timestamps (exact, not bucketed): ")
-		p("a create from its `meta.lastModified` (the operator's start of the lag) to `helpdesk_users.created_at` (the commit); ")
-		p("a manager PATCH from the moment it was sent to `updated_at` (an upper bound: PATCH answers 204 without `meta`, so it includes the request).\n\n")
-		p("| what | samples | p50 ms | p95 ms | p99 ms | max ms |\n|---|--:|--:|--:|--:|--:|\n")
-		for _, e := range c.DBLag {
-			p("| %s | %d | %.0f | %.0f | %.0f | %.0f |\n", e.What, e.Samples, e.P50ms, e.P95ms, e.P99ms, e.MaxMs)
-		}
-	}
-	if c.DBCompleteSeconds >= 0 {
-		p("\nThe SQLite database (read-only polling every 0.5 s) held all %d users, their managers and all %d memberships **%.1f s after the first request**, %.1f s after the last one.\n",
-			c.Users, c.Memberships, c.DBCompleteSeconds, c.DBAfterLastReq)
-	} else {
-		p("\nThe SQLite database was **not complete** within %s after the last request: %d/%d users, %d/%d memberships, %d users with a manager.\n",
-			o.SyncTimeout, c.DBUsers, c.Users, c.DBMemberships, c.Memberships, c.DBManagers)
-	}
+	markdownCycleFigures(p, &c, "SQLite", o.SyncTimeout)
 
 	p("\n## 4. Memory, objects and filter GET\n\n")
 	p("The operator process (`scim-operator dev`: manager, SCIM server, SQLite) before the cycle and after its %d users, each reading after the work queues emptied and %s of quiet. ", m.Users, o.Quiet)
@@ -680,6 +703,9 @@ func writeMarkdown(path string, r *Results) error {
 	p("\nFilter GET (`GET /Users?filter=userName eq \"…\"`, existing users) with %d users in the tenant, %d requests at concurrency 1: ", c.Users, fg.Count)
 	p("p50 %.2f ms, p95 %.2f ms, p99 %.2f ms, errors %d.\n", fg.P50ms, fg.P95ms, fg.P99ms, fg.Errors)
 
+	markdownGroupScale(p, r)
+	markdownPostgres(p, r)
+	markdownDBRates(p, r)
 	if r.Hostile != nil {
 		markdownHostile(p, r.Hostile)
 	}
@@ -709,6 +735,9 @@ func writeMarkdown(path string, r *Results) error {
 		p("- Hostile queries beside another tenant (section 5): not run (`--skip-hostile`, or a run from before the section existed).\n")
 	}
 	p("- CPU profiles: not taken by this program (the operator serves /debug/pprof/profile while it runs); the explanations above come from the API request counts measured here.\n")
-	p("- PostgreSQL and MySQL as the helpdesk database: the dev stack uses SQLite.\n")
+	if r.PostgresCycle == nil {
+		p("- PostgreSQL as the helpdesk database: not run (`--postgres` empty).\n")
+	}
+	p("- MySQL/MariaDB as the helpdesk database: not measured by this program.\n")
 	return os.WriteFile(path, w.Bytes(), 0o644)
 }

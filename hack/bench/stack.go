@@ -66,7 +66,7 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startStack(ctx context.Context, bin, assets, stateDir string) (*stack, error) {
+func startStack(ctx context.Context, bin, assets, stateDir string, extra ...string) (*stack, error) {
 	scimPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -86,11 +86,12 @@ func startStack(ctx context.Context, bin, assets, stateDir string) (*stack, erro
 	if err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(bin, "dev", "--state-dir", stateDir,
+	args := append([]string{"dev", "--state-dir", stateDir,
 		"--scim-bind-address", fmt.Sprintf("127.0.0.1:%d", scimPort),
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
 		"--pprof-bind-address", fmt.Sprintf("127.0.0.1:%d", pprofPort),
-		"--control-plane-dir", assets, "--zap-log-level", "error")
+		"--control-plane-dir", assets, "--zap-log-level", "error"}, extra...)
+	s.cmd = exec.Command(bin, args...)
 	// If this program dies without stopping it, the kernel sends SIGTERM,
 	// which `dev` handles by stopping etcd and kube-apiserver too.
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}

@@ -58,6 +58,9 @@ type Options struct {
 	MetricsAddr string
 	// PprofAddr serves Go profiles of the operator; "" or "0" disables.
 	PprofAddr string
+	// TenantDatabasePrefixes are where a ProvisioningConfig may point
+	// besides the state folder's tenants/ (make bench's PostgreSQL tenant).
+	TenantDatabasePrefixes []string
 }
 
 // Run starts everything, prints how to use it, and blocks until ctx ends;
@@ -200,7 +203,7 @@ func newOperator(cfg *rest.Config, log logr.Logger, o Options, state string, sto
 		SCIMBound: func(addr string) { listening <- addr },
 		Helpdesk:  store, ResyncPeriod: time.Minute,
 		// The demo tenant has a database of its own (its ProvisioningConfig).
-		TenantDatabasePrefixes: []string{"sqlite://" + filepath.Join(state, "tenants") + "/"},
+		TenantDatabasePrefixes: append([]string{"sqlite://" + filepath.Join(state, "tenants") + "/"}, o.TenantDatabasePrefixes...),
 	})
 }
 
