@@ -207,7 +207,7 @@ type cycleRun struct {
 func cycleUserName(i int) string { return fmt.Sprintf("user%06d@cycle.test", i) }
 
 // cycle is sections 3 and 4 on the dev stack's SQLite, then the member
-// PATCH cost by group size.
+// PATCH cost by group size (3b).
 func (b *bench) cycle(ctx context.Context, res *Results) error {
 	t := cycleTarget{ns: cycleNS, token: cycleToken, description: "make bench: Entra-like initial cycle", dialect: "sqlite", db: b.db}
 	run, err := b.runCycle(ctx, t, &res.Cycle, func() {
@@ -219,10 +219,7 @@ func (b *bench) cycle(ctx context.Context, res *Results) error {
 	}
 	b.large = run.sc
 	b.afterCycle(ctx, res, run)
-	if err := b.groupScale(ctx, res, run); err != nil {
-		return err
-	}
-	return b.postgresCycle(ctx, res)
+	return b.groupScale(ctx, res, run)
 }
 
 // runCycle is section 3 in one tenant: Entra's initial cycle, then the

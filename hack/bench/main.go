@@ -182,10 +182,15 @@ func run(ctx context.Context, o *options) (retErr error) {
 	if err := b.cycle(ctx, res); err != nil {
 		return err
 	}
+	checkpoint(o, res)
 	if !o.skipHostile {
 		if err := b.hostile(ctx, res); err != nil {
 			return err
 		}
+		checkpoint(o, res)
+	}
+	if err := b.postgresCycle(ctx, res); err != nil {
+		return err
 	}
 	res.FinishedAt = time.Now().UTC()
 	res.Machine.LoadAtEnd = loadAvg()
@@ -203,6 +208,21 @@ func run(ctx context.Context, o *options) (retErr error) {
 	}
 	fmt.Printf("operator log: %s\n", st.logPath)
 	return nil
+}
+
+// checkpoint writes the results so far as JSON (--from-json renders
+// them), so that a long run stopped later still leaves what it measured.
+func checkpoint(o *options, res *Results) {
+	snap := *res
+	snap.Targets, snap.Causes = nil, nil
+	snap.FinishedAt = time.Now().UTC()
+	snap.Machine.LoadAtEnd = loadAvg()
+	snap.evaluate()
+	if err := writeJSON(o.JSONPath, &snap); err != nil {
+		progress("checkpoint: %v", err)
+		return
+	}
+	progress("checkpoint: results so far in %s", o.JSONPath)
 }
 
 // rerender writes the Markdown of an earlier run, with this program's
