@@ -79,6 +79,10 @@ type slotKey struct {
 // writeSlots are one database's write slots for one kind.
 type writeSlots struct {
 	ch chan struct{}
+	// waiting admits as many waiters as there are slots: a tenant whose
+	// database is slow but moving, with a backlog, holds at most twice its
+	// slots of the workers, never all of them.
+	waiting chan struct{}
 	// ended is when a write last gave its slot back (Unix nanoseconds):
 	// whether the database is moving.
 	ended atomic.Int64
@@ -88,6 +92,28 @@ type writeSlots struct {
 // that is busy, not hung.
 func (s *writeSlots) moving() bool {
 	return time.Since(time.Unix(0, s.ended.Load())) < movingWithin
+}
+
+// wait waits up to slotWait for a slot of a moving database, as one of at
+// most as many waiters as there are slots; false when it got none.
+func (s *writeSlots) wait() bool {
+	if !s.moving() {
+		return false
+	}
+	select {
+	case s.waiting <- struct{}{}:
+		defer func() { <-s.waiting }()
+	default:
+		return false // enough workers wait for this database already
+	}
+	timer := time.NewTimer(slotWait)
+	defer timer.Stop()
+	select {
+	case s.ch <- struct{}{}:
+		return true
+	case <-timer.C:
+		return false
+	}
 }
 
 // resolution is what the ProvisioningConfig controller made of one config.
@@ -173,9 +199,10 @@ func suspended(cfg *scimv1.ProvisioningConfig) bool {
 }
 
 // take claims a write slot on t.Store. When all are taken it waits up to
-// slotWait for one, but only on a database whose writes are ending (moving):
-// a database that hangs answers ErrBusy at once, and the reconcile is
-// retried shortly, its worker free for another tenant meanwhile.
+// slotWait for one, but only on a database whose writes are ending (moving)
+// and only as one of at most as many waiters as there are slots: otherwise
+// it answers ErrBusy at once, and the reconcile is retried shortly, its
+// worker free for another tenant meanwhile.
 func (d *Directory) take(t Target, kind string) (Target, error) {
 	if t.Store == nil {
 		return Target{}, errors.New("no helpdesk database is configured")
@@ -187,21 +214,15 @@ func (d *Directory) take(t Target, kind string) (Target, error) {
 	k := slotKey{t.Store, kind}
 	s, ok := d.slots[k]
 	if !ok {
-		s = &writeSlots{ch: make(chan struct{}, max(d.PerDatabase, 1))}
+		n := max(d.PerDatabase, 1)
+		s = &writeSlots{ch: make(chan struct{}, n), waiting: make(chan struct{}, n)}
 		d.slots[k] = s
 	}
 	d.mu.Unlock()
 	select {
 	case s.ch <- struct{}{}:
 	default:
-		if !s.moving() {
-			return Target{}, ErrBusy
-		}
-		wait := time.NewTimer(slotWait)
-		defer wait.Stop()
-		select {
-		case s.ch <- struct{}{}:
-		case <-wait.C:
+		if !s.wait() {
 			return Target{}, ErrBusy
 		}
 	}
@@ -218,7 +239,10 @@ func (d *Directory) take(t Target, kind string) (Target, error) {
 // took its chance against newer ones: a PostgreSQL tenant's sync lag p99
 // was 8.3 s in make bench at 2,000 users, 0.9 s with it. Only a moving
 // database is waited for, and briefly, so that a hung one costs the other
-// tenants no more workers than its slots.
+// tenants no more workers than its slots, and a slow one with a backlog
+// no more than twice its slots (the waiters are capped): the rest of its
+// backlog is turned away at once, so other tenants' rows do not wait it
+// out.
 const (
 	slotWait     = 100 * time.Millisecond
 	movingWithin = time.Second

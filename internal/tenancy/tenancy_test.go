@@ -215,6 +215,51 @@ func TestWriteSlotWaits(t *testing.T) {
 	})
 }
 
+// TestWriteSlotWaitersAreCapped: on a slow but moving database no more
+// reconciles wait than there are slots; the next is turned away at once,
+// so a tenant with a backlog cannot hold every worker while it drains.
+func TestWriteSlotWaitersAreCapped(t *testing.T) {
+	d := &Directory{PerDatabase: 1}
+	st := &fakeStore{}
+	first, err := d.take(Target{Store: st}, "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Release() // moving
+	held, err := d.take(Target{Store: st}, "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slots := d.slots[slotKey{st, "user"}]
+	waiter := make(chan error, 1)
+	go func() {
+		w, err := d.take(Target{Store: st}, "user")
+		if err == nil {
+			w.Release() // at once: the slot is free again for whoever waits next
+		}
+		waiter <- err
+	}()
+	for len(slots.waiting) == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	extra := make(chan error, 1)
+	go func() {
+		w, err := d.take(Target{Store: st}, "user")
+		if err == nil {
+			w.Release()
+		}
+		extra <- err
+	}()
+	time.Sleep(slotWait / 5)
+	held.Release()
+	if err := <-waiter; err != nil {
+		t.Fatalf("the one waiter of a one-slot database: want the slot, got %v", err)
+	}
+	if err := <-extra; !errors.Is(err, ErrBusy) {
+		t.Fatalf("a second waiter on a one-slot database: want ErrBusy at once, got %v", err)
+	}
+}
+
 func TestAttributeName(t *testing.T) {
 	for in, want := range map[string]string{
 		"Shoe Size (EU)": "shoe-size-eu", "cost_center": "cost-center", "  Badge #": "badge",
