@@ -38,7 +38,8 @@ type Target struct {
 	release   func()
 }
 
-// Release frees the target's write slot and its hold on the pool.
+// Release frees the target's write slot and its hold on the pool; called
+// again, it does nothing.
 func (t Target) Release() {
 	if t.release != nil {
 		t.release()
@@ -64,11 +65,17 @@ type Directory struct {
 	// database that hangs holds at most that many of the sync workers and
 	// the others keep serving the other tenants (default 1).
 	PerDatabase int
+	// SlotWait is how long a reconcile waits for a slot of a busy database
+	// (default slotWait; tests lengthen it).
+	SlotWait time.Duration
 
 	mu       sync.Mutex
 	resolved map[string]*resolution // by namespace
 	slots    map[slotKey]*writeSlots
-	subs     []chan event.GenericEvent
+	// waiters is, per kind, the budget of reconciles that may wait for a
+	// slot at once, whatever their databases: PerDatabase of them.
+	waiters map[string]chan struct{}
+	subs    []chan event.GenericEvent
 }
 
 type slotKey struct {
@@ -79,39 +86,47 @@ type slotKey struct {
 // writeSlots are one database's write slots for one kind.
 type writeSlots struct {
 	ch chan struct{}
-	// waiting admits as many waiters as there are slots: a tenant whose
-	// database is slow but moving, with a backlog, holds at most twice its
-	// slots of the workers, never all of them.
-	waiting chan struct{}
-	// ended is when a write last gave its slot back (Unix nanoseconds):
+	// born and ended (nanoseconds since born, plus one; 0: never) tell
+	// when a write last gave its slot back, on the monotonic clock:
 	// whether the database is moving.
+	born  time.Time
 	ended atomic.Int64
 }
 
 // moving reports whether a write ended within movingWithin: a database
 // that is busy, not hung.
 func (s *writeSlots) moving() bool {
-	return time.Since(time.Unix(0, s.ended.Load())) < movingWithin
+	e := s.ended.Load()
+	return e > 0 && time.Since(s.born)-time.Duration(e-1) < movingWithin
 }
 
-// wait waits up to slotWait for a slot of a moving database, as one of at
-// most as many waiters as there are slots; false when it got none.
-func (s *writeSlots) wait() bool {
+// free gives a slot back.
+func (s *writeSlots) free() {
+	s.ended.Store(int64(time.Since(s.born)) + 1)
+	<-s.ch
+}
+
+// wait waits up to the slot wait for a slot of a moving database, as one
+// of the kind's waiters (a budget shared by every database); false when it
+// got none.
+func (s *writeSlots) wait(ctx context.Context, waiters chan struct{}, patience time.Duration) bool {
 	if !s.moving() {
 		return false
 	}
 	select {
-	case s.waiting <- struct{}{}:
-		defer func() { <-s.waiting }()
+	case waiters <- struct{}{}:
+		defer func() { <-waiters }()
 	default:
-		return false // enough workers wait for this database already
+		return false // enough workers wait already
 	}
-	timer := time.NewTimer(slotWait)
+	timer := time.NewTimer(patience)
 	defer timer.Stop()
 	select {
 	case s.ch <- struct{}{}:
 		return true
 	case <-timer.C:
+		return false
+	case <-ctx.Done():
 		return false
 	}
 }
@@ -145,7 +160,7 @@ func (d *Directory) For(ctx context.Context, namespace, kind string) (Target, er
 			// database before it has.
 			return Target{}, ErrPending
 		}
-		return d.take(Target{Store: d.Default, DeletionPolicy: d.DefaultPolicy}, kind)
+		return d.take(ctx, Target{Store: d.Default, DeletionPolicy: d.DefaultPolicy}, kind)
 	case err != nil:
 		return Target{}, fmt.Errorf("reading the tenant's ProvisioningConfig: %w", err)
 	}
@@ -158,7 +173,7 @@ func (d *Directory) For(ctx context.Context, namespace, kind string) (Target, er
 	}
 	if cfg.Spec.Database == nil {
 		t.Store = d.Default
-		return d.take(t, kind)
+		return d.take(ctx, t, kind)
 	}
 	d.mu.Lock()
 	r := d.resolved[namespace]
@@ -182,13 +197,13 @@ func (d *Directory) For(ctx context.Context, namespace, kind string) (Target, er
 	h.p.mu.Unlock()
 	d.mu.Unlock()
 	t.Store = h.Store
-	t, err = d.take(t, kind)
+	t, err = d.take(ctx, t, kind)
 	if err != nil {
 		h.p.release(h.pool)
 		return Target{}, err
 	}
 	free := t.release
-	t.release = func() { free(); h.p.release(h.pool) }
+	t.release = sync.OnceFunc(func() { free(); h.p.release(h.pool) })
 	return t, nil
 }
 
@@ -199,37 +214,43 @@ func suspended(cfg *scimv1.ProvisioningConfig) bool {
 }
 
 // take claims a write slot on t.Store. When all are taken it waits up to
-// slotWait for one, but only on a database whose writes are ending (moving)
-// and only as one of at most as many waiters as there are slots: otherwise
-// it answers ErrBusy at once, and the reconcile is retried shortly, its
-// worker free for another tenant meanwhile.
-func (d *Directory) take(t Target, kind string) (Target, error) {
+// SlotWait for one, but only on a database whose writes are ending (moving)
+// and only within the kind's budget of waiters: otherwise it answers
+// ErrBusy at once, and the reconcile is retried shortly, its worker free
+// for another tenant meanwhile. The returned target's release may be
+// called more than once.
+func (d *Directory) take(ctx context.Context, t Target, kind string) (Target, error) {
 	if t.Store == nil {
 		return Target{}, errors.New("no helpdesk database is configured")
 	}
 	d.mu.Lock()
 	if d.slots == nil {
-		d.slots = map[slotKey]*writeSlots{}
+		d.slots, d.waiters = map[slotKey]*writeSlots{}, map[string]chan struct{}{}
 	}
 	k := slotKey{t.Store, kind}
 	s, ok := d.slots[k]
 	if !ok {
-		n := max(d.PerDatabase, 1)
-		s = &writeSlots{ch: make(chan struct{}, n), waiting: make(chan struct{}, n)}
+		s = &writeSlots{ch: make(chan struct{}, max(d.PerDatabase, 1)), born: time.Now()}
 		d.slots[k] = s
 	}
+	waiters, ok := d.waiters[kind]
+	if !ok {
+		waiters = make(chan struct{}, max(d.PerDatabase, 1))
+		d.waiters[kind] = waiters
+	}
+	patience := d.SlotWait
 	d.mu.Unlock()
+	if patience <= 0 {
+		patience = slotWait
+	}
 	select {
 	case s.ch <- struct{}{}:
 	default:
-		if !s.wait() {
+		if !s.wait(ctx, waiters, patience) {
 			return Target{}, ErrBusy
 		}
 	}
-	t.release = func() {
-		s.ended.Store(time.Now().UnixNano())
-		<-s.ch
-	}
+	t.release = sync.OnceFunc(s.free)
 	return t, nil
 }
 

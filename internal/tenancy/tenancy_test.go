@@ -146,21 +146,21 @@ func TestPoolsShareAndClose(t *testing.T) {
 func TestWriteSlots(t *testing.T) {
 	d := &Directory{PerDatabase: 2}
 	st := &fakeStore{}
-	t1, err1 := d.take(Target{Store: st}, "user")
-	t2, err2 := d.take(Target{Store: st}, "user")
+	t1, err1 := d.take(context.Background(), Target{Store: st}, "user")
+	t2, err2 := d.take(context.Background(), Target{Store: st}, "user")
 	if err1 != nil || err2 != nil {
 		t.Fatal(err1, err2)
 	}
-	if _, err := d.take(Target{Store: st}, "user"); !errors.Is(err, ErrBusy) {
+	if _, err := d.take(context.Background(), Target{Store: st}, "user"); !errors.Is(err, ErrBusy) {
 		t.Fatalf("a third write on a database of two slots: want ErrBusy, got %v", err)
 	}
-	g, err := d.take(Target{Store: st}, "group")
+	g, err := d.take(context.Background(), Target{Store: st}, "group")
 	if err != nil {
 		t.Fatalf("groups have slots of their own: %v", err)
 	}
 	g.Release()
 	t1.Release()
-	t3, err := d.take(Target{Store: st}, "user")
+	t3, err := d.take(context.Background(), Target{Store: st}, "user")
 	if err != nil {
 		t.Fatalf("a released slot is free again: %v", err)
 	}
@@ -168,95 +168,171 @@ func TestWriteSlots(t *testing.T) {
 	t3.Release()
 }
 
+// promptly runs take and fails the test if it has not answered within
+// 10 s: a take that waits for a slot it should not wait for.
+func promptly(t *testing.T, what string, take func() (Target, error)) error {
+	t.Helper()
+	got := make(chan error, 1)
+	go func() {
+		tg, err := take()
+		if err == nil {
+			tg.Release()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: still waiting after 10 s", what)
+		return nil
+	}
+}
+
+// movingAndFull returns a directory whose one-slot database has just had
+// a write end (moving) and whose slot is held now.
+func movingAndFull(t *testing.T, d *Directory, st helpdesk.Store) Target {
+	t.Helper()
+	ctx := context.Background()
+	first, err := d.take(ctx, Target{Store: st}, "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Release()
+	held, err := d.take(ctx, Target{Store: st}, "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return held
+}
+
+// waitForWaiters blocks until n reconciles of kind wait for a slot.
+func waitForWaiters(t *testing.T, d *Directory, kind string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d.mu.Lock()
+		got := len(d.waiters[kind])
+		d.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want %d waiters, have %d after 10 s", n, got)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestWriteSlotWaits: a write that finds a moving database full waits for
 // the next slot instead of giving its worker back (and losing its turn to
-// newer writes); on a database none of whose writes end (hung), it does
-// not wait, so that the hung tenant holds no worker beyond its slots.
+// newer writes), for a bounded time; on a database none of whose writes
+// end (hung), it does not wait, so the hung tenant holds no worker beyond
+// its slots.
 func TestWriteSlotWaits(t *testing.T) {
+	ctx := context.Background()
 	t.Run("hung database: no wait", func(t *testing.T) {
-		d := &Directory{PerDatabase: 1}
+		d := &Directory{PerDatabase: 1, SlotWait: time.Hour}
 		st := &fakeStore{}
-		held, err := d.take(Target{Store: st}, "user")
+		held, err := d.take(ctx, Target{Store: st}, "user")
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Freed while a waiting take would still wait: it must not get it.
-		go func() { time.Sleep(slotWait / 5); held.Release() }()
-		if got, err := d.take(Target{Store: st}, "user"); !errors.Is(err, ErrBusy) {
-			got.Release()
-			t.Fatalf("a full database none of whose writes ended: want ErrBusy at once, got %v", err)
+		defer held.Release()
+		if err := promptly(t, "a take on a hung database", func() (Target, error) { return d.take(ctx, Target{Store: st}, "user") }); !errors.Is(err, ErrBusy) {
+			t.Fatalf("want ErrBusy, got %v", err)
 		}
 	})
 	t.Run("moving database: waits its turn", func(t *testing.T) {
-		d := &Directory{PerDatabase: 1}
+		d := &Directory{PerDatabase: 1, SlotWait: time.Hour}
 		st := &fakeStore{}
-		first, err := d.take(Target{Store: st}, "user")
-		if err != nil {
-			t.Fatal(err)
-		}
-		first.Release() // a write ended: the database is moving
-		held, err := d.take(Target{Store: st}, "user")
-		if err != nil {
-			t.Fatal(err)
-		}
+		held := movingAndFull(t, d, st)
 		got := make(chan error, 1)
 		go func() {
-			w, err := d.take(Target{Store: st}, "user")
+			w, err := d.take(ctx, Target{Store: st}, "user")
 			if err == nil {
 				w.Release()
 			}
 			got <- err
 		}()
-		time.Sleep(slotWait / 5)
+		waitForWaiters(t, d, "user", 1)
 		held.Release()
 		if err := <-got; err != nil {
 			t.Fatalf("a full, moving database: want the slot once a write ends, got %v", err)
 		}
 	})
+	t.Run("gives up", func(t *testing.T) {
+		d := &Directory{PerDatabase: 1, SlotWait: 10 * time.Millisecond}
+		held := movingAndFull(t, d, &fakeStore{})
+		defer held.Release()
+		if err := promptly(t, "a take whose wait ran out", func() (Target, error) { return d.take(ctx, Target{Store: held.Store}, "user") }); !errors.Is(err, ErrBusy) {
+			t.Fatalf("want ErrBusy, got %v", err)
+		}
+	})
+	t.Run("reconcile cancelled", func(t *testing.T) {
+		d := &Directory{PerDatabase: 1, SlotWait: time.Hour}
+		held := movingAndFull(t, d, &fakeStore{})
+		defer held.Release()
+		gone, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := promptly(t, "a take whose reconcile ended", func() (Target, error) { return d.take(gone, Target{Store: held.Store}, "user") }); !errors.Is(err, ErrBusy) {
+			t.Fatalf("want ErrBusy, got %v", err)
+		}
+	})
 }
 
-// TestWriteSlotWaitersAreCapped: on a slow but moving database no more
-// reconciles wait than there are slots; the next is turned away at once,
-// so a tenant with a backlog cannot hold every worker while it drains.
+// TestWriteSlotWaitersAreCapped: however many databases are slow, no more
+// reconciles of a kind wait for slots than PerDatabase; the next is turned
+// away at once, so tenants with backlogs cannot hold every worker.
 func TestWriteSlotWaitersAreCapped(t *testing.T) {
-	d := &Directory{PerDatabase: 1}
-	st := &fakeStore{}
-	first, err := d.take(Target{Store: st}, "user")
-	if err != nil {
-		t.Fatal(err)
-	}
-	first.Release() // moving
-	held, err := d.take(Target{Store: st}, "user")
-	if err != nil {
-		t.Fatal(err)
-	}
-	slots := d.slots[slotKey{st, "user"}]
+	ctx := context.Background()
+	d := &Directory{PerDatabase: 1, SlotWait: time.Hour}
+	st1, st2 := &fakeStore{url: "one"}, &fakeStore{url: "two"}
+	held1, held2 := movingAndFull(t, d, st1), movingAndFull(t, d, st2)
+	defer held2.Release()
 	waiter := make(chan error, 1)
 	go func() {
-		w, err := d.take(Target{Store: st}, "user")
-		if err == nil {
-			w.Release() // at once: the slot is free again for whoever waits next
-		}
-		waiter <- err
-	}()
-	for len(slots.waiting) == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	extra := make(chan error, 1)
-	go func() {
-		w, err := d.take(Target{Store: st}, "user")
+		w, err := d.take(ctx, Target{Store: st1}, "user")
 		if err == nil {
 			w.Release()
 		}
-		extra <- err
+		waiter <- err
 	}()
-	time.Sleep(slotWait / 5)
-	held.Release()
-	if err := <-waiter; err != nil {
-		t.Fatalf("the one waiter of a one-slot database: want the slot, got %v", err)
+	waitForWaiters(t, d, "user", 1)
+	if err := promptly(t, "a second waiter, on another database", func() (Target, error) { return d.take(ctx, Target{Store: st2}, "user") }); !errors.Is(err, ErrBusy) {
+		t.Fatalf("the budget of one waiter is taken: want ErrBusy at once, got %v", err)
 	}
-	if err := <-extra; !errors.Is(err, ErrBusy) {
-		t.Fatalf("a second waiter on a one-slot database: want ErrBusy at once, got %v", err)
+	held1.Release()
+	if err := <-waiter; err != nil {
+		t.Fatalf("the one waiter: want the slot, got %v", err)
+	}
+}
+
+// TestWriteSlotReleaseOnce: releasing a target twice frees its slot once;
+// the second release must not free a slot another write holds.
+func TestWriteSlotReleaseOnce(t *testing.T) {
+	ctx := context.Background()
+	d := &Directory{PerDatabase: 1, SlotWait: time.Millisecond}
+	st := &fakeStore{}
+	a, err := d.take(ctx, Target{Store: st}, "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Release()
+	b, err := d.take(ctx, Target{Store: st}, "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+	done := make(chan struct{})
+	go func() { a.Release(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second release blocked")
+	}
+	if _, err := d.take(ctx, Target{Store: st}, "user"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a second release freed the slot b holds: want ErrBusy, got %v", err)
 	}
 }
 
