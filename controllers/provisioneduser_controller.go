@@ -316,6 +316,10 @@ func (r *ProvisionedUserReconciler) reconcileDelete(ctx context.Context, u *scim
 		return ctrl.Result{}, fmt.Errorf("deleting user %s/%s from the helpdesk: %w", u.Namespace, u.Name, err)
 	}
 	r.Metrics.observe("user", &u.ObjectMeta, r.Clock.Now())
+	// The database is done with: its write slot goes to the next row while
+	// the groups are cleaned up through the API server (each group's
+	// change waits for its turn there).
+	t.Release()
 	if r.Repo != nil {
 		if err := r.Repo.RemoveFromAllGroups(ctx, u.Namespace, u.Name); err != nil {
 			return ctrl.Result{}, fmt.Errorf("removing deleted user %s from its groups: %w", u.Name, err)
