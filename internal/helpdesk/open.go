@@ -73,12 +73,19 @@ func ping(ctx context.Context, db *sql.DB) error {
 // backend process and a handshake and drops pgx's statement cache. That
 // made a PostgreSQL tenant's sync lag p99 26 s where SQLite's was 0.3 s
 // (make bench, 2,000 users).
-const poolConnections = 10
+//
+// Many tenants may share one database server, so an idle pool closes its
+// connections after idleConnTimeout: a tenant at rest holds none.
+const (
+	poolConnections = 10
+	idleConnTimeout = time.Minute
+)
 
 func openDB(rawURL string) (*sql.DB, dialect, error) {
 	db, d, err := openDialect(rawURL)
 	if err == nil {
 		db.SetMaxIdleConns(poolConnections)
+		db.SetConnMaxIdleTime(idleConnTimeout)
 	}
 	return db, d, err
 }
@@ -175,7 +182,6 @@ func openPostgres(rawURL string) (*sql.DB, error) {
 	}
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(poolConnections)
-	db.SetConnMaxIdleTime(5 * time.Minute)
 	return db, nil
 }
 
