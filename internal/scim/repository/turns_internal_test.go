@@ -4,6 +4,11 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/patch"
 )
 
 func TestTurns(t *testing.T) {
@@ -49,5 +54,28 @@ func TestTurns(t *testing.T) {
 	next()
 	if n := tr.pending(); n != 0 {
 		t.Errorf("%d groups still hold turns after every change ended", n)
+	}
+}
+
+// TestApplyMembersWaitsForTheGroupsTurn: a member change of a group whose
+// turn another change holds waits for it (here until its client goes
+// away), before it reads or writes anything: this repository has no
+// cache or client at all.
+func TestApplyMembersWaitsForTheGroupsTurn(t *testing.T) {
+	r := &Repository{}
+	g := &scimv1.ProvisionedGroup{ObjectMeta: metav1.ObjectMeta{Namespace: "tenant-a", Name: "g1"}}
+	release, err := r.memberTurns.take(context.Background(), "tenant-a/g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	ops := []patch.MemberOp{{Kind: patch.MemberAdd, IDs: []string{"u1"}}}
+	if _, err := r.ApplyMembers(ctx, Principal{Namespace: "tenant-a"}, g, ops); err == nil {
+		t.Fatal("a change of a group whose turn is held went ahead")
+	}
+	if n := r.memberTurns.pending(); n != 1 {
+		t.Errorf("after the waiter gave up, want only the holder's turn, have %d", n)
 	}
 }
