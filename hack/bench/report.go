@@ -729,7 +729,7 @@ func writeMarkdown(path string, r *Results) error {
 
 	p("\n## Not measured in this run\n\n")
 	if c.Users < 100000 {
-		p("- Memory, object count and filter GET latency at 100,000 users: `make bench-100k` measures them (about 35 minutes on this machine) and writes docs/benchmarks-100k.md; the latest such run is there.\n")
+		p("- Memory, object count and filter GET latency at 100,000 users: `make bench-100k` measures them (about an hour on this machine) and writes docs/benchmarks-100k.md; the latest such run is there.\n")
 	}
 	if r.Hostile == nil {
 		p("- Hostile queries beside another tenant (section 5): not run (`--skip-hostile`, or a run from before the section existed).\n")

@@ -20,6 +20,7 @@ func (r *Results) scaleRow(members, c int) *GroupScaleRow {
 func (r *Results) evaluateScale() {
 	c := r.headline()
 	small, large := r.scaleRow(smallScaleGroup, c), r.scaleRow(r.Cycle.Users, c)
+	s1, l1 := r.scaleRow(smallScaleGroup, 1), r.scaleRow(r.Cycle.Users, 1)
 	if small != nil && large != nil {
 		a := large.Add
 		verdict := status(a.P99ms <= 50 && a.Errors == 0)
@@ -29,8 +30,7 @@ func (r *Results) evaluateScale() {
 		r.Targets = append(r.Targets, Target{"member PATCH (+100) into a 100,000-member group p99 ≤ 50 ms at concurrency 8 (issue 20)",
 			fmt.Sprintf("p99 %.1f ms, p50 %.1f ms into %d members at concurrency %d (errors %d)", a.P99ms, a.P50ms, large.Members, c, a.Errors), verdict})
 		// The cost comparison is at concurrency 1: at 8, PATCHes into one
-		// group also meet each other (conflicts on its last shard).
-		s1, l1 := r.scaleRow(smallScaleGroup, 1), r.scaleRow(r.Cycle.Users, 1)
+		// group also wait for each other.
 		if s1 != nil && l1 != nil {
 			same := l1.WritesPerReq <= s1.WritesPerReq+0.25 && l1.ReadsPerReq <= s1.ReadsPerReq+0.25
 			r.Targets = append(r.Targets, Target{"a membership change costs the same whatever the group's size (issue 20)",
@@ -39,11 +39,17 @@ func (r *Results) evaluateScale() {
 				status(same)})
 		}
 		if a.P99ms > 50 {
-			if base := r.baselineAt(c); base != nil {
-				r.Causes = append(r.Causes, fmt.Sprintf("Member PATCH p99 %.1f ms at concurrency %d: a member PATCH is at least one API write (the shard) and the group's stamp; "+
-					"in the same run a bare client-go create, one API write with nothing else, had p99 %.1f ms at this concurrency (p50 %.1f ms), "+
-					"so 50 ms at p99 is below what the API server on this machine gives a single write.", a.P99ms, c, base.P99ms, base.P50ms))
+			cause := fmt.Sprintf("Member PATCH p99 %.1f ms at concurrency %d: the %d PATCHes go to one group, and a replica runs one membership change of a group at a time "+
+				"(they append to the same last shard: run together they conflicted and retried, which cost more), so each waits for those ahead of it; ", a.P99ms, c, c)
+			if l1 != nil {
+				cause += fmt.Sprintf("alone (concurrency 1) the same PATCH had p50 %.1f ms and p99 %.1f ms. ", l1.Add.P50ms, l1.Add.P99ms)
 			}
+			if base := r.baselineAt(c); base != nil {
+				cause += fmt.Sprintf("A member PATCH is at least two API writes in a row (the shard, then the group's stamp); in the same run a bare client-go create, one API write, "+
+					"had p99 %.1f ms at this concurrency (p50 %.1f ms). While each change of a group is written on its own, 8 at once into one group cannot all finish within 50 ms here; "+
+					"merging the changes waiting for a group's turn into one write would be the next step (not built).", base.P99ms, base.P50ms)
+			}
+			r.Causes = append(r.Causes, cause)
 		}
 	}
 	if pg := r.PostgresCycle; pg != nil {
