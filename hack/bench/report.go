@@ -735,7 +735,10 @@ func writeMarkdown(path string, r *Results) error {
 		p("- Hostile queries beside another tenant (section 5): not run (`--skip-hostile`, or a run from before the section existed).\n")
 	}
 	p("- CPU profiles: not taken by this program (the operator serves /debug/pprof/profile while it runs); the explanations above come from the API request counts measured here.\n")
-	if r.PostgresCycle == nil {
+	switch {
+	case r.PostgresCycle == nil && o.Postgres != "":
+		p("- The PostgreSQL cycle (section 3c): started but not finished; the run was stopped and this report is rendered from its last checkpoint (`--from-json`).\n")
+	case r.PostgresCycle == nil:
 		p("- PostgreSQL as the helpdesk database: not run (`--postgres` empty).\n")
 	}
 	p("- MySQL/MariaDB as the helpdesk database: not measured by this program.\n")
