@@ -476,6 +476,16 @@ func (b *bench) afterCycle(ctx context.Context, res *Results, run cycleRun) {
 	}
 	res.Memory.Users = n
 	res.Objects = map[string]map[string]int64{"all namespaces": b.objectCounts(ctx, ""), cycleNS: b.objectCounts(ctx, cycleNS)}
+	if len(run.ids) > 1 && run.ids[1] != "" {
+		// User 1 has a manager, like 99% of the cycle's users.
+		if sz, err := b.objectSize(ctx, cycleNS, run.ids[1]); err != nil {
+			progress("object size: %v", err)
+		} else {
+			res.UserObject = sz
+			progress("one ProvisionedUser: %d bytes (metadata %d, of which managedFields %d; spec %d; status %d)",
+				sz.Bytes, sz.MetadataBytes, sz.ManagedFieldsBytes, sz.SpecBytes, sz.StatusBytes)
+		}
+	}
 	if am, err := b.apiMetrics(ctx); err == nil {
 		res.StorageObjects = map[string]float64{}
 		for _, s := range am {

@@ -30,6 +30,7 @@ type Results struct {
 	PostgresCycle  *CycleResult                `json:"postgresCycle,omitempty"`
 	GroupScale     []GroupScaleRow             `json:"memberPatchByGroupSize,omitempty"`
 	DBRates        []DBRate                    `json:"databaseWriteRates,omitempty"`
+	UserObject     *ObjectSize                 `json:"userObjectSize,omitempty"`
 	Memory         MemoryResult                `json:"memory"`
 	Objects        map[string]map[string]int64 `json:"objects"`
 	StorageObjects map[string]float64          `json:"apiserverStorageObjects,omitempty"`
@@ -698,6 +699,10 @@ func writeMarkdown(path string, r *Results) error {
 	p("API server objects after the cycle (List with limit 1 and the remaining count):\n\n| kind | all namespaces | %s |\n|---|--:|--:|\n", cycleNS)
 	for _, k := range sortedKeys(r.Objects["all namespaces"]) {
 		p("| %s | %d | %d |\n", k, r.Objects["all namespaces"][k], r.Objects[cycleNS][k])
+	}
+	if u := r.UserObject; u != nil {
+		p("\nOne cycle user (with a manager) as the API server returns it, which is what etcd holds of a custom resource (JSON): **%d bytes**: metadata %d ", u.Bytes, u.MetadataBytes)
+		p("(of which managedFields %d, which the operator's cache strips), spec %d, status %d.\n", u.ManagedFieldsBytes, u.SpecBytes, u.StatusBytes)
 	}
 	fg := r.FilterGet
 	p("\nFilter GET (`GET /Users?filter=userName eq \"…\"`, existing users) with %d users in the tenant, %d requests at concurrency 1: ", c.Users, fg.Count)
