@@ -37,8 +37,11 @@ func (b *bench) objectSize(ctx context.Context, namespace, name string) (*Object
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %d %v", url, resp.StatusCode, err)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
 	}
 	var parts struct {
 		Metadata map[string]json.RawMessage `json:"metadata"`
