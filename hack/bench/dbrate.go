@@ -31,9 +31,10 @@ type DBRate struct {
 // database has the machine to itself.
 func dbRates(ctx context.Context, o *options, tmp string) []DBRate {
 	var out []DBRate
-	urls := []struct{ name, url string }{{"SQLite", "sqlite://" + filepath.Join(tmp, "rate", "helpdesk.db")}}
+	type database struct{ name, url string }
+	urls := []database{{"SQLite", "sqlite://" + filepath.Join(tmp, "rate", "helpdesk.db")}}
 	if o.Postgres != "" {
-		urls = append(urls, struct{ name, url string }{"PostgreSQL", o.Postgres})
+		urls = append(urls, database{"PostgreSQL", o.Postgres})
 	}
 	for _, u := range urls {
 		st, err := helpdesk.Open(ctx, u.url)

@@ -197,13 +197,27 @@ func (r *Results) updateRatioAt(op string, c int) *UpdateRatio {
 	return nil
 }
 
-func (r *Results) lag(kind string) *LagResult {
-	for i := range r.Cycle.Lag {
-		if r.Cycle.Lag[i].Kind == kind {
-			return &r.Cycle.Lag[i]
+func (r *Results) lag(kind string) *LagResult { return r.Cycle.lag(kind) }
+
+// lag is the cycle's sync lag of kind ("all", "user", "group"), or nil.
+func (c *CycleResult) lag(kind string) *LagResult {
+	for i := range c.Lag {
+		if c.Lag[i].Kind == kind {
+			return &c.Lag[i]
 		}
 	}
 	return nil
+}
+
+// perKindP99 is ", user p99 …, group p99 …" for a target's wording.
+func (c *CycleResult) perKindP99() string {
+	per := ""
+	for _, k := range c.Lag {
+		if k.Kind != "all" {
+			per += fmt.Sprintf(", %s p99 %s", k.Kind, secs(k.P99Seconds))
+		}
+	}
+	return per
 }
 
 func status(ok bool) string {
@@ -303,14 +317,8 @@ func (r *Results) evaluate() {
 				exact = fmt.Sprintf("; user creates from database timestamps: p50 %.0f ms, p99 %.0f ms", e.P50ms, e.P99ms)
 			}
 		}
-		per := ""
-		for _, k := range c.Lag {
-			if k.Kind != "all" {
-				per += fmt.Sprintf(", %s p99 %s", k.Kind, secs(k.P99Seconds))
-			}
-		}
 		r.Targets = append(r.Targets, Target{"database sync lag p99 < 2 s during the cycle",
-			fmt.Sprintf("histogram p99 %s, p50 %s (bucket resolution, %d syncs%s)%s%s", secs(l.P99Seconds), secs(l.P50Seconds), l.Observations, per, exact, scale), atSize(l.P99Seconds < 2)})
+			fmt.Sprintf("histogram p99 %s, p50 %s (bucket resolution, %d syncs%s)%s%s", secs(l.P99Seconds), secs(l.P50Seconds), l.Observations, c.perKindP99(), exact, scale), atSize(l.P99Seconds < 2)})
 		if l.P99Seconds >= 2 || u(r.lag("group")) >= 2 {
 			r.Causes = append(r.Causes, r.lagCause())
 		}

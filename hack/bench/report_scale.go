@@ -53,23 +53,9 @@ func (r *Results) evaluateScale() {
 		}
 	}
 	if pg := r.PostgresCycle; pg != nil {
-		lag := func(kind string) *LagResult {
-			for i := range pg.Lag {
-				if pg.Lag[i].Kind == kind {
-					return &pg.Lag[i]
-				}
-			}
-			return nil
-		}
-		if l := lag("all"); l != nil && l.Observations > 0 {
-			per := ""
-			for _, k := range pg.Lag {
-				if k.Kind != "all" {
-					per += fmt.Sprintf(", %s p99 %s", k.Kind, secs(k.P99Seconds))
-				}
-			}
+		if l := pg.lag("all"); l != nil && l.Observations > 0 {
 			r.Targets = append(r.Targets, Target{"database sync lag p99 < 2 s during the cycle on PostgreSQL (issue 20)",
-				fmt.Sprintf("histogram p99 %s, p50 %s (%d syncs%s) at %d users", secs(l.P99Seconds), secs(l.P50Seconds), l.Observations, per, pg.Users),
+				fmt.Sprintf("histogram p99 %s, p50 %s (%d syncs%s) at %d users", secs(l.P99Seconds), secs(l.P50Seconds), l.Observations, pg.perKindP99(), pg.Users),
 				status(l.P99Seconds < 2)})
 		}
 	}

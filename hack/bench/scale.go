@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 )
@@ -93,18 +92,4 @@ func (b *bench) scaleRow(ctx context.Context, run cycleRun, group string, member
 		members, c, row.Add.P50ms, row.Add.P99ms, row.Remove.P50ms, row.Remove.P99ms, row.WritesPerReq, row.ReadsPerReq,
 		row.Add.Errors+row.Remove.Errors, row.DrainSeconds)
 	return row
-}
-
-// removeMembers is Entra's member removal: one Remove listing the members.
-func (c *scimClient) removeMembers(ctx context.Context, group string, ids []string) error {
-	vals := make([]map[string]string, len(ids))
-	for i, id := range ids {
-		vals[i] = map[string]string{"value": id}
-	}
-	body := map[string]any{
-		"schemas":    []string{schemaPatch},
-		"Operations": []map[string]any{{"op": "Remove", "path": "members", "value": vals}},
-	}
-	_, err := c.do(ctx, http.MethodPatch, "/Groups/"+group, body, nil)
-	return err
 }

@@ -188,13 +188,22 @@ func (c *scimClient) createGroup(ctx context.Context, name string) (string, erro
 
 // addMembers is Entra's member PATCH: one Add of up to 100 members.
 func (c *scimClient) addMembers(ctx context.Context, group string, ids []string) error {
+	return c.memberPatch(ctx, group, "Add", ids)
+}
+
+// removeMembers is Entra's member removal: one Remove listing the members.
+func (c *scimClient) removeMembers(ctx context.Context, group string, ids []string) error {
+	return c.memberPatch(ctx, group, "Remove", ids)
+}
+
+func (c *scimClient) memberPatch(ctx context.Context, group, op string, ids []string) error {
 	vals := make([]map[string]string, len(ids))
 	for i, id := range ids {
 		vals[i] = map[string]string{"value": id}
 	}
 	body := map[string]any{
 		"schemas":    []string{schemaPatch},
-		"Operations": []map[string]any{{"op": "Add", "path": "members", "value": vals}},
+		"Operations": []map[string]any{{"op": op, "path": "members", "value": vals}},
 	}
 	_, err := c.do(ctx, http.MethodPatch, "/Groups/"+group, body, nil)
 	return err
