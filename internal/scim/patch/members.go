@@ -212,7 +212,8 @@ type MemberNet struct {
 	ReplaceAll bool
 	// Display holds the display of the members whose display the request
 	// decides: those it adds with a display, and every member of a
-	// replace ("" = none). Members it adds without one keep theirs.
+	// replace ("" = none). Members it adds without one keep theirs,
+	// unless an earlier operation removed them.
 	Display map[string]string
 }
 
@@ -226,9 +227,14 @@ func FoldMembers(ops []MemberOp) MemberNet {
 		switch op.Kind {
 		case MemberAdd:
 			for _, id := range op.IDs {
+				was, named := n.Want[id]
 				n.Want[id] = true
 				if d, ok := op.Displays[id]; ok {
 					n.Display[id] = d
+				} else if (named && !was) || (n.ReplaceAll && !named) {
+					// Removed by an earlier operation: it comes back
+					// without the display it had.
+					n.Display[id] = ""
 				}
 			}
 		case MemberRemove:
