@@ -162,18 +162,18 @@ func syncRateLimiter() workqueue.TypedRateLimiter[reconcile.Request] {
 // policy, suspension. Without it every tenant goes to the reconciler's
 // Store with its DeletionPolicy.
 type Targets interface {
-	For(ctx context.Context, namespace, kind string) (tenancy.Target, error)
+	For(ctx context.Context, obj client.ObjectKey, kind string) (tenancy.Target, error)
 	// Subscribe tells of tenants whose target changed: the controller
 	// writes every object of the namespace again.
 	Subscribe() <-chan event.GenericEvent
 }
 
 // target resolves the tenant of namespace for one reconcile of kind.
-func target(ctx context.Context, targets Targets, store helpdesk.Store, policy helpdesk.DeletionPolicy, namespace, kind string) (tenancy.Target, error) {
+func target(ctx context.Context, targets Targets, store helpdesk.Store, policy helpdesk.DeletionPolicy, namespace, name, kind string) (tenancy.Target, error) {
 	if targets == nil {
 		return tenancy.Target{Store: store, DeletionPolicy: policy}, nil
 	}
-	return targets.For(ctx, namespace, kind)
+	return targets.For(ctx, client.ObjectKey{Namespace: namespace, Name: name}, kind)
 }
 
 // Retry delays of a reconcile whose target is not ready: the tenant's

@@ -125,7 +125,7 @@ func (r *ProvisionedGroupReconciler) Reconcile(ctx context.Context, req ctrl.Req
 // reconcileNormal writes the group's row and its members, then records
 // the outcome in status.
 func (r *ProvisionedGroupReconciler) reconcileNormal(ctx context.Context, g *scimv1.ProvisionedGroup) (ctrl.Result, error) {
-	t, err := target(ctx, r.Targets, r.Store, r.DeletionPolicy, g.Namespace, "group")
+	t, err := target(ctx, r.Targets, r.Store, r.DeletionPolicy, g.Namespace, g.Name, "group")
 	if wait, ok := waitForTarget(err); ok {
 		return wait, nil
 	}
@@ -258,7 +258,7 @@ func (r *ProvisionedGroupReconciler) reconcileDelete(ctx context.Context, g *sci
 	if !controllerutil.ContainsFinalizer(g, scimv1.FinalizerHelpdesk) {
 		return ctrl.Result{}, nil
 	}
-	t, err := target(ctx, r.Targets, r.Store, r.DeletionPolicy, g.Namespace, "group")
+	t, err := target(ctx, r.Targets, r.Store, r.DeletionPolicy, g.Namespace, g.Name, "group")
 	if wait, ok := waitForTarget(err); ok {
 		return wait, nil
 	}

@@ -122,7 +122,7 @@ func (r *ProvisionedUserReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 // reconcileNormal writes the user's row and records the outcome in
 // status.
 func (r *ProvisionedUserReconciler) reconcileNormal(ctx context.Context, u *scimv1.ProvisionedUser) (ctrl.Result, error) {
-	t, err := target(ctx, r.Targets, r.Store, r.DeletionPolicy, u.Namespace, "user")
+	t, err := target(ctx, r.Targets, r.Store, r.DeletionPolicy, u.Namespace, u.Name, "user")
 	if wait, ok := waitForTarget(err); ok {
 		return wait, nil
 	}
@@ -298,7 +298,7 @@ func (r *ProvisionedUserReconciler) reconcileDelete(ctx context.Context, u *scim
 	if !controllerutil.ContainsFinalizer(u, scimv1.FinalizerHelpdesk) {
 		return ctrl.Result{}, nil
 	}
-	t, err := target(ctx, r.Targets, r.Store, r.DeletionPolicy, u.Namespace, "user")
+	t, err := target(ctx, r.Targets, r.Store, r.DeletionPolicy, u.Namespace, u.Name, "user")
 	if wait, ok := waitForTarget(err); ok {
 		return wait, nil
 	}

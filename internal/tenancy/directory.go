@@ -74,8 +74,11 @@ type Directory struct {
 	slots    map[slotKey]*writeSlots
 	// waiters is, per kind, the budget of reconciles that may wait for a
 	// slot at once, whatever their databases: PerDatabase of them.
-	waiters map[string]chan struct{}
-	subs    []chan event.GenericEvent
+	waiters map[string]*waiters
+	// turnedAway remembers when each object was first turned away from a
+	// busy database, so that the longest turned away waits first.
+	turnedAway turnedAway
+	subs       []chan event.GenericEvent
 }
 
 type slotKey struct {
@@ -106,24 +109,17 @@ func (s *writeSlots) free() {
 	<-s.ch
 }
 
-// wait waits up to the slot wait for a slot of a moving database, as one
-// of the kind's waiters (a budget shared by every database); false when it
-// got none.
-func (s *writeSlots) wait(ctx context.Context, waiters chan struct{}, patience time.Duration) bool {
-	if !s.moving() {
-		return false
-	}
-	select {
-	case waiters <- struct{}{}:
-		defer func() { <-waiters }()
-	default:
-		return false // enough workers wait already
-	}
+// wait waits up to patience for a slot of a moving database, as w, one
+// of the kind's waiters; false when it got none, or when an object turned
+// away longer ago took w's place.
+func (s *writeSlots) wait(ctx context.Context, w *waiter, patience time.Duration) bool {
 	timer := time.NewTimer(patience)
 	defer timer.Stop()
 	select {
 	case s.ch <- struct{}{}:
 		return true
+	case <-w.displaced:
+		return false
 	case <-timer.C:
 		return false
 	case <-ctx.Done():
@@ -146,7 +142,8 @@ type resolution struct {
 //
 // kind ("user", "group") keeps separate write slots per controller, so
 // that one controller's writes never wait for the other's.
-func (d *Directory) For(ctx context.Context, namespace, kind string) (Target, error) {
+func (d *Directory) For(ctx context.Context, obj client.ObjectKey, kind string) (Target, error) {
+	namespace := obj.Namespace
 	cfg := &scimv1.ProvisioningConfig{}
 	err := d.Configs.Get(ctx, client.ObjectKey{Namespace: namespace, Name: scimv1.ProvisioningConfigName}, cfg)
 	switch {
@@ -160,7 +157,7 @@ func (d *Directory) For(ctx context.Context, namespace, kind string) (Target, er
 			// database before it has.
 			return Target{}, ErrPending
 		}
-		return d.take(ctx, Target{Store: d.Default, DeletionPolicy: d.DefaultPolicy}, kind)
+		return d.take(ctx, Target{Store: d.Default, DeletionPolicy: d.DefaultPolicy}, kind, obj.String())
 	case err != nil:
 		return Target{}, fmt.Errorf("reading the tenant's ProvisioningConfig: %w", err)
 	}
@@ -173,7 +170,7 @@ func (d *Directory) For(ctx context.Context, namespace, kind string) (Target, er
 	}
 	if cfg.Spec.Database == nil {
 		t.Store = d.Default
-		return d.take(ctx, t, kind)
+		return d.take(ctx, t, kind, obj.String())
 	}
 	d.mu.Lock()
 	r := d.resolved[namespace]
@@ -197,7 +194,7 @@ func (d *Directory) For(ctx context.Context, namespace, kind string) (Target, er
 	h.p.mu.Unlock()
 	d.mu.Unlock()
 	t.Store = h.Store
-	t, err = d.take(ctx, t, kind)
+	t, err = d.take(ctx, t, kind, obj.String())
 	if err != nil {
 		h.p.release(h.pool)
 		return Target{}, err
@@ -213,19 +210,19 @@ func suspended(cfg *scimv1.ProvisioningConfig) bool {
 	return cfg.Spec.Suspend && cfg.DeletionTimestamp.IsZero()
 }
 
-// take claims a write slot on t.Store. When all are taken it waits up to
-// SlotWait for one, but only on a database whose writes are ending (moving)
-// and only within the kind's budget of waiters: otherwise it answers
-// ErrBusy at once, and the reconcile is retried shortly, its worker free
-// for another tenant meanwhile. The returned target's release may be
-// called more than once.
-func (d *Directory) take(ctx context.Context, t Target, kind string) (Target, error) {
+// take claims a write slot on t.Store for the object obj. When all are
+// taken it waits up to SlotWait for one, but only on a database whose
+// writes are ending (moving) and only as one of the kind's waiters:
+// otherwise it answers ErrBusy at once, and the reconcile is retried
+// shortly, its worker free for another tenant meanwhile. The returned
+// target's release may be called more than once.
+func (d *Directory) take(ctx context.Context, t Target, kind, obj string) (Target, error) {
 	if t.Store == nil {
 		return Target{}, errors.New("no helpdesk database is configured")
 	}
 	d.mu.Lock()
 	if d.slots == nil {
-		d.slots, d.waiters = map[slotKey]*writeSlots{}, map[string]chan struct{}{}
+		d.slots, d.waiters = map[slotKey]*writeSlots{}, map[string]*waiters{}
 	}
 	k := slotKey{t.Store, kind}
 	s, ok := d.slots[k]
@@ -233,25 +230,50 @@ func (d *Directory) take(ctx context.Context, t Target, kind string) (Target, er
 		s = &writeSlots{ch: make(chan struct{}, max(d.PerDatabase, 1)), born: time.Now()}
 		d.slots[k] = s
 	}
-	waiters, ok := d.waiters[kind]
+	ws, ok := d.waiters[kind]
 	if !ok {
-		waiters = make(chan struct{}, max(d.PerDatabase, 1))
-		d.waiters[kind] = waiters
+		ws = &waiters{budget: max(d.PerDatabase, 1)}
+		d.waiters[kind] = ws
 	}
 	patience := d.SlotWait
 	d.mu.Unlock()
 	if patience <= 0 {
 		patience = slotWait
 	}
+	who := kind + "/" + obj
 	select {
 	case s.ch <- struct{}{}:
 	default:
-		if !s.wait(ctx, waiters, patience) {
+		if !s.moving() || !d.waitFor(ctx, s, ws, who, patience) {
+			d.mu.Lock()
+			d.turnedAway.note(who, time.Now())
+			d.mu.Unlock()
 			return Target{}, ErrBusy
 		}
 	}
+	d.mu.Lock()
+	d.turnedAway.forget(who)
+	d.mu.Unlock()
 	t.release = sync.OnceFunc(s.free)
 	return t, nil
+}
+
+// waitFor waits for a slot of s as one of the waiters ws, if it may: there
+// is room among them, or it was turned away before the youngest of them,
+// who then gives it its place.
+func (d *Directory) waitFor(ctx context.Context, s *writeSlots, ws *waiters, who string, patience time.Duration) bool {
+	d.mu.Lock()
+	w := ws.enlist(d.turnedAway.since(who))
+	d.mu.Unlock()
+	if w == nil {
+		return false // enough workers wait already, none for longer than who
+	}
+	defer func() {
+		d.mu.Lock()
+		ws.leave(w)
+		d.mu.Unlock()
+	}()
+	return s.wait(ctx, w, patience)
 }
 
 // Waiting for a slot: writers that wait get slots in the order they came
@@ -263,7 +285,8 @@ func (d *Directory) take(ctx context.Context, t Target, kind string) (Target, er
 // tenants no more workers than its slots, and a slow one with a backlog
 // no more than twice its slots (the waiters are capped): the rest of its
 // backlog is turned away at once, so other tenants' rows do not wait it
-// out.
+// out. The objects turned away longest get the waiters' places (see
+// waiters), so the backlog still drains oldest first.
 const (
 	slotWait     = 100 * time.Millisecond
 	movingWithin = time.Second

@@ -146,21 +146,21 @@ func TestPoolsShareAndClose(t *testing.T) {
 func TestWriteSlots(t *testing.T) {
 	d := &Directory{PerDatabase: 2}
 	st := &fakeStore{}
-	t1, err1 := d.take(context.Background(), Target{Store: st}, "user")
-	t2, err2 := d.take(context.Background(), Target{Store: st}, "user")
+	t1, err1 := d.take(context.Background(), Target{Store: st}, "user", "obj-1")
+	t2, err2 := d.take(context.Background(), Target{Store: st}, "user", "obj-2")
 	if err1 != nil || err2 != nil {
 		t.Fatal(err1, err2)
 	}
-	if _, err := d.take(context.Background(), Target{Store: st}, "user"); !errors.Is(err, ErrBusy) {
+	if _, err := d.take(context.Background(), Target{Store: st}, "user", "obj-3"); !errors.Is(err, ErrBusy) {
 		t.Fatalf("a third write on a database of two slots: want ErrBusy, got %v", err)
 	}
-	g, err := d.take(context.Background(), Target{Store: st}, "group")
+	g, err := d.take(context.Background(), Target{Store: st}, "group", "obj-4")
 	if err != nil {
 		t.Fatalf("groups have slots of their own: %v", err)
 	}
 	g.Release()
 	t1.Release()
-	t3, err := d.take(context.Background(), Target{Store: st}, "user")
+	t3, err := d.take(context.Background(), Target{Store: st}, "user", "obj-5")
 	if err != nil {
 		t.Fatalf("a released slot is free again: %v", err)
 	}
@@ -189,17 +189,29 @@ func promptly(t *testing.T, what string, take func() (Target, error)) error {
 	}
 }
 
+// answer is what got says within 10 s, or fails the test.
+func answer(t *testing.T, what string, got chan error) error {
+	t.Helper()
+	select {
+	case err := <-got:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no answer after 10 s", what)
+		return nil
+	}
+}
+
 // movingAndFull returns a directory whose one-slot database has just had
 // a write end (moving) and whose slot is held now.
 func movingAndFull(t *testing.T, d *Directory, st helpdesk.Store) Target {
 	t.Helper()
 	ctx := context.Background()
-	first, err := d.take(ctx, Target{Store: st}, "user")
+	first, err := d.take(ctx, Target{Store: st}, "user", "obj-6")
 	if err != nil {
 		t.Fatal(err)
 	}
 	first.Release()
-	held, err := d.take(ctx, Target{Store: st}, "user")
+	held, err := d.take(ctx, Target{Store: st}, "user", "obj-7")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +224,10 @@ func waitForWaiters(t *testing.T, d *Directory, kind string, n int) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		d.mu.Lock()
-		got := len(d.waiters[kind])
+		got := 0
+		if ws := d.waiters[kind]; ws != nil {
+			got = len(ws.list)
+		}
 		d.mu.Unlock()
 		if got == n {
 			return
@@ -234,12 +249,12 @@ func TestWriteSlotWaits(t *testing.T) {
 	t.Run("hung database: no wait", func(t *testing.T) {
 		d := &Directory{PerDatabase: 1, SlotWait: time.Hour}
 		st := &fakeStore{}
-		held, err := d.take(ctx, Target{Store: st}, "user")
+		held, err := d.take(ctx, Target{Store: st}, "user", "obj-8")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer held.Release()
-		if err := promptly(t, "a take on a hung database", func() (Target, error) { return d.take(ctx, Target{Store: st}, "user") }); !errors.Is(err, ErrBusy) {
+		if err := promptly(t, "a take on a hung database", func() (Target, error) { return d.take(ctx, Target{Store: st}, "user", "obj-9") }); !errors.Is(err, ErrBusy) {
 			t.Fatalf("want ErrBusy, got %v", err)
 		}
 	})
@@ -249,7 +264,7 @@ func TestWriteSlotWaits(t *testing.T) {
 		held := movingAndFull(t, d, st)
 		got := make(chan error, 1)
 		go func() {
-			w, err := d.take(ctx, Target{Store: st}, "user")
+			w, err := d.take(ctx, Target{Store: st}, "user", "obj-10")
 			if err == nil {
 				w.Release()
 			}
@@ -265,7 +280,7 @@ func TestWriteSlotWaits(t *testing.T) {
 		d := &Directory{PerDatabase: 1, SlotWait: 10 * time.Millisecond}
 		held := movingAndFull(t, d, &fakeStore{})
 		defer held.Release()
-		if err := promptly(t, "a take whose wait ran out", func() (Target, error) { return d.take(ctx, Target{Store: held.Store}, "user") }); !errors.Is(err, ErrBusy) {
+		if err := promptly(t, "a take whose wait ran out", func() (Target, error) { return d.take(ctx, Target{Store: held.Store}, "user", "obj-11") }); !errors.Is(err, ErrBusy) {
 			t.Fatalf("want ErrBusy, got %v", err)
 		}
 	})
@@ -275,7 +290,7 @@ func TestWriteSlotWaits(t *testing.T) {
 		defer held.Release()
 		gone, cancel := context.WithCancel(ctx)
 		cancel()
-		if err := promptly(t, "a take whose reconcile ended", func() (Target, error) { return d.take(gone, Target{Store: held.Store}, "user") }); !errors.Is(err, ErrBusy) {
+		if err := promptly(t, "a take whose reconcile ended", func() (Target, error) { return d.take(gone, Target{Store: held.Store}, "user", "obj-12") }); !errors.Is(err, ErrBusy) {
 			t.Fatalf("want ErrBusy, got %v", err)
 		}
 	})
@@ -292,19 +307,90 @@ func TestWriteSlotWaitersAreCapped(t *testing.T) {
 	defer held2.Release()
 	waiter := make(chan error, 1)
 	go func() {
-		w, err := d.take(ctx, Target{Store: st1}, "user")
+		w, err := d.take(ctx, Target{Store: st1}, "user", "obj-13")
 		if err == nil {
 			w.Release()
 		}
 		waiter <- err
 	}()
 	waitForWaiters(t, d, "user", 1)
-	if err := promptly(t, "a second waiter, on another database", func() (Target, error) { return d.take(ctx, Target{Store: st2}, "user") }); !errors.Is(err, ErrBusy) {
+	if err := promptly(t, "a second waiter, on another database", func() (Target, error) { return d.take(ctx, Target{Store: st2}, "user", "obj-14") }); !errors.Is(err, ErrBusy) {
 		t.Fatalf("the budget of one waiter is taken: want ErrBusy at once, got %v", err)
 	}
 	held1.Release()
 	if err := <-waiter; err != nil {
 		t.Fatalf("the one waiter: want the slot, got %v", err)
+	}
+}
+
+// TestWriteSlotWaitersOldestFirst: with the waiters' budget full, an
+// object turned away earlier than the youngest waiter takes its place (the
+// waiter is turned away and comes back older), and a newcomer does not; an
+// object that got its slot is forgotten. Without it a backlog drained in
+// random order: a PostgreSQL tenant's sync lag p99 was 20.6 s.
+func TestWriteSlotWaitersOldestFirst(t *testing.T) {
+	ctx := context.Background()
+	d := &Directory{PerDatabase: 1, SlotWait: time.Hour}
+	st := &fakeStore{}
+	held := movingAndFull(t, d, st)
+	wait := func(obj string) chan error {
+		got := make(chan error, 1)
+		go func() {
+			w, err := d.take(ctx, Target{Store: st}, "user", obj)
+			if err == nil {
+				w.Release()
+			}
+			got <- err
+		}()
+		return got
+	}
+	// "first" waits; "old" comes after it and is turned away.
+	first := wait("first")
+	waitForWaiters(t, d, "user", 1)
+	if err := promptly(t, "a newcomer with the budget full", func() (Target, error) { return d.take(ctx, Target{Store: st}, "user", "old") }); !errors.Is(err, ErrBusy) {
+		t.Fatalf("want ErrBusy, got %v", err)
+	}
+	held.Release()
+	if err := answer(t, "the first waiter", first); err != nil {
+		t.Fatalf("the first waiter: want the slot, got %v", err)
+	}
+	// "young" waits now, never turned away: "old" takes its place.
+	held = movingAndFull(t, d, st)
+	young := wait("young")
+	waitForWaiters(t, d, "user", 1)
+	old := wait("old")
+	if err := answer(t, "the displaced waiter", young); !errors.Is(err, ErrBusy) {
+		t.Fatalf("a waiter younger than a returning object: want ErrBusy, got %v", err)
+	}
+	waitForWaiters(t, d, "user", 1)
+	// "young" was turned away after "old": it may not take old's place.
+	if err := promptly(t, "a younger object with the budget full", func() (Target, error) { return d.take(ctx, Target{Store: st}, "user", "young") }); !errors.Is(err, ErrBusy) {
+		t.Fatalf("want ErrBusy, got %v", err)
+	}
+	held.Release()
+	if err := answer(t, "the oldest", old); err != nil {
+		t.Fatalf("the oldest: want the slot, got %v", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.turnedAway.since("user/old") != 0 || d.turnedAway.since("user/young") == 0 {
+		t.Fatalf("want old forgotten once written and young remembered, got %v", d.turnedAway.seen)
+	}
+}
+
+// TestTurnedAwayForgetsObjectsThatNeverCameBack: the memory of turned-away
+// objects does not grow with objects deleted meanwhile.
+func TestTurnedAwayForgetsObjectsThatNeverCameBack(t *testing.T) {
+	var ta turnedAway
+	t0 := time.Now()
+	ta.note("user/gone", t0)
+	ta.note("user/gone", t0.Add(time.Minute))
+	if ta.remembered() != 1 || ta.since("user/gone") != 1 {
+		t.Fatalf("noted twice: want one entry from the first time, got %v", ta.seen)
+	}
+	ta.note("user/back", t0.Add(forgetTurnedAwayAfter+time.Second))
+	if ta.since("user/gone") != 0 || ta.since("user/back") == 0 {
+		t.Fatalf("want the stale entry swept, got %v", ta.seen)
 	}
 }
 
@@ -314,12 +400,12 @@ func TestWriteSlotReleaseOnce(t *testing.T) {
 	ctx := context.Background()
 	d := &Directory{PerDatabase: 1, SlotWait: time.Millisecond}
 	st := &fakeStore{}
-	a, err := d.take(ctx, Target{Store: st}, "user")
+	a, err := d.take(ctx, Target{Store: st}, "user", "obj-15")
 	if err != nil {
 		t.Fatal(err)
 	}
 	a.Release()
-	b, err := d.take(ctx, Target{Store: st}, "user")
+	b, err := d.take(ctx, Target{Store: st}, "user", "obj-16")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +417,7 @@ func TestWriteSlotReleaseOnce(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a second release blocked")
 	}
-	if _, err := d.take(ctx, Target{Store: st}, "user"); !errors.Is(err, ErrBusy) {
+	if _, err := d.take(ctx, Target{Store: st}, "user", "obj-17"); !errors.Is(err, ErrBusy) {
 		t.Fatalf("a second release freed the slot b holds: want ErrBusy, got %v", err)
 	}
 }
