@@ -57,31 +57,89 @@ func (w *shardWriter) write(ctx context.Context, s *scimv1.GroupMembership, send
 // meta.lastModified on a membership change (RFC 7644 §3.14), so a client's
 // If-Match against an old member list fails as it must. A request that
 // changes nothing writes nothing.
+//
+// Changes of a group that arrive while another runs on this replica are
+// written together, as one batch (memberBatches); a pending group's
+// members (its create) are written alone, under its displayName's claim.
 func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.ProvisionedGroup, ops []patch.MemberOp) (*scimv1.ProvisionedGroup, error) {
-	net := membership.Fold(ops)
-	if net.Empty() && !pending(g) {
+	if pending(g) {
+		stats, _, err := r.applyShards(ctx, p, g, membership.Fold(ops))
+		if err != nil {
+			return nil, err
+		}
+		return r.touchGroup(ctx, p, g, stats)
+	}
+	if membership.Fold(ops).Empty() {
 		return g, nil
 	}
-	stats, written, err := r.applyShards(ctx, p, g, net)
-	if err != nil {
-		return nil, err
+	k := batchKey{p: p, group: types.NamespacedName{Namespace: g.Namespace, Name: g.Name}, uid: g.UID}
+	b, lead := r.memberBatches.join(k, ops)
+	if lead {
+		r.runBatch(ctx, k, b, g)
 	}
-	if written == 0 && !pending(g) {
-		return g, nil
+	select {
+	case <-b.done:
+	case <-ctx.Done():
+		// Its operations may still be written with the batch: a request
+		// whose client went away is not acknowledged, either way.
+		return nil, apierror.ForClient(ctx.Err(), "group membership")
 	}
-	return r.touchGroup(ctx, p, g, stats)
+	if b.err != nil {
+		return nil, b.err
+	}
+	if b.group == nil {
+		return g, nil // nothing changed
+	}
+	return b.group.DeepCopy(), nil
 }
 
-// applyShards writes net into g's shards, one change of the group at a
-// time on this replica (memberTurns; the group's stamp comes after, outside
-// the turn): it reports how many shard writes it made.
+// runBatch waits for the group's turn, then writes b, all its changes as
+// one, and stamps the group once. When its own client goes away while it
+// waits, it gives up if the batch is its change alone; otherwise it goes
+// on for the others, within batchTimeout, as it does once writing.
+func (r *Repository) runBatch(ctx context.Context, k batchKey, b *memberBatch, g *scimv1.ProvisionedGroup) {
+	defer close(b.done)
+	turn := g.Namespace + "/" + g.Name
+	release, err := r.memberTurns.take(ctx, turn)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
+	defer cancel()
+	if err != nil && !r.memberBatches.abandon(k, b) {
+		release, err = r.memberTurns.take(ctx, turn)
+	}
+	ops := r.memberBatches.seal(k, b)
+	if err != nil {
+		b.err = apierror.ForClient(err, "group membership")
+		return
+	}
+	stats, written, err := r.writeShards(ctx, k.p, g, membership.Fold(ops))
+	release()
+	switch {
+	case err != nil:
+		b.err = err
+	case written > 0:
+		b.group, b.err = r.touchGroup(ctx, k.p, g, stats)
+	}
+}
+
+// batchTimeout bounds a batch's run: the turn, the shard writes and their
+// retries, and the group's stamp.
+const batchTimeout = 30 * time.Second
+
+// applyShards writes net into g's shards in g's turn (memberTurns).
 func (r *Repository) applyShards(ctx context.Context, p Principal, g *scimv1.ProvisionedGroup, net membership.Net) (membership.Stats, int, error) {
-	var stats membership.Stats
 	release, err := r.memberTurns.take(ctx, g.Namespace+"/"+g.Name)
 	if err != nil {
-		return stats, 0, apierror.ForClient(err, "group membership")
+		return membership.Stats{}, 0, apierror.ForClient(err, "group membership")
 	}
 	defer release()
+	return r.writeShards(ctx, p, g, net)
+}
+
+// writeShards writes net into g's shards, retrying conflicts with changes
+// from other replicas: it reports how many shard writes it made. Call it
+// in g's turn.
+func (r *Repository) writeShards(ctx context.Context, p Principal, g *scimv1.ProvisionedGroup, net membership.Net) (membership.Stats, int, error) {
+	var stats membership.Stats
 	w := &shardWriter{r: r, p: p}
 	for backoff := retry.New(); ; {
 		err := r.shards().Apply(ctx, g, net, w, &stats)

@@ -82,6 +82,9 @@ type Repository struct {
 
 	// memberTurns queues this replica's membership changes of one group.
 	memberTurns turns
+	// memberBatches gathers this replica's waiting membership changes of a
+	// group into one write.
+	memberBatches memberBatches
 }
 
 // InformerCache is the manager's informer cache: the repository reads it,

@@ -3,8 +3,18 @@ package repository_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/internal/scim/patch"
@@ -12,45 +22,243 @@ import (
 	"github.com/scim-operator/scim-operator/internal/testenv"
 )
 
-// Member changes of one group sent at once to one replica all land, each
-// with its own members, and none fails (they take turns: see turns.go).
-func TestConcurrentMemberChangesAllLand(t *testing.T) {
+// writeCounter counts the writes of membership shards and groups.
+type writeCounter struct {
+	client.Client
+	shards, groups atomic.Int64
+}
+
+func (c *writeCounter) count(o client.Object) {
+	switch o.(type) {
+	case *scimv1.GroupMembership:
+		c.shards.Add(1)
+	case *scimv1.ProvisionedGroup:
+		c.groups.Add(1)
+	}
+}
+
+func (c *writeCounter) Create(ctx context.Context, o client.Object, opts ...client.CreateOption) error {
+	c.count(o)
+	return c.Client.Create(ctx, o, opts...)
+}
+
+func (c *writeCounter) Update(ctx context.Context, o client.Object, opts ...client.UpdateOption) error {
+	c.count(o)
+	return c.Client.Update(ctx, o, opts...)
+}
+
+func (c *writeCounter) Patch(ctx context.Context, o client.Object, p client.Patch, opts ...client.PatchOption) error {
+	c.count(o)
+	return c.Client.Patch(ctx, o, p, opts...)
+}
+
+// cachedRepository is a repository over an informer cache of namespace ns,
+// as a replica has, writing through a writeCounter.
+func cachedRepository(t *testing.T, e *testenv.Env, ns string) (*repository.Repository, *writeCounter) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	c, err := cache.New(e.Config, cache.Options{Scheme: e.Scheme, DefaultNamespaces: map[string]cache.Config{ns: {}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &writeCounter{Client: e.Client}
+	repo, synced, err := repository.New(ctx, c, repository.Options{Live: e.Client, Client: w, IDKey: testenv.IDKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		t.Fatal("the cache did not sync")
+	}
+	testenv.Eventually(t, 10*time.Second, func() error {
+		for _, s := range synced {
+			if !s() {
+				return fmt.Errorf("the repository's handlers have not synced")
+			}
+		}
+		return nil
+	})
+	return repo, w
+}
+
+// TestMemberChangesWaitingForTheirTurnAreWrittenTogether: changes of a
+// group that arrive while another holds its turn are written as one batch
+// (one shard write and one stamp of the group), and each is answered only
+// once the batch is written. Without batches, six changes cost six shard
+// writes and six stamps, one after the other.
+func TestMemberChangesWaitingForTheirTurnAreWrittenTogether(t *testing.T) {
 	e := testenv.Require(t, env)
 	ctx := context.Background()
 	ns := e.Namespace(t)
 	p := repository.Principal{Namespace: ns}
-	repo := &repository.Repository{Cache: newGroupCache{e.Client}, Live: e.Client, Client: e.Client, IDKey: testenv.IDKey()}
-	g, err := repo.CreateGroup(ctx, p, scimv1.ProvisionedGroupSpec{DisplayName: "Turns"}, false)
+	repo, writes := cachedRepository(t, e, ns)
+	g, err := repo.CreateGroup(ctx, p, scimv1.ProvisionedGroupSpec{DisplayName: "Batch"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const writers, each = 8, 5
-	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for w := range writers {
+	release, err := repo.HoldMemberTurn(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const changes, each = 6, 5
+	var want []string
+	answers := make(chan error, changes)
+	for c := range changes {
 		ids := make([]string, each)
 		for i := range ids {
-			ids[i] = fmt.Sprintf("member-%d-%d", w, i)
+			ids[i] = fmt.Sprintf("member-%d-%d", c, i)
 		}
-		wg.Add(1)
+		want = append(want, ids...)
 		go func() {
-			defer wg.Done()
 			_, err := repo.ApplyMembers(ctx, p, g, []patch.MemberOp{{Kind: patch.MemberAdd, IDs: ids}})
-			errs <- err
+			answers <- err
 		}()
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := repo.MemberChangesWaiting(p, g); n != changes {
+			return fmt.Errorf("%d changes wait in the batch, want %d", n, changes)
+		}
+		return nil
+	})
+	select {
+	case err := <-answers:
+		t.Fatalf("a change was answered (%v) before the group's turn came", err)
+	default:
+	}
+	shardsBefore, groupsBefore := writes.shards.Load(), writes.groups.Load()
+	release()
+	for range changes {
+		if err := <-answers; err != nil {
 			t.Fatal(err)
 		}
+	}
+	if s, gr := writes.shards.Load()-shardsBefore, writes.groups.Load()-groupsBefore; s != 1 || gr != 1 {
+		t.Errorf("%d changes waiting together: want 1 shard write and 1 group stamp, got %d and %d", changes, s, gr)
 	}
 	members, err := repo.LiveMembers(ctx, ns, g.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(members) != writers*each {
-		t.Errorf("want %d members, got %d", writers*each, len(members))
+	slices.Sort(members)
+	slices.Sort(want)
+	if !slices.Equal(members, want) {
+		t.Errorf("members: want %v, got %v", want, members)
 	}
+}
+
+// TestConcurrentMemberChangesMatchTheModel: writers change the members of
+// one group at once, each a random sequence of adds and removes (with and
+// without displays) of members of its own; when every change has been
+// answered, the group holds exactly what each writer's answered changes
+// left, displays included. Batches may merge any writers' changes, never
+// one writer's changes out of order. SCIM_MEMBERS_SEED=N repeats a run.
+func TestConcurrentMemberChangesMatchTheModel(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx := context.Background()
+	seed := uint64(time.Now().UnixNano())
+	if s, err := strconv.ParseUint(os.Getenv("SCIM_MEMBERS_SEED"), 10, 64); err == nil {
+		seed = s
+	}
+	t.Logf("SCIM_MEMBERS_SEED=%d", seed)
+	ns := e.Namespace(t)
+	p := repository.Principal{Namespace: ns}
+	repo, _ := cachedRepository(t, e, ns)
+	g, err := repo.CreateGroup(ctx, p, scimv1.ProvisionedGroupSpec{DisplayName: "Model"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers, rounds, pool = 8, 6, 6
+	models := make([]memberModel, writers)
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*rounds)
+	for w := range writers {
+		rng := rand.New(rand.NewPCG(seed, uint64(w)))
+		model := memberModel{}
+		models[w] = model
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range rounds {
+				ops := randomMemberOps(rng, w, round, pool)
+				if _, err := repo.ApplyMembers(ctx, p, g, ops); err != nil {
+					errs <- fmt.Errorf("writer %d, round %d: %w", w, round, err)
+					return
+				}
+				model.apply(ops) // answered: the model follows
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("%v (SCIM_MEMBERS_SEED=%d)", err, seed)
+	}
+	want := map[string]member{}
+	for _, m := range models {
+		maps.Copy(want, m)
+	}
+	ids, displays, err := repo.LiveMembersWithDisplays(ctx, ns, g.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]member{}
+	for _, id := range ids {
+		got[id] = member{true, displays[id]}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("members (SCIM_MEMBERS_SEED=%d):\n want %v\n  got %v", seed, want, got)
+	}
+}
+
+type member struct {
+	in      bool
+	display string
+}
+
+// memberModel is what a writer's answered member changes left.
+type memberModel map[string]member
+
+func (m memberModel) apply(ops []patch.MemberOp) {
+	for _, op := range ops {
+		for _, id := range op.IDs {
+			switch d, ok := op.Displays[id]; {
+			case op.Kind == patch.MemberRemove:
+				delete(m, id)
+			case ok:
+				m[id] = member{true, d}
+			default:
+				m[id] = member{true, m[id].display}
+			}
+		}
+	}
+}
+
+// randomMemberOps is one member change of writer w: one to three adds
+// (some with displays) or removes of its own pool of members.
+func randomMemberOps(rng *rand.Rand, w, round, pool int) []patch.MemberOp {
+	var ops []patch.MemberOp
+	for range 1 + rng.IntN(3) {
+		var ids []string
+		for i := range pool {
+			if rng.IntN(3) == 0 {
+				ids = append(ids, fmt.Sprintf("w%d-m%d", w, i))
+			}
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		if rng.IntN(2) == 0 {
+			ops = append(ops, patch.MemberOp{Kind: patch.MemberRemove, IDs: ids})
+			continue
+		}
+		displays := map[string]string{}
+		for _, id := range ids {
+			if rng.IntN(2) == 0 {
+				displays[id] = fmt.Sprintf("%s round %d", id, round)
+			}
+		}
+		ops = append(ops, patch.MemberOp{Kind: patch.MemberAdd, IDs: ids, Displays: displays})
+	}
+	return ops
 }
