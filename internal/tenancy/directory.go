@@ -259,14 +259,14 @@ func (d *Directory) take(ctx context.Context, t Target, kind, obj string) (Targe
 }
 
 // waitFor waits for a slot of s as one of the waiters ws, if it may: there
-// is room among them, or it was turned away before the youngest of them,
-// who then gives it its place.
+// is room among them, or it was turned away before the youngest of those
+// waiting for s, who then gives it its place.
 func (d *Directory) waitFor(ctx context.Context, s *writeSlots, ws *waiters, who string, patience time.Duration) bool {
 	d.mu.Lock()
-	w := ws.enlist(d.turnedAway.since(who))
+	w := ws.enlist(s, d.turnedAway.since(who))
 	d.mu.Unlock()
 	if w == nil {
-		return false // enough workers wait already, none for longer than who
+		return false // enough workers wait already, none of s's for longer than who
 	}
 	defer func() {
 		d.mu.Lock()

@@ -379,18 +379,64 @@ func TestWriteSlotWaitersOldestFirst(t *testing.T) {
 }
 
 // TestTurnedAwayForgetsObjectsThatNeverCameBack: the memory of turned-away
-// objects does not grow with objects deleted meanwhile.
+// objects does not grow with objects deleted meanwhile, and an object
+// turned away again and again keeps its first order however long its
+// backlog lasts.
 func TestTurnedAwayForgetsObjectsThatNeverCameBack(t *testing.T) {
 	var ta turnedAway
 	t0 := time.Now()
 	ta.note("user/gone", t0)
+	ta.note("user/back", t0)
 	ta.note("user/gone", t0.Add(time.Minute))
-	if ta.remembered() != 1 || ta.since("user/gone") != 1 {
+	if ta.remembered() != 2 || ta.since("user/gone") != 1 {
 		t.Fatalf("noted twice: want one entry from the first time, got %v", ta.seen)
 	}
-	ta.note("user/back", t0.Add(forgetTurnedAwayAfter+time.Second))
-	if ta.since("user/gone") != 0 || ta.since("user/back") == 0 {
+	for at := t0; at.Before(t0.Add(3 * forgetTurnedAwayAfter)); at = at.Add(250 * time.Millisecond) {
+		ta.note("user/back", at)
+		ta.note("user/new-"+at.String(), at) // others come and go
+		ta.forget("user/new-" + at.String())
+	}
+	if ta.since("user/gone") != 0 {
 		t.Fatalf("want the stale entry swept, got %v", ta.seen)
+	}
+	if got := ta.since("user/back"); got != 2 {
+		t.Fatalf("an object turned away all along: want its first order 2, got %d", got)
+	}
+}
+
+// TestWaitersDisplaceTheYoungestOfTheirDatabase: with the budget full, a
+// newcomer takes the place of the youngest waiter turned away after it
+// (never turned away counts as youngest), and only of a waiter of its own
+// database.
+func TestWaitersDisplaceTheYoungestOfTheirDatabase(t *testing.T) {
+	a, b := &writeSlots{}, &writeSlots{}
+	ws := &waiters{budget: 3}
+	w5, w9, fresh := ws.enlist(a, 5), ws.enlist(a, 9), ws.enlist(a, 0)
+	if w5 == nil || w9 == nil || fresh == nil {
+		t.Fatal("a budget of 3 has room for 3")
+	}
+	displaced := func(w *waiter) bool {
+		select {
+		case <-w.displaced:
+			return true
+		default:
+			return false
+		}
+	}
+	if ws.enlist(a, 3) == nil || !displaced(fresh) || displaced(w9) || displaced(w5) {
+		t.Fatal("turned away at 3: want the place of the waiter never turned away")
+	}
+	if ws.enlist(a, 4) == nil || !displaced(w9) || displaced(w5) {
+		t.Fatal("turned away at 4: want the place of the youngest, 9")
+	}
+	if ws.enlist(b, 1) != nil {
+		t.Fatal("another database's object took a place: none of its waiters is younger")
+	}
+	if ws.enlist(a, 10) != nil {
+		t.Fatal("an object younger than every waiter took a place")
+	}
+	if len(ws.list) != 3 {
+		t.Fatalf("want 3 waiters, have %d", len(ws.list))
 	}
 }
 

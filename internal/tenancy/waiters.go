@@ -3,9 +3,12 @@ package tenancy
 import "time"
 
 // waiters is one kind's budget of reconciles waiting for a write slot, in
-// every database. Places go to whoever was turned away longest ago: with
-// the budget full, a newcomer turned away before the youngest waiter takes
-// that waiter's place (the waiter is turned away, and comes back older).
+// every database. A free place goes to whoever asks first. With the budget
+// full, a newcomer turned away before the youngest waiter of its own
+// database takes that waiter's place (the waiter is turned away, and comes
+// back older): within a database, the longest turned away wait first.
+// Never across databases: a tenant with an old backlog would otherwise
+// take every place from a tenant whose database filled later.
 //
 // Without that, the objects a full budget turned away came back every
 // 250 ms and won a place only by luck, against newer ones: a backlog
@@ -19,21 +22,22 @@ type waiters struct {
 }
 
 type waiter struct {
+	slots     *writeSlots   // the database it waits for
 	since     uint64        // when it was first turned away (turnedAway order)
 	displaced chan struct{} // closed when an older one took its place
 }
 
-// enlist returns a waiter for an object turned away since since (0: never),
-// or nil when it may not wait.
-func (ws *waiters) enlist(since uint64) *waiter {
-	w := &waiter{since: since, displaced: make(chan struct{})}
+// enlist returns a waiter for slots, for an object turned away since since
+// (0: never), or nil when it may not wait.
+func (ws *waiters) enlist(slots *writeSlots, since uint64) *waiter {
+	w := &waiter{slots: slots, since: since, displaced: make(chan struct{})}
 	if len(ws.list) < ws.budget {
 		ws.list = append(ws.list, w)
 		return w
 	}
 	youngest := -1
 	for i, o := range ws.list {
-		if younger(o.since, w.since) && (youngest < 0 || younger(o.since, ws.list[youngest].since)) {
+		if o.slots == slots && younger(o.since, w.since) && (youngest < 0 || younger(o.since, ws.list[youngest].since)) {
 			youngest = i
 		}
 	}
@@ -67,9 +71,9 @@ func (ws *waiters) leave(w *waiter) {
 }
 
 // turnedAway remembers, per kind and object, when it was first turned
-// away from a busy database, as an order (a counter: no two alike) and a
-// time (to forget objects that never came back: deleted, or written by
-// another replica). Called with the Directory's lock held.
+// away from a busy database, as an order (a counter: no two alike), and
+// when it was last (to forget objects that stopped coming back: deleted,
+// or written by another replica). Called with the Directory's lock held.
 type turnedAway struct {
 	next  uint64
 	seen  map[string]turnedAwayAt
@@ -78,24 +82,27 @@ type turnedAway struct {
 
 type turnedAwayAt struct {
 	order uint64
-	at    time.Time
+	last  time.Time
 }
 
-// forgetTurnedAwayAfter: an object not back for this long is forgotten. A
-// turned-away reconcile comes back within a second.
+// forgetTurnedAwayAfter: an object not turned away again for this long is
+// forgotten. A turned-away reconcile comes back within a second.
 const forgetTurnedAwayAfter = 10 * time.Minute
 
 func (t *turnedAway) note(who string, now time.Time) {
 	if t.seen == nil {
 		t.seen = map[string]turnedAwayAt{}
 	}
-	if _, ok := t.seen[who]; !ok {
+	a, ok := t.seen[who]
+	if !ok {
 		t.next++
-		t.seen[who] = turnedAwayAt{order: t.next, at: now}
+		a.order = t.next
 	}
+	a.last = now // the order stays: how long it has been turned away
+	t.seen[who] = a
 	if now.Sub(t.swept) > forgetTurnedAwayAfter {
 		for k, v := range t.seen {
-			if now.Sub(v.at) > forgetTurnedAwayAfter {
+			if now.Sub(v.last) > forgetTurnedAwayAfter {
 				delete(t.seen, k)
 			}
 		}
