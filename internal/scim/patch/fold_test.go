@@ -52,8 +52,10 @@ func (m members) applyNet(n MemberNet) {
 			delete(m, id)
 		case decided:
 			m[id] = d
-		default:
-			m[id] = m[id] // kept, or none for a new member
+		default: // kept, or none for a new member
+			if _, in := m[id]; !in {
+				m[id] = ""
+			}
 		}
 	}
 }

@@ -75,7 +75,8 @@ func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.Pr
 	k := batchKey{p: p, group: types.NamespacedName{Namespace: g.Namespace, Name: g.Name}, uid: g.UID}
 	b, lead := r.memberBatches.join(k, ops)
 	if lead {
-		r.runBatch(ctx, k, b, g)
+		// On its own goroutine: the batch may outlive this request.
+		go r.runBatch(ctx, k, b, g)
 	}
 	select {
 	case <-b.done:
@@ -94,9 +95,10 @@ func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.Pr
 }
 
 // runBatch waits for the group's turn, then writes b, all its changes as
-// one, and stamps the group once. When its own client goes away while it
-// waits, it gives up if the batch is its change alone; otherwise it goes
-// on for the others, within batchTimeout, as it does once writing.
+// one, and stamps the group once. When the client of the change that
+// opened b goes away while it waits, it gives up if b is that change
+// alone; otherwise it goes on for the others, within batchTimeout, as it
+// does once writing.
 func (r *Repository) runBatch(ctx context.Context, k batchKey, b *memberBatch, g *scimv1.ProvisionedGroup) {
 	defer close(b.done)
 	turn := g.Namespace + "/" + g.Name
@@ -122,8 +124,9 @@ func (r *Repository) runBatch(ctx context.Context, k batchKey, b *memberBatch, g
 }
 
 // batchTimeout bounds a batch's run: the turn, the shard writes and their
-// retries, and the group's stamp.
-const batchTimeout = 30 * time.Second
+// retries, and the group's stamp. As long as the SCIM server lets a
+// request write its answer (its WriteTimeout).
+const batchTimeout = 60 * time.Second
 
 // applyShards writes net into g's shards in g's turn (memberTurns).
 func (r *Repository) applyShards(ctx context.Context, p Principal, g *scimv1.ProvisionedGroup, net membership.Net) (membership.Stats, int, error) {

@@ -110,17 +110,21 @@ func TestMemberChangesWaitingForTheirTurnAreWrittenTogether(t *testing.T) {
 			ids[i] = fmt.Sprintf("member-%d-%d", c, i)
 		}
 		want = append(want, ids...)
+		ops := []patch.MemberOp{{Kind: patch.MemberAdd, IDs: ids}}
+		// One member all of them change, in turn: the batch must apply
+		// the changes in the order they came (removed, added with display
+		// "1", removed, ...; the last adds it with "5").
+		if c%2 == 1 {
+			ops = append(ops, patch.MemberOp{Kind: patch.MemberAdd, IDs: []string{"shared"}, Displays: map[string]string{"shared": fmt.Sprint(c)}})
+		} else {
+			ops = append(ops, patch.MemberOp{Kind: patch.MemberRemove, IDs: []string{"shared"}})
+		}
 		go func() {
-			_, err := repo.ApplyMembers(ctx, p, g, []patch.MemberOp{{Kind: patch.MemberAdd, IDs: ids}})
+			_, err := repo.ApplyMembers(ctx, p, g, ops)
 			answers <- err
 		}()
+		waitForBatch(t, repo, p, g, c+1) // they join in this order
 	}
-	testenv.Eventually(t, 10*time.Second, func() error {
-		if n := repo.MemberChangesWaiting(p, g); n != changes {
-			return fmt.Errorf("%d changes wait in the batch, want %d", n, changes)
-		}
-		return nil
-	})
 	select {
 	case err := <-answers:
 		t.Fatalf("a change was answered (%v) before the group's turn came", err)
@@ -136,15 +140,76 @@ func TestMemberChangesWaitingForTheirTurnAreWrittenTogether(t *testing.T) {
 	if s, gr := writes.shards.Load()-shardsBefore, writes.groups.Load()-groupsBefore; s != 1 || gr != 1 {
 		t.Errorf("%d changes waiting together: want 1 shard write and 1 group stamp, got %d and %d", changes, s, gr)
 	}
-	members, err := repo.LiveMembers(ctx, ns, g.Name)
+	members, displays, err := repo.LiveMembersWithDisplays(ctx, ns, g.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	want = append(want, "shared") // the last change added it
 	slices.Sort(members)
 	slices.Sort(want)
 	if !slices.Equal(members, want) {
 		t.Errorf("members: want %v, got %v", want, members)
 	}
+	if d := displays["shared"]; d != "5" {
+		t.Errorf("the member every change touched: want the display of the last change (5), got %q", d)
+	}
+}
+
+// TestMemberBatchOutlivesItsLeadersClient: the change that opened a batch
+// runs it; when its client goes away while others wait in the batch, the
+// batch is still written and the others get their answer.
+func TestMemberBatchOutlivesItsLeadersClient(t *testing.T) {
+	e := testenv.Require(t, env)
+	ctx := context.Background()
+	ns := e.Namespace(t)
+	p := repository.Principal{Namespace: ns}
+	repo, _ := cachedRepository(t, e, ns)
+	g, err := repo.CreateGroup(ctx, p, scimv1.ProvisionedGroupSpec{DisplayName: "Leader"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, err := repo.HoldMemberTurn(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaderCtx, leaderGone := context.WithCancel(ctx)
+	leader, follower := make(chan error, 1), make(chan error, 1)
+	go func() {
+		_, err := repo.ApplyMembers(leaderCtx, p, g, []patch.MemberOp{{Kind: patch.MemberAdd, IDs: []string{"by-leader"}}})
+		leader <- err
+	}()
+	waitForBatch(t, repo, p, g, 1)
+	go func() {
+		_, err := repo.ApplyMembers(ctx, p, g, []patch.MemberOp{{Kind: patch.MemberAdd, IDs: []string{"by-follower"}}})
+		follower <- err
+	}()
+	waitForBatch(t, repo, p, g, 2)
+	leaderGone()
+	if err := <-leader; err == nil {
+		t.Error("the leader's client went away: want an error, got an acknowledgement")
+	}
+	release()
+	if err := <-follower; err != nil {
+		t.Fatalf("the follower: want its change written, got %v", err)
+	}
+	members, err := repo.LiveMembers(ctx, ns, g.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(members, "by-follower") {
+		t.Errorf("the follower's member is missing: %v", members)
+	}
+}
+
+// waitForBatch waits until g's open batch holds n changes.
+func waitForBatch(t *testing.T, repo *repository.Repository, p repository.Principal, g *scimv1.ProvisionedGroup, n int) {
+	t.Helper()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if got := repo.MemberChangesWaiting(p, g); got != n {
+			return fmt.Errorf("%d changes wait in the batch, want %d", got, n)
+		}
+		return nil
+	})
 }
 
 // TestConcurrentMemberChangesMatchTheModel: writers change the members of
