@@ -82,21 +82,29 @@ func cachedRepository(t *testing.T, e *testenv.Env, ns string) (*repository.Repo
 	return repo, w
 }
 
+// groupOnReplica creates an empty group in a new tenant, through a
+// repository over an informer cache (cachedRepository).
+func groupOnReplica(t *testing.T, name string) (string, repository.Principal, *repository.Repository, *writeCounter, *scimv1.ProvisionedGroup) {
+	t.Helper()
+	e := testenv.Require(t, env)
+	ns := e.Namespace(t)
+	p := repository.Principal{Namespace: ns}
+	repo, writes := cachedRepository(t, e, ns)
+	g, err := repo.CreateGroup(context.Background(), p, scimv1.ProvisionedGroupSpec{DisplayName: name}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns, p, repo, writes, g
+}
+
 // TestMemberChangesWaitingForTheirTurnAreWrittenTogether: changes of a
 // group that arrive while another holds its turn are written as one batch
 // (one shard write and one stamp of the group), and each is answered only
 // once the batch is written. Without batches, six changes cost six shard
 // writes and six stamps, one after the other.
 func TestMemberChangesWaitingForTheirTurnAreWrittenTogether(t *testing.T) {
-	e := testenv.Require(t, env)
 	ctx := context.Background()
-	ns := e.Namespace(t)
-	p := repository.Principal{Namespace: ns}
-	repo, writes := cachedRepository(t, e, ns)
-	g, err := repo.CreateGroup(ctx, p, scimv1.ProvisionedGroupSpec{DisplayName: "Batch"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, p, repo, writes, g := groupOnReplica(t, "Batch")
 	release, err := repo.HoldMemberTurn(ctx, g)
 	if err != nil {
 		t.Fatal(err)
@@ -159,15 +167,8 @@ func TestMemberChangesWaitingForTheirTurnAreWrittenTogether(t *testing.T) {
 // runs it; when its client goes away while others wait in the batch, the
 // batch is still written and the others get their answer.
 func TestMemberBatchOutlivesItsLeadersClient(t *testing.T) {
-	e := testenv.Require(t, env)
 	ctx := context.Background()
-	ns := e.Namespace(t)
-	p := repository.Principal{Namespace: ns}
-	repo, _ := cachedRepository(t, e, ns)
-	g, err := repo.CreateGroup(ctx, p, scimv1.ProvisionedGroupSpec{DisplayName: "Leader"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, p, repo, _, g := groupOnReplica(t, "Leader")
 	release, err := repo.HoldMemberTurn(ctx, g)
 	if err != nil {
 		t.Fatal(err)
@@ -219,20 +220,13 @@ func waitForBatch(t *testing.T, repo *repository.Repository, p repository.Princi
 // left, displays included. Batches may merge any writers' changes, never
 // one writer's changes out of order. SCIM_MEMBERS_SEED=N repeats a run.
 func TestConcurrentMemberChangesMatchTheModel(t *testing.T) {
-	e := testenv.Require(t, env)
 	ctx := context.Background()
 	seed := uint64(time.Now().UnixNano())
 	if s, err := strconv.ParseUint(os.Getenv("SCIM_MEMBERS_SEED"), 10, 64); err == nil {
 		seed = s
 	}
 	t.Logf("SCIM_MEMBERS_SEED=%d", seed)
-	ns := e.Namespace(t)
-	p := repository.Principal{Namespace: ns}
-	repo, _ := cachedRepository(t, e, ns)
-	g, err := repo.CreateGroup(ctx, p, scimv1.ProvisionedGroupSpec{DisplayName: "Model"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, p, repo, _, g := groupOnReplica(t, "Model")
 	const writers, rounds, pool = 8, 6, 6
 	models := make([]memberModel, writers)
 	var wg sync.WaitGroup
