@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -26,7 +27,7 @@ func (r *Repository) shards() membership.Shards {
 type shardWriter struct {
 	r       *Repository
 	p       Principal
-	written int
+	written atomic.Int64 // one change writes several shards at once
 }
 
 func (w *shardWriter) Create(ctx context.Context, s *scimv1.GroupMembership) error {
@@ -43,7 +44,7 @@ func (w *shardWriter) write(ctx context.Context, s *scimv1.GroupMembership, send
 	if _, err := w.r.commit(ctx, change{p: w.p, obj: s, send: send}); err != nil {
 		return err
 	}
-	w.written++
+	w.written.Add(1)
 	return nil
 }
 
@@ -155,7 +156,7 @@ func (r *Repository) writeShards(ctx context.Context, p Principal, g *scimv1.Pro
 		if err != nil {
 			return stats, 0, apierror.ForClient(err, "group membership")
 		}
-		return stats, w.written, nil
+		return stats, int(w.written.Load()), nil
 	}
 }
 

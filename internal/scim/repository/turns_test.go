@@ -26,6 +26,30 @@ import (
 type writeCounter struct {
 	client.Client
 	shards, groups atomic.Int64
+	// gate, when set, holds each shard update until that many are held
+	// at once (or 10 s passed: serial).
+	gate *shardGate
+}
+
+type shardGate struct {
+	want   int
+	mu     sync.Mutex
+	held   int
+	all    chan struct{}
+	serial atomic.Bool
+}
+
+func (g *shardGate) pass() {
+	g.mu.Lock()
+	if g.held++; g.held == g.want {
+		close(g.all)
+	}
+	g.mu.Unlock()
+	select {
+	case <-g.all:
+	case <-time.After(10 * time.Second):
+		g.serial.Store(true)
+	}
 }
 
 func (c *writeCounter) count(o client.Object) {
@@ -44,6 +68,9 @@ func (c *writeCounter) Create(ctx context.Context, o client.Object, opts ...clie
 
 func (c *writeCounter) Update(ctx context.Context, o client.Object, opts ...client.UpdateOption) error {
 	c.count(o)
+	if _, shard := o.(*scimv1.GroupMembership); shard && c.gate != nil {
+		c.gate.pass()
+	}
 	return c.Client.Update(ctx, o, opts...)
 }
 
@@ -211,6 +238,37 @@ func waitForBatch(t *testing.T, repo *repository.Repository, p repository.Princi
 		}
 		return nil
 	})
+}
+
+// TestOneChangeRewritesItsShardsAtOnce: a change that removes members
+// from several shards writes them at once, so it waits for the slowest
+// write, not for their sum (a batch into a large group touches several).
+func TestOneChangeRewritesItsShardsAtOnce(t *testing.T) {
+	ctx := context.Background()
+	ns, p, repo, writes, g := groupOnReplica(t, "Shards")
+	const n = 2*scimv1.MaxMembersPerShard + 100 // three shards
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("m%05d", i)
+	}
+	if _, err := repo.ApplyMembers(ctx, p, g, []patch.MemberOp{{Kind: patch.MemberAdd, IDs: ids}}); err != nil {
+		t.Fatal(err)
+	}
+	gone := []string{ids[0], ids[scimv1.MaxMembersPerShard], ids[n-1]} // one in each
+	writes.gate = &shardGate{want: len(gone), all: make(chan struct{})}
+	if _, err := repo.ApplyMembers(ctx, p, g, []patch.MemberOp{{Kind: patch.MemberRemove, IDs: gone}}); err != nil {
+		t.Fatal(err)
+	}
+	if writes.gate.serial.Load() {
+		t.Error("the three shards were rewritten one after another")
+	}
+	members, err := repo.LiveMembers(ctx, ns, g.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(members) != n-len(gone) || slices.Contains(members, gone[0]) || slices.Contains(members, gone[1]) || slices.Contains(members, gone[2]) {
+		t.Errorf("want %d members without %v, got %d", n-len(gone), gone, len(members))
+	}
 }
 
 // TestConcurrentMemberChangesMatchTheModel: writers change the members of

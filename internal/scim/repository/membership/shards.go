@@ -18,7 +18,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
+	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -33,6 +35,9 @@ const (
 	IndexMemberGroups = "scim.memberOf"   // member id, for a user's groups
 	IndexShardGroup   = "scim.shardGroup" // group name of a shard
 )
+
+// parallelShardIO bounds the shards one change reads or rewrites at once.
+const parallelShardIO = 8
 
 // ShardName is the name of a group's n-th membership shard.
 func ShardName(group string, n int) string { return group + "-" + strconv.Itoa(n) }
@@ -113,16 +118,30 @@ func (sh Shards) change(ctx context.Context, g *scimv1.ProvisionedGroup, net Net
 		return err
 	}
 	add, removeFrom := plan(shards, net)
+	// The shards to rewrite are distinct objects: written at once, a batch
+	// that removes members from several shards waits for the slowest
+	// write, not for their sum.
+	var mu sync.Mutex
+	writes, wctx := errgroup.WithContext(ctx)
+	writes.SetLimit(parallelShardIO)
 	for name, ids := range removeFrom {
 		s := shards[name]
 		s.Spec.Members = slices.DeleteFunc(s.Spec.Members, func(m string) bool { return ids[m] })
 		for id := range ids {
 			setDisplay(s, id, "") // a display goes with its member
 		}
-		if err := w.Update(ctx, s); err != nil {
-			return err
-		}
-		stats.Removed += len(ids)
+		writes.Go(func() error {
+			if err := w.Update(wctx, s); err != nil {
+				return err
+			}
+			mu.Lock()
+			stats.Removed += len(ids)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := writes.Wait(); err != nil {
+		return err
 	}
 	if len(add) == 0 {
 		return nil
@@ -169,14 +188,22 @@ func (sh Shards) relevant(ctx context.Context, g *scimv1.ProvisionedGroup, net N
 		return nil, nil, err
 	}
 	shards := map[string]*scimv1.GroupMembership{}
+	var mu sync.Mutex
+	reads, rctx := errgroup.WithContext(ctx)
+	reads.SetLimit(parallelShardIO)
 	for name := range candidates {
-		s, err := sh.liveShard(ctx, g.Namespace, name)
-		if err != nil {
-			return nil, nil, err
-		}
-		if s != nil {
-			shards[name] = s
-		}
+		reads.Go(func() error {
+			s, err := sh.liveShard(rctx, g.Namespace, name)
+			if s != nil {
+				mu.Lock()
+				shards[name] = s
+				mu.Unlock()
+			}
+			return err
+		})
+	}
+	if err := reads.Wait(); err != nil {
+		return nil, nil, err
 	}
 	var tail *scimv1.GroupMembership
 	for n := last; ; n++ {
