@@ -10,7 +10,7 @@ import (
 
 // HoldMemberTurn takes g's membership turn, as a running change would.
 func (r *Repository) HoldMemberTurn(ctx context.Context, g *scimv1.ProvisionedGroup) (release func(), err error) {
-	return r.memberTurns.take(ctx, g.Namespace+"/"+g.Name)
+	return r.memberTurns.take(ctx, turnOf(g))
 }
 
 // MemberChangesWaiting is how many changes of g by p wait in its open batch.

@@ -102,12 +102,11 @@ func (r *Repository) ApplyMembers(ctx context.Context, p Principal, g *scimv1.Pr
 // does once writing.
 func (r *Repository) runBatch(ctx context.Context, k batchKey, b *memberBatch, g *scimv1.ProvisionedGroup) {
 	defer close(b.done)
-	turn := g.Namespace + "/" + g.Name
-	release, err := r.memberTurns.take(ctx, turn)
+	release, err := r.memberTurns.take(ctx, turnOf(g))
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchTimeout)
 	defer cancel()
 	if err != nil && !r.memberBatches.abandon(k, b) {
-		release, err = r.memberTurns.take(ctx, turn)
+		release, err = r.memberTurns.take(ctx, turnOf(g))
 	}
 	ops := r.memberBatches.seal(k, b)
 	if err != nil {
@@ -131,7 +130,7 @@ const batchTimeout = 60 * time.Second
 
 // applyShards writes net into g's shards in g's turn (memberTurns).
 func (r *Repository) applyShards(ctx context.Context, p Principal, g *scimv1.ProvisionedGroup, net membership.Net) (membership.Stats, int, error) {
-	release, err := r.memberTurns.take(ctx, g.Namespace+"/"+g.Name)
+	release, err := r.memberTurns.take(ctx, turnOf(g))
 	if err != nil {
 		return membership.Stats{}, 0, apierror.ForClient(err, "group membership")
 	}

@@ -3,6 +3,8 @@ package repository
 import (
 	"context"
 	"sync"
+
+	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 )
 
 // turns lets one membership change of a group run at a time on this
@@ -58,3 +60,6 @@ func (t *turns) pending() int {
 	defer t.mu.Unlock()
 	return len(t.held)
 }
+
+// turnOf is the key of g's membership turn.
+func turnOf(g *scimv1.ProvisionedGroup) string { return g.Namespace + "/" + g.Name }
