@@ -23,8 +23,6 @@ type dialect interface {
 	name() string
 	// rebind turns '?' placeholders into the dialect's own.
 	rebind(query string) string
-	// forUpdate is appended to a SELECT inside a write transaction to lock the row.
-	forUpdate() string
 	// ignoreDuplicates is appended to a multi-row INSERT so rows that already
 	// exist are skipped and not counted in RowsAffected; keyCol is any key column.
 	ignoreDuplicates(keyCol string) string
@@ -53,7 +51,6 @@ type sqliteDialect struct{}
 
 func (sqliteDialect) name() string                   { return DialectSQLite }
 func (sqliteDialect) rebind(q string) string         { return q }
-func (sqliteDialect) forUpdate() string              { return "" } // BEGIN IMMEDIATE already holds the write lock
 func (sqliteDialect) ignoreDuplicates(string) string { return " ON CONFLICT DO NOTHING" }
 func (sqliteDialect) timeArg(t time.Time) any        { return t.UTC().Format(sqliteTimeLayout) }
 func (sqliteDialect) txOptions() *sql.TxOptions      { return nil }
@@ -94,7 +91,6 @@ func (sqliteDialect) lockMigrations(context.Context, *sql.Conn) (func(), error) 
 type postgresDialect struct{}
 
 func (postgresDialect) name() string                   { return DialectPostgres }
-func (postgresDialect) forUpdate() string              { return " FOR UPDATE" }
 func (postgresDialect) ignoreDuplicates(string) string { return " ON CONFLICT DO NOTHING" }
 func (postgresDialect) timeArg(t time.Time) any        { return t.UTC() }
 func (postgresDialect) txOptions() *sql.TxOptions      { return nil } // READ COMMITTED by default
@@ -156,7 +152,6 @@ type mysqlDialect struct{}
 
 func (mysqlDialect) name() string            { return DialectMySQL }
 func (mysqlDialect) rebind(q string) string  { return q }
-func (mysqlDialect) forUpdate() string       { return " FOR UPDATE" }
 func (mysqlDialect) timeArg(t time.Time) any { return t.UTC() }
 
 // READ COMMITTED instead of InnoDB's REPEATABLE READ: a SELECT ... FOR UPDATE

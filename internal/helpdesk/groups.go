@@ -23,58 +23,60 @@ func (s *sqlStore) UpsertGroup(ctx context.Context, g Group) (bool, error) {
 	if err := validateGroup(g); err != nil {
 		return false, wrap(err)
 	}
-	// Answer the common no-op without a write transaction.
-	cur, err := s.getGroup(ctx, s.db, g.Tenant, g.SCIMID, "")
-	switch {
-	case err == nil && sameGroup(cur, g):
-		return false, nil
-	case err != nil && !errors.Is(err, ErrNotFound):
-		return false, wrap(err)
+	for attempt := 1; ; attempt++ {
+		changed, retry, err := s.upsertGroupOnce(ctx, g)
+		if retry && attempt < maxAttempts {
+			continue
+		}
+		if retry && err == nil {
+			err = fmt.Errorf("the row changed between its read and its write %d times in a row", attempt)
+		}
+		if err != nil {
+			return false, wrap(err)
+		}
+		return changed, nil
 	}
-
-	var changed bool
-	err = s.withRetry(func() (err error) {
-		changed, err = s.upsertGroupTx(ctx, g)
-		return err
-	})
-	if err != nil {
-		return false, wrap(err)
-	}
-	return changed, nil
 }
 
-func (s *sqlStore) upsertGroupTx(ctx context.Context, g Group) (changed bool, err error) {
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		cur, err := s.getGroup(ctx, tx, g.Tenant, g.SCIMID, s.d.forUpdate())
-		exists := err == nil
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return err
+// upsertGroupOnce reads the row and writes it in one statement when it
+// differs, as upsertUserOnce does. retry asks to run it again: the row
+// appeared or vanished between the read and the write.
+func (s *sqlStore) upsertGroupOnce(ctx context.Context, g Group) (changed, retry bool, err error) {
+	cur, err := s.getGroup(ctx, g.Tenant, g.SCIMID)
+	exists := err == nil
+	switch {
+	case exists && sameGroup(cur, g):
+		return false, false, nil
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return false, false, err
+	}
+	now := s.d.timeArg(s.timestamp())
+	if !exists {
+		_, err = s.db.ExecContext(ctx, s.d.rebind(`INSERT INTO helpdesk_groups
+			(tenant, scim_id, display_name, external_id, created_at, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?)`),
+			g.Tenant, g.SCIMID, g.DisplayName, nullable(g.ExternalID), now, now)
+		if err != nil {
+			// The one unique key is the row's own: it was inserted meanwhile.
+			retry = s.d.isUniqueViolation(err) || s.d.isDeadlock(err)
+			return false, retry, fmt.Errorf("insert: %w", err)
 		}
-		if exists && sameGroup(cur, g) {
-			return nil
-		}
-		now := s.d.timeArg(s.timestamp())
-		if exists {
-			_, err = tx.ExecContext(ctx, s.d.rebind(`UPDATE helpdesk_groups
-				SET display_name = ?, external_id = ?, updated_at = ?, deleted_at = NULL
-				WHERE tenant = ? AND scim_id = ?`),
-				g.DisplayName, nullable(g.ExternalID), now, g.Tenant, g.SCIMID)
-			if err != nil {
-				return fmt.Errorf("update: %w", err)
-			}
-		} else {
-			_, err = tx.ExecContext(ctx, s.d.rebind(`INSERT INTO helpdesk_groups
-				(tenant, scim_id, display_name, external_id, created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?)`),
-				g.Tenant, g.SCIMID, g.DisplayName, nullable(g.ExternalID), now, now)
-			if err != nil {
-				return fmt.Errorf("insert: %w", err)
-			}
-		}
-		changed = true
-		return nil
-	})
-	return changed, err
+		return true, false, nil
+	}
+	res, err := s.db.ExecContext(ctx, s.d.rebind(`UPDATE helpdesk_groups
+		SET display_name = ?, external_id = ?, updated_at = ?, deleted_at = NULL
+		WHERE tenant = ? AND scim_id = ?`),
+		g.DisplayName, nullable(g.ExternalID), now, g.Tenant, g.SCIMID)
+	if err != nil {
+		return false, s.d.isDeadlock(err), fmt.Errorf("update: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, false, fmt.Errorf("update: rows affected: %w", err)
+	}
+	// No row: deleted since it was read (or, on MySQL, which counts changed
+	// rows only, already equal). The next read settles it.
+	return n > 0, n == 0, nil
 }
 
 // sameGroup reports whether storing g over the live row cur would change nothing.
@@ -83,21 +85,21 @@ func sameGroup(cur, g Group) bool {
 }
 
 func (s *sqlStore) GetGroup(ctx context.Context, tenant, scimID string) (Group, error) {
-	g, err := s.getGroup(ctx, s.db, tenant, scimID, "")
+	g, err := s.getGroup(ctx, tenant, scimID)
 	if err != nil {
 		return Group{}, fmt.Errorf("helpdesk: get group %s/%s: %w", tenant, scimID, err)
 	}
 	return g, nil
 }
 
-func (s *sqlStore) getGroup(ctx context.Context, q querier, tenant, scimID, lock string) (Group, error) {
+func (s *sqlStore) getGroup(ctx context.Context, tenant, scimID string) (Group, error) {
 	var (
 		g                         Group
 		ext                       sql.NullString
 		created, updated, deleted dbTime
 	)
-	err := q.QueryRowContext(ctx, s.d.rebind(`SELECT tenant, scim_id, display_name, external_id,
-		created_at, updated_at, deleted_at FROM helpdesk_groups WHERE tenant = ? AND scim_id = ?`+lock),
+	err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT tenant, scim_id, display_name, external_id,
+		created_at, updated_at, deleted_at FROM helpdesk_groups WHERE tenant = ? AND scim_id = ?`),
 		tenant, scimID).Scan(&g.Tenant, &g.SCIMID, &g.DisplayName, &ext, &created, &updated, &deleted)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Group{}, ErrNotFound

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +30,7 @@ func storeSuite(t *testing.T, newDB func(t *testing.T) string) {
 	t.Run("UpsertUser", func(t *testing.T) { testUpsertUser(ctx, t, s) })
 	t.Run("CustomFieldsJSON", func(t *testing.T) { testCustomFieldsJSON(ctx, t, s) })
 	t.Run("ConcurrentUpsert", func(t *testing.T) { testConcurrentUpsert(ctx, t, s) })
+	t.Run("ConcurrentRenames", func(t *testing.T) { testConcurrentRenames(ctx, t, s) })
 	t.Run("PoolKeepsConnections", func(t *testing.T) { testPoolKeepsConnections(ctx, t, s) })
 	t.Run("UserNameConflict", func(t *testing.T) { testUserNameConflict(ctx, t, s) })
 	t.Run("DeleteUser", func(t *testing.T) { testDeleteUser(ctx, t, s) })
@@ -757,4 +762,125 @@ func testPoolKeepsConnections(ctx context.Context, t *testing.T, s *sqlStore) {
 		t.Errorf("%d connections were closed for want of idle room after %d rounds of %d concurrent writes (open %d, idle %d): each costs a new connection next time",
 			closed, rounds, writers, after.OpenConnections, after.Idle)
 	}
+}
+
+// testConcurrentRenames runs one writer per user, as the controller does,
+// all renaming their users among a few names, deleting and reviving them
+// at once. Every acknowledged write must be what the row holds until its
+// writer writes again, changed must say whether it differed, and a refused
+// write must name a holder that wanted the key. A write that lost a race
+// with another row and still answered nil, or that reported no change
+// while writing one, fails here. SCIM_STORE_SEED replays a run.
+func testConcurrentRenames(ctx context.Context, t *testing.T, s *sqlStore) {
+	const (
+		tenant  = "renames"
+		writers = 6
+		steps   = 40
+	)
+	names := []string{"Ann", "ann", "Bo", "BO", "Cé", "cÉ", "Dag"}
+	seed := storeSeed(t)
+	var (
+		mu        sync.Mutex
+		attempts  = map[string]map[string]bool{} // user -> keys it tried
+		conflicts atomic.Int64
+	)
+	tried := func(id, key string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if attempts[id] == nil {
+			attempts[id] = map[string]bool{}
+		}
+		attempts[id][key] = true
+	}
+	triedBy := func(id, key string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return attempts[id][key]
+	}
+	type state struct {
+		row     User
+		exists  bool
+		deleted bool
+	}
+	final := make([]state, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(seed, uint64(w)))
+			id := fmt.Sprintf("u%d", w)
+			st := &final[w]
+			for step := range steps {
+				if st.exists && rng.IntN(6) == 0 {
+					if err := s.DeleteUser(ctx, tenant, id, DeletionPolicyRetain); err != nil {
+						t.Errorf("seed %d: %s step %d: delete: %v", seed, id, step, err)
+						return
+					}
+					st.deleted = true
+					continue
+				}
+				u := newUser(tenant, id, names[rng.IntN(len(names))])
+				u.Title = fmt.Sprintf("t%d", rng.IntN(2))
+				u.Active = rng.IntN(4) != 0
+				u.CustomFields = map[string]any{"n": float64(rng.IntN(2))}
+				tried(id, u.UserNameKey)
+				changed, err := s.UpsertUser(ctx, u)
+				var ce *ConflictError
+				switch {
+				case err == nil:
+					want := !st.exists || st.deleted || !reflect.DeepEqual(st.row, u)
+					if changed != want {
+						t.Errorf("seed %d: %s step %d: changed = %v, want %v", seed, id, step, changed, want)
+					}
+					*st = state{row: u, exists: true}
+				case errors.As(err, &ce):
+					conflicts.Add(1)
+					if ce.Holder == id || ce.Key != u.UserNameKey || !triedBy(ce.Holder, ce.Key) {
+						t.Errorf("seed %d: %s step %d: %v names a holder that never wanted %q", seed, id, step, err, u.UserNameKey)
+					}
+				default:
+					t.Errorf("seed %d: %s step %d: %v", seed, id, step, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// Seven names folding to four keys among six users: most runs refuse
+	// dozens of writes; without any the test would prove nothing.
+	if conflicts.Load() == 0 {
+		t.Errorf("seed %d: no write was refused", seed)
+	}
+	live := map[string]string{}
+	for w, st := range final {
+		if !st.exists {
+			continue
+		}
+		id := fmt.Sprintf("u%d", w)
+		got := mustGetUser(ctx, t, s, tenant, id)
+		want := st.row
+		if st.deleted {
+			want.Active, want.UserNameKey = false, ""
+		}
+		if (got.DeletedAt != nil) != st.deleted || !reflect.DeepEqual(withoutTimes(got), want) {
+			t.Errorf("seed %d: %s holds %+v (deleted %v), want the last acknowledged %+v (deleted %v)",
+				seed, id, withoutTimes(got), got.DeletedAt != nil, want, st.deleted)
+		}
+		if k := got.UserNameKey; k != "" {
+			if other, dup := live[k]; dup {
+				t.Errorf("seed %d: %s and %s both hold the key %q", seed, other, id, k)
+			}
+			live[k] = id
+		}
+	}
+}
+
+// storeSeed is SCIM_STORE_SEED, else a new seed; it is logged to replay.
+func storeSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if v, err := strconv.ParseUint(os.Getenv("SCIM_STORE_SEED"), 10, 64); err == nil {
+		seed = v
+	}
+	t.Logf("SCIM_STORE_SEED=%d", seed)
+	return seed
 }

@@ -11,11 +11,6 @@ const userColumns = `tenant, scim_id, user_name, user_name_lower, external_id, d
 	primary_email, phone, title, department, employee_number, manager_scim_id, preferred_language,
 	active, custom_fields, created_at, updated_at, deleted_at`
 
-// querier is what both *sql.DB and *sql.Tx offer.
-type querier interface {
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
 // FitUser returns u as UpsertUser stores it: the optional text columns cut
 // to their length (in characters, at a character boundary), and the names
 // of the columns it cut, in column order (nil when everything fits). Key
@@ -76,88 +71,104 @@ func (s *sqlStore) UpsertUser(ctx context.Context, u User) (bool, error) {
 	if err != nil {
 		return false, wrap(err)
 	}
-
-	// Most reconciles change nothing: answer those without a write
-	// transaction (on SQLite that would take the database write lock).
-	cur, err := s.getUser(ctx, s.db, u.Tenant, u.SCIMID, "")
-	switch {
-	case err == nil && cur.DeletedAt == nil && sameUser(cur, u, cf):
-		return false, nil
-	case err != nil && !errors.Is(err, ErrNotFound):
-		return false, wrap(err)
+	for attempt := 1; ; attempt++ {
+		changed, retry, err := s.upsertUserOnce(ctx, u, cfJSON, cf)
+		if retry && attempt < maxAttempts {
+			continue
+		}
+		if retry && err == nil {
+			err = fmt.Errorf("the row changed between its read and its write %d times in a row", attempt)
+		}
+		if err != nil {
+			return false, wrap(err)
+		}
+		return changed, nil
 	}
-
-	var changed bool
-	err = s.withRetry(func() (err error) {
-		changed, err = s.upsertUserTx(ctx, u, cfJSON, cf)
-		return err
-	})
-	if s.d.isUniqueViolation(err) {
-		err = fmt.Errorf("%w: %w", ErrConflict, err)
-	}
-	if err != nil {
-		return false, wrap(err)
-	}
-	return changed, nil
 }
 
-func (s *sqlStore) upsertUserTx(ctx context.Context, u User, cfJSON []byte, cf map[string]any) (changed bool, err error) {
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		cur, err := s.getUser(ctx, tx, u.Tenant, u.SCIMID, s.d.forUpdate())
-		exists := err == nil
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		if exists && cur.DeletedAt == nil && sameUser(cur, u, cf) {
-			return nil
-		}
+// upsertUserOnce reads the row, then writes it in one statement when it
+// differs: one round trip for the common no-op, two for a change. It
+// opens no transaction: BEGIN, SELECT ... FOR UPDATE, a uniqueness SELECT
+// and COMMIT were four more round trips per row, and on a loaded machine
+// round trips, not the database, bound how many rows a write slot syncs
+// per second (docs/benchmarks.md). The unique key on (tenant,
+// user_name_lower) keeps two live users from sharing a name; the SELECT
+// after a violation only names the holder. retry asks to run it again: the
+// row appeared, vanished or lost its key between the read and the write.
+func (s *sqlStore) upsertUserOnce(ctx context.Context, u User, cfJSON []byte, cf map[string]any) (changed, retry bool, err error) {
+	cur, err := s.getUser(ctx, u.Tenant, u.SCIMID)
+	exists := err == nil
+	switch {
+	case exists && cur.DeletedAt == nil && sameUser(cur, u, cf):
+		return false, false, nil
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return false, false, err
+	}
+	wrote, err := s.writeUser(ctx, u, cfJSON, exists)
+	switch {
+	case err == nil:
+		// Not written: the row was deleted since it was read.
+		return wrote, !wrote, nil
+	case s.d.isDeadlock(err):
+		return false, true, err
+	case !s.d.isUniqueViolation(err):
+		return false, false, err
+	}
+	var holder string
+	herr := s.db.QueryRowContext(ctx, s.d.rebind(
+		`SELECT scim_id FROM helpdesk_users WHERE tenant = ? AND user_name_lower = ? AND scim_id <> ?`),
+		u.Tenant, u.UserNameKey, u.SCIMID).Scan(&holder)
+	switch {
+	case herr == nil:
+		return false, false, &ConflictError{Key: u.UserNameKey, Holder: holder}
+	case !errors.Is(herr, sql.ErrNoRows):
+		return false, false, fmt.Errorf("%w: %w; naming the holder of the userName key: %w", ErrConflict, err, herr)
+	}
+	// No other row holds the key: this user's own row was inserted since
+	// it was read, or the holder let the key go. Read again.
+	return false, true, fmt.Errorf("%w: %w", ErrConflict, err)
+}
 
-		key := u.UserNameKey
-		var other string
-		err = tx.QueryRowContext(ctx, s.d.rebind(
-			`SELECT scim_id FROM helpdesk_users WHERE tenant = ? AND user_name_lower = ? AND scim_id <> ?`),
-			u.Tenant, key, u.SCIMID).Scan(&other)
-		switch {
-		case err == nil:
-			return &ConflictError{Key: key, Holder: other}
-		case !errors.Is(err, sql.ErrNoRows):
-			return fmt.Errorf("check userName uniqueness: %w", err)
+// writeUser updates the row (exists) or inserts it, in one statement.
+// wrote is false when an update found no row.
+func (s *sqlStore) writeUser(ctx context.Context, u User, cfJSON []byte, exists bool) (wrote bool, err error) {
+	now := s.d.timeArg(s.timestamp())
+	values := []any{
+		u.UserName, u.UserNameKey, nullable(u.ExternalID), nullable(u.DisplayName), nullable(u.GivenName),
+		nullable(u.FamilyName), nullable(u.PrimaryEmail), nullable(u.Phone), nullable(u.Title),
+		nullable(u.Department), nullable(u.EmployeeNumber), nullable(u.ManagerSCIMID),
+		nullable(u.PreferredLanguage), u.Active, string(cfJSON),
+	}
+	if !exists {
+		_, err = s.db.ExecContext(ctx, s.d.rebind(`INSERT INTO helpdesk_users (
+			user_name, user_name_lower, external_id, display_name, given_name,
+			family_name, primary_email, phone, title, department,
+			employee_number, manager_scim_id, preferred_language, active,
+			custom_fields, created_at, updated_at, tenant, scim_id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			append(values, now, now, u.Tenant, u.SCIMID)...)
+		if err != nil {
+			return false, fmt.Errorf("insert: %w", err)
 		}
-
-		now := s.d.timeArg(s.timestamp())
-		values := []any{
-			u.UserName, key, nullable(u.ExternalID), nullable(u.DisplayName), nullable(u.GivenName),
-			nullable(u.FamilyName), nullable(u.PrimaryEmail), nullable(u.Phone), nullable(u.Title),
-			nullable(u.Department), nullable(u.EmployeeNumber), nullable(u.ManagerSCIMID),
-			nullable(u.PreferredLanguage), u.Active, string(cfJSON),
-		}
-		if exists {
-			_, err = tx.ExecContext(ctx, s.d.rebind(`UPDATE helpdesk_users SET
-				user_name = ?, user_name_lower = ?, external_id = ?, display_name = ?, given_name = ?,
-				family_name = ?, primary_email = ?, phone = ?, title = ?, department = ?,
-				employee_number = ?, manager_scim_id = ?, preferred_language = ?, active = ?,
-				custom_fields = ?, updated_at = ?, deleted_at = NULL
-				WHERE tenant = ? AND scim_id = ?`),
-				append(values, now, u.Tenant, u.SCIMID)...)
-			if err != nil {
-				return fmt.Errorf("update: %w", err)
-			}
-		} else {
-			_, err = tx.ExecContext(ctx, s.d.rebind(`INSERT INTO helpdesk_users (
-				user_name, user_name_lower, external_id, display_name, given_name,
-				family_name, primary_email, phone, title, department,
-				employee_number, manager_scim_id, preferred_language, active,
-				custom_fields, created_at, updated_at, tenant, scim_id)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-				append(values, now, now, u.Tenant, u.SCIMID)...)
-			if err != nil {
-				return fmt.Errorf("insert: %w", err)
-			}
-		}
-		changed = true
-		return nil
-	})
-	return changed, err
+		return true, nil
+	}
+	res, err := s.db.ExecContext(ctx, s.d.rebind(`UPDATE helpdesk_users SET
+		user_name = ?, user_name_lower = ?, external_id = ?, display_name = ?, given_name = ?,
+		family_name = ?, primary_email = ?, phone = ?, title = ?, department = ?,
+		employee_number = ?, manager_scim_id = ?, preferred_language = ?, active = ?,
+		custom_fields = ?, updated_at = ?, deleted_at = NULL
+		WHERE tenant = ? AND scim_id = ?`),
+		append(values, now, u.Tenant, u.SCIMID)...)
+	if err != nil {
+		return false, fmt.Errorf("update: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("update: rows affected: %w", err)
+	}
+	// MySQL counts changed rows only: 0 also when a concurrent writer
+	// stored the same values meanwhile; the next read settles it.
+	return n > 0, nil
 }
 
 // sameUser reports whether storing u over cur would change nothing.
@@ -181,15 +192,15 @@ func sameUser(cur, u User, cf map[string]any) bool {
 }
 
 func (s *sqlStore) GetUser(ctx context.Context, tenant, scimID string) (User, error) {
-	u, err := s.getUser(ctx, s.db, tenant, scimID, "")
+	u, err := s.getUser(ctx, tenant, scimID)
 	if err != nil {
 		return User{}, fmt.Errorf("helpdesk: get user %s/%s: %w", tenant, scimID, err)
 	}
 	return u, nil
 }
 
-// getUser reads one row; lock is "" or the dialect's FOR UPDATE suffix.
-func (s *sqlStore) getUser(ctx context.Context, q querier, tenant, scimID, lock string) (User, error) {
+// getUser reads one row.
+func (s *sqlStore) getUser(ctx context.Context, tenant, scimID string) (User, error) {
 	var (
 		u                                                             User
 		ext, disp, given, family, email, phone, title, dept, emp, mgr sql.NullString
@@ -197,8 +208,8 @@ func (s *sqlStore) getUser(ctx context.Context, q querier, tenant, scimID, lock 
 		cf                                                            []byte
 		created, updated, deleted                                     dbTime
 	)
-	err := q.QueryRowContext(ctx, s.d.rebind(
-		`SELECT `+userColumns+` FROM helpdesk_users WHERE tenant = ? AND scim_id = ?`+lock),
+	err := s.db.QueryRowContext(ctx, s.d.rebind(
+		`SELECT `+userColumns+` FROM helpdesk_users WHERE tenant = ? AND scim_id = ?`),
 		tenant, scimID).Scan(
 		&u.Tenant, &u.SCIMID, &u.UserName, &key, &ext, &disp, &given, &family,
 		&email, &phone, &title, &dept, &emp, &mgr, &lang,
