@@ -46,6 +46,17 @@ type CycleResult struct {
 	// Lag computed from the database's own timestamps, exact rather than
 	// bucketed: see userLag.
 	DBLag []ExactLag `json:"syncLagFromDatabaseTimestamps"`
+	// UserRows compares the rate the SCIM client created users at with
+	// the rate their rows were committed at (database timestamps): a sync
+	// that keeps up commits as fast as it is offered.
+	UserRows *RowRate `json:"userRowsPerSecond,omitempty"`
+}
+
+// RowRate is rows per second over the span from a kind's first to its last.
+type RowRate struct {
+	Rows      int     `json:"rows"`
+	Offered   float64 `json:"offeredPerSecond"`   // SCIM creates, by meta.lastModified
+	Committed float64 `json:"committedPerSecond"` // helpdesk_users.created_at
 }
 
 // ExactLag is a lag distribution computed per object.
@@ -430,10 +441,13 @@ func (b *bench) runCycle(ctx context.Context, t cycleTarget, cr *CycleResult, be
 		progress("database NOT complete within %s: users %d/%d, memberships %d/%d, managers %d/%d",
 			o.SyncTimeout, d.counts.users, n, d.counts.members, cr.Memberships, d.counts.managers, n-cr.Managers)
 	}
-	if lags, err := b.userLag(ctx, t, ids, written, mgrSent); err != nil {
+	if lags, rate, err := b.userLag(ctx, t, ids, written, mgrSent); err != nil {
 		progress("reading the database timestamps: %v", err)
 	} else {
-		cr.DBLag = lags
+		cr.DBLag, cr.UserRows = lags, rate
+		if rate != nil {
+			progress("  user rows: %d, created at %.1f/s, committed at %.1f/s", rate.Rows, rate.Offered, rate.Committed)
+		}
 		for _, l := range lags {
 			progress("  %s: p50 %.0f ms, p99 %.0f ms, max %.0f ms (%d samples)", l.What, l.P50ms, l.P99ms, l.MaxMs, l.Samples)
 		}
@@ -531,7 +545,7 @@ func dbTime(v any) (time.Time, error) {
 // uses; and updated_at minus the moment the manager PATCH was sent, an
 // upper bound since it includes the request itself. PATCH answers 204
 // without meta, so there is no exact start for it.
-func (b *bench) userLag(ctx context.Context, t cycleTarget, ids []string, written, mgrSent []time.Time) ([]ExactLag, error) {
+func (b *bench) userLag(ctx context.Context, t cycleTarget, ids []string, written, mgrSent []time.Time) ([]ExactLag, *RowRate, error) {
 	index := make(map[string]int, len(ids))
 	for i, id := range ids {
 		if id != "" {
@@ -540,16 +554,17 @@ func (b *bench) userLag(ctx context.Context, t cycleTarget, ids []string, writte
 	}
 	rows, err := t.db.QueryContext(ctx, t.rebind(`SELECT scim_id, created_at, updated_at FROM helpdesk_users WHERE tenant = ?`), t.ns)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer rows.Close()
 	var create, manager []time.Duration
 	var negC, negM int
+	var sent, committed span
 	for rows.Next() {
 		var id string
 		var c, u any // text in SQLite, timestamptz in PostgreSQL
 		if err := rows.Scan(&id, &c, &u); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		i, ok := index[id]
 		if !ok {
@@ -558,9 +573,11 @@ func (b *bench) userLag(ctx context.Context, t cycleTarget, ids []string, writte
 		ct, err1 := dbTime(c)
 		ut, err2 := dbTime(u)
 		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("parsing timestamps %v %v", c, u)
+			return nil, nil, fmt.Errorf("parsing timestamps %v %v", c, u)
 		}
 		if !written[i].IsZero() {
+			sent.add(written[i])
+			committed.add(ct)
 			d := ct.Sub(written[i])
 			if d < 0 {
 				negC, d = negC+1, 0
@@ -576,7 +593,7 @@ func (b *bench) userLag(ctx context.Context, t cycleTarget, ids []string, writte
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mk := func(what string, s []time.Duration, neg int) ExactLag {
 		sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
@@ -586,8 +603,31 @@ func (b *bench) userLag(ctx context.Context, t cycleTarget, ids []string, writte
 		}
 		return l
 	}
+	var rate *RowRate
+	if sent.n > 1 && committed.last.After(committed.first) && sent.last.After(sent.first) {
+		rate = &RowRate{Rows: sent.n, Offered: sent.perSecond(), Committed: committed.perSecond()}
+	}
 	return []ExactLag{
 		mk("user create: meta.lastModified → created_at", create, negC),
 		mk("manager PATCH: request sent → updated_at (upper bound)", manager, negM),
-	}, nil
+	}, rate, nil
 }
+
+// span is the first and last of n moments.
+type span struct {
+	first, last time.Time
+	n           int
+}
+
+func (s *span) add(t time.Time) {
+	if s.n == 0 || t.Before(s.first) {
+		s.first = t
+	}
+	if s.n == 0 || t.After(s.last) {
+		s.last = t
+	}
+	s.n++
+}
+
+// perSecond is (n-1) intervals over the span: n moments a second apart are 1/s.
+func (s *span) perSecond() float64 { return float64(s.n-1) / s.last.Sub(s.first).Seconds() }

@@ -498,6 +498,9 @@ func printTable(out io.Writer, r *Results) {
 	for _, e := range c.DBLag {
 		fmt.Fprintf(out, "sync lag from database timestamps, %s: p50 %.0f ms, p99 %.0f ms, max %.0f ms (%d)\n", e.What, e.P50ms, e.P99ms, e.MaxMs, e.Samples)
 	}
+	if r := c.UserRows; r != nil {
+		fmt.Fprintf(out, "user rows: %d created at %.1f/s, committed at %.1f/s\n", r.Rows, r.Offered, r.Committed)
+	}
 	if c.DBCompleteSeconds >= 0 {
 		fmt.Fprintf(out, "helpdesk database complete %.1f s after the first request (%.1f s after the last)\n", c.DBCompleteSeconds, c.DBAfterLastReq)
 	} else {
@@ -560,6 +563,10 @@ func markdownCycleFigures(p func(string, ...any), c *CycleResult, db string, tim
 		for _, e := range c.DBLag {
 			p("| %s | %d | %.0f | %.0f | %.0f | %.0f |\n", e.What, e.Samples, e.P50ms, e.P95ms, e.P99ms, e.MaxMs)
 		}
+	}
+	if r := c.UserRows; r != nil {
+		p("\nRows per second, from each user's first to its last: the SCIM client created %d users at **%.1f/s** (`meta.lastModified`); the %s database committed their rows at **%.1f/s** (`created_at`). ", r.Rows, r.Offered, db, r.Committed)
+		p("A sync that keeps up commits at the rate it is offered; one that falls behind commits over a longer span, so at a lower rate.\n")
 	}
 	if c.DBCompleteSeconds >= 0 {
 		p("\nThe %s database (polled every 0.5 s) held all %d users, their managers and all %d memberships **%.1f s after the first request**, %.1f s after the last one.\n",
