@@ -541,5 +541,8 @@ func setupHelpdesk(mgr ctrl.Manager, op *Operator, o Options) error {
 }
 
 // statusWritersPerSlot is how many sync workers there are per database
-// write slot (see setupHelpdesk's comment).
-const statusWritersPerSlot = 4
+// write slot (see setupHelpdesk's comment). With 4, a PostgreSQL tenant
+// offered 160 new users a second had sync lag p99 1.9 s; with 8, 0.9 s
+// (make bench's cycle, same machine and session): its reconciles queued
+// for a worker while the workers waited on status writes.
+const statusWritersPerSlot = 8
