@@ -154,9 +154,10 @@ func (mysqlDialect) name() string            { return DialectMySQL }
 func (mysqlDialect) rebind(q string) string  { return q }
 func (mysqlDialect) timeArg(t time.Time) any { return t.UTC() }
 
-// READ COMMITTED instead of InnoDB's REPEATABLE READ: a SELECT ... FOR UPDATE
-// of a missing row then takes no gap lock, so two writers inserting the same
-// new user get a duplicate-key error (and retry) instead of a deadlock.
+// READ COMMITTED instead of InnoDB's REPEATABLE READ for the store's
+// transactions (SyncMembers): fewer gap locks, so concurrent syncs of one
+// group deadlock less. Upserts are single autocommit statements; a deadlock
+// among them is retried (isDeadlock).
 func (mysqlDialect) txOptions() *sql.TxOptions {
 	return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 }

@@ -31,6 +31,7 @@ func storeSuite(t *testing.T, newDB func(t *testing.T) string) {
 	t.Run("CustomFieldsJSON", func(t *testing.T) { testCustomFieldsJSON(ctx, t, s) })
 	t.Run("ConcurrentUpsert", func(t *testing.T) { testConcurrentUpsert(ctx, t, s) })
 	t.Run("ConcurrentRenames", func(t *testing.T) { testConcurrentRenames(ctx, t, s) })
+	t.Run("WriteRaces", func(t *testing.T) { testWriteRaces(ctx, t, s) })
 	t.Run("PoolKeepsConnections", func(t *testing.T) { testPoolKeepsConnections(ctx, t, s) })
 	t.Run("UserNameConflict", func(t *testing.T) { testUserNameConflict(ctx, t, s) })
 	t.Run("DeleteUser", func(t *testing.T) { testDeleteUser(ctx, t, s) })
@@ -898,4 +899,80 @@ func storeSeed(t *testing.T) uint64 {
 	}
 	t.Logf("SCIM_STORE_SEED=%d", seed)
 	return seed
+}
+
+// testWriteRaces makes a row vanish or appear between an upsert's read
+// and its write, as a concurrent writer or the helpdesk's own clean-up
+// would: the store reads its clock in between, and the test's clock runs
+// the interloper there once. The upsert must read again and leave the row
+// as asked, reporting the change.
+func testWriteRaces(ctx context.Context, t *testing.T, s *sqlStore) {
+	const tenant = "races"
+	orig := s.now
+	t.Cleanup(func() { s.now = orig })
+	var (
+		between func()
+		ran     int
+	)
+	s.now = func() time.Time {
+		if f := between; f != nil {
+			between = nil
+			ran++
+			f()
+		}
+		return orig()
+	}
+	exec := func(q string, args ...any) func() {
+		return func() {
+			if _, err := s.db.ExecContext(ctx, s.d.rebind(q), args...); err != nil {
+				t.Errorf("%s: %v", q, err)
+			}
+		}
+	}
+
+	// A user's row vanishes: the UPDATE finds nothing, the upsert inserts.
+	u := fullUser(tenant, "vanishes", "Vanishes")
+	mustUpsertUser(ctx, t, s, u, true)
+	u.Title = "Changed"
+	between = exec(`DELETE FROM helpdesk_users WHERE tenant = ? AND scim_id = ?`, tenant, u.SCIMID)
+	mustUpsertUser(ctx, t, s, u, true)
+	if got := mustGetUser(ctx, t, s, tenant, u.SCIMID); !reflect.DeepEqual(withoutTimes(got), u) {
+		t.Errorf("after its row vanished mid-upsert: %+v, want %+v", withoutTimes(got), u)
+	}
+	// A user's row appears: the INSERT hits the primary key, the upsert updates.
+	v := fullUser(tenant, "appears", "Appears")
+	between = func() {
+		theirs := v
+		theirs.Title = "Theirs"
+		if _, err := s.UpsertUser(ctx, theirs); err != nil {
+			t.Errorf("interloper: %v", err)
+		}
+	}
+	mustUpsertUser(ctx, t, s, v, true)
+	if got := mustGetUser(ctx, t, s, tenant, v.SCIMID); !reflect.DeepEqual(withoutTimes(got), v) {
+		t.Errorf("after its row appeared mid-upsert: %+v, want %+v", withoutTimes(got), v)
+	}
+
+	// The same for a group.
+	g := Group{Tenant: tenant, SCIMID: "g-vanishes", DisplayName: "Vanishes"}
+	mustUpsertGroup(ctx, t, s, g, true)
+	g.DisplayName = "Changed"
+	between = exec(`DELETE FROM helpdesk_groups WHERE tenant = ? AND scim_id = ?`, tenant, g.SCIMID)
+	mustUpsertGroup(ctx, t, s, g, true)
+	h := Group{Tenant: tenant, SCIMID: "g-appears", DisplayName: "Appears"}
+	between = func() {
+		if _, err := s.UpsertGroup(ctx, Group{Tenant: tenant, SCIMID: h.SCIMID, DisplayName: "Theirs"}); err != nil {
+			t.Errorf("interloper: %v", err)
+		}
+	}
+	mustUpsertGroup(ctx, t, s, h, true)
+	for _, want := range []Group{g, h} {
+		got, err := s.GetGroup(ctx, tenant, want.SCIMID)
+		if err != nil || got.DisplayName != want.DisplayName || got.DeletedAt != nil {
+			t.Errorf("group %s after a race: %+v, %v; want display name %q", want.SCIMID, got, err, want.DisplayName)
+		}
+	}
+	if ran != 4 {
+		t.Errorf("%d of 4 interlopers ran: the store no longer reads its clock between read and write", ran)
+	}
 }
