@@ -124,7 +124,7 @@ func (s *sqlStore) upsertUserOnce(ctx context.Context, u User, cfJSON []byte, cf
 	case !errors.Is(herr, sql.ErrNoRows):
 		// Not ErrConflict: the database failed, and the retry that cures
 		// that is the one the controller runs for an unavailable database.
-		return false, false, fmt.Errorf("naming the holder of the userName key after %v: %w", err, herr)
+		return false, false, fmt.Errorf("naming the holder of the userName key after %w: %w", err, herr)
 	}
 	// No other row holds the key: this user's own row was inserted since
 	// it was read, or the holder let the key go. Read again.
