@@ -23,19 +23,11 @@ func (s *sqlStore) UpsertGroup(ctx context.Context, g Group) (bool, error) {
 	if err := validateGroup(g); err != nil {
 		return false, wrap(err)
 	}
-	for attempt := 1; ; attempt++ {
-		changed, retry, err := s.upsertGroupOnce(ctx, g)
-		if retry && attempt < maxAttempts {
-			continue
-		}
-		if retry && err == nil {
-			err = fmt.Errorf("the row changed between its read and its write %d times in a row", attempt)
-		}
-		if err != nil {
-			return false, wrap(err)
-		}
-		return changed, nil
+	changed, err := readThenWrite(func() (bool, bool, error) { return s.upsertGroupOnce(ctx, g) })
+	if err != nil {
+		return false, wrap(err)
 	}
+	return changed, nil
 }
 
 // upsertGroupOnce reads the row and writes it in one statement when it

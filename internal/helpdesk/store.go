@@ -214,6 +214,22 @@ func (s *sqlStore) withRetry(fn func() error) error {
 	}
 }
 
+// readThenWrite runs once (a read, then a write when the row differs) up
+// to maxAttempts times while it asks to be retried: the row appeared,
+// vanished or lost its key between the read and the write.
+func readThenWrite(once func() (changed, retry bool, err error)) (bool, error) {
+	for attempt := 1; ; attempt++ {
+		changed, retry, err := once()
+		if retry && attempt < maxAttempts {
+			continue
+		}
+		if retry && err == nil {
+			err = fmt.Errorf("the row changed between its read and its write %d times in a row", attempt)
+		}
+		return changed && err == nil, err
+	}
+}
+
 // inTx runs fn in a transaction and commits unless fn fails.
 func (s *sqlStore) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, s.d.txOptions())

@@ -71,19 +71,11 @@ func (s *sqlStore) UpsertUser(ctx context.Context, u User) (bool, error) {
 	if err != nil {
 		return false, wrap(err)
 	}
-	for attempt := 1; ; attempt++ {
-		changed, retry, err := s.upsertUserOnce(ctx, u, cfJSON, cf)
-		if retry && attempt < maxAttempts {
-			continue
-		}
-		if retry && err == nil {
-			err = fmt.Errorf("the row changed between its read and its write %d times in a row", attempt)
-		}
-		if err != nil {
-			return false, wrap(err)
-		}
-		return changed, nil
+	changed, err := readThenWrite(func() (bool, bool, error) { return s.upsertUserOnce(ctx, u, cfJSON, cf) })
+	if err != nil {
+		return false, wrap(err)
 	}
+	return changed, nil
 }
 
 // upsertUserOnce reads the row, then writes it in one statement when it
