@@ -99,7 +99,7 @@ func (s *sqlStore) upsertUserOnce(ctx context.Context, u User, cfJSON []byte, cf
 	wrote, err := s.writeUser(ctx, u, cfJSON, exists)
 	switch {
 	case err == nil:
-		// Not written: the row was deleted since it was read.
+		// Not written means the row was deleted since it was read.
 		return wrote, !wrote, nil
 	case s.d.isDeadlock(err):
 		return false, true, err
