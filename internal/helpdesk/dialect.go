@@ -41,6 +41,11 @@ type dialect interface {
 	txOptions() *sql.TxOptions
 	// transactionalDDL tells whether a migration can run in one transaction.
 	transactionalDDL() bool
+	// upsertsInOneStatement tells whether a row can be inserted or updated
+	// by its primary key in one statement that writes only when a column
+	// differs and returns the row it wrote (INSERT ... ON CONFLICT ... DO
+	// UPDATE ... WHERE ... RETURNING).
+	upsertsInOneStatement() bool
 }
 
 // sqliteTimeLayout is RFC 3339 with fixed-width microseconds: unlike
@@ -55,6 +60,7 @@ func (sqliteDialect) ignoreDuplicates(string) string { return " ON CONFLICT DO N
 func (sqliteDialect) timeArg(t time.Time) any        { return t.UTC().Format(sqliteTimeLayout) }
 func (sqliteDialect) txOptions() *sql.TxOptions      { return nil }
 func (sqliteDialect) transactionalDDL() bool         { return true }
+func (sqliteDialect) upsertsInOneStatement() bool    { return true }
 
 func (sqliteDialect) isUniqueViolation(err error) bool {
 	var e *sqlite.Error
@@ -95,6 +101,7 @@ func (postgresDialect) ignoreDuplicates(string) string { return " ON CONFLICT DO
 func (postgresDialect) timeArg(t time.Time) any        { return t.UTC() }
 func (postgresDialect) txOptions() *sql.TxOptions      { return nil } // READ COMMITTED by default
 func (postgresDialect) transactionalDDL() bool         { return true }
+func (postgresDialect) upsertsInOneStatement() bool    { return true }
 
 func (postgresDialect) rebind(q string) string {
 	n := strings.Count(q, "?")
@@ -162,6 +169,10 @@ func (mysqlDialect) txOptions() *sql.TxOptions {
 	return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 }
 func (mysqlDialect) transactionalDDL() bool { return false } // DDL commits implicitly
+
+// ON DUPLICATE KEY UPDATE fires on any unique key, the userName key
+// included, and returns no row: MySQL reads the row, then writes it.
+func (mysqlDialect) upsertsInOneStatement() bool { return false }
 
 // INSERT IGNORE would also swallow truncation and other errors; a no-op
 // ON DUPLICATE KEY UPDATE skips only duplicates and reports 0 rows for them.

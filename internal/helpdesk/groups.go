@@ -23,7 +23,11 @@ func (s *sqlStore) UpsertGroup(ctx context.Context, g Group) (bool, error) {
 	if err := validateGroup(g); err != nil {
 		return false, wrap(err)
 	}
-	changed, err := readThenWrite(func() (bool, bool, error) { return s.upsertGroupOnce(ctx, g) })
+	once := func() (bool, bool, error) { return s.upsertGroupOnce(ctx, g) }
+	if s.d.upsertsInOneStatement() {
+		once = func() (bool, bool, error) { return s.upsertGroupStatement(ctx, g) }
+	}
+	changed, err := untilSettled(once)
 	if err != nil {
 		return false, wrap(err)
 	}
@@ -69,6 +73,30 @@ func (s *sqlStore) upsertGroupOnce(ctx context.Context, g Group) (changed, retry
 	// No row: deleted since it was read (or, on MySQL, which counts changed
 	// rows only, already equal). The next read settles it.
 	return n > 0, n == 0, nil
+}
+
+// upsertGroupStatement writes the row in one round trip, as
+// upsertUserStatement does.
+func (s *sqlStore) upsertGroupStatement(ctx context.Context, g Group) (changed, retry bool, err error) {
+	now := s.d.timeArg(s.timestamp())
+	var id string
+	err = s.db.QueryRowContext(ctx, s.d.rebind(`INSERT INTO helpdesk_groups
+		(tenant, scim_id, display_name, external_id, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (tenant, scim_id) DO UPDATE SET display_name = excluded.display_name,
+			external_id = excluded.external_id, updated_at = excluded.updated_at, deleted_at = NULL
+		WHERE helpdesk_groups.deleted_at IS NOT NULL
+			OR (helpdesk_groups.display_name, helpdesk_groups.external_id)
+				IS DISTINCT FROM (excluded.display_name, excluded.external_id)
+		RETURNING scim_id`),
+		g.Tenant, g.SCIMID, g.DisplayName, nullable(g.ExternalID), now, now).Scan(&id)
+	switch {
+	case err == nil:
+		return true, false, nil
+	case errors.Is(err, sql.ErrNoRows):
+		return false, false, nil // the row was already equal
+	}
+	return false, s.d.isDeadlock(err), fmt.Errorf("upsert: %w", err)
 }
 
 // sameGroup reports whether storing g over the live row cur would change nothing.

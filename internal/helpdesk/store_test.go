@@ -28,6 +28,7 @@ func storeSuite(t *testing.T, newDB func(t *testing.T) string) {
 
 	t.Run("Migrations", func(t *testing.T) { testMigrations(t, s, dbURL, newDB) })
 	t.Run("UpsertUser", func(t *testing.T) { testUpsertUser(ctx, t, s) })
+	t.Run("EachColumnIsAChange", func(t *testing.T) { testEachColumnIsAChange(ctx, t, s) })
 	t.Run("CustomFieldsJSON", func(t *testing.T) { testCustomFieldsJSON(ctx, t, s) })
 	t.Run("ConcurrentUpsert", func(t *testing.T) { testConcurrentUpsert(ctx, t, s) })
 	t.Run("ConcurrentRenames", func(t *testing.T) { testConcurrentRenames(ctx, t, s) })
@@ -209,6 +210,76 @@ func testUpsertUser(ctx context.Context, t *testing.T, s *sqlStore) {
 
 	if _, err := s.GetUser(ctx, "upsert", "missing"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("GetUser(missing) err = %v, want ErrNotFound", err)
+	}
+}
+
+// testEachColumnIsAChange: a change of any one column, or a deleted_at
+// someone else set, is written and reported as a change; storing the same
+// values again is not. An upsert that compares the row it holds with the
+// row it is given must compare every column.
+func testEachColumnIsAChange(ctx context.Context, t *testing.T, s *sqlStore) {
+	const tenant = "columns"
+	u := fullUser(tenant, "u1", "Column")
+	mustUpsertUser(ctx, t, s, u, true)
+	for _, c := range []struct {
+		column string
+		change func(*User)
+	}{
+		{"user_name", func(u *User) { u.UserName = "column" }},
+		{"user_name_lower", func(u *User) { u.UserNameKey = "column-2"; u.UserName = "Column-2" }},
+		{"external_id", func(u *User) { u.ExternalID = "" }},
+		{"display_name", func(u *User) { u.DisplayName = "Other" }},
+		{"given_name", func(u *User) { u.GivenName = "Other" }},
+		{"family_name", func(u *User) { u.FamilyName = "" }},
+		{"primary_email", func(u *User) { u.PrimaryEmail = "other@example.com" }},
+		{"phone", func(u *User) { u.Phone = "+1 555 0199" }},
+		{"title", func(u *User) { u.Title = "" }},
+		{"department", func(u *User) { u.Department = "Ops" }},
+		{"employee_number", func(u *User) { u.EmployeeNumber = "E-2" }},
+		{"manager_scim_id", func(u *User) { u.ManagerSCIMID = "mgr-2" }},
+		{"preferred_language", func(u *User) { u.PreferredLanguage = "fr" }},
+		{"active", func(u *User) { u.Active = !u.Active }},
+		{"custom_fields", func(u *User) { u.CustomFields = map[string]any{"costCenter": "CC-2", "vip": true} }},
+	} {
+		c.change(&u)
+		if changed, err := s.UpsertUser(ctx, u); err != nil || !changed {
+			t.Fatalf("a change of %s alone: changed %v, %v; want a change", c.column, changed, err)
+		}
+		if got := mustGetUser(ctx, t, s, tenant, u.SCIMID); !reflect.DeepEqual(withoutTimes(got), u) {
+			t.Fatalf("after a change of %s:\n got %#v\nwant %#v", c.column, withoutTimes(got), u)
+		}
+		mustUpsertUser(ctx, t, s, u, false)
+	}
+
+	g := Group{Tenant: tenant, SCIMID: "g1", DisplayName: "Column", ExternalID: "ad-1"}
+	mustUpsertGroup(ctx, t, s, g, true)
+	for _, change := range []func(*Group){
+		func(g *Group) { g.DisplayName = "column" },
+		func(g *Group) { g.ExternalID = "ad-2" },
+		func(g *Group) { g.ExternalID = "" },
+	} {
+		change(&g)
+		mustUpsertGroup(ctx, t, s, g, true)
+		if got, err := s.GetGroup(ctx, tenant, g.SCIMID); err != nil || got.DisplayName != g.DisplayName || got.ExternalID != g.ExternalID {
+			t.Fatalf("group read back %+v, %v; want %+v", got, err, g)
+		}
+		mustUpsertGroup(ctx, t, s, g, false)
+	}
+
+	// The helpdesk may mark a row deleted and leave the rest: the upsert
+	// of the same values revives it.
+	for _, table := range []string{"helpdesk_users", "helpdesk_groups"} {
+		if _, err := s.db.ExecContext(ctx, s.d.rebind(`UPDATE `+table+` SET deleted_at = updated_at WHERE tenant = ?`), tenant); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustUpsertUser(ctx, t, s, u, true)
+	mustUpsertGroup(ctx, t, s, g, true)
+	if got := mustGetUser(ctx, t, s, tenant, u.SCIMID); got.DeletedAt != nil {
+		t.Fatalf("user marked deleted by the helpdesk is still deleted after an upsert")
+	}
+	if got, err := s.GetGroup(ctx, tenant, g.SCIMID); err != nil || got.DeletedAt != nil {
+		t.Fatalf("group marked deleted by the helpdesk: %+v, %v after an upsert", got, err)
 	}
 }
 
@@ -930,7 +1001,9 @@ func testWriteRaces(ctx context.Context, t *testing.T, s *sqlStore) {
 		}
 	}
 
-	// A user's row vanishes: the UPDATE finds nothing, the upsert inserts.
+	// A user's row vanishes. Where the upsert reads first (MySQL), the
+	// UPDATE finds nothing and the upsert inserts; elsewhere the one
+	// statement runs after the interloper.
 	u := fullUser(tenant, "vanishes", "Vanishes")
 	mustUpsertUser(ctx, t, s, u, true)
 	u.Title = "Changed"

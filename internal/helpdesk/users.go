@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 const userColumns = `tenant, scim_id, user_name, user_name_lower, external_id, display_name, given_name, family_name,
@@ -71,7 +72,11 @@ func (s *sqlStore) UpsertUser(ctx context.Context, u User) (bool, error) {
 	if err != nil {
 		return false, wrap(err)
 	}
-	changed, err := readThenWrite(func() (bool, bool, error) { return s.upsertUserOnce(ctx, u, cfJSON, cf) })
+	once := func() (bool, bool, error) { return s.upsertUserOnce(ctx, u, cfJSON, cf) }
+	if s.d.upsertsInOneStatement() {
+		once = func() (bool, bool, error) { return s.upsertUserStatement(ctx, u, cfJSON) }
+	}
+	changed, err := untilSettled(once)
 	if err != nil {
 		return false, wrap(err)
 	}
@@ -79,7 +84,8 @@ func (s *sqlStore) UpsertUser(ctx context.Context, u User) (bool, error) {
 }
 
 // upsertUserOnce reads the row, then writes it in one statement when it
-// differs: one round trip for the common no-op, two for a change. It
+// differs: one round trip for the common no-op, two for a change. MySQL
+// runs it; the others write in one statement (upsertUserStatement). It
 // opens no transaction: BEGIN, SELECT ... FOR UPDATE, a uniqueness SELECT
 // and COMMIT were four more round trips per row, and on a loaded machine
 // round trips, not the database, bound how many rows a write slot syncs
@@ -97,14 +103,73 @@ func (s *sqlStore) upsertUserOnce(ctx context.Context, u User, cfJSON []byte, cf
 		return false, false, err
 	}
 	wrote, err := s.writeUser(ctx, u, cfJSON, exists)
-	switch {
-	case err == nil:
+	if err == nil {
 		// Not written means the row was deleted since it was read.
 		return wrote, !wrote, nil
+	}
+	retry, err = s.userWriteFailed(ctx, u, err)
+	return false, retry, err
+}
+
+// upsertUserStatement writes the row in one round trip, for the databases
+// that can (upsertsInOneStatement): an INSERT that, when the row exists,
+// updates it only if a column differs or it is deleted, and returns a row
+// only when it wrote. The database settles a row that appears or vanishes
+// meanwhile. The conflict target is the primary key alone, so a userName
+// key held by another user still fails with a unique violation.
+func (s *sqlStore) upsertUserStatement(ctx context.Context, u User, cfJSON []byte) (changed, retry bool, err error) {
+	now := s.d.timeArg(s.timestamp())
+	var id string
+	err = s.db.QueryRowContext(ctx, s.d.rebind(upsertUserSQL),
+		append(userValues(u, cfJSON), now, now, u.Tenant, u.SCIMID)...).Scan(&id)
+	switch {
+	case err == nil:
+		return true, false, nil
+	case errors.Is(err, sql.ErrNoRows):
+		return false, false, nil // the row was already equal
+	}
+	retry, err = s.userWriteFailed(ctx, u, fmt.Errorf("upsert: %w", err))
+	return false, retry, err
+}
+
+// userValueColumns are the columns an upsert writes besides the key and
+// the timestamps, in the order of userValues.
+var userValueColumns = []string{
+	"user_name", "user_name_lower", "external_id", "display_name", "given_name",
+	"family_name", "primary_email", "phone", "title", "department",
+	"employee_number", "manager_scim_id", "preferred_language", "active", "custom_fields",
+}
+
+// upsertUserSQL is the statement of upsertUserStatement. Its arguments are
+// userValues, created_at, updated_at, tenant, scim_id.
+var upsertUserSQL = func() string {
+	set := make([]string, len(userValueColumns))
+	ours := make([]string, len(userValueColumns))
+	theirs := make([]string, len(userValueColumns))
+	for i, c := range userValueColumns {
+		set[i] = c + " = excluded." + c
+		ours[i] = "helpdesk_users." + c
+		theirs[i] = "excluded." + c
+	}
+	return `INSERT INTO helpdesk_users (` + strings.Join(userValueColumns, ", ") +
+		`, created_at, updated_at, tenant, scim_id)
+		VALUES (` + strings.Repeat("?, ", len(userValueColumns)+3) + `?)
+		ON CONFLICT (tenant, scim_id) DO UPDATE SET ` + strings.Join(set, ", ") +
+		`, updated_at = excluded.updated_at, deleted_at = NULL
+		WHERE helpdesk_users.deleted_at IS NOT NULL
+			OR (` + strings.Join(ours, ", ") + `) IS DISTINCT FROM (` + strings.Join(theirs, ", ") + `)
+		RETURNING scim_id`
+}()
+
+// userWriteFailed sorts the error of a user row's write: retry when a
+// concurrent writer caused it, a *ConflictError when another live user
+// holds the userName key.
+func (s *sqlStore) userWriteFailed(ctx context.Context, u User, err error) (retry bool, _ error) {
+	switch {
 	case s.d.isDeadlock(err):
-		return false, true, err
+		return true, err
 	case !s.d.isUniqueViolation(err):
-		return false, false, err
+		return false, err
 	}
 	var holder string
 	herr := s.db.QueryRowContext(ctx, s.d.rebind(
@@ -112,27 +177,22 @@ func (s *sqlStore) upsertUserOnce(ctx context.Context, u User, cfJSON []byte, cf
 		u.Tenant, u.UserNameKey, u.SCIMID).Scan(&holder)
 	switch {
 	case herr == nil:
-		return false, false, &ConflictError{Key: u.UserNameKey, Holder: holder}
+		return false, &ConflictError{Key: u.UserNameKey, Holder: holder}
 	case !errors.Is(herr, sql.ErrNoRows):
 		// Not ErrConflict: the database failed, and the retry that cures
 		// that is the one the controller runs for an unavailable database.
-		return false, false, fmt.Errorf("naming the holder of the userName key after %w: %w", err, herr)
+		return false, fmt.Errorf("naming the holder of the userName key after %w: %w", err, herr)
 	}
 	// No other row holds the key: this user's own row was inserted since
-	// it was read, or the holder let the key go. Read again.
-	return false, true, fmt.Errorf("%w: %w", ErrConflict, err)
+	// it was read, or the holder let the key go. Try again.
+	return true, fmt.Errorf("%w: %w", ErrConflict, err)
 }
 
 // writeUser updates the row (exists) or inserts it, in one statement.
 // wrote is false when an update found no row.
 func (s *sqlStore) writeUser(ctx context.Context, u User, cfJSON []byte, exists bool) (wrote bool, err error) {
 	now := s.d.timeArg(s.timestamp())
-	values := []any{
-		u.UserName, u.UserNameKey, nullable(u.ExternalID), nullable(u.DisplayName), nullable(u.GivenName),
-		nullable(u.FamilyName), nullable(u.PrimaryEmail), nullable(u.Phone), nullable(u.Title),
-		nullable(u.Department), nullable(u.EmployeeNumber), nullable(u.ManagerSCIMID),
-		nullable(u.PreferredLanguage), u.Active, string(cfJSON),
-	}
+	values := userValues(u, cfJSON)
 	if !exists {
 		_, err = s.db.ExecContext(ctx, s.d.rebind(`INSERT INTO helpdesk_users (
 			user_name, user_name_lower, external_id, display_name, given_name,
@@ -163,6 +223,16 @@ func (s *sqlStore) writeUser(ctx context.Context, u User, cfJSON []byte, exists 
 	// MySQL counts changed rows only: 0 also when a concurrent writer
 	// stored the same values meanwhile; the next read settles it.
 	return n > 0, nil
+}
+
+// userValues are the arguments for userValueColumns.
+func userValues(u User, cfJSON []byte) []any {
+	return []any{
+		u.UserName, u.UserNameKey, nullable(u.ExternalID), nullable(u.DisplayName), nullable(u.GivenName),
+		nullable(u.FamilyName), nullable(u.PrimaryEmail), nullable(u.Phone), nullable(u.Title),
+		nullable(u.Department), nullable(u.EmployeeNumber), nullable(u.ManagerSCIMID),
+		nullable(u.PreferredLanguage), u.Active, string(cfJSON),
+	}
 }
 
 // sameUser reports whether storing u over cur would change nothing.
