@@ -41,10 +41,8 @@ type dialect interface {
 	txOptions() *sql.TxOptions
 	// transactionalDDL tells whether a migration can run in one transaction.
 	transactionalDDL() bool
-	// upsertsInOneStatement tells whether a row can be inserted or updated
-	// by its primary key in one statement that writes only when a column
-	// differs and returns the row it wrote (INSERT ... ON CONFLICT ... DO
-	// UPDATE ... WHERE ... RETURNING).
+	// upsertsInOneStatement tells whether user and group rows are upserted
+	// in one statement (upsertStatement) rather than read, then written.
 	upsertsInOneStatement() bool
 }
 
@@ -60,7 +58,6 @@ func (sqliteDialect) ignoreDuplicates(string) string { return " ON CONFLICT DO N
 func (sqliteDialect) timeArg(t time.Time) any        { return t.UTC().Format(sqliteTimeLayout) }
 func (sqliteDialect) txOptions() *sql.TxOptions      { return nil }
 func (sqliteDialect) transactionalDDL() bool         { return true }
-func (sqliteDialect) upsertsInOneStatement() bool    { return true }
 
 func (sqliteDialect) isUniqueViolation(err error) bool {
 	var e *sqlite.Error
@@ -75,6 +72,11 @@ func isSQLiteBusy(err error) bool {
 	var e *sqlite.Error
 	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_BUSY
 }
+
+// A read costs SQLite no round trip, and an INSERT takes the database
+// write lock even when it writes nothing: a one-statement no-op would
+// queue behind every writer. SQLite reads the row, then writes it.
+func (sqliteDialect) upsertsInOneStatement() bool { return false }
 
 // BEGIN IMMEDIATE plus busy_timeout means SQLite writers queue rather
 // than deadlock.

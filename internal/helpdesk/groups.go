@@ -80,16 +80,8 @@ func (s *sqlStore) upsertGroupOnce(ctx context.Context, g Group) (changed, retry
 func (s *sqlStore) upsertGroupStatement(ctx context.Context, g Group) (changed, retry bool, err error) {
 	now := s.d.timeArg(s.timestamp())
 	var id string
-	err = s.db.QueryRowContext(ctx, s.d.rebind(`INSERT INTO helpdesk_groups
-		(tenant, scim_id, display_name, external_id, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (tenant, scim_id) DO UPDATE SET display_name = excluded.display_name,
-			external_id = excluded.external_id, updated_at = excluded.updated_at, deleted_at = NULL
-		WHERE helpdesk_groups.deleted_at IS NOT NULL
-			OR (helpdesk_groups.display_name, helpdesk_groups.external_id)
-				IS DISTINCT FROM (excluded.display_name, excluded.external_id)
-		RETURNING scim_id`),
-		g.Tenant, g.SCIMID, g.DisplayName, nullable(g.ExternalID), now, now).Scan(&id)
+	err = s.db.QueryRowContext(ctx, s.d.rebind(upsertGroupSQL),
+		g.DisplayName, nullable(g.ExternalID), now, now, g.Tenant, g.SCIMID).Scan(&id)
 	switch {
 	case err == nil:
 		return true, false, nil
@@ -98,6 +90,10 @@ func (s *sqlStore) upsertGroupStatement(ctx context.Context, g Group) (changed, 
 	}
 	return false, s.d.isDeadlock(err), fmt.Errorf("upsert: %w", err)
 }
+
+// upsertGroupSQL is the statement of upsertGroupStatement. Its arguments
+// are display_name, external_id, created_at, updated_at, tenant, scim_id.
+var upsertGroupSQL = upsertStatement("helpdesk_groups", []column{{"display_name", "text"}, {"external_id", "text"}})
 
 // sameGroup reports whether storing g over the live row cur would change nothing.
 func sameGroup(cur, g Group) bool {

@@ -29,6 +29,8 @@ func storeSuite(t *testing.T, newDB func(t *testing.T) string) {
 	t.Run("Migrations", func(t *testing.T) { testMigrations(t, s, dbURL, newDB) })
 	t.Run("UpsertUser", func(t *testing.T) { testUpsertUser(ctx, t, s) })
 	t.Run("EachColumnIsAChange", func(t *testing.T) { testEachColumnIsAChange(ctx, t, s) })
+	t.Run("NoOpWaitsForNoWriter", func(t *testing.T) { testNoOpWaitsForNoWriter(ctx, t, s) })
+	t.Run("ConcurrentWritersOfOneRow", func(t *testing.T) { testConcurrentWritersOfOneRow(ctx, t, s) })
 	t.Run("CustomFieldsJSON", func(t *testing.T) { testCustomFieldsJSON(ctx, t, s) })
 	t.Run("ConcurrentUpsert", func(t *testing.T) { testConcurrentUpsert(ctx, t, s) })
 	t.Run("ConcurrentRenames", func(t *testing.T) { testConcurrentRenames(ctx, t, s) })
@@ -280,6 +282,96 @@ func testEachColumnIsAChange(ctx context.Context, t *testing.T, s *sqlStore) {
 	}
 	if got, err := s.GetGroup(ctx, tenant, g.SCIMID); err != nil || got.DeletedAt != nil {
 		t.Fatalf("group marked deleted by the helpdesk: %+v, %v after an upsert", got, err)
+	}
+}
+
+// testNoOpWaitsForNoWriter: an upsert that changes nothing neither takes
+// nor waits for a lock. A resync of an unchanged row must not queue behind
+// the row's writers (or, on SQLite, behind the database's writer), nor
+// write a lock of its own. The test holds a write transaction on both
+// rows, which a no-op that locks would wait for until its deadline.
+func testNoOpWaitsForNoWriter(ctx context.Context, t *testing.T, s *sqlStore) {
+	const tenant = "noop"
+	u := fullUser(tenant, "u1", "Noop")
+	g := Group{Tenant: tenant, SCIMID: "g1", DisplayName: "Noop", ExternalID: "ad-1"}
+	mustUpsertUser(ctx, t, s, u, true)
+	mustUpsertGroup(ctx, t, s, g, true)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	for _, table := range []string{"helpdesk_users", "helpdesk_groups"} {
+		if _, err := tx.ExecContext(ctx, s.d.rebind(`UPDATE `+table+` SET updated_at = updated_at WHERE tenant = ?`), tenant); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The deadline only bounds the failure: a no-op that waits for the
+	// open transaction waits until it ends, which is after this.
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if changed, err := s.UpsertUser(wctx, u); err != nil || changed {
+		t.Errorf("no-op user upsert beside a writer of its row: changed %v, %v; want unchanged at once", changed, err)
+	}
+	if changed, err := s.UpsertGroup(wctx, g); err != nil || changed {
+		t.Errorf("no-op group upsert beside a writer of its row: changed %v, %v; want unchanged at once", changed, err)
+	}
+}
+
+// testConcurrentWritersOfOneRow: writers store different values in one
+// existing row at once, each its own values in turn, each twice. Every
+// upsert succeeds, and the row ends holding the last value of one of the
+// writers: the write acknowledged last is the one that stays.
+func testConcurrentWritersOfOneRow(ctx context.Context, t *testing.T, s *sqlStore) {
+	const (
+		tenant  = "onerow"
+		writers = 6
+		rounds  = 15
+	)
+	base := fullUser(tenant, "u1", "OneRow")
+	mustUpsertUser(ctx, t, s, base, true)
+	g := Group{Tenant: tenant, SCIMID: "g1", DisplayName: "OneRow"}
+	mustUpsertGroup(ctx, t, s, g, true)
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*rounds*4)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				u, g := base, g
+				u.Title = fmt.Sprintf("w%d-%d", w, r)
+				u.Active = r%2 == 0
+				g.DisplayName, g.ExternalID = u.Title, fmt.Sprint(w)
+				for range 2 {
+					if _, err := s.UpsertUser(ctx, u); err != nil {
+						errs <- err
+					}
+					if _, err := s.UpsertGroup(ctx, g); err != nil {
+						errs <- err
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("concurrent upsert of one row: %v", err)
+	}
+	last := map[string]bool{}
+	for w := range writers {
+		last[fmt.Sprintf("w%d-%d", w, rounds-1)] = true
+	}
+	got := mustGetUser(ctx, t, s, tenant, base.SCIMID)
+	want := base
+	want.Title, want.Active = got.Title, (rounds-1)%2 == 0
+	if !last[got.Title] || !reflect.DeepEqual(withoutTimes(got), want) {
+		t.Errorf("row after concurrent writers: %+v; want one writer's last value, a title of %v", withoutTimes(got), last)
+	}
+	gg, err := s.GetGroup(ctx, tenant, g.SCIMID)
+	if err != nil || !last[gg.DisplayName] || gg.DisplayName != fmt.Sprintf("w%s-%d", gg.ExternalID, rounds-1) {
+		t.Errorf("group after concurrent writers: %+v, %v; want one writer's last value %v", gg, err, last)
 	}
 }
 
@@ -1001,9 +1093,9 @@ func testWriteRaces(ctx context.Context, t *testing.T, s *sqlStore) {
 		}
 	}
 
-	// A user's row vanishes. Where the upsert reads first (MySQL), the
-	// UPDATE finds nothing and the upsert inserts; elsewhere the one
-	// statement runs after the interloper.
+	// A user's row vanishes. Where the upsert reads first (SQLite, MySQL),
+	// the UPDATE finds nothing and the upsert inserts; on PostgreSQL the
+	// one statement runs after the interloper.
 	u := fullUser(tenant, "vanishes", "Vanishes")
 	mustUpsertUser(ctx, t, s, u, true)
 	u.Title = "Changed"

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 const userColumns = `tenant, scim_id, user_name, user_name_lower, external_id, display_name, given_name, family_name,
@@ -84,8 +83,8 @@ func (s *sqlStore) UpsertUser(ctx context.Context, u User) (bool, error) {
 }
 
 // upsertUserOnce reads the row, then writes it in one statement when it
-// differs: one round trip for the common no-op, two for a change. MySQL
-// runs it; the others write in one statement (upsertUserStatement). It
+// differs: one round trip for the common no-op, two for a change.
+// PostgreSQL writes in one statement instead (upsertUserStatement). It
 // opens no transaction: BEGIN, SELECT ... FOR UPDATE, a uniqueness SELECT
 // and COMMIT were four more round trips per row, and on a loaded machine
 // round trips, not the database, bound how many rows a write slot syncs
@@ -111,12 +110,10 @@ func (s *sqlStore) upsertUserOnce(ctx context.Context, u User, cfJSON []byte, cf
 	return false, retry, err
 }
 
-// upsertUserStatement writes the row in one round trip, for the databases
-// that can (upsertsInOneStatement): an INSERT that, when the row exists,
-// updates it only if a column differs or it is deleted, and returns a row
-// only when it wrote. The database settles a row that appears or vanishes
-// meanwhile. The conflict target is the primary key alone, so a userName
-// key held by another user still fails with a unique violation.
+// upsertUserStatement writes the row in one round trip, on PostgreSQL
+// (upsertsInOneStatement); see upsertStatement. A userName key held by
+// another user fails it with a unique violation, as the UPDATE or INSERT
+// of upsertUserOnce does.
 func (s *sqlStore) upsertUserStatement(ctx context.Context, u User, cfJSON []byte) (changed, retry bool, err error) {
 	now := s.d.timeArg(s.timestamp())
 	var id string
@@ -132,34 +129,15 @@ func (s *sqlStore) upsertUserStatement(ctx context.Context, u User, cfJSON []byt
 	return false, retry, err
 }
 
-// userValueColumns are the columns an upsert writes besides the key and
-// the timestamps, in the order of userValues.
-var userValueColumns = []string{
-	"user_name", "user_name_lower", "external_id", "display_name", "given_name",
-	"family_name", "primary_email", "phone", "title", "department",
-	"employee_number", "manager_scim_id", "preferred_language", "active", "custom_fields",
-}
-
 // upsertUserSQL is the statement of upsertUserStatement. Its arguments are
 // userValues, created_at, updated_at, tenant, scim_id.
-var upsertUserSQL = func() string {
-	set := make([]string, len(userValueColumns))
-	ours := make([]string, len(userValueColumns))
-	theirs := make([]string, len(userValueColumns))
-	for i, c := range userValueColumns {
-		set[i] = c + " = excluded." + c
-		ours[i] = "helpdesk_users." + c
-		theirs[i] = "excluded." + c
-	}
-	return `INSERT INTO helpdesk_users (` + strings.Join(userValueColumns, ", ") +
-		`, created_at, updated_at, tenant, scim_id)
-		VALUES (` + strings.Repeat("?, ", len(userValueColumns)+3) + `?)
-		ON CONFLICT (tenant, scim_id) DO UPDATE SET ` + strings.Join(set, ", ") +
-		`, updated_at = excluded.updated_at, deleted_at = NULL
-		WHERE helpdesk_users.deleted_at IS NOT NULL
-			OR (` + strings.Join(ours, ", ") + `) IS DISTINCT FROM (` + strings.Join(theirs, ", ") + `)
-		RETURNING scim_id`
-}()
+var upsertUserSQL = upsertStatement("helpdesk_users", []column{
+	{"user_name", "text"}, {"user_name_lower", "text"}, {"external_id", "text"},
+	{"display_name", "text"}, {"given_name", "text"}, {"family_name", "text"},
+	{"primary_email", "text"}, {"phone", "text"}, {"title", "text"}, {"department", "text"},
+	{"employee_number", "text"}, {"manager_scim_id", "text"}, {"preferred_language", "text"},
+	{"active", "boolean"}, {"custom_fields", "jsonb"},
+})
 
 // userWriteFailed sorts the error of a user row's write: retry when a
 // concurrent writer caused it, a *ConflictError when another live user
@@ -225,7 +203,8 @@ func (s *sqlStore) writeUser(ctx context.Context, u User, cfJSON []byte, exists 
 	return n > 0, nil
 }
 
-// userValues are the arguments for userValueColumns.
+// userValues are the values of a user's row, in the column order of
+// upsertUserSQL.
 func userValues(u User, cfJSON []byte) []any {
 	return []any{
 		u.UserName, u.UserNameKey, nullable(u.ExternalID), nullable(u.DisplayName), nullable(u.GivenName),
