@@ -12,9 +12,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -183,6 +185,16 @@ const (
 	pendingTargetRetry = time.Second
 	busyTargetRetry    = 250 * time.Millisecond
 )
+
+// resync is the result of a reconcile that is done: look again after
+// period, behind every object that changed meanwhile. A resync only
+// repairs drift, and at 100,000 objects the due resyncs fill the queue:
+// at the queue's default priority each new user waited behind them
+// (69,267 queued at once during make bench-100k, 1-minute resync). A
+// watch event raises the object's priority again.
+func resync(period time.Duration) ctrl.Result {
+	return ctrl.Result{RequeueAfter: period, Priority: ptr.To(handler.LowPriority)}
+}
 
 // waitForTarget tells whether err only asks to come back shortly, and when.
 func waitForTarget(err error) (ctrl.Result, bool) {

@@ -136,7 +136,7 @@ func (r *ProvisionedGroupReconciler) reconcileNormal(ctx context.Context, g *sci
 	if t.Suspended {
 		setSuspended(&g.Status.Conditions, g.Generation, "group")
 		// The resume event queues it; the resync is the safety net.
-		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
+		return resync(r.ResyncPeriod), nil
 	}
 	changed, err := t.Store.UpsertGroup(ctx, helpdesk.Group{Tenant: g.Namespace, SCIMID: g.Name,
 		DisplayName: g.Spec.DisplayName, ExternalID: g.Spec.ExternalID})
@@ -157,7 +157,7 @@ func (r *ProvisionedGroupReconciler) reconcileNormal(ctx context.Context, g *sci
 	g.Status.Members = int32(min(len(members), math.MaxInt32)) //nolint:gosec // clamped
 	setSynced(&g.Status.Conditions, g.Generation, metav1.ConditionTrue, ReasonSynced, "the helpdesk database holds this generation and its members")
 	g.Status.ObservedGeneration = g.Generation
-	return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
+	return resync(r.ResyncPeriod), nil
 }
 
 // failed records a failed step in the Synced condition and returns the
@@ -267,7 +267,7 @@ func (r *ProvisionedGroupReconciler) reconcileDelete(ctx context.Context, g *sci
 	}
 	defer t.Release()
 	if t.Suspended {
-		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil // written when the tenant resumes
+		return resync(r.ResyncPeriod), nil // written when the tenant resumes
 	}
 	if err := t.Store.DeleteGroup(ctx, g.Namespace, g.Name, t.DeletionPolicy); err != nil {
 		r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, EventSyncFailed, "Delete", "deleting group %s from the helpdesk database failed; retrying", g.Name)

@@ -134,7 +134,7 @@ func (r *ProvisionedUserReconciler) reconcileNormal(ctx context.Context, u *scim
 	if t.Suspended {
 		setSuspended(&u.Status.Conditions, u.Generation, "user")
 		// The resume event queues it; the resync is the safety net.
-		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
+		return resync(r.ResyncPeriod), nil
 	}
 	row, err := helpdeskUser(u)
 	changed := false
@@ -145,7 +145,7 @@ func (r *ProvisionedUserReconciler) reconcileNormal(ctx context.Context, u *scim
 		return ctrl.Result{}, r.syncFailed(ctx, t.Store, u, err)
 	}
 	r.synced(ctx, u, row, changed)
-	return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil
+	return resync(r.ResyncPeriod), nil
 }
 
 // synced records in status that the row holds this generation: the sync
@@ -307,7 +307,7 @@ func (r *ProvisionedUserReconciler) reconcileDelete(ctx context.Context, u *scim
 	}
 	defer t.Release()
 	if t.Suspended {
-		return ctrl.Result{RequeueAfter: r.ResyncPeriod}, nil // written when the tenant resumes
+		return resync(r.ResyncPeriod), nil // written when the tenant resumes
 	}
 	// The database first: the helpdesk must hear of the deletion even
 	// while the group clean-up below keeps failing.
