@@ -41,9 +41,6 @@ type dialect interface {
 	txOptions() *sql.TxOptions
 	// transactionalDDL tells whether a migration can run in one transaction.
 	transactionalDDL() bool
-	// upsertsInOneStatement tells whether user and group rows are upserted
-	// in one statement (upsertStatement) rather than read, then written.
-	upsertsInOneStatement() bool
 }
 
 // sqliteTimeLayout is RFC 3339 with fixed-width microseconds: unlike
@@ -73,11 +70,6 @@ func isSQLiteBusy(err error) bool {
 	return errors.As(err, &e) && e.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
-// A read costs SQLite no round trip, and an INSERT takes the database
-// write lock even when it writes nothing: a one-statement no-op would
-// queue behind every writer. SQLite reads the row, then writes it.
-func (sqliteDialect) upsertsInOneStatement() bool { return false }
-
 // BEGIN IMMEDIATE plus busy_timeout means SQLite writers queue rather
 // than deadlock.
 func (sqliteDialect) isDeadlock(error) bool { return false }
@@ -103,7 +95,6 @@ func (postgresDialect) ignoreDuplicates(string) string { return " ON CONFLICT DO
 func (postgresDialect) timeArg(t time.Time) any        { return t.UTC() }
 func (postgresDialect) txOptions() *sql.TxOptions      { return nil } // READ COMMITTED by default
 func (postgresDialect) transactionalDDL() bool         { return true }
-func (postgresDialect) upsertsInOneStatement() bool    { return true }
 
 func (postgresDialect) rebind(q string) string {
 	n := strings.Count(q, "?")
@@ -171,10 +162,6 @@ func (mysqlDialect) txOptions() *sql.TxOptions {
 	return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 }
 func (mysqlDialect) transactionalDDL() bool { return false } // DDL commits implicitly
-
-// ON DUPLICATE KEY UPDATE fires on any unique key, the userName key
-// included, and returns no row: MySQL reads the row, then writes it.
-func (mysqlDialect) upsertsInOneStatement() bool { return false }
 
 // INSERT IGNORE would also swallow truncation and other errors; a no-op
 // ON DUPLICATE KEY UPDATE skips only duplicates and reports 0 rows for them.

@@ -23,11 +23,7 @@ func (s *sqlStore) UpsertGroup(ctx context.Context, g Group) (bool, error) {
 	if err := validateGroup(g); err != nil {
 		return false, wrap(err)
 	}
-	once := func() (bool, bool, error) { return s.upsertGroupOnce(ctx, g) }
-	if s.d.upsertsInOneStatement() {
-		once = func() (bool, bool, error) { return s.upsertGroupStatement(ctx, g) }
-	}
-	changed, err := untilSettled(once)
+	changed, err := readThenWrite(func() (bool, bool, error) { return s.upsertGroupOnce(ctx, g) })
 	if err != nil {
 		return false, wrap(err)
 	}
@@ -74,26 +70,6 @@ func (s *sqlStore) upsertGroupOnce(ctx context.Context, g Group) (changed, retry
 	// rows only, already equal). The next read settles it.
 	return n > 0, n == 0, nil
 }
-
-// upsertGroupStatement writes the row in one round trip, as
-// upsertUserStatement does.
-func (s *sqlStore) upsertGroupStatement(ctx context.Context, g Group) (changed, retry bool, err error) {
-	now := s.d.timeArg(s.timestamp())
-	var id string
-	err = s.db.QueryRowContext(ctx, s.d.rebind(upsertGroupSQL),
-		g.DisplayName, nullable(g.ExternalID), now, now, g.Tenant, g.SCIMID).Scan(&id)
-	switch {
-	case err == nil:
-		return true, false, nil
-	case errors.Is(err, sql.ErrNoRows):
-		return false, false, nil // the row was already equal
-	}
-	return false, s.d.isDeadlock(err), fmt.Errorf("upsert: %w", err)
-}
-
-// upsertGroupSQL is the statement of upsertGroupStatement. Its arguments
-// are display_name, external_id, created_at, updated_at, tenant, scim_id.
-var upsertGroupSQL = upsertStatement("helpdesk_groups", []column{{"display_name", "text"}, {"external_id", "text"}})
 
 // sameGroup reports whether storing g over the live row cur would change nothing.
 func sameGroup(cur, g Group) bool {

@@ -214,10 +214,10 @@ func (s *sqlStore) withRetry(fn func() error) error {
 	}
 }
 
-// untilSettled runs once (an upsert) up to maxAttempts times while it
-// asks to be retried: a concurrent writer deadlocked it, or the row
-// appeared, vanished or lost its key between its read and its write.
-func untilSettled(once func() (changed, retry bool, err error)) (bool, error) {
+// readThenWrite runs once (a read, then a write when the row differs) up
+// to maxAttempts times while it asks to be retried: the row appeared,
+// vanished or lost its key between the read and the write.
+func readThenWrite(once func() (changed, retry bool, err error)) (bool, error) {
 	for attempt := 1; ; attempt++ {
 		changed, retry, err := once()
 		if retry && attempt < maxAttempts {

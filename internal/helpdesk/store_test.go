@@ -1093,9 +1093,7 @@ func testWriteRaces(ctx context.Context, t *testing.T, s *sqlStore) {
 		}
 	}
 
-	// A user's row vanishes. Where the upsert reads first (SQLite, MySQL),
-	// the UPDATE finds nothing and the upsert inserts; on PostgreSQL the
-	// one statement runs after the interloper.
+	// A user's row vanishes: the UPDATE finds nothing, the upsert inserts.
 	u := fullUser(tenant, "vanishes", "Vanishes")
 	mustUpsertUser(ctx, t, s, u, true)
 	u.Title = "Changed"

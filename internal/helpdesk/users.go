@@ -71,11 +71,7 @@ func (s *sqlStore) UpsertUser(ctx context.Context, u User) (bool, error) {
 	if err != nil {
 		return false, wrap(err)
 	}
-	once := func() (bool, bool, error) { return s.upsertUserOnce(ctx, u, cfJSON, cf) }
-	if s.d.upsertsInOneStatement() {
-		once = func() (bool, bool, error) { return s.upsertUserStatement(ctx, u, cfJSON) }
-	}
-	changed, err := untilSettled(once)
+	changed, err := readThenWrite(func() (bool, bool, error) { return s.upsertUserOnce(ctx, u, cfJSON, cf) })
 	if err != nil {
 		return false, wrap(err)
 	}
@@ -83,8 +79,7 @@ func (s *sqlStore) UpsertUser(ctx context.Context, u User) (bool, error) {
 }
 
 // upsertUserOnce reads the row, then writes it in one statement when it
-// differs: one round trip for the common no-op, two for a change.
-// PostgreSQL writes in one statement instead (upsertUserStatement). It
+// differs: one round trip for the common no-op, two for a change. It
 // opens no transaction: BEGIN, SELECT ... FOR UPDATE, a uniqueness SELECT
 // and COMMIT were four more round trips per row, and on a loaded machine
 // round trips, not the database, bound how many rows a write slot syncs
@@ -102,52 +97,14 @@ func (s *sqlStore) upsertUserOnce(ctx context.Context, u User, cfJSON []byte, cf
 		return false, false, err
 	}
 	wrote, err := s.writeUser(ctx, u, cfJSON, exists)
-	if err == nil {
-		// Not written means the row was deleted since it was read.
-		return wrote, !wrote, nil
-	}
-	retry, err = s.userWriteFailed(ctx, u, err)
-	return false, retry, err
-}
-
-// upsertUserStatement writes the row in one round trip, on PostgreSQL
-// (upsertsInOneStatement); see upsertStatement. A userName key held by
-// another user fails it with a unique violation, as the UPDATE or INSERT
-// of upsertUserOnce does.
-func (s *sqlStore) upsertUserStatement(ctx context.Context, u User, cfJSON []byte) (changed, retry bool, err error) {
-	now := s.d.timeArg(s.timestamp())
-	var id string
-	err = s.db.QueryRowContext(ctx, s.d.rebind(upsertUserSQL),
-		append(userValues(u, cfJSON), now, now, u.Tenant, u.SCIMID)...).Scan(&id)
 	switch {
 	case err == nil:
-		return true, false, nil
-	case errors.Is(err, sql.ErrNoRows):
-		return false, false, nil // the row was already equal
-	}
-	retry, err = s.userWriteFailed(ctx, u, fmt.Errorf("upsert: %w", err))
-	return false, retry, err
-}
-
-// upsertUserSQL is the statement of upsertUserStatement. Its arguments are
-// userValues, created_at, updated_at, tenant, scim_id.
-var upsertUserSQL = upsertStatement("helpdesk_users", []column{
-	{"user_name", "text"}, {"user_name_lower", "text"}, {"external_id", "text"},
-	{"display_name", "text"}, {"given_name", "text"}, {"family_name", "text"},
-	{"primary_email", "text"}, {"phone", "text"}, {"title", "text"}, {"department", "text"},
-	{"employee_number", "text"}, {"manager_scim_id", "text"}, {"preferred_language", "text"},
-	{"active", "boolean"}, {"custom_fields", "jsonb"},
-})
-
-// userWriteFailed sorts the error of a user row's write: retry when a
-// concurrent writer caused it, a *ConflictError when another live user
-// holds the userName key.
-func (s *sqlStore) userWriteFailed(ctx context.Context, u User, err error) (retry bool, _ error) {
-	switch {
+		// Not written means the row was deleted since it was read.
+		return wrote, !wrote, nil
 	case s.d.isDeadlock(err):
-		return true, err
+		return false, true, err
 	case !s.d.isUniqueViolation(err):
-		return false, err
+		return false, false, err
 	}
 	var holder string
 	herr := s.db.QueryRowContext(ctx, s.d.rebind(
@@ -155,22 +112,27 @@ func (s *sqlStore) userWriteFailed(ctx context.Context, u User, err error) (retr
 		u.Tenant, u.UserNameKey, u.SCIMID).Scan(&holder)
 	switch {
 	case herr == nil:
-		return false, &ConflictError{Key: u.UserNameKey, Holder: holder}
+		return false, false, &ConflictError{Key: u.UserNameKey, Holder: holder}
 	case !errors.Is(herr, sql.ErrNoRows):
 		// Not ErrConflict: the database failed, and the retry that cures
 		// that is the one the controller runs for an unavailable database.
-		return false, fmt.Errorf("naming the holder of the userName key after %w: %w", err, herr)
+		return false, false, fmt.Errorf("naming the holder of the userName key after %w: %w", err, herr)
 	}
 	// No other row holds the key: this user's own row was inserted since
-	// it was read, or the holder let the key go. Try again.
-	return true, fmt.Errorf("%w: %w", ErrConflict, err)
+	// it was read, or the holder let the key go. Read again.
+	return false, true, fmt.Errorf("%w: %w", ErrConflict, err)
 }
 
 // writeUser updates the row (exists) or inserts it, in one statement.
 // wrote is false when an update found no row.
 func (s *sqlStore) writeUser(ctx context.Context, u User, cfJSON []byte, exists bool) (wrote bool, err error) {
 	now := s.d.timeArg(s.timestamp())
-	values := userValues(u, cfJSON)
+	values := []any{
+		u.UserName, u.UserNameKey, nullable(u.ExternalID), nullable(u.DisplayName), nullable(u.GivenName),
+		nullable(u.FamilyName), nullable(u.PrimaryEmail), nullable(u.Phone), nullable(u.Title),
+		nullable(u.Department), nullable(u.EmployeeNumber), nullable(u.ManagerSCIMID),
+		nullable(u.PreferredLanguage), u.Active, string(cfJSON),
+	}
 	if !exists {
 		_, err = s.db.ExecContext(ctx, s.d.rebind(`INSERT INTO helpdesk_users (
 			user_name, user_name_lower, external_id, display_name, given_name,
@@ -201,17 +163,6 @@ func (s *sqlStore) writeUser(ctx context.Context, u User, cfJSON []byte, exists 
 	// MySQL counts changed rows only: 0 also when a concurrent writer
 	// stored the same values meanwhile; the next read settles it.
 	return n > 0, nil
-}
-
-// userValues are the values of a user's row, in the column order of
-// upsertUserSQL.
-func userValues(u User, cfJSON []byte) []any {
-	return []any{
-		u.UserName, u.UserNameKey, nullable(u.ExternalID), nullable(u.DisplayName), nullable(u.GivenName),
-		nullable(u.FamilyName), nullable(u.PrimaryEmail), nullable(u.Phone), nullable(u.Title),
-		nullable(u.Department), nullable(u.EmployeeNumber), nullable(u.ManagerSCIMID),
-		nullable(u.PreferredLanguage), u.Active, string(cfJSON),
-	}
 }
 
 // sameUser reports whether storing u over cur would change nothing.
