@@ -210,6 +210,7 @@ func devMain(args []string) int {
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", "0", "Address of the operator's Prometheus metrics endpoint, such as 127.0.0.1:18080; \"0\" disables it.")
 	fs.Func("tenant-database-prefixes", "Comma-separated URL `prefixes` where a ProvisioningConfig's spec.database may point besides STATE/tenants/, such as postgres://root@127.0.0.1:5432/ (make bench's PostgreSQL tenant).",
 		appendList(&o.TenantDatabasePrefixes))
+	fs.DurationVar(&o.ResyncPeriod, "resync-period", time.Minute, "How often synced rows are checked and repaired (the operator's default is "+settings.Default().ResyncPeriod.String()+"; a minute shows a repair soon).")
 	fs.StringVar(&o.AssetsDir, "control-plane-dir", os.Getenv("KUBEBUILDER_ASSETS"), "Folder with kube-apiserver and etcd (make envtest-bins builds them; `make run` passes it).")
 	zo := zap.Options{Development: true, Level: zapcore.InfoLevel}
 	zo.BindFlags(fs)

@@ -26,6 +26,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/scim-operator/scim-operator/internal/settings"
 )
 
 type options struct {
@@ -43,6 +45,7 @@ type options struct {
 	HostileAtOnce  int           `json:"hostileConcurrency"`
 	Postgres       string        `json:"postgres,omitempty"`
 	PostgresUsers  int           `json:"postgresUsers,omitempty"`
+	ResyncPeriod   time.Duration `json:"resyncPeriod,omitempty"`
 	JSONPath       string        `json:"-"`
 	MarkdownPath   string        `json:"-"`
 	KeepState      bool          `json:"-"`
@@ -84,6 +87,8 @@ func main() {
 	fs.BoolVar(&o.skipHostile, "skip-hostile", false, "Skip section 5 (hostile queries beside another tenant's provisioning).")
 	fs.StringVar(&o.Postgres, "postgres", "", "Run the cycle again in a tenant whose helpdesk database is this PostgreSQL database, such as postgres://root@127.0.0.1:5432/scim_bench (dropped and created afresh); empty skips that section.")
 	fs.IntVar(&o.PostgresUsers, "postgres-users", 0, "Users in the PostgreSQL cycle (default: --users).")
+	fs.DurationVar(&o.ResyncPeriod, "resync-period", settings.Default().ResyncPeriod,
+		"How often the operator checks synced rows for drift: the production default, so that the background load is a deployment's, not the dev stack's one minute.")
 	fromJSON := fs.String("from-json", "", "Measure nothing: render --markdown again from a results file of an earlier run.")
 	_ = fs.Parse(os.Args[1:])
 	o.Args = os.Args[1:]
@@ -139,7 +144,7 @@ func run(ctx context.Context, o *options) (retErr error) {
 	}
 	// PostgreSQL first: a server that is not there fails the run now, not
 	// after the other sections.
-	var extra []string
+	extra := []string{"--resync-period", o.ResyncPeriod.String()}
 	var pg *sql.DB
 	if o.Postgres != "" {
 		prefix, err := postgresPrefix(o.Postgres)

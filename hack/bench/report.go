@@ -635,8 +635,12 @@ func writeMarkdown(path string, r *Results) error {
 	if r.Hostile != nil {
 		hostile = fmt.Sprintf(", %d hostile queries at once beside %d victim users per phase", o.HostileAtOnce, o.VictimUsers)
 	}
-	p("| flags | users %d, concurrency %d, levels %v, %d SCIM requests per operation and level, %d baseline objects per level, %d group PATCHes per level, %d groups, %d filter GETs, quiet %s%s |\n\n",
-		o.Users, o.Concurrency, o.Levels, o.Ops, o.BaselineN, o.GroupPatches, o.Groups, o.FilterGets, o.Quiet, hostile)
+	resync := "1m0s (the dev stack's, runs before --resync-period)"
+	if o.ResyncPeriod > 0 {
+		resync = o.ResyncPeriod.String()
+	}
+	p("| flags | users %d, concurrency %d, levels %v, %d SCIM requests per operation and level, %d baseline objects per level, %d group PATCHes per level, %d groups, %d filter GETs, quiet %s%s, operator resync period %s |\n\n",
+		o.Users, o.Concurrency, o.Levels, o.Ops, o.BaselineN, o.GroupPatches, o.Groups, o.FilterGets, o.Quiet, hostile, resync)
 
 	p("## Targets (issues 8 and 20)\n\n| target | measured | result |\n|---|---|---|\n")
 	for _, t := range r.Targets {

@@ -6,6 +6,7 @@
 package devstack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -61,6 +62,9 @@ type Options struct {
 	// TenantDatabasePrefixes are where a ProvisioningConfig may point
 	// besides the state folder's tenants/ (make bench's PostgreSQL tenant).
 	TenantDatabasePrefixes []string
+	// ResyncPeriod is how often synced rows are checked for drift; 0 means
+	// one minute, short so that a demo shows a repaired row soon.
+	ResyncPeriod time.Duration
 }
 
 // Run starts everything, prints how to use it, and blocks until ctx ends;
@@ -195,13 +199,14 @@ func startControlPlane(state, assets string, crds []*apiextensionsv1.CustomResou
 }
 
 // newOperator builds the operator as the binary would, with the SQLite
-// helpdesk store, a short resync and room for the demo tenant's database.
+// helpdesk store, a short resync (unless o says otherwise) and room for
+// the demo tenant's database.
 func newOperator(cfg *rest.Config, log logr.Logger, o Options, state string, store helpdesk.Store, publicURL string, listening chan<- string) (*operator.Operator, error) {
 	return operator.New(cfg, operator.Options{
 		Scheme: kscheme.New(), Log: log, SCIMAddr: o.SCIMAddr, PublicURL: publicURL,
 		MetricsAddr: o.MetricsAddr, PprofAddr: o.PprofAddr,
 		SCIMBound: func(addr string) { listening <- addr },
-		Helpdesk:  store, ResyncPeriod: time.Minute,
+		Helpdesk:  store, ResyncPeriod: cmp.Or(o.ResyncPeriod, time.Minute),
 		// The demo tenant has a database of its own (its ProvisioningConfig).
 		TenantDatabasePrefixes: append([]string{"sqlite://" + filepath.Join(state, "tenants") + "/"}, o.TenantDatabasePrefixes...),
 	})
