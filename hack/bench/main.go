@@ -79,7 +79,7 @@ func main() {
 	fs.StringVar(&o.JSONPath, "json", "", "Write results as JSON here (default: bench-results.json in the temporary folder).")
 	fs.StringVar(&o.MarkdownPath, "markdown", "docs/benchmarks.md", "Write the Markdown report here; empty to skip.")
 	fs.BoolVar(&o.KeepState, "keep-state", false, "Keep the stack's state folder (etcd data, SQLite) after the run.")
-	fs.StringVar(&o.HeapProfile, "heap-profile", "", "Write the operator's heap profile after the cycle to this file (read it with go tool pprof -top FILE).")
+	fs.StringVar(&o.HeapProfile, "heap-profile", "", "Write the operator's heap profile after the cycle to this file (default: operator-heap.pprof in the temporary folder; read it with go tool pprof -top FILE).")
 	fs.StringVar(&o.ControlPlane, "control-plane-dir", "", "Folder with kube-apiserver and etcd (default: what hack/controlplane/build.sh prints).")
 	fs.BoolVar(&o.skipMicrobench, "skip-microbench", false, "Skip sections 1 and 2 (baseline and SCIM operations).")
 	fs.IntVar(&o.VictimUsers, "hostile-victim-users", 1000, "Section 5: users another tenant provisions in each kind of phase (alone, then beside the hostile queries).")
@@ -126,6 +126,10 @@ func run(ctx context.Context, o *options) (retErr error) {
 	}
 	if o.JSONPath == "" {
 		o.JSONPath = filepath.Join(tmp, "bench-results.json")
+	}
+	if o.HeapProfile == "" {
+		// The report names what the heap holds (issue 20), so it is always taken.
+		o.HeapProfile = filepath.Join(tmp, "operator-heap.pprof")
 	}
 	res := &Results{Options: o, Machine: describeMachine(), StartedAt: time.Now().UTC()}
 	progress("machine: %s, %d cores, %.1f GiB, load %s", res.Machine.CPU, res.Machine.Cores,
