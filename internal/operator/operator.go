@@ -28,6 +28,7 @@ import (
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 	"github.com/scim-operator/scim-operator/controllers"
+	"github.com/scim-operator/scim-operator/internal/cachetrim"
 	"github.com/scim-operator/scim-operator/internal/helpdesk"
 	"github.com/scim-operator/scim-operator/internal/installkey"
 	"github.com/scim-operator/scim-operator/internal/scim/repository"
@@ -290,11 +291,12 @@ func managerOptions(o Options) ctrl.Options {
 }
 
 // cacheOptions say what the manager's cache holds: the listed namespaces
-// only, without managedFields, and only the Secrets the operator generated.
+// only, trimmed (no managedFields, repeated values shared), and only the Secrets the operator generated.
 func cacheOptions(o Options) cache.Options {
 	cacheOpts := cache.Options{
-		// managedFields are never read and cost memory on every object.
-		DefaultTransform: cache.TransformStripManagedFields(),
+		// managedFields are never read, and equal labels and strings are
+		// kept once: most of the memory per cached user (internal/cachetrim).
+		DefaultTransform: cachetrim.Transform(),
 	}
 	if len(o.Namespaces) > 0 {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
