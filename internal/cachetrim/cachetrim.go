@@ -4,22 +4,29 @@
 // it is the same few strings and label sets repeated on every object: the
 // namespace, the finalizer, the labels, the annotation key, the Synced
 // condition's words, an email's "work". Transform drops managedFields (never
-// read) and makes equal values share one copy: strings through the unique
-// package (weakly held: a value no object uses any more is collected), and
-// whole label maps through a small bounded pool. The decoded object is
-// otherwise unchanged; DeepEqual to what the API server sent.
+// read) and makes equal values share one copy, through two bounded pools:
+// short strings, and users' and groups' label sets. Every other value is
+// DeepEqual to what the API server sent.
+//
+// The pools are filled first come, first served, and never emptied: what
+// repeats (the operator's own words, a directory's departments) arrives
+// early and often; once a pool is full, values not in it are kept as they
+// are, as without the pools. So the pools hold at most about 2 MiB,
+// whatever the tenants send; a tenant that sends thousands of distinct
+// titles costs others only the sharing. (The unique package does not fit: it forgets a value at the next
+// collection unless its handle is kept.)
 //
 // Sharing relies on what the cache already requires: cached objects are
 // read-only. Get and List hand out deep copies; code that reads with
 // client.UnsafeDisableDeepCopy must not write to what it gets, shared or
-// not.
+// not. make test runs every suite with client-go's cache mutation detector
+// (KUBE_CACHE_MUTATION_DETECTOR), which fails a test that does.
 package cachetrim
 
 import (
 	"slices"
 	"strings"
 	"sync"
-	"unique"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -27,25 +34,29 @@ import (
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
 )
 
-// Label sets shared between objects: at most maxSharedLabelSets distinct
-// sets of at most maxSharedLabels labels each. The operator's own labels
-// make a handful of sets; the bound keeps labels someone adds by hand from
-// growing the pool without limit (such objects keep their own map).
+// The pools' bounds. The operator's own labels make a handful of sets per
+// tenant; labels someone adds by hand could make one per object, so such
+// objects keep their own map once the pool is full. Strings longer than
+// maxSharedLen (a message, a long address) seldom repeat.
 const (
 	maxSharedLabelSets = 512
 	maxSharedLabels    = 8
+	maxSharedStrings   = 8192
+	maxSharedLen       = 128
 )
 
 // Transform returns the cache's transform function. Each call returns a
-// function with a pool of its own.
+// function with pools of its own.
 func Transform() toolscache.TransformFunc {
-	t := &trimmer{labelSets: map[string]map[string]string{}}
+	t := &trimmer{labelSets: map[string]map[string]string{}, strs: map[string]string{}}
 	return t.trim
 }
 
+// trimmer is one transform's pools. Informers call it concurrently.
 type trimmer struct {
 	mu        sync.Mutex
 	labelSets map[string]map[string]string
+	strs      map[string]string
 }
 
 func (t *trimmer) trim(in any) (any, error) {
@@ -53,57 +64,59 @@ func (t *trimmer) trim(in any) (any, error) {
 	if !ok {
 		return in, nil // DeletedFinalStateUnknown and the like: as they are
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.meta(obj)
 	switch o := in.(type) {
 	case *scimv1.ProvisionedUser:
-		user(o)
+		obj.SetLabels(t.labels(obj.GetLabels()))
+		t.user(o)
 	case *scimv1.ProvisionedGroup:
-		conditions(o.Status.Conditions)
+		obj.SetLabels(t.labels(obj.GetLabels()))
+		t.conditions(o.Status.Conditions)
 	}
 	return in, nil
 }
 
+// meta trims what every object has.
 func (t *trimmer) meta(obj metav1.Object) {
 	if obj.GetManagedFields() != nil {
 		obj.SetManagedFields(nil)
 	}
-	obj.SetNamespace(intern(obj.GetNamespace()))
-	internAll(obj.GetFinalizers())
+	obj.SetNamespace(t.intern(obj.GetNamespace()))
+	t.internAll(obj.GetFinalizers())
 	if refs := obj.GetOwnerReferences(); len(refs) > 0 {
 		for i := range refs {
-			refs[i].APIVersion, refs[i].Kind = intern(refs[i].APIVersion), intern(refs[i].Kind)
+			refs[i].APIVersion, refs[i].Kind = t.intern(refs[i].APIVersion), t.intern(refs[i].Kind)
 		}
 	}
+	// Keys repeat on every object, values seldom do (a shard's group,
+	// the last-modified stamp).
 	if l := obj.GetLabels(); len(l) > 0 {
-		obj.SetLabels(t.labels(l))
+		obj.SetLabels(t.internKeys(l))
 	}
 	if a := obj.GetAnnotations(); len(a) > 0 {
-		// Keys repeat on every object, values seldom do.
-		out := make(map[string]string, len(a))
-		for k, v := range a {
-			out[intern(k)] = v
-		}
-		obj.SetAnnotations(out)
+		obj.SetAnnotations(t.internKeys(a))
 	}
 }
 
 // labels returns the pool's map equal to l, adding l when there is room;
-// l itself, its strings interned, when the pool is full or l is large.
+// l itself when the pool is full or l is large.
 func (t *trimmer) labels(l map[string]string) map[string]string {
-	if len(l) > maxSharedLabels {
-		return internMap(l)
+	if len(l) == 0 || len(l) > maxSharedLabels {
+		return l
 	}
 	key := setKey(l)
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	if shared, ok := t.labelSets[key]; ok {
 		return shared
 	}
-	own := internMap(l)
-	if len(t.labelSets) < maxSharedLabelSets {
-		t.labelSets[key] = own
+	for k, v := range l {
+		l[k] = t.intern(v)
 	}
-	return own
+	if len(t.labelSets) < maxSharedLabelSets {
+		t.labelSets[key] = l
+	}
+	return l
 }
 
 // setKey encodes a label set unambiguously: sorted keys, and NUL, which
@@ -124,52 +137,62 @@ func setKey(l map[string]string) string {
 	return b.String()
 }
 
-func internMap(m map[string]string) map[string]string {
+// internKeys returns m with its keys from the string pool, in a new map
+// of m's exact size.
+func (t *trimmer) internKeys(m map[string]string) map[string]string {
 	out := make(map[string]string, len(m))
 	for k, v := range m {
-		out[intern(k)] = intern(v)
+		out[t.intern(k)] = v
 	}
 	return out
 }
 
 // user interns the values that repeat across a directory: the condition's
 // words, the kinds of emails and phone numbers, department and title.
-func user(u *scimv1.ProvisionedUser) {
-	conditions(u.Status.Conditions)
+func (t *trimmer) user(u *scimv1.ProvisionedUser) {
+	t.conditions(u.Status.Conditions)
 	s := &u.Spec
-	s.Title, s.UserType = intern(s.Title), intern(s.UserType)
-	s.PreferredLanguage, s.Locale, s.Timezone = intern(s.PreferredLanguage), intern(s.Locale), intern(s.Timezone)
+	s.Title, s.UserType = t.intern(s.Title), t.intern(s.UserType)
+	s.PreferredLanguage, s.Locale, s.Timezone = t.intern(s.PreferredLanguage), t.intern(s.Locale), t.intern(s.Timezone)
 	for _, list := range [][]scimv1.MultiValuedAttribute{s.Emails, s.PhoneNumbers, s.Ims, s.Photos, s.Roles, s.Entitlements} {
 		for i := range list {
-			list[i].Type = intern(list[i].Type)
+			list[i].Type = t.intern(list[i].Type)
 		}
 	}
 	for i := range s.Addresses {
 		a := &s.Addresses[i]
-		a.Type, a.Country, a.Region, a.Locality = intern(a.Type), intern(a.Country), intern(a.Region), intern(a.Locality)
+		a.Type, a.Country, a.Region, a.Locality = t.intern(a.Type), t.intern(a.Country), t.intern(a.Region), t.intern(a.Locality)
 	}
 	if e := s.Enterprise; e != nil {
-		e.Department, e.Division, e.Organization, e.CostCenter = intern(e.Department), intern(e.Division), intern(e.Organization), intern(e.CostCenter)
+		e.Department, e.Division = t.intern(e.Department), t.intern(e.Division)
+		e.Organization, e.CostCenter = t.intern(e.Organization), t.intern(e.CostCenter)
 	}
 }
 
-func conditions(cs []metav1.Condition) {
+func (t *trimmer) conditions(cs []metav1.Condition) {
 	for i := range cs {
 		c := &cs[i]
-		c.Type, c.Reason, c.Message = intern(c.Type), intern(c.Reason), intern(c.Message)
-		c.Status = metav1.ConditionStatus(intern(string(c.Status)))
+		c.Type, c.Reason, c.Message = t.intern(c.Type), t.intern(c.Reason), t.intern(c.Message)
+		c.Status = metav1.ConditionStatus(t.intern(string(c.Status)))
 	}
 }
 
-func internAll(ss []string) {
+func (t *trimmer) internAll(ss []string) {
 	for i := range ss {
-		ss[i] = intern(ss[i])
+		ss[i] = t.intern(ss[i])
 	}
 }
 
-func intern(s string) string {
-	if s == "" {
+// intern returns the pool's copy of s, adding s while there is room.
+func (t *trimmer) intern(s string) string {
+	if s == "" || len(s) > maxSharedLen {
 		return s
 	}
-	return unique.Make(s).Value()
+	if v, ok := t.strs[s]; ok {
+		return v
+	}
+	if len(t.strs) < maxSharedStrings {
+		t.strs[s] = s
+	}
+	return s
 }
