@@ -20,7 +20,9 @@
 // read-only. Get and List hand out deep copies; code that reads with
 // client.UnsafeDisableDeepCopy must not write to what it gets, shared or
 // not. make test runs every suite with client-go's cache mutation detector
-// (KUBE_CACHE_MUTATION_DETECTOR), which fails a test that does.
+// (KUBE_CACHE_MUTATION_DETECTOR), which panics the test binary when a
+// cached object was written to (seen with a write after a List with
+// UnsafeDisableDeepCopy).
 package cachetrim
 
 import (
