@@ -68,20 +68,23 @@ func (t *trimmer) trim(in any) (any, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.meta(obj)
+	// Users' and groups' label sets repeat (the operator's own labels);
+	// another kind's seldom do (a shard's group): only its keys are pooled.
+	labels := t.internKeys
 	switch o := in.(type) {
 	case *scimv1.ProvisionedUser:
-		obj.SetLabels(t.labels(obj.GetLabels()))
+		labels = t.sharedLabels
 		t.user(o)
 	case *scimv1.ProvisionedGroup:
-		obj.SetLabels(t.labels(obj.GetLabels()))
+		labels = t.sharedLabels
 		t.conditions(o.Status.Conditions)
 	}
+	t.meta(obj, labels)
 	return in, nil
 }
 
-// meta trims what every object has.
-func (t *trimmer) meta(obj metav1.Object) {
+// meta trims what every object has; labels trims its labels.
+func (t *trimmer) meta(obj metav1.Object, labels func(map[string]string) map[string]string) {
 	if obj.GetManagedFields() != nil {
 		obj.SetManagedFields(nil)
 	}
@@ -92,33 +95,35 @@ func (t *trimmer) meta(obj metav1.Object) {
 			refs[i].APIVersion, refs[i].Kind = t.intern(refs[i].APIVersion), t.intern(refs[i].Kind)
 		}
 	}
-	// Keys repeat on every object, values seldom do (a shard's group,
-	// the last-modified stamp).
 	if l := obj.GetLabels(); len(l) > 0 {
-		obj.SetLabels(t.internKeys(l))
+		obj.SetLabels(labels(l))
 	}
+	// Keys repeat on every object, values seldom do (the last-modified
+	// stamp).
 	if a := obj.GetAnnotations(); len(a) > 0 {
 		obj.SetAnnotations(t.internKeys(a))
 	}
 }
 
-// labels returns the pool's map equal to l, adding l when there is room;
-// l itself when the pool is full or l is large.
-func (t *trimmer) labels(l map[string]string) map[string]string {
-	if len(l) == 0 || len(l) > maxSharedLabels {
-		return l
+// sharedLabels returns the pool's map equal to l, adding a pooled copy
+// of l when there is room; a copy of its own when the pool is full or l
+// is large.
+func (t *trimmer) sharedLabels(l map[string]string) map[string]string {
+	if len(l) > maxSharedLabels {
+		return t.internKeys(l)
 	}
 	key := setKey(l)
 	if shared, ok := t.labelSets[key]; ok {
 		return shared
 	}
+	own := make(map[string]string, len(l))
 	for k, v := range l {
-		l[k] = t.intern(v)
+		own[t.intern(k)] = t.intern(v)
 	}
 	if len(t.labelSets) < maxSharedLabelSets {
-		t.labelSets[key] = l
+		t.labelSets[key] = own
 	}
-	return l
+	return own
 }
 
 // setKey encodes a label set unambiguously: sorted keys, and NUL, which
