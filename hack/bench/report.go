@@ -345,8 +345,8 @@ func (r *Results) evaluate() {
 	if live > 2048 {
 		r.Causes = append(r.Causes, fmt.Sprintf("Memory per user (issue 20): %.2f KiB live heap. The heap profile after the cycle (section 4) names what remains. "+
 			"Most is the informer's decoded ProvisionedUser (about 1.8 KB for a bench user decoded alone: its Go struct is 704 bytes, with room for every optional SCIM attribute, "+
-			"after internal/cachetrim shares its repeated strings and label set); then client-go's set per member in the membership index, "+
-			"the work queue's entry for the user's next resync, the informer's key and the user index.", live/1024))
+			"after internal/cachetrim shares its repeated strings and label set), with its one-entry annotation map (last-modified); then "+
+			"the work queue's entry for the user's next resync, the informer's key, the user index and the member index.", live/1024))
 	}
 	r.evaluateScale()
 }

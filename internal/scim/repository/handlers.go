@@ -15,8 +15,8 @@ import (
 )
 
 // InstallHandlers adds the repository's informer event handlers (the user
-// index, the signals that wake waiting writes) to the cache, creating Users
-// and Signals when unset. New calls it; call it yourself only for a
+// and member indexes, the signals that wake waiting writes) to the cache,
+// creating Users, Members and Signals when unset. New calls it; call it yourself only for a
 // Repository built by hand, before the manager starts. The returned
 // functions report when the handlers have seen every object.
 func (r *Repository) InstallHandlers(ctx context.Context, informers Informers) ([]toolscache.InformerSynced, error) {
@@ -26,6 +26,9 @@ func (r *Repository) InstallHandlers(ctx context.Context, informers Informers) (
 	if r.Users == nil {
 		r.Users = NewUserIndex(r.Signals)
 	}
+	if r.Members == nil {
+		r.Members = NewMemberIndex(r.Signals)
+	}
 	var synced []toolscache.InformerSynced
 	for _, h := range []struct {
 		obj     client.Object
@@ -33,7 +36,7 @@ func (r *Repository) InstallHandlers(ctx context.Context, informers Informers) (
 	}{
 		{&scimv1.ProvisionedUser{}, r.Users.Handler()},
 		{&scimv1.ProvisionedGroup{}, r.Signals.Handler()},
-		{&scimv1.GroupMembership{}, r.Signals.Handler()},
+		{&scimv1.GroupMembership{}, r.Members.Handler()},
 	} {
 		inf, err := informers.GetInformer(ctx, h.obj, cache.BlockUntilSynced(false))
 		if err != nil {
@@ -48,19 +51,23 @@ func (r *Repository) InstallHandlers(ctx context.Context, informers Informers) (
 	return synced, nil
 }
 
-// waiter waits for this replica's cache (and, for users, the user index)
-// to hold a write.
+// waiter waits for this replica's cache (and, for users and shards, their
+// index) to hold a write.
 func (r *Repository) waiter() consistency.Waiter {
 	return consistency.Waiter{Cache: r.Cache, Signals: r.Signals, Indexed: r.indexed}
 }
 
-// indexed reports whether the user index has caught up with a user's write
-// at resourceVersion rv too (filters read it, not the cache).
+// indexed reports whether the index a write's kind is read through has
+// caught up with the write at resourceVersion rv too: filters read the user
+// index, a user's groups the member index, not the cache.
 func (r *Repository) indexed(obj client.Object, rv string) bool {
-	if _, ok := obj.(*scimv1.ProvisionedUser); !ok || r.Users == nil {
-		return true
+	switch obj.(type) {
+	case *scimv1.ProvisionedUser:
+		return r.Users == nil || r.Users.Seen(rv)
+	case *scimv1.GroupMembership:
+		return r.Members == nil || r.Members.Seen(rv)
 	}
-	return r.Users.Seen(rv)
+	return true
 }
 
 // knownUsers looks userNames up in the index; nil without one (tests that

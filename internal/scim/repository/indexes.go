@@ -21,12 +21,11 @@ import (
 // attributes are lower-cased. Keys are per namespace, so a lookup never
 // sees another tenant's objects.
 const (
-	IndexUserName     = userindex.UserName           // lower-cased userName
-	IndexExternalID   = userindex.ExternalID         // exact externalId (users and groups)
-	IndexEmail        = userindex.Email              // lower-cased emails[].value
-	IndexDisplayName  = "scim.displayName"           // lower-cased group displayName
-	IndexMemberGroups = membership.IndexMemberGroups // member id, for a user's groups
-	IndexShardGroup   = membership.IndexShardGroup   // group name of a shard
+	IndexUserName    = userindex.UserName         // lower-cased userName
+	IndexExternalID  = userindex.ExternalID       // exact externalId (users and groups)
+	IndexEmail       = userindex.Email            // lower-cased emails[].value
+	IndexDisplayName = "scim.displayName"         // lower-cased group displayName
+	IndexShardGroup  = membership.IndexShardGroup // group name of a shard
 )
 
 // Informers is the part of the manager's cache that indexes are added to.
@@ -35,8 +34,8 @@ type Informers interface {
 }
 
 // RegisterIndexes adds the field indexes of groups and memberships. Call it
-// before the manager starts. Users have their own, smaller index
-// (UserIndex).
+// before the manager starts. Users and members have their own, smaller
+// indexes (UserIndex, MemberIndex).
 //
 // controller-runtime's FieldIndexer stores every value twice, under the
 // object's namespace and under "all namespaces"; every lookup here names
@@ -54,9 +53,6 @@ func RegisterIndexes(ctx context.Context, informers Informers) error {
 		}},
 		{&scimv1.ProvisionedGroup{}, IndexExternalID, func(o client.Object) []string {
 			return nonEmpty(o.(*scimv1.ProvisionedGroup).Spec.ExternalID)
-		}},
-		{&scimv1.GroupMembership{}, IndexMemberGroups, func(o client.Object) []string {
-			return o.(*scimv1.GroupMembership).Spec.Members
 		}},
 		{&scimv1.GroupMembership{}, IndexShardGroup, func(o client.Object) []string {
 			return []string{o.(*scimv1.GroupMembership).Spec.Group}

@@ -20,7 +20,7 @@ import (
 )
 
 func (r *Repository) shards() membership.Shards {
-	return membership.Shards{Cache: r.Cache, Live: r.Live}
+	return membership.Shards{Cache: r.Cache, Live: r.Live, Index: r.Members}
 }
 
 // shardWriter writes shards through the write path, counting the writes.
@@ -270,11 +270,12 @@ func (r *Repository) LiveMembersWithDisplays(ctx context.Context, namespace, gro
 	return ids, displays, nil
 }
 
-// GroupsOf returns the names of the groups member belongs to, from the cache.
-func (r *Repository) GroupsOf(ctx context.Context, namespace, member string) ([]string, error) {
-	groups, err := r.shards().GroupsOf(ctx, namespace, member)
+// GroupsOf returns the names of the groups member belongs to, from the
+// member index.
+func (r *Repository) GroupsOf(_ context.Context, namespace, member string) ([]string, error) {
+	groups, err := r.shards().GroupsOf(namespace, member)
 	if err != nil {
-		return nil, apierror.ForClient(err, "group membership")
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return groups, nil
 }

@@ -52,6 +52,13 @@ var ClaimName = uniqueness.ClaimName
 // UserIndex finds users by userName, externalId and email (userindex.Index).
 type UserIndex = userindex.Index
 
+// MemberIndex finds the shards and groups of a member (membership.Index).
+type MemberIndex = membership.Index
+
+// NewMemberIndex returns an empty member index that wakes signals after
+// each change (membership.NewIndex).
+var NewMemberIndex = membership.NewIndex
+
 // CacheSignals wakes writes waiting for their own cache (consistency.Signals).
 type CacheSignals = consistency.Signals
 

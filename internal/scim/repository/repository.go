@@ -73,6 +73,9 @@ type Repository struct {
 	// Users finds users by userName, externalId and email (install its
 	// Handler on the ProvisionedUser informer).
 	Users *UserIndex
+	// Members finds the groups of a member (install its Handler on the
+	// GroupMembership informer).
+	Members *MemberIndex
 	// Signals, when set, wakes writes waiting for their own cache as soon
 	// as the informer has their object (install Signals.Handler()).
 	Signals *CacheSignals

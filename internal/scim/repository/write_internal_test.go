@@ -86,3 +86,29 @@ func TestCommitOrder(t *testing.T) {
 		t.Errorf("activity counted %v, want one user updated", got)
 	}
 }
+
+// TestWritesWaitForTheirIndex: a write answers only once the index its
+// kind is read through holds it, so that the next request on this replica
+// finds it: a filter (user index), a user's groups (member index).
+func TestWritesWaitForTheirIndex(t *testing.T) {
+	signals := NewCacheSignals()
+	r := &Repository{Users: NewUserIndex(signals), Members: NewMemberIndex(signals)}
+	user := &scimv1.ProvisionedUser{ObjectMeta: metav1.ObjectMeta{Namespace: "t1", Name: "u1", ResourceVersion: "5"}}
+	shard := &scimv1.GroupMembership{ObjectMeta: metav1.ObjectMeta{Namespace: "t1", Name: "g-0", ResourceVersion: "7"},
+		Spec: scimv1.GroupMembershipSpec{Group: "g", Members: []string{"u1"}}}
+	for _, o := range []client.Object{user, shard} {
+		if r.indexed(o, o.GetResourceVersion()) {
+			t.Errorf("%T at %s counts as indexed before its index saw it", o, o.GetResourceVersion())
+		}
+	}
+	r.Users.Handler().OnAdd(user, false)
+	r.Members.Handler().OnAdd(shard, false)
+	for _, o := range []client.Object{user, shard} {
+		if !r.indexed(o, o.GetResourceVersion()) {
+			t.Errorf("%T at %s: not indexed after its index saw it", o, o.GetResourceVersion())
+		}
+	}
+	if got, _ := r.GroupsOf(context.Background(), "t1", "u1"); !slices.Equal(got, []string{"g"}) {
+		t.Errorf("GroupsOf after the shard was indexed: %v", got)
+	}
+}

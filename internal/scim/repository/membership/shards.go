@@ -6,15 +6,17 @@
 //
 // Why a change stays correct when this replica's cache lags: members are
 // only ever appended to the group's highest-numbered shard, and never move.
-// So a member this cache does not know about yet can only be in a shard the
-// cache shows for it, or in the shard the cache believes is the last one,
-// or in a newer one. Each change reads exactly those shards live, which
-// makes the decision authoritative while its cost stays in proportion to
-// the request, not to the group.
+// So a member the Index does not show yet can only be in a shard it shows
+// for it, or in the shard it believes is the last one, or in a newer one,
+// provided both answers come from the same moment (Index.Holding). Each
+// change reads exactly those shards live, which makes the decision
+// authoritative while its cost stays in proportion to the request, not to
+// the group.
 package membership
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,11 +32,9 @@ import (
 	"github.com/scim-operator/scim-operator/internal/scim/patch"
 )
 
-// The cache's field indexes over shards (registered by the repository).
-const (
-	IndexMemberGroups = "scim.memberOf"   // member id, for a user's groups
-	IndexShardGroup   = "scim.shardGroup" // group name of a shard
-)
+// IndexShardGroup is the cache's field index of shards by group name
+// (registered by the repository).
+const IndexShardGroup = "scim.shardGroup"
 
 // parallelShardIO bounds the shards one change reads or rewrites at once.
 const parallelShardIO = 8
@@ -59,6 +59,9 @@ type Writer interface {
 type Shards struct {
 	Cache client.Reader
 	Live  client.Reader
+	// Index finds the shards holding a member; nil only in repositories
+	// built by hand without event handlers (changes then read every shard).
+	Index *Index
 }
 
 // Stats counts what a membership change wrote.
@@ -164,29 +167,10 @@ func (sh Shards) change(ctx context.Context, g *scimv1.ProvisionedGroup, net Net
 }
 
 // relevant reads live the shards that may hold the ids net names: those
-// the cache shows holding them, the last shard the cache knows and any
-// newer ones (the tail, the newest of them).
+// the index shows holding them, the newest shard it knows and any newer
+// ones (the tail, the newest of them).
 func (sh Shards) relevant(ctx context.Context, g *scimv1.ProvisionedGroup, net Net) (map[string]*scimv1.GroupMembership, *scimv1.GroupMembership, error) {
-	candidates := map[string]bool{}
-	for id := range net.Want {
-		var list scimv1.GroupMembershipList
-		// The shards of every group holding id; a user is in few groups,
-		// and one index over members (not one per group and member) keeps
-		// the cache small: informer index entries dominate its memory.
-		if err := sh.Cache.List(ctx, &list, client.InNamespace(g.Namespace),
-			client.MatchingFields{IndexMemberGroups: id}, client.UnsafeDisableDeepCopy); err != nil {
-			return nil, nil, err
-		}
-		for i := range list.Items {
-			if list.Items[i].Spec.Group == g.Name {
-				candidates[list.Items[i].Name] = true
-			}
-		}
-	}
-	last, err := sh.cachedLastShard(ctx, g)
-	if err != nil {
-		return nil, nil, err
-	}
+	candidates, last := sh.Index.Holding(g.Namespace, g.Name, net.Want)
 	shards := map[string]*scimv1.GroupMembership{}
 	var mu sync.Mutex
 	reads, rctx := errgroup.WithContext(ctx)
@@ -363,21 +347,6 @@ func keepOnly(ctx context.Context, s *scimv1.GroupMembership, net Net, present m
 	return w.Update(ctx, s)
 }
 
-func (sh Shards) cachedLastShard(ctx context.Context, g *scimv1.ProvisionedGroup) (int, error) {
-	var list scimv1.GroupMembershipList
-	if err := sh.Cache.List(ctx, &list, client.InNamespace(g.Namespace),
-		client.MatchingFields{IndexShardGroup: g.Name}, client.UnsafeDisableDeepCopy); err != nil {
-		return 0, err
-	}
-	last := 0
-	for i := range list.Items {
-		if n, ok := shardIndex(g.Name, list.Items[i].Name); ok && n > last {
-			last = n
-		}
-	}
-	return last, nil
-}
-
 func (sh Shards) liveShard(ctx context.Context, namespace, name string) (*scimv1.GroupMembership, error) {
 	s := &scimv1.GroupMembership{}
 	if err := sh.Live.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
@@ -444,19 +413,13 @@ func (sh Shards) LiveMembers(ctx context.Context, namespace, group string) ([]st
 }
 
 // GroupsOf returns the names of the groups member belongs to, from the
-// cache.
-func (sh Shards) GroupsOf(ctx context.Context, namespace, member string) ([]string, error) {
-	var list scimv1.GroupMembershipList
-	if err := sh.Cache.List(ctx, &list, client.InNamespace(namespace),
-		client.MatchingFields{IndexMemberGroups: member}, client.UnsafeDisableDeepCopy); err != nil {
-		return nil, err
+// index.
+func (sh Shards) GroupsOf(namespace, member string) ([]string, error) {
+	if sh.Index == nil {
+		return nil, errNoIndex
 	}
-	var out []string
-	for i := range list.Items {
-		if g := list.Items[i].Spec.Group; !slices.Contains(out, g) {
-			out = append(out, g)
-		}
-	}
-	slices.Sort(out)
-	return out, nil
+	return sh.Index.GroupsOf(namespace, member), nil
 }
+
+// errNoIndex: a repository built without its event handlers.
+var errNoIndex = errors.New("the member index is not installed")
