@@ -32,6 +32,9 @@ type state struct {
 	users   map[string]*scimv1.ProvisionedUser
 	groups  map[string]*scimv1.ProvisionedGroup
 	members map[string]map[string]bool // group -> member ids, from the shards
+	// twice lists, per group, the member ids its shards hold more than
+	// once: a member held twice is removed from one shard only.
+	twice map[string][]string
 }
 
 func readState(ctx context.Context, ns string) (*state, error) {
@@ -44,7 +47,7 @@ func readState(ctx context.Context, ns string) (*state, error) {
 		}
 	}
 	s := &state{users: map[string]*scimv1.ProvisionedUser{}, groups: map[string]*scimv1.ProvisionedGroup{},
-		members: map[string]map[string]bool{}}
+		members: map[string]map[string]bool{}, twice: map[string][]string{}}
 	for i := range users.Items {
 		s.users[users.Items[i].Name] = &users.Items[i]
 	}
@@ -56,6 +59,9 @@ func readState(ctx context.Context, ns string) (*state, error) {
 			s.members[sh.Spec.Group] = map[string]bool{}
 		}
 		for _, id := range sh.Spec.Members {
+			if s.members[sh.Spec.Group][id] {
+				s.twice[sh.Spec.Group] = append(s.twice[sh.Spec.Group], id)
+			}
 			s.members[sh.Spec.Group][id] = true
 		}
 	}
@@ -77,7 +83,7 @@ func (m *model) problems(ctx context.Context, c *cluster) ([]problem, error) {
 	}
 	k := &checker{ctx: ctx, c: c, m: m, s: s}
 	k.snapshot()
-	for _, step := range []func() error{k.toldUsers, k.untoldUsers, k.toldGroups, k.untoldGroups} {
+	for _, step := range []func() error{k.toldUsers, k.untoldUsers, k.toldGroups, k.untoldGroups, k.heldOnce} {
 		if err := step(); err != nil {
 			return nil, err
 		}
@@ -118,6 +124,15 @@ func (k *checker) snapshot() {
 		k.groups = append(k.groups, cp)
 	}
 	k.maybe = maps.Clone(m.maybe)
+}
+
+// heldOnce: a group's shards hold each member once (I5: a removal
+// answered 204 takes a member out of one shard).
+func (k *checker) heldOnce() error {
+	for g, ids := range k.s.twice {
+		k.add("I5", false, []string{g}, "group %s: its shards hold members %v more than once", g, ids)
+	}
+	return nil
 }
 
 // toldUsers: users the client was told about.

@@ -17,6 +17,7 @@ package membership
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -171,13 +172,53 @@ func (sh Shards) change(ctx context.Context, g *scimv1.ProvisionedGroup, net Net
 // ones (the tail, the newest of them).
 func (sh Shards) relevant(ctx context.Context, g *scimv1.ProvisionedGroup, net Net) (map[string]*scimv1.GroupMembership, *scimv1.GroupMembership, error) {
 	candidates, last := sh.Index.Holding(g.Namespace, g.Name, net.Want)
+	shards, err := sh.readLive(ctx, g.Namespace, candidates)
+	if err != nil {
+		return nil, nil, err
+	}
+	var tail *scimv1.GroupMembership
+	passed := map[string]bool{} // shards read before a newer one was found
+	for n := last; ; n++ {
+		s, err := sh.liveShard(ctx, g.Namespace, ShardName(g.Name, n))
+		if err != nil {
+			return nil, nil, err
+		}
+		if s == nil {
+			break
+		}
+		if tail != nil {
+			passed[tail.Name] = true
+		}
+		shards[s.Name], tail = s, s
+	}
+	if len(passed) == 0 {
+		return shards, tail, nil
+	}
+	// A shard read before the next one was found may have taken members
+	// between that read and the next shard's create (it was the newest
+	// then). Read again now, it is complete: nothing is appended to a
+	// shard once a newer one exists. Without this, an id appended there by
+	// another replica in that moment looked absent and was added to the
+	// tail again: one member in two shards, and a removal that took it
+	// out of only one of them.
+	again, err := sh.readLive(ctx, g.Namespace, passed)
+	if err != nil {
+		return nil, nil, err
+	}
+	maps.Copy(shards, again)
+	return shards, tail, nil
+}
+
+// readLive reads the named shards live, up to parallelShardIO at once;
+// shards that do not exist are left out.
+func (sh Shards) readLive(ctx context.Context, namespace string, names map[string]bool) (map[string]*scimv1.GroupMembership, error) {
 	shards := map[string]*scimv1.GroupMembership{}
 	var mu sync.Mutex
 	reads, rctx := errgroup.WithContext(ctx)
 	reads.SetLimit(parallelShardIO)
-	for name := range candidates {
+	for name := range names {
 		reads.Go(func() error {
-			s, err := sh.liveShard(rctx, g.Namespace, name)
+			s, err := sh.liveShard(rctx, namespace, name)
 			if s != nil {
 				mu.Lock()
 				shards[name] = s
@@ -187,19 +228,9 @@ func (sh Shards) relevant(ctx context.Context, g *scimv1.ProvisionedGroup, net N
 		})
 	}
 	if err := reads.Wait(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	var tail *scimv1.GroupMembership
-	for n := last; ; n++ {
-		s, err := sh.liveShard(ctx, g.Namespace, ShardName(g.Name, n))
-		if err != nil {
-			return nil, nil, err
-		}
-		if s == nil {
-			return shards, tail, nil
-		}
-		shards[s.Name], tail = s, s
-	}
+	return shards, nil
 }
 
 // plan decides, from the shards that may hold them, which ids to add and
