@@ -15,6 +15,7 @@ const MaxMembersPerShard = 2000
 const MaxMemberDisplayBytes = 256
 
 // GroupMembershipSpec holds part of one group's member list.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.sealed) || !oldSelf.sealed || (has(self.sealed) && self.sealed)",message="a sealed shard stays sealed: members are only appended to the group's newest shard"
 type GroupMembershipSpec struct {
 	// Group is the name (SCIM id) of the ProvisionedGroup these members
 	// belong to.
@@ -39,6 +40,12 @@ type GroupMembershipSpec struct {
 	// +kubebuilder:validation:MaxProperties=2000
 	// +optional
 	Displays map[string]MemberDisplay `json:"displays,omitempty"`
+
+	// Sealed shards take no new members: the SCIM server seals a shard
+	// before it starts the next one, so that a member is never appended
+	// to two shards by two replicas at once. Members can still be removed.
+	// +optional
+	Sealed bool `json:"sealed,omitempty"`
 }
 
 // MemberDisplay is a member's client-sent display, at most

@@ -10,9 +10,9 @@ import (
 // 100,000 members, which would not fit in one object (etcd refuses requests
 // over 1.5 MiB) and would have to be rewritten whole to add one member.
 // Each GroupMembership shard holds up to MaxMembersPerShard member ids of one
-// group. New members are appended to the group's newest shard (a new shard
-// is created when it is full), and removals edit only the shards that hold
-// the removed ids, found through a cache index. A membership change therefore
+// group. New members are appended to the group's newest shard (when it is
+// full it is sealed and a new shard created), and removals edit only the
+// shards that hold the removed ids, found through a cache index. A membership change therefore
 // costs work in proportion to the members in the request, usually one write.
 type ProvisionedGroupSpec struct {
 	// DisplayName is the group's name, unique in the namespace without regard

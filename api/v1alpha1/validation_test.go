@@ -214,3 +214,33 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("user spec.active: want unset and counted active, got %v", u.Spec.Active)
 	}
 }
+
+// TestASealedShardStaysSealed: members are only appended to a group's
+// newest shard; the API server refuses to unseal an older one, by
+// setting sealed to false or by dropping the field.
+func TestASealedShardStaysSealed(t *testing.T) {
+	e := testenv.Require(t, env)
+	ns := e.Namespace(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := &scimv1.GroupMembership{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "g-0"},
+		Spec:       scimv1.GroupMembershipSpec{Group: "g", Members: []string{"u1"}},
+	}
+	if err := e.Client.Create(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	s.Spec.Sealed = true
+	if err := e.Client.Update(ctx, s); err != nil {
+		t.Fatalf("sealing: %v", err)
+	}
+	s.Spec.Members = nil // removals stay allowed
+	if err := e.Client.Update(ctx, s); err != nil {
+		t.Fatalf("removing a member from a sealed shard: %v", err)
+	}
+	s.Spec.Sealed = false // omitted from the JSON: the field is dropped
+	err := e.Client.Update(ctx, s)
+	if err == nil || !strings.Contains(err.Error(), "a sealed shard stays sealed") {
+		t.Errorf("unsealing: want refused with the seal's message, got %v", err)
+	}
+}

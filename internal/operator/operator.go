@@ -392,7 +392,7 @@ func (w *wiring) repository() error {
 		}
 	}
 	// A replica answers SCIM once its caches synced and its handlers (the
-	// user index) have seen every object.
+	// user and member indexes) have seen every object.
 	w.synced = func(ctx context.Context) bool {
 		return mgr.GetCache().WaitForCacheSync(ctx) && toolscache.WaitForCacheSync(ctx.Done(), handlersSynced...)
 	}

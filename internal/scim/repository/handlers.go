@@ -61,11 +61,11 @@ func (r *Repository) waiter() consistency.Waiter {
 // caught up with the write at resourceVersion rv too: filters read the user
 // index, a user's groups the member index, not the cache.
 func (r *Repository) indexed(obj client.Object, rv string) bool {
-	switch obj.(type) {
+	switch o := obj.(type) {
 	case *scimv1.ProvisionedUser:
 		return r.Users == nil || r.Users.Seen(rv)
 	case *scimv1.GroupMembership:
-		return r.Members == nil || r.Members.Seen(rv)
+		return r.Members == nil || r.Members.Holds(o, rv)
 	}
 	return true
 }

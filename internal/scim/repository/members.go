@@ -281,11 +281,12 @@ func (r *Repository) GroupsOf(_ context.Context, namespace, member string) ([]st
 }
 
 // RemoveFromAllGroups takes a deleted user out of every group (the user
-// controller calls it before releasing the user).
+// controller calls it before releasing the user). It finds the groups in
+// the cache itself, not through the member index (GroupsHolding).
 func (r *Repository) RemoveFromAllGroups(ctx context.Context, namespace, member string) error {
-	groups, err := r.GroupsOf(ctx, namespace, member)
+	groups, err := r.shards().GroupsHolding(ctx, namespace, member)
 	if err != nil {
-		return err
+		return apierror.ForClient(err, "group membership")
 	}
 	for _, name := range groups {
 		var g scimv1.ProvisionedGroup

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	scimv1 "github.com/scim-operator/scim-operator/api/v1alpha1"
+	"github.com/scim-operator/scim-operator/internal/scim/repository"
 )
 
 // patchOp wraps operations (JSON text each) in a PatchOp envelope.
@@ -384,9 +385,14 @@ func TestGroupMembershipShards(t *testing.T) {
 	if len(before) < 2 {
 		t.Fatalf("%d members must need more than one shard, got %d", total, len(before))
 	}
+	newest := repository.ShardName(gid, len(before)-1)
 	for name, s := range before {
 		if len(s.Spec.Members) > scimv1.MaxMembersPerShard {
 			t.Errorf("shard %s holds %d members, max %d", name, len(s.Spec.Members), scimv1.MaxMembersPerShard)
+		}
+		// Only the newest takes new members: the API server kept the seals.
+		if s.Spec.Sealed == (name == newest) {
+			t.Errorf("shard %s: sealed=%v; every shard but the newest (%s) is sealed", name, s.Spec.Sealed, newest)
 		}
 	}
 	// Remove one member: only its shard is written.

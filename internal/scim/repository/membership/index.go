@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"maps"
 	"slices"
 	"sync"
 
@@ -10,29 +11,27 @@ import (
 	"github.com/scim-operator/scim-operator/internal/scim/repository/consistency"
 )
 
-// Index finds the shards that hold a member, and each group's newest
-// shard. An event handler on the GroupMembership informer keeps it.
+// Index finds the shards that hold a member. An event handler on the
+// GroupMembership informer keeps it.
 //
 // It replaces a client-go field index over members, which kept a set and a
 // "namespace/id" string per member (about 350 bytes; docs/benchmarks.md):
 // here a member is one map entry keyed by the shard's own string, with the
 // shards holding it (a user is in few groups).
 //
-// Both answers come from one moment of the informer's event history, read
-// under one lock. That is what change needs from the cache (see the
-// package comment): a member the index does not show can only be in the
-// newest shard it shows, or a newer one. Two separate cache reads, one
-// for the members and one for the newest shard, would not give that.
+// Unlike the informer's store, the index is not one moment of the event
+// history: its handler runs after the store changed, and after a relist
+// it is handed the objects one by one, in name order ("g-10" before
+// "g-9"). So it records the resourceVersion it holds of each shard, and a
+// reader that needs a consistent view compares those with the store
+// (Shards.relevant): a shard whose version matches is exactly what the
+// store holds; any other is read live.
 type Index struct {
 	mu      sync.RWMutex
 	members map[string]map[string][]shardRef // namespace -> member id -> shards holding it
-	shards  map[groupKey][]int               // a group's shard numbers
-
-	// seen is the highest resourceVersion the handler has indexed: what a
-	// write of a shard waits for, so that a user's groups read right after
-	// it on this replica include the change.
-	seen    consistency.HighWater
-	signals *consistency.Signals
+	// versions holds the resourceVersion recorded of each shard, by group.
+	versions map[groupKey]map[string]string
+	signals  *consistency.Signals
 }
 
 type shardRef struct{ group, name string }
@@ -41,7 +40,7 @@ type groupKey struct{ namespace, group string }
 
 // NewIndex returns an empty index that wakes signals after each change.
 func NewIndex(signals *consistency.Signals) *Index {
-	return &Index{members: map[string]map[string][]shardRef{}, shards: map[groupKey][]int{}, signals: signals}
+	return &Index{members: map[string]map[string][]shardRef{}, versions: map[groupKey]map[string]string{}, signals: signals}
 }
 
 // Handler keeps the index; install it on the GroupMembership informer.
@@ -69,15 +68,11 @@ func (x *Index) change(oldObj, newObj any) {
 		x.record(newS)
 	}
 	x.mu.Unlock()
-	latest := newS
-	if latest == nil {
-		latest = oldS
+	if newS != nil {
+		x.signals.Signal(newS)
+	} else if oldS != nil {
+		x.signals.Signal(oldS)
 	}
-	if latest == nil {
-		return
-	}
-	x.seen.Observe(latest.ResourceVersion)
-	x.signals.Signal(latest)
 }
 
 // forget drops what old recorded and next (nil: deleted) no longer holds.
@@ -86,7 +81,7 @@ func (x *Index) forget(old, next *scimv1.GroupMembership) {
 	var kept map[string]bool // next's members, when they may not include old's
 	switch {
 	case next == nil || next.Spec.Group != old.Spec.Group:
-		x.dropShard(old)
+		x.dropVersion(old)
 	case isPrefix(old.Spec.Members, next.Spec.Members):
 		return // members are appended: nothing to forget (the common case)
 	default:
@@ -130,24 +125,18 @@ func (x *Index) record(s *scimv1.GroupMembership) {
 		}
 		byMember[m] = refs
 	}
-	if n, ok := shardIndex(s.Spec.Group, s.Name); ok {
-		k := groupKey{s.Namespace, s.Spec.Group}
-		if !slices.Contains(x.shards[k], n) {
-			x.shards[k] = append(x.shards[k], n)
-		}
+	k := groupKey{s.Namespace, s.Spec.Group}
+	if x.versions[k] == nil {
+		x.versions[k] = map[string]string{}
 	}
+	x.versions[k][s.Name] = s.ResourceVersion
 }
 
-func (x *Index) dropShard(s *scimv1.GroupMembership) {
-	n, ok := shardIndex(s.Spec.Group, s.Name)
-	if !ok {
-		return
-	}
+func (x *Index) dropVersion(s *scimv1.GroupMembership) {
 	k := groupKey{s.Namespace, s.Spec.Group}
-	if rest := slices.DeleteFunc(x.shards[k], func(i int) bool { return i == n }); len(rest) > 0 {
-		x.shards[k] = rest
-	} else {
-		delete(x.shards, k)
+	delete(x.versions[k], s.Name)
+	if len(x.versions[k]) == 0 {
+		delete(x.versions, k)
 	}
 }
 
@@ -156,12 +145,13 @@ func isPrefix(prefix, s []string) bool {
 }
 
 // Holding returns the names of group's shards that hold any of ids, and
-// the number of the group's newest shard (0 when it has none), both as
-// of the same event. A nil index has seen no event: it names no shard.
-func (x *Index) Holding(namespace, group string, ids map[string]bool) (shards map[string]bool, last int) {
+// the resourceVersion the index holds of each of the group's shards: what
+// it says of a shard is true of that version. A nil index has seen no
+// event: it names no shard.
+func (x *Index) Holding(namespace, group string, ids map[string]bool) (shards map[string]bool, versions map[string]string) {
 	shards = map[string]bool{}
 	if x == nil {
-		return shards, 0
+		return shards, nil
 	}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -173,13 +163,11 @@ func (x *Index) Holding(namespace, group string, ids map[string]bool) (shards ma
 			}
 		}
 	}
-	for _, n := range x.shards[groupKey{namespace, group}] {
-		last = max(last, n)
-	}
-	return shards, last
+	return shards, maps.Clone(x.versions[groupKey{namespace, group}])
 }
 
-// GroupsOf returns the names of the groups member is in, sorted.
+// GroupsOf returns the names of the groups member is in, sorted. Right
+// after a relist it may miss a group for a moment: for reads only.
 func (x *Index) GroupsOf(namespace, member string) []string {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -193,6 +181,12 @@ func (x *Index) GroupsOf(namespace, member string) []string {
 	return out
 }
 
-// Seen reports whether the index holds every change up to resourceVersion
-// rv (a malformed rv counts as seen: it cannot be waited for).
-func (x *Index) Seen(rv string) bool { return x.seen.Seen(rv) }
+// Holds reports whether the index holds shard s at (at least)
+// resourceVersion rv, so that GroupsOf answers with it: what a write of a
+// shard waits for.
+func (x *Index) Holds(s *scimv1.GroupMembership, rv string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	have, ok := x.versions[groupKey{s.Namespace, s.Spec.Group}][s.Name]
+	return ok && consistency.Reached(have, rv)
+}

@@ -82,8 +82,10 @@ func TestIndexFollowsEvents(t *testing.T) {
 				h.OnDelete(toolscache.DeletedFinalStateUnknown{Key: ns + "/" + old.Name, Obj: old})
 			}
 		}
-		if !x.Seen(fmt.Sprint(rv)) {
-			t.Fatalf("step %d: not Seen at resourceVersion %d after its event", step, rv)
+		for _, sh := range live {
+			if !x.Holds(sh, sh.ResourceVersion) {
+				t.Fatalf("step %d: the index does not hold %s/%s at %s", step, sh.Namespace, sh.Name, sh.ResourceVersion)
+			}
 		}
 		checkIndex(t, step, x, live, namespaces, groups, member)
 	}
@@ -109,36 +111,34 @@ func checkIndex(t *testing.T, step int, x *membership.Index, live map[string]*sc
 		}
 		for _, g := range groups {
 			ids := map[string]bool{member(): true, member(): false}
-			wantShards, wantLast := map[string]bool{}, 0
+			wantShards, wantVersions := map[string]bool{}, map[string]string{}
 			for _, s := range live {
 				if s.Namespace != ns || s.Spec.Group != g {
 					continue
 				}
-				n, _ := strings.CutPrefix(s.Name, g+"-")
-				var k int
-				fmt.Sscan(n, &k)
-				wantLast = max(wantLast, k)
+				wantVersions[s.Name] = s.ResourceVersion
 				for id := range ids {
 					if slices.Contains(s.Spec.Members, id) {
 						wantShards[s.Name] = true
 					}
 				}
 			}
-			gotShards, gotLast := x.Holding(ns, g, ids)
-			if !maps.Equal(gotShards, wantShards) || gotLast != wantLast {
-				t.Fatalf("step %d: Holding(%s, %s, %v) = %v, %d; want %v, %d", step, ns, g, ids, gotShards, gotLast, wantShards, wantLast)
+			gotShards, gotVersions := x.Holding(ns, g, ids)
+			if !maps.Equal(gotShards, wantShards) || !maps.Equal(gotVersions, wantVersions) {
+				t.Fatalf("step %d: Holding(%s, %s, %v) = %v, %v; want %v, %v", step, ns, g, ids, gotShards, gotVersions, wantShards, wantVersions)
 			}
 		}
 	}
 }
 
 // TestNilIndexHasSeenNothing: a repository built without handlers has a
-// nil index, which names no shard, so a change reads every shard live.
+// nil index, which names no shard and holds no version, so a change reads
+// every shard live.
 func TestNilIndexHasSeenNothing(t *testing.T) {
 	var x *membership.Index
-	shards, last := x.Holding("t1", "g", map[string]bool{"u1": true})
-	if len(shards) != 0 || last != 0 {
-		t.Errorf("nil index: %v, %d; want nothing, 0", shards, last)
+	shards, versions := x.Holding("t1", "g", map[string]bool{"u1": true})
+	if len(shards) != 0 || len(versions) != 0 {
+		t.Errorf("nil index: %v, %v; want nothing", shards, versions)
 	}
 }
 

@@ -6,12 +6,15 @@
 //
 // Why a change stays correct when this replica's cache lags: members are
 // only ever appended to the group's highest-numbered shard, and never move.
-// So a member the Index does not show yet can only be in a shard it shows
-// for it, or in the shard it believes is the last one, or in a newer one,
-// provided both answers come from the same moment (Index.Holding). Each
-// change reads exactly those shards live, which makes the decision
-// authoritative while its cost stays in proportion to the request, not to
-// the group.
+// A full shard is sealed (spec.sealed) before the next one is created, so
+// no replica appends to it once a newer one exists.
+// So a member the cache does not show yet can only be in the shard the
+// cache believes is the last one, or in a newer one. The cache's store is
+// one moment of the event history; the Index, which finds a member's
+// shards without walking them, speaks only for shards it holds at the
+// store's version (relevant). Each change reads those shards live, which
+// makes the decision authoritative while its cost stays in proportion to
+// the request, not to the group.
 package membership
 
 import (
@@ -168,10 +171,32 @@ func (sh Shards) change(ctx context.Context, g *scimv1.ProvisionedGroup, net Net
 }
 
 // relevant reads live the shards that may hold the ids net names: those
-// the index shows holding them, the newest shard it knows and any newer
-// ones (the tail, the newest of them).
+// the index shows holding them, those the index holds at another version
+// than the cache, the newest shard the cache knows and any newer ones (the
+// tail, the newest of them).
+//
+// The cache (the informer's store) is one moment of the event history,
+// the index not always (see Index), so the index speaks only for the
+// shards it holds at the cache's version: together they say which shards
+// held an id at that moment, and any later append went to the newest
+// shard of that moment or a newer one.
 func (sh Shards) relevant(ctx context.Context, g *scimv1.ProvisionedGroup, net Net) (map[string]*scimv1.GroupMembership, *scimv1.GroupMembership, error) {
-	candidates, last := sh.Index.Holding(g.Namespace, g.Name, net.Want)
+	candidates, indexed := sh.Index.Holding(g.Namespace, g.Name, net.Want)
+	var cached scimv1.GroupMembershipList
+	if err := sh.Cache.List(ctx, &cached, client.InNamespace(g.Namespace),
+		client.MatchingFields{IndexShardGroup: g.Name}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, nil, err
+	}
+	last := 0
+	for i := range cached.Items {
+		s := &cached.Items[i]
+		if n, ok := shardIndex(g.Name, s.Name); ok && n > last {
+			last = n
+		}
+		if indexed[s.Name] != s.ResourceVersion {
+			candidates[s.Name] = true
+		}
+	}
 	shards, err := sh.readLive(ctx, g.Namespace, candidates)
 	if err != nil {
 		return nil, nil, err
@@ -268,14 +293,19 @@ func plan(shards map[string]*scimv1.GroupMembership, net Net) (add []string, rem
 }
 
 // appendToTail appends as many of add as fit to the tail shard and returns
-// the rest.
+// the rest. When some do not fit, the tail is sealed in the same write (or
+// in a write of its own, when none fit): the rest starts the next shard,
+// and no replica may append to this one any more. That seal is what makes
+// "absent from the tail" safe to act on when the rest goes elsewhere: a
+// replica that appended to the tail after this one read it (room made by
+// a removal) changed it, and the seal's write conflicts.
 func appendToTail(ctx context.Context, tail *scimv1.GroupMembership, add []string, net Net, w Writer, stats *Stats) ([]string, error) {
-	room := scimv1.MaxMembersPerShard - len(tail.Spec.Members)
-	if room <= 0 || len(add) == 0 {
+	if len(add) == 0 || tail.Spec.Sealed {
 		return add, nil
 	}
-	take := min(room, len(add))
+	take := min(max(scimv1.MaxMembersPerShard-len(tail.Spec.Members), 0), len(add))
 	appendMembers(tail, add[:take], net)
+	tail.Spec.Sealed = take < len(add)
 	if err := w.Update(ctx, tail); err != nil {
 		return nil, err
 	}
@@ -284,7 +314,8 @@ func appendToTail(ctx context.Context, tail *scimv1.GroupMembership, add []strin
 }
 
 // createShards writes ids, with the displays net decides, into new shards
-// numbered from next on.
+// numbered from next on; each but the last is full and created sealed.
+// Call it only after the shard before next is sealed (appendToTail).
 func createShards(ctx context.Context, g *scimv1.ProvisionedGroup, next int, ids []string, net Net, w Writer, stats *Stats) error {
 	for len(ids) > 0 {
 		take := min(scimv1.MaxMembersPerShard, len(ids))
@@ -297,7 +328,7 @@ func createShards(ctx context.Context, g *scimv1.ProvisionedGroup, next int, ids
 					Name: g.Name, UID: g.UID, BlockOwnerDeletion: ptr.To(false),
 				}},
 			},
-			Spec: scimv1.GroupMembershipSpec{Group: g.Name},
+			Spec: scimv1.GroupMembershipSpec{Group: g.Name, Sealed: take < len(ids)},
 		}
 		appendMembers(s, ids[:take], net)
 		if err := w.Create(ctx, s); err != nil {
@@ -444,12 +475,33 @@ func (sh Shards) LiveMembers(ctx context.Context, namespace, group string) ([]st
 }
 
 // GroupsOf returns the names of the groups member belongs to, from the
-// index.
+// index: for reads, which may lag a moment.
 func (sh Shards) GroupsOf(namespace, member string) ([]string, error) {
 	if sh.Index == nil {
 		return nil, errNoIndex
 	}
 	return sh.Index.GroupsOf(namespace, member), nil
+}
+
+// GroupsHolding returns the names of the groups whose shards in the cache
+// hold member, sorted. It reads every shard of the tenant, with no index,
+// so that no moment of an index's catching up (after a relist, or before
+// its first list is through) can hide a group: for the removal of a
+// deleted user from all its groups, which must not miss one.
+func (sh Shards) GroupsHolding(ctx context.Context, namespace, member string) ([]string, error) {
+	var list scimv1.GroupMembershipList
+	if err := sh.Cache.List(ctx, &list, client.InNamespace(namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	var out []string
+	for i := range list.Items {
+		s := &list.Items[i]
+		if !slices.Contains(out, s.Spec.Group) && slices.Contains(s.Spec.Members, member) {
+			out = append(out, s.Spec.Group)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // errNoIndex: a repository built without its event handlers.
